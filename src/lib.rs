@@ -6,5 +6,7 @@
 //! `outbox` (SMTP delivery). `config`, `clock` and `cli` sit around it.
 
 pub mod classify;
+pub mod clock;
 pub mod config;
 pub mod message;
+pub mod store;

@@ -1,0 +1,942 @@
+//! The SQLite state file: schema, migrations and every query.
+//!
+//! Why one file and one writer: every incoming message is recorded together
+//! with all of its effects (the case it opens or joins, the events, the
+//! outgoing mail it causes, and the folder's new last UID) in ONE
+//! transaction. Either all of that is on disk or none of it is, so a crash
+//! at any moment neither loses a report nor doubles one.
+//!
+//! The file is created 0600 (reports are unfixed vulnerabilities), runs in
+//! WAL mode with `synchronous=FULL` (NORMAL may roll back the last commits on
+//! power loss, which here would mean acknowledging twice), and migrations are
+//! keyed on `PRAGMA user_version`, each in its own transaction, never edited
+//! once shipped.
+
+use crate::clock::fmt_ts;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::path::{Path, PathBuf};
+
+/// Errors from the state file. Each names the file or the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create state file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open state file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("state file {path}: migration to schema version {version} failed: {source}")]
+    Migrate {
+        path: PathBuf,
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error("state file {path} has schema version {found}, newer than this secintake knows ({known}); upgrade secintake")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("database error while {context}: {source}")]
+    Query {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+}
+
+/// Adds `.ctx("what we were doing")` to rusqlite results.
+pub trait Ctx<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { context, source })
+    }
+}
+
+/// Schema migrations, in order. Index + 1 is the `user_version` after it.
+/// Never edit a shipped entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the core intake.
+    r#"
+    CREATE TABLE folders (
+        name          TEXT PRIMARY KEY,
+        uidvalidity   INTEGER NOT NULL,
+        last_uid      INTEGER NOT NULL,
+        last_sync_at  TEXT
+    ) STRICT;
+
+    CREATE TABLE case_seq (
+        year  INTEGER PRIMARY KEY,
+        last  INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE cases (
+        id               TEXT PRIMARY KEY,
+        state            TEXT NOT NULL,
+        reporter         TEXT,
+        subject          TEXT,
+        received_at      TEXT NOT NULL,
+        ack_due_at       TEXT NOT NULL,
+        respond_due_at   TEXT NOT NULL,
+        acknowledged_at  TEXT,
+        responded_at     TEXT,
+        unparsed         INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    CREATE INDEX cases_state ON cases(state);
+
+    -- Every message in and out, byte for byte.
+    CREATE TABLE messages (
+        id           INTEGER PRIMARY KEY,
+        direction    TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+        dedup_key    TEXT NOT NULL UNIQUE,
+        folder       TEXT,
+        uidvalidity  INTEGER,
+        uid          INTEGER,
+        message_id   TEXT,
+        case_id      TEXT REFERENCES cases(id),
+        kind         TEXT NOT NULL,
+        robot_rule   TEXT,
+        from_addr    TEXT,
+        to_addrs     TEXT,
+        subject      TEXT,
+        in_reply_to  TEXT,
+        refs         TEXT,
+        parsed_ok    INTEGER NOT NULL DEFAULT 1,
+        encrypted    INTEGER NOT NULL DEFAULT 0,
+        size         INTEGER NOT NULL,
+        truncated    INTEGER NOT NULL DEFAULT 0,
+        at           TEXT NOT NULL,
+        raw          BLOB NOT NULL,
+        UNIQUE (folder, uidvalidity, uid)
+    ) STRICT;
+    CREATE INDEX messages_message_id ON messages(message_id);
+    CREATE INDEX messages_case ON messages(case_id);
+    CREATE INDEX messages_kind ON messages(kind);
+
+    CREATE TABLE events (
+        id                 INTEGER PRIMARY KEY,
+        case_id            TEXT NOT NULL REFERENCES cases(id),
+        at                 TEXT NOT NULL,
+        actor              TEXT NOT NULL,
+        what               TEXT NOT NULL,
+        detail             TEXT,
+        source_message_id  TEXT
+    ) STRICT;
+    CREATE INDEX events_case ON events(case_id);
+
+    -- The durable outbox: a row is the promise to deliver one stored
+    -- outgoing message. Status follows Stalwart's queue shape.
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY,
+        message          INTEGER NOT NULL REFERENCES messages(id),
+        case_id          TEXT REFERENCES cases(id),
+        purpose          TEXT NOT NULL,
+        envelope_from    TEXT NOT NULL,
+        recipients       TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('scheduled', 'sent', 'failed')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT NOT NULL,
+        last_error       TEXT,
+        created_at       TEXT NOT NULL,
+        sent_at          TEXT
+    ) STRICT;
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE INDEX outbox_acks ON outbox(purpose, recipients, created_at);
+
+    -- Health of the two connections, for alerts and `secintake status`.
+    CREATE TABLE health (
+        component        TEXT PRIMARY KEY,
+        last_ok_at       TEXT,
+        failing_since    TEXT,
+        last_error       TEXT,
+        alerted          INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    "#,
+];
+
+/// An open state file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating 0600 if needed) and migrates the state file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        create_private(path)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            create_private(Path::new(&p))?;
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let v = i + 1;
+            let err = |source| StoreError::Migrate {
+                path: self.path.clone(),
+                version: v,
+                source,
+            };
+            let tx = self.conn.transaction().map_err(err)?;
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", v as i64)
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a write transaction. `IMMEDIATE`, so a concurrent CLI writer
+    /// waits at the start instead of failing at commit.
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("starting a transaction")
+    }
+
+    /// Read access.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Creates `path` with mode 0600 if it does not exist yet, so SQLite never
+/// creates it with the process umask.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Create {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Folders
+
+/// What we know about an IMAP folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderState {
+    pub uidvalidity: u32,
+    pub last_uid: u32,
+}
+
+pub fn folder_state(conn: &Connection, name: &str) -> Result<Option<FolderState>, StoreError> {
+    conn.query_row(
+        "SELECT uidvalidity, last_uid FROM folders WHERE name = ?1",
+        [name],
+        |r| {
+            Ok(FolderState {
+                uidvalidity: r.get(0)?,
+                last_uid: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .ctx("reading folder state")
+}
+
+/// Records the folder's UIDVALIDITY and last processed UID. The last UID only
+/// grows within one UIDVALIDITY.
+pub fn set_folder_state(
+    conn: &Connection,
+    name: &str,
+    st: &FolderState,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO folders (name, uidvalidity, last_uid, last_sync_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(name) DO UPDATE SET
+           last_uid = CASE WHEN uidvalidity = excluded.uidvalidity
+                           THEN max(last_uid, excluded.last_uid) ELSE excluded.last_uid END,
+           uidvalidity = excluded.uidvalidity,
+           last_sync_at = excluded.last_sync_at",
+        params![name, st.uidvalidity, st.last_uid, fmt_ts(now)],
+    )
+    .ctx("saving folder state")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+/// A message to record.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage<'a> {
+    pub direction: &'static str,
+    pub dedup_key: String,
+    pub folder: Option<&'a str>,
+    pub uidvalidity: Option<u32>,
+    pub uid: Option<u32>,
+    pub message_id: Option<String>,
+    pub case_id: Option<String>,
+    pub kind: &'static str,
+    pub robot_rule: Option<&'static str>,
+    pub from_addr: Option<String>,
+    pub to_addrs: Option<String>,
+    pub subject: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub refs: Option<String>,
+    pub parsed_ok: bool,
+    pub encrypted: bool,
+    pub size: u64,
+    pub truncated: bool,
+    pub at: DateTime<Utc>,
+    pub raw: &'a [u8],
+}
+
+pub fn message_seen(conn: &Connection, dedup_key: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT 1 FROM messages WHERE dedup_key = ?1",
+        [dedup_key],
+        |_| Ok(()),
+    )
+    .optional()
+    .ctx("checking for a duplicate message")
+    .map(|o| o.is_some())
+}
+
+pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, StoreError> {
+    conn.execute(
+        "INSERT INTO messages (direction, dedup_key, folder, uidvalidity, uid, message_id, case_id,
+             kind, robot_rule, from_addr, to_addrs, subject, in_reply_to, refs, parsed_ok,
+             encrypted, size, truncated, at, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+        params![
+            m.direction,
+            m.dedup_key,
+            m.folder,
+            m.uidvalidity,
+            m.uid,
+            m.message_id,
+            m.case_id,
+            m.kind,
+            m.robot_rule,
+            m.from_addr,
+            m.to_addrs,
+            m.subject,
+            m.in_reply_to,
+            m.refs,
+            m.parsed_ok,
+            m.encrypted,
+            m.size as i64,
+            m.truncated,
+            fmt_ts(m.at),
+            m.raw,
+        ],
+    )
+    .ctx("storing a message")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The case a Message-ID belongs to, if any message we stored (in or out)
+/// carries it.
+pub fn case_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT case_id FROM messages WHERE message_id = ?1 AND case_id IS NOT NULL
+         ORDER BY id LIMIT 1",
+        [mid],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("looking up a Message-ID")
+}
+
+/// Whether `addr` already takes part in the case: its reporter, or the
+/// sender or a recipient of one of its messages.
+pub fn takes_part(conn: &Connection, case_id: &str, addr: &str) -> Result<bool, StoreError> {
+    let n: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM cases WHERE id = ?1 AND reporter = ?2)
+                  + (SELECT count(*) FROM messages WHERE case_id = ?1 AND from_addr = ?2)",
+            params![case_id, addr],
+            |r| r.get(0),
+        )
+        .ctx("checking who takes part in a case")?;
+    Ok(n > 0)
+}
+
+pub fn set_message_case(conn: &Connection, msg: i64, case_id: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE messages SET case_id = ?2 WHERE id = ?1",
+        params![msg, case_id],
+    )
+    .ctx("attaching a message to a case")?;
+    Ok(())
+}
+
+/// A stored message, without its raw bytes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageRow {
+    pub id: i64,
+    pub direction: String,
+    pub kind: String,
+    pub robot_rule: Option<String>,
+    pub message_id: Option<String>,
+    pub case_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub at: String,
+    pub size: i64,
+    pub parsed_ok: bool,
+    pub encrypted: bool,
+    pub truncated: bool,
+}
+
+const MESSAGE_COLS: &str = "id, direction, kind, robot_rule, message_id, case_id, from_addr,
+    to_addrs, subject, at, size, parsed_ok, encrypted, truncated";
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        direction: r.get(1)?,
+        kind: r.get(2)?,
+        robot_rule: r.get(3)?,
+        message_id: r.get(4)?,
+        case_id: r.get(5)?,
+        from: r.get(6)?,
+        to: r.get(7)?,
+        subject: r.get(8)?,
+        at: r.get(9)?,
+        size: r.get(10)?,
+        parsed_ok: r.get(11)?,
+        encrypted: r.get(12)?,
+        truncated: r.get(13)?,
+    })
+}
+
+pub fn messages_of_case(conn: &Connection, case_id: &str) -> Result<Vec<MessageRow>, StoreError> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE case_id = ?1 ORDER BY at, id"
+        ))
+        .ctx("listing a case's messages")?;
+    let rows = st
+        .query_map([case_id], message_row)
+        .ctx("listing a case's messages")?;
+    rows.collect::<Result<_, _>>()
+        .ctx("listing a case's messages")
+}
+
+pub fn robot_messages(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE kind = 'robot' ORDER BY id"
+        ))
+        .ctx("listing auto-generated mail")?;
+    let rows = st
+        .query_map([], message_row)
+        .ctx("listing auto-generated mail")?;
+    rows.collect::<Result<_, _>>()
+        .ctx("listing auto-generated mail")
+}
+
+pub fn message(conn: &Connection, id: i64) -> Result<Option<(MessageRow, Vec<u8>)>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {MESSAGE_COLS}, raw FROM messages WHERE id = ?1"),
+        [id],
+        |r| Ok((message_row(r)?, r.get(14)?)),
+    )
+    .optional()
+    .ctx("reading a message")
+}
+
+pub fn set_message_kind(conn: &Connection, id: i64, kind: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE messages SET kind = ?2 WHERE id = ?1",
+        params![id, kind],
+    )
+    .ctx("updating a message")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Cases
+
+/// Allocates the next case number of `year`.
+pub fn next_case_seq(conn: &Connection, year: i32) -> Result<u32, StoreError> {
+    conn.query_row(
+        "INSERT INTO case_seq (year, last) VALUES (?1, 1)
+         ON CONFLICT(year) DO UPDATE SET last = last + 1 RETURNING last",
+        [year],
+        |r| r.get(0),
+    )
+    .ctx("allocating a case number")
+}
+
+/// A case as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseRow {
+    pub id: String,
+    pub state: String,
+    pub reporter: Option<String>,
+    pub subject: Option<String>,
+    pub received_at: String,
+    pub ack_due_at: String,
+    pub respond_due_at: String,
+    pub acknowledged_at: Option<String>,
+    pub responded_at: Option<String>,
+    pub unparsed: bool,
+}
+
+const CASE_COLS: &str = "id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
+    acknowledged_at, responded_at, unparsed";
+
+fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
+    Ok(CaseRow {
+        id: r.get(0)?,
+        state: r.get(1)?,
+        reporter: r.get(2)?,
+        subject: r.get(3)?,
+        received_at: r.get(4)?,
+        ack_due_at: r.get(5)?,
+        respond_due_at: r.get(6)?,
+        acknowledged_at: r.get(7)?,
+        responded_at: r.get(8)?,
+        unparsed: r.get(9)?,
+    })
+}
+
+pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO cases (id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
+             acknowledged_at, responded_at, unparsed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            c.id,
+            c.state,
+            c.reporter,
+            c.subject,
+            c.received_at,
+            c.ack_due_at,
+            c.respond_due_at,
+            c.acknowledged_at,
+            c.responded_at,
+            c.unparsed
+        ],
+    )
+    .ctx("opening a case")?;
+    Ok(())
+}
+
+pub fn case(conn: &Connection, id: &str) -> Result<Option<CaseRow>, StoreError> {
+    conn.query_row(
+        &format!("SELECT {CASE_COLS} FROM cases WHERE id = ?1"),
+        [id],
+        case_row,
+    )
+    .optional()
+    .ctx("reading a case")
+}
+
+pub fn cases(conn: &Connection, state: Option<&str>) -> Result<Vec<CaseRow>, StoreError> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {CASE_COLS} FROM cases WHERE ?1 IS NULL OR state = ?1 ORDER BY received_at, id"
+        ))
+        .ctx("listing cases")?;
+    let rows = st.query_map([state], case_row).ctx("listing cases")?;
+    rows.collect::<Result<_, _>>().ctx("listing cases")
+}
+
+/// Marks the case acknowledged (the first time only) and returns whether it changed.
+pub fn mark_acknowledged(
+    conn: &Connection,
+    id: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .execute(
+            "UPDATE cases SET acknowledged_at = ?2,
+                 state = CASE WHEN state = 'new' THEN 'acknowledged' ELSE state END
+             WHERE id = ?1 AND acknowledged_at IS NULL",
+            params![id, fmt_ts(at)],
+        )
+        .ctx("marking a case acknowledged")?;
+    Ok(n > 0)
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+/// One line of a case's audit trail.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub at: String,
+    pub actor: String,
+    pub what: String,
+    pub detail: Option<String>,
+    pub source_message_id: Option<String>,
+}
+
+pub fn add_event(
+    conn: &Connection,
+    case_id: &str,
+    at: DateTime<Utc>,
+    actor: &str,
+    what: &str,
+    detail: Option<&str>,
+    source_message_id: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO events (case_id, at, actor, what, detail, source_message_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![case_id, fmt_ts(at), actor, what, detail, source_message_id],
+    )
+    .ctx("recording an event")?;
+    Ok(())
+}
+
+pub fn events_of_case(conn: &Connection, case_id: &str) -> Result<Vec<EventRow>, StoreError> {
+    let mut st = conn
+        .prepare(
+            "SELECT at, actor, what, detail, source_message_id FROM events
+             WHERE case_id = ?1 ORDER BY at, id",
+        )
+        .ctx("listing events")?;
+    let rows = st
+        .query_map([case_id], |r| {
+            Ok(EventRow {
+                at: r.get(0)?,
+                actor: r.get(1)?,
+                what: r.get(2)?,
+                detail: r.get(3)?,
+                source_message_id: r.get(4)?,
+            })
+        })
+        .ctx("listing events")?;
+    rows.collect::<Result<_, _>>().ctx("listing events")
+}
+
+// ---------------------------------------------------------------------------
+// Outbox
+
+/// A row of the outbox that is due.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub message: i64,
+    pub case_id: Option<String>,
+    pub purpose: String,
+    pub envelope_from: String,
+    pub recipients: Vec<String>,
+    pub attempts: u32,
+    pub raw: Vec<u8>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue(
+    conn: &Connection,
+    message: i64,
+    case_id: Option<&str>,
+    purpose: &str,
+    envelope_from: &str,
+    recipients: &[String],
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let rcpts = recipients.join(",");
+    conn.execute(
+        "INSERT INTO outbox (message, case_id, purpose, envelope_from, recipients, status,
+             next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'scheduled', ?6, ?6)",
+        params![message, case_id, purpose, envelope_from, rcpts, fmt_ts(now)],
+    )
+    .ctx("queueing outgoing mail")?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Acknowledgements queued to `addr` since `since` (for the per-sender limit).
+pub fn acks_to_since(
+    conn: &Connection,
+    addr: &str,
+    since: DateTime<Utc>,
+) -> Result<u32, StoreError> {
+    conn.query_row(
+        "SELECT count(*) FROM outbox WHERE purpose = 'ack' AND recipients = ?1 AND created_at >= ?2",
+        params![addr, fmt_ts(since)],
+        |r| r.get(0),
+    )
+    .ctx("counting acknowledgements")
+}
+
+/// Due outbox rows, oldest first.
+pub fn due_outbox(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<OutboxItem>, StoreError> {
+    let mut st = conn
+        .prepare(
+            "SELECT o.id, o.message, o.case_id, o.purpose, o.envelope_from, o.recipients,
+                    o.attempts, m.raw
+             FROM outbox o JOIN messages m ON m.id = o.message
+             WHERE o.status = 'scheduled' AND o.next_attempt_at <= ?1
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+        )
+        .ctx("reading the outbox")?;
+    let rows = st
+        .query_map(params![fmt_ts(now), limit], |r| {
+            let rcpts: String = r.get(5)?;
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                message: r.get(1)?,
+                case_id: r.get(2)?,
+                purpose: r.get(3)?,
+                envelope_from: r.get(4)?,
+                recipients: rcpts.split(',').map(str::to_owned).collect(),
+                attempts: r.get(6)?,
+                raw: r.get(7)?,
+            })
+        })
+        .ctx("reading the outbox")?;
+    rows.collect::<Result<_, _>>().ctx("reading the outbox")
+}
+
+/// When the next scheduled outbox row falls due, if any.
+pub fn next_outbox_due(conn: &Connection) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT min(next_attempt_at) FROM outbox WHERE status = 'scheduled'",
+        [],
+        |r| r.get(0),
+    )
+    .ctx("reading the outbox")
+}
+
+pub fn outbox_sent(conn: &Connection, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
+         WHERE id = ?1",
+        params![id, fmt_ts(at)],
+    )
+    .ctx("recording a delivery")?;
+    Ok(())
+}
+
+pub fn outbox_retry(
+    conn: &Connection,
+    id: i64,
+    next: DateTime<Utc>,
+    error: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+         WHERE id = ?1",
+        params![id, fmt_ts(next), error],
+    )
+    .ctx("scheduling a retry")?;
+    Ok(())
+}
+
+pub fn outbox_failed(conn: &Connection, id: i64, error: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+        params![id, error],
+    )
+    .ctx("recording a failed delivery")?;
+    Ok(())
+}
+
+/// Outbox backlog: number of unsent rows and the creation time of the oldest.
+pub fn outbox_backlog(conn: &Connection) -> Result<(u64, Option<String>), StoreError> {
+    conn.query_row(
+        "SELECT count(*), min(created_at) FROM outbox WHERE status = 'scheduled'",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+    )
+    .ctx("reading the outbox backlog")
+}
+
+pub fn outbox_failed_count(conn: &Connection) -> Result<u64, StoreError> {
+    conn.query_row(
+        "SELECT count(*) FROM outbox WHERE status = 'failed'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n as u64),
+    )
+    .ctx("reading the outbox")
+}
+
+// ---------------------------------------------------------------------------
+// Health
+
+/// The health record of one component ("imap" or "smtp").
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Health {
+    pub component: String,
+    pub last_ok_at: Option<String>,
+    pub failing_since: Option<String>,
+    pub last_error: Option<String>,
+    pub alerted: bool,
+}
+
+pub fn health(conn: &Connection, component: &str) -> Result<Health, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT component, last_ok_at, failing_since, last_error, alerted FROM health
+             WHERE component = ?1",
+            [component],
+            |r| {
+                Ok(Health {
+                    component: r.get(0)?,
+                    last_ok_at: r.get(1)?,
+                    failing_since: r.get(2)?,
+                    last_error: r.get(3)?,
+                    alerted: r.get(4)?,
+                })
+            },
+        )
+        .optional()
+        .ctx("reading health")?
+        .unwrap_or(Health {
+            component: component.to_owned(),
+            ..Health::default()
+        }))
+}
+
+pub fn put_health(conn: &Connection, h: &Health) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO health (component, last_ok_at, failing_since, last_error, alerted)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(component) DO UPDATE SET last_ok_at = excluded.last_ok_at,
+             failing_since = excluded.failing_since, last_error = excluded.last_error,
+             alerted = excluded.alerted",
+        params![
+            h.component,
+            h.last_ok_at,
+            h.failing_since,
+            h.last_error,
+            h.alerted
+        ],
+    )
+    .ctx("saving health")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_private_file_and_migrates_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Store::open(&path).unwrap();
+            let v: i64 = s
+                .conn()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(v as usize, MIGRATIONS.len());
+        }
+        // Second open runs no migration and keeps the data.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(next_case_seq(s.conn(), 2026).unwrap(), 1);
+        for f in ["s.db", "s.db-wal", "s.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f} must be 0600");
+        }
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.conn().pragma_update(None, "user_version", 99).unwrap();
+        }
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("schema version 99"), "{err}");
+    }
+
+    #[test]
+    fn case_numbers_are_per_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        assert_eq!(next_case_seq(s.conn(), 2026).unwrap(), 1);
+        assert_eq!(next_case_seq(s.conn(), 2026).unwrap(), 2);
+        assert_eq!(next_case_seq(s.conn(), 2027).unwrap(), 1);
+    }
+
+    #[test]
+    fn folder_last_uid_never_goes_back_within_uidvalidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let now = Utc::now();
+        let st = |v, u| FolderState {
+            uidvalidity: v,
+            last_uid: u,
+        };
+        set_folder_state(s.conn(), "INBOX", &st(7, 10), now).unwrap();
+        set_folder_state(s.conn(), "INBOX", &st(7, 4), now).unwrap();
+        assert_eq!(folder_state(s.conn(), "INBOX").unwrap(), Some(st(7, 10)));
+        set_folder_state(s.conn(), "INBOX", &st(8, 2), now).unwrap();
+        assert_eq!(folder_state(s.conn(), "INBOX").unwrap(), Some(st(8, 2)));
+    }
+}
