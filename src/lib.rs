@@ -7,6 +7,8 @@
 
 pub mod classify;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod message;
 pub mod store;
+pub mod templates;
