@@ -3,12 +3,21 @@
 //! The pipeline, one module per stage:
 //! `intake` (IMAP) → `message` (parse) → `classify` (what kind of mail) →
 //! `cases` (decide, record in one SQLite transaction via `store`) →
-//! `outbox` (SMTP delivery). `config`, `clock` and `cli` sit around it.
+//! `outbox` (SMTP delivery). `health` raises alerts when a connection stays
+//! down; `daemon` runs the loops; `config`, `clock`, `templates`, `compose`
+//! and `cli` sit around them.
 
+pub mod cases;
 pub mod classify;
+pub mod cli;
 pub mod clock;
 pub mod compose;
 pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod intake;
 pub mod message;
+pub mod outbox;
 pub mod store;
 pub mod templates;
+pub mod tls;

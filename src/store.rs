@@ -494,6 +494,21 @@ pub fn robot_messages(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> 
         .ctx("listing auto-generated mail")
 }
 
+/// Incoming mail that belongs to no case: robots that did not thread and
+/// messages older than the backfill window.
+pub fn unattached_messages(conn: &Connection) -> Result<Vec<MessageRow>, StoreError> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {MESSAGE_COLS} FROM messages WHERE direction = 'in' AND case_id IS NULL ORDER BY id"
+        ))
+        .ctx("listing mail without a case")?;
+    let rows = st
+        .query_map([], message_row)
+        .ctx("listing mail without a case")?;
+    rows.collect::<Result<_, _>>()
+        .ctx("listing mail without a case")
+}
+
 pub fn message(conn: &Connection, id: i64) -> Result<Option<(MessageRow, Vec<u8>)>, StoreError> {
     conn.query_row(
         &format!("SELECT {MESSAGE_COLS}, raw FROM messages WHERE id = ?1"),
@@ -938,5 +953,41 @@ mod tests {
         assert_eq!(folder_state(s.conn(), "INBOX").unwrap(), Some(st(7, 10)));
         set_folder_state(s.conn(), "INBOX", &st(8, 2), now).unwrap();
         assert_eq!(folder_state(s.conn(), "INBOX").unwrap(), Some(st(8, 2)));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The shared handle
+
+/// The daemon's one writer, shared by its loops. Every call runs on the
+/// blocking pool so SQLite's fsyncs never stall the async reactor.
+#[derive(Clone, Debug)]
+pub struct Db {
+    inner: std::sync::Arc<std::sync::Mutex<Store>>,
+}
+
+impl Db {
+    pub fn new(store: Store) -> Db {
+        Db {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(store)),
+        }
+    }
+
+    /// Runs `f` with exclusive access to the store on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> R
+    where
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
 }

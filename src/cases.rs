@@ -1,0 +1,564 @@
+//! Cases: what an incoming message does, recorded in one transaction.
+//!
+//! [`ingest`] is the heart of secintake. Given one raw message and an open
+//! transaction it decides (new report, follow-up of a case, robot, duplicate
+//! or too old to answer) and records everything that follows from that
+//! decision: the raw bytes, the case, its audit events and the
+//! acknowledgement in the outbox. The caller commits together with the
+//! folder's new last UID, so the message counts as processed exactly when
+//! its effects exist.
+
+use crate::classify;
+use crate::clock::{add, fmt_ts};
+use crate::compose::{self, Draft};
+use crate::config::Config;
+use crate::message::{self, ParsedMessage};
+use crate::store::{self, CaseRow, NewMessage, StoreError};
+use crate::templates::{TemplateError, Templates};
+use chrono::{DateTime, Datelike, Utc};
+use rusqlite::Connection;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("no stored message with id {0}")]
+    NoSuchMessage(i64),
+    #[error("message {id} is a {kind}, not auto-generated or held mail; nothing to promote")]
+    NotPromotable { id: i64, kind: String },
+}
+
+/// One message as fetched from the mailbox.
+#[derive(Debug, Clone)]
+pub struct Incoming<'a> {
+    pub folder: &'a str,
+    pub uidvalidity: u32,
+    pub uid: u32,
+    /// IMAP INTERNALDATE: when the server received it.
+    pub internal_date: Option<DateTime<Utc>>,
+    /// When the daemon fetched it.
+    pub seen_at: DateTime<Utc>,
+    pub raw: &'a [u8],
+    /// Size on the server (RFC822.SIZE); larger than `raw` when truncated.
+    pub size: u64,
+    /// Only the header was fetched because the message exceeds
+    /// `limits.max_message_size`; the full message stays on the server.
+    pub truncated: bool,
+}
+
+/// What the daemon knows while deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub cfg: &'a Config,
+    pub templates: &'a Templates,
+    pub now: DateTime<Utc>,
+}
+
+impl Context<'_> {
+    fn own_addresses(&self) -> Vec<String> {
+        let mut v = vec![self.cfg.mailbox.address.clone()];
+        v.extend(self.cfg.mailbox.comment_address.clone());
+        v
+    }
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already stored (same Message-ID, or same bytes when it has none).
+    Duplicate,
+    NewCase {
+        case_id: String,
+        ack_queued: bool,
+    },
+    FollowUp {
+        case_id: String,
+    },
+    Robot {
+        rule: &'static str,
+        case_id: Option<String>,
+    },
+    /// Older than the backfill window: stored, not answered, no case.
+    Old,
+}
+
+impl Outcome {
+    /// Whether the outbox has new work.
+    pub fn queued_mail(&self) -> bool {
+        matches!(
+            self,
+            Outcome::NewCase {
+                ack_queued: true,
+                ..
+            }
+        )
+    }
+}
+
+/// The key that makes a second delivery of the same message a duplicate.
+fn dedup_key(p: &ParsedMessage) -> String {
+    match &p.message_id {
+        Some(mid) => format!("mid:{mid}"),
+        None => format!("sha256:{}", p.content_hash),
+    }
+}
+
+/// `SEC-2026-0007`.
+pub fn format_case_id(year: i32, seq: u32) -> String {
+    format!("SEC-{year}-{seq:04}")
+}
+
+/// Case ids that appear as `[SEC-yyyy-nnnn]` tags in a subject.
+pub fn subject_tags(subject: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = subject;
+    while let Some(i) = rest.find("[SEC-") {
+        rest = &rest[i + 1..];
+        let Some(end) = rest.find(']') else { break };
+        let tag = &rest[..end];
+        let mut parts = tag.split('-');
+        let ok = parts.next() == Some("SEC")
+            && parts
+                .next()
+                .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+            && parts
+                .next()
+                .is_some_and(|n| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+            && parts.next().is_none();
+        if ok {
+            out.push(tag.to_owned());
+        }
+    }
+    out
+}
+
+/// Message-IDs quoted inside a message's body: a bounce returns our
+/// acknowledgement's headers (message/rfc822 or text/rfc822-headers) and
+/// that is how it finds its case.
+pub fn embedded_message_ids(raw: &[u8]) -> Vec<String> {
+    const SCAN_LIMIT: usize = 1 << 20;
+    let raw = &raw[..raw.len().min(SCAN_LIMIT)];
+    let body_start = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))
+        .unwrap_or(raw.len());
+    let body = String::from_utf8_lossy(&raw[body_start..]);
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let l = line.trim_start_matches('>').trim_start();
+        if l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:") {
+            out.extend(message::message_id_list(&l[11..]));
+        }
+        if out.len() >= 20 {
+            break;
+        }
+    }
+    out
+}
+
+/// The case a message threads into by its headers (In-Reply-To, then
+/// References, newest first).
+fn thread_by_headers(conn: &Connection, p: &ParsedMessage) -> Result<Option<String>, StoreError> {
+    for mid in p.in_reply_to.iter().chain(p.references.iter().rev()) {
+        if let Some(c) = store::case_of_message_id(conn, mid)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// Records one incoming message and its effects. Runs inside the caller's
+/// transaction; the caller commits.
+pub fn ingest(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    m: &Incoming<'_>,
+) -> Result<Outcome, CaseError> {
+    let p = message::parse(m.raw);
+    let key = dedup_key(&p);
+    if store::message_seen(conn, &key)? {
+        return Ok(Outcome::Duplicate);
+    }
+    let own = ctx.own_addresses();
+    let rule = classify::robot_rule(&p, &own);
+    let mut rec = new_record(m, &p, key);
+
+    if let Some(rule) = rule {
+        let mut case_id = thread_by_headers(conn, &p)?;
+        if case_id.is_none() {
+            for mid in embedded_message_ids(m.raw) {
+                if let Some(c) = store::case_of_message_id(conn, &mid)? {
+                    case_id = Some(c);
+                    break;
+                }
+            }
+        }
+        rec.kind = "robot";
+        rec.robot_rule = Some(rule.as_str());
+        rec.case_id = case_id.clone();
+        store::insert_message(conn, &rec)?;
+        if let Some(c) = &case_id {
+            store::add_event(
+                conn,
+                c,
+                ctx.now,
+                "secintake",
+                "auto-generated mail attached",
+                Some(&format!("rule {}; not answered", rule.as_str())),
+                p.message_id.as_deref(),
+            )?;
+        }
+        return Ok(Outcome::Robot {
+            rule: rule.as_str(),
+            case_id,
+        });
+    }
+
+    let mut case_id = thread_by_headers(conn, &p)?;
+    if case_id.is_none() {
+        if let (Some(subject), Some(from)) = (&p.subject, &p.from) {
+            for tag in subject_tags(subject) {
+                if store::case(conn, &tag)?.is_some() && store::takes_part(conn, &tag, &from.email)?
+                {
+                    case_id = Some(tag);
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(c) = case_id {
+        rec.kind = "follow-up";
+        rec.case_id = Some(c.clone());
+        store::insert_message(conn, &rec)?;
+        let who = p
+            .from
+            .as_ref()
+            .map(|a| a.email.as_str())
+            .unwrap_or("unknown sender");
+        store::add_event(
+            conn,
+            &c,
+            ctx.now,
+            who,
+            "follow-up received",
+            None,
+            p.message_id.as_deref(),
+        )?;
+        return Ok(Outcome::FollowUp { case_id: c });
+    }
+
+    let received = m.internal_date.unwrap_or(m.seen_at);
+    if add(received, ctx.cfg.intake.backfill) < ctx.now {
+        rec.kind = "old";
+        store::insert_message(conn, &rec)?;
+        return Ok(Outcome::Old);
+    }
+
+    rec.kind = "report";
+    let msg_id = store::insert_message(conn, &rec)?;
+    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, "secintake")?;
+    Ok(Outcome::NewCase {
+        case_id,
+        ack_queued,
+    })
+}
+
+fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessage<'a> {
+    let join = |v: &[String]| (!v.is_empty()).then(|| v.join(" "));
+    let to: Vec<String> =
+        p.to.iter()
+            .chain(p.cc.iter())
+            .map(|a| a.email.clone())
+            .collect();
+    NewMessage {
+        direction: "in",
+        dedup_key: key,
+        folder: Some(m.folder),
+        uidvalidity: Some(m.uidvalidity),
+        uid: Some(m.uid),
+        message_id: p.message_id.clone(),
+        case_id: None,
+        kind: "report",
+        robot_rule: None,
+        from_addr: p.from.as_ref().map(|a| a.email.clone()),
+        to_addrs: join(&to),
+        subject: p.subject.as_deref().map(compose::clean_subject),
+        in_reply_to: join(&p.in_reply_to),
+        refs: join(&p.references),
+        parsed_ok: p.parsed_ok,
+        encrypted: p.encrypted,
+        size: m.size,
+        truncated: m.truncated,
+        at: m.seen_at,
+        raw: m.raw,
+    }
+}
+
+/// Opens a case for stored message `msg_id` and queues its
+/// acknowledgement. Returns the case id and whether an acknowledgement was
+/// queued.
+fn open_case(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    msg_id: i64,
+    p: &ParsedMessage,
+    actor: &str,
+) -> Result<(String, bool), CaseError> {
+    let now = ctx.now;
+    let seq = store::next_case_seq(conn, now.year())?;
+    let case_id = format_case_id(now.year(), seq);
+    let reply = classify::reply_address(p);
+    let ack_due = add(now, ctx.cfg.sla.acknowledge);
+    let respond_due = add(now, ctx.cfg.sla.respond);
+    store::insert_case(
+        conn,
+        &CaseRow {
+            id: case_id.clone(),
+            state: "new".into(),
+            reporter: reply.clone(),
+            subject: p.subject.as_deref().map(compose::clean_subject),
+            received_at: fmt_ts(now),
+            ack_due_at: fmt_ts(ack_due),
+            respond_due_at: fmt_ts(respond_due),
+            acknowledged_at: None,
+            responded_at: None,
+            unparsed: !p.parsed_ok,
+        },
+    )?;
+    store::set_message_case(conn, msg_id, &case_id)?;
+    let mid = p.message_id.as_deref();
+    let opened_detail = if p.parsed_ok {
+        None
+    } else {
+        Some("the message could not be parsed; its raw bytes are stored")
+    };
+    store::add_event(
+        conn,
+        &case_id,
+        now,
+        actor,
+        "case opened",
+        opened_detail,
+        mid,
+    )?;
+
+    let Some(reply) = reply else {
+        store::add_event(
+            conn,
+            &case_id,
+            now,
+            "secintake",
+            "not acknowledged",
+            Some("no usable reply address"),
+            mid,
+        )?;
+        return Ok((case_id, false));
+    };
+    let limit = ctx.cfg.limits.acks_per_sender_per_day;
+    let since = now - chrono::Duration::days(1);
+    if store::acks_to_since(conn, &reply, since)? >= limit {
+        store::add_event(
+            conn,
+            &case_id,
+            now,
+            "secintake",
+            "not acknowledged",
+            Some(&format!(
+                "{reply} already got {limit} acknowledgements in the last 24 hours (limits.acks_per_sender_per_day)"
+            )),
+            mid,
+        )?;
+        return Ok((case_id, false));
+    }
+    let out = match acknowledgement(ctx, &case_id, p, &reply, respond_due) {
+        Ok(out) => out,
+        Err(CaseErrorOrCompose::Compose(e)) => {
+            store::add_event(
+                conn,
+                &case_id,
+                now,
+                "secintake",
+                "not acknowledged",
+                Some(&e.to_string()),
+                mid,
+            )?;
+            return Ok((case_id, false));
+        }
+        Err(CaseErrorOrCompose::Case(e)) => return Err(e),
+    };
+    queue_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
+    store::add_event(
+        conn,
+        &case_id,
+        now,
+        "secintake",
+        "acknowledgement queued",
+        Some(&format!("to {reply}, Message-ID <{}>", out.message_id)),
+        mid,
+    )?;
+    Ok((case_id, true))
+}
+
+enum CaseErrorOrCompose {
+    Case(CaseError),
+    Compose(compose::ComposeError),
+}
+
+fn acknowledgement(
+    ctx: &Context<'_>,
+    case_id: &str,
+    p: &ParsedMessage,
+    reply: &str,
+    respond_due: DateTime<Utc>,
+) -> Result<compose::Outgoing, CaseErrorOrCompose> {
+    let cfg = ctx.cfg;
+    let body = ctx
+        .templates
+        .render(
+            "acknowledgement.txt",
+            minijinja::context! {
+                project => cfg.mailbox.project,
+                address => cfg.mailbox.address,
+                policy_url => cfg.mailbox.policy_url,
+                case_id => case_id,
+                respond_within => humantime::format_duration(cfg.sla.respond).to_string(),
+                acknowledge_within => humantime::format_duration(cfg.sla.acknowledge).to_string(),
+                respond_due_at => respond_due.format("%Y-%m-%d %H:%M UTC").to_string(),
+                encrypted => p.encrypted,
+            },
+        )
+        .map_err(|e| CaseErrorOrCompose::Case(e.into()))?;
+    let mut references: Vec<String> = p.references.iter().rev().take(10).rev().cloned().collect();
+    if let Some(mid) = &p.message_id {
+        if !references.contains(mid) {
+            references.push(mid.clone());
+        }
+    }
+    let from_name = format!("{} security", cfg.mailbox.project);
+    compose::build(Draft {
+        from_name: Some(cfg.smtp.from_name.as_deref().unwrap_or(&from_name)),
+        from: &cfg.mailbox.address,
+        to: vec![reply.to_owned()],
+        subject: compose::reply_subject(p.subject.as_deref(), case_id),
+        body,
+        message_id: compose::new_message_id("ack", Some(case_id), &cfg.mailbox.address),
+        in_reply_to: p.message_id.clone(),
+        references,
+        auto_submitted: "auto-replied",
+        date: ctx.now,
+    })
+    .map_err(CaseErrorOrCompose::Compose)
+}
+
+/// Stores an outgoing message and queues it for delivery.
+pub fn queue_outgoing(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: Option<&str>,
+    purpose: &'static str,
+    out: &compose::Outgoing,
+) -> Result<i64, StoreError> {
+    let rec = NewMessage {
+        direction: "out",
+        dedup_key: format!("out:{}", out.message_id),
+        message_id: Some(out.message_id.clone()),
+        case_id: case_id.map(str::to_owned),
+        kind: purpose,
+        from_addr: Some(ctx.cfg.mailbox.address.clone()),
+        to_addrs: Some(out.to.join(" ")),
+        subject: Some(out.subject.clone()),
+        parsed_ok: true,
+        size: out.raw.len() as u64,
+        at: ctx.now,
+        raw: &out.raw,
+        ..NewMessage::default()
+    };
+    let id = store::insert_message(conn, &rec)?;
+    store::enqueue(
+        conn,
+        id,
+        case_id,
+        purpose,
+        &ctx.cfg.mailbox.address,
+        &out.to,
+        ctx.now,
+    )
+}
+
+/// Opens a case from a stored message that was filed as auto-generated or
+/// too old (`secintake mail promote`): a forwarder that stamps robot
+/// headers on a real report must not make the report vanish.
+pub fn promote(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    msg_id: i64,
+    actor: &str,
+) -> Result<(String, bool), CaseError> {
+    let (row, raw) = store::message(conn, msg_id)?.ok_or(CaseError::NoSuchMessage(msg_id))?;
+    if row.direction != "in" || !(row.kind == "robot" || row.kind == "old") || row.case_id.is_some()
+    {
+        return Err(CaseError::NotPromotable {
+            id: msg_id,
+            kind: if row.case_id.is_some() {
+                format!(
+                    "{} already attached to {}",
+                    row.kind,
+                    row.case_id.unwrap_or_default()
+                )
+            } else {
+                row.kind
+            },
+        });
+    }
+    let p = message::parse(&raw);
+    store::set_message_kind(conn, msg_id, "report")?;
+    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, actor)?;
+    store::add_event(
+        conn,
+        &case_id,
+        ctx.now,
+        actor,
+        "promoted",
+        Some(&format!(
+            "message {msg_id} was filed as {}{}",
+            row.kind,
+            row.robot_rule
+                .map(|r| format!(" (rule {r})"))
+                .unwrap_or_default()
+        )),
+        p.message_id.as_deref(),
+    )?;
+    Ok((case_id, acked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_tags_are_strict() {
+        assert_eq!(
+            subject_tags("Re: bug [SEC-2026-0007] and [SEC-2026-12345]"),
+            vec!["SEC-2026-0007", "SEC-2026-12345"]
+        );
+        assert!(subject_tags("[SEC-26-0007] [SEC-2026-07] [SEC-2026-0007x] [SEC-").is_empty());
+    }
+
+    #[test]
+    fn case_id_format() {
+        assert_eq!(format_case_id(2026, 7), "SEC-2026-0007");
+    }
+
+    #[test]
+    fn finds_message_ids_quoted_in_a_bounce() {
+        let raw = b"From: MAILER-DAEMON@x\r\nMessage-ID: <bounce@x>\r\n\r\nbody\r\n--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: <ack.SEC-2026-0001.1@example.org>\r\n";
+        assert_eq!(
+            embedded_message_ids(raw),
+            vec!["ack.SEC-2026-0001.1@example.org"]
+        );
+    }
+}

@@ -1,0 +1,498 @@
+//! The command line: `secintake run`, `check-config`, `status`, `cases …`, `mail …`.
+//!
+//! Output meant for scripts (`--json`) has a documented, stable shape (see
+//! README.md); the text output is for people and may change.
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::store::{self, Store};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "secintake",
+    version,
+    about = "Runs an open-source project's security@ mailbox: every report becomes a case and is acknowledged at once; deadlines and the audit trail are kept in SQLite.",
+    after_help = "Configuration: one TOML file (see config/secintake.example.toml) plus SECINTAKE_<SECTION>__<KEY> environment overrides, e.g. SECINTAKE_IMAP__PASSWORD."
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "SECINTAKE_CONFIG",
+        default_value = "/etc/secintake/secintake.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (IMAP intake, SMTP outbox, alerts) until SIGTERM/SIGINT.
+    Run,
+    /// Validate the configuration, then log in to IMAP and SMTP and say what fails.
+    CheckConfig,
+    /// Show the last successful sync, connection health and the outbox backlog.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cases.
+    #[command(subcommand)]
+    Cases(CasesCommand),
+    /// Stored mail that opened no case.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CasesCommand {
+    /// List cases, oldest first.
+    List {
+        /// Only cases in this state (new, acknowledged, …).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one case: facts, due times, messages and the event timeline.
+    Show {
+        /// Case id, e.g. SEC-2026-0007.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// List stored incoming mail that opened no case.
+    List {
+        /// Auto-generated mail (bounces, auto-replies, lists), with the rule that matched.
+        #[arg(long)]
+        robots: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a case from a stored message that was filed as auto-generated or too old.
+    Promote {
+        /// Message id as shown by `mail list`.
+        id: i64,
+    },
+}
+
+/// Parses arguments, runs the command, returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("secintake: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    // ConfigError's Display is the whole one-line message.
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = load_config(&cli.config)?;
+    match cli.command {
+        Command::Run => {
+            for w in cfg.warnings() {
+                tracing::warn!("{w}");
+            }
+            let rt = runtime()?;
+            rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("signal received");
+                    s.cancel();
+                });
+                crate::daemon::run(cfg, Arc::new(SystemClock), shutdown).await
+            })?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => check_config(cfg),
+        Command::Status { json } => status(&cfg, json),
+        Command::Cases(CasesCommand::List { state, json }) => cases_list(&cfg, state, json),
+        Command::Cases(CasesCommand::Show { id, json }) => case_show(&cfg, &id, json),
+        Command::Mail(MailCommand::List { robots, json }) => mail_list(&cfg, robots, json),
+        Command::Mail(MailCommand::Promote { id }) => promote(cfg, id),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn check_config(cfg: Config) -> anyhow::Result<std::process::ExitCode> {
+    println!("config ok: {}", cfg.mailbox.address);
+    for w in cfg.warnings() {
+        println!("warning: {w}");
+    }
+    let mut failed = false;
+    match crate::templates::Templates::load(cfg.templates.dir.as_deref()) {
+        Ok(_) => println!("templates ok"),
+        Err(e) => {
+            println!("templates FAILED: {e}");
+            failed = true;
+        }
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        match crate::intake::check(&cfg.imap).await {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                println!("IMAP FAILED: {e}");
+                failed = true;
+            }
+        }
+        match crate::outbox::transport(&cfg.smtp) {
+            Err(e) => {
+                println!("SMTP FAILED: {e}");
+                failed = true;
+            }
+            Ok(t) => match tokio::time::timeout(cfg.smtp.timeout, t.test_connection()).await {
+                Ok(Ok(true)) => println!(
+                    "SMTP ok: connected to {}:{}{}",
+                    cfg.smtp.host,
+                    cfg.smtp.port,
+                    if cfg.smtp.username.is_some() {
+                        " and logged in"
+                    } else {
+                        ""
+                    }
+                ),
+                Ok(Ok(false)) => {
+                    println!(
+                        "SMTP FAILED: {}:{} did not answer NOOP",
+                        cfg.smtp.host, cfg.smtp.port
+                    );
+                    failed = true;
+                }
+                Ok(Err(e)) => {
+                    println!("SMTP FAILED: {}:{}: {e}", cfg.smtp.host, cfg.smtp.port);
+                    failed = true;
+                }
+                Err(_) => {
+                    println!(
+                        "SMTP FAILED: {}:{}: no answer within {} s",
+                        cfg.smtp.host,
+                        cfg.smtp.port,
+                        cfg.smtp.timeout.as_secs()
+                    );
+                    failed = true;
+                }
+            },
+        }
+    });
+    Ok(if failed {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    if !cfg.storage.path.exists() {
+        anyhow::bail!(
+            "storage.path {}: no state file yet (has `secintake run` started once?)",
+            cfg.storage.path.display()
+        );
+    }
+    Ok(Store::open(&cfg.storage.path)?)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let s = open_store(cfg)?;
+    let c = s.conn();
+    let folder = store::folder_state(c, &cfg.imap.folder)?;
+    let last_sync: Option<String> = c
+        .query_row(
+            "SELECT last_sync_at FROM folders WHERE name = ?1",
+            [&cfg.imap.folder],
+            |r| r.get(0),
+        )
+        .ok()
+        .flatten();
+    let imap = store::health(c, "imap")?;
+    let smtp = store::health(c, "smtp")?;
+    let (backlog, oldest) = store::outbox_backlog(c)?;
+    let failed = store::outbox_failed_count(c)?;
+    let open: i64 = c
+        .query_row(
+            "SELECT count(*) FROM cases WHERE state NOT IN ('closed')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or(0);
+    if json {
+        print_json(&serde_json::json!({
+            "folder": cfg.imap.folder,
+            "uidvalidity": folder.as_ref().map(|f| f.uidvalidity),
+            "last_uid": folder.as_ref().map(|f| f.last_uid),
+            "last_sync_at": last_sync,
+            "imap": imap,
+            "smtp": smtp,
+            "outbox": { "backlog": backlog, "oldest_unsent_at": oldest, "failed": failed },
+            "open_cases": open,
+        }))?;
+    } else {
+        println!(
+            "mailbox        {} (folder {})",
+            cfg.mailbox.address, cfg.imap.folder
+        );
+        println!("last sync      {}", last_sync.as_deref().unwrap_or("never"));
+        for h in [&imap, &smtp] {
+            match &h.failing_since {
+                Some(since) => println!(
+                    "{:<14} FAILING since {} ({}){}",
+                    h.component,
+                    since,
+                    h.last_error.as_deref().unwrap_or("unknown error"),
+                    if h.alerted { ", handlers alerted" } else { "" }
+                ),
+                None => println!(
+                    "{:<14} ok (last success {})",
+                    h.component,
+                    h.last_ok_at.as_deref().unwrap_or("never")
+                ),
+            }
+        }
+        println!(
+            "outbox         {backlog} waiting{}; {failed} failed permanently",
+            oldest
+                .map(|o| format!(", oldest since {o}"))
+                .unwrap_or_default()
+        );
+        println!("open cases     {open}");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn cases_list(
+    cfg: &Config,
+    state: Option<String>,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let s = open_store(cfg)?;
+    let rows = store::cases(s.conn(), state.as_deref())?;
+    if json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no cases");
+    } else {
+        println!(
+            "{:<15} {:<13} {:<20} {:<30} subject",
+            "ID", "STATE", "RECEIVED", "REPORTER"
+        );
+        for r in rows {
+            println!(
+                "{:<15} {:<13} {:<20} {:<30} {}",
+                r.id,
+                r.state,
+                &r.received_at[..r.received_at.len().min(19)],
+                r.reporter.as_deref().unwrap_or("-"),
+                r.subject.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn case_show(cfg: &Config, id: &str, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let s = open_store(cfg)?;
+    let c = s.conn();
+    let Some(case) = store::case(c, id)? else {
+        anyhow::bail!("no case {id:?} (ids look like SEC-2026-0007; see `secintake cases list`)");
+    };
+    let messages = store::messages_of_case(c, id)?;
+    let events = store::events_of_case(c, id)?;
+    if json {
+        let mut v = serde_json::to_value(&case)?;
+        v["messages"] = serde_json::to_value(&messages)?;
+        v["events"] = serde_json::to_value(&events)?;
+        print_json(&v)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    println!("{}  [{}]", case.id, case.state);
+    println!("subject       {}", case.subject.as_deref().unwrap_or(""));
+    println!(
+        "reporter      {}",
+        case.reporter
+            .as_deref()
+            .unwrap_or("(no usable reply address)")
+    );
+    println!("received      {}", case.received_at);
+    println!(
+        "acknowledge   due {}{}",
+        case.ack_due_at,
+        case.acknowledged_at
+            .as_deref()
+            .map(|a| format!(", done {a}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "respond       due {}{}",
+        case.respond_due_at,
+        case.responded_at
+            .as_deref()
+            .map(|a| format!(", done {a}"))
+            .unwrap_or_default()
+    );
+    if case.unparsed {
+        println!("note          the report could not be parsed; read its raw bytes");
+    }
+    println!("\nmessages:");
+    for m in &messages {
+        println!(
+            "  #{:<6} {} {:<3} {:<10} {} {}{}",
+            m.id,
+            m.at,
+            m.direction,
+            m.kind,
+            m.from.as_deref().unwrap_or("-"),
+            m.subject.as_deref().unwrap_or(""),
+            m.robot_rule
+                .as_deref()
+                .map(|r| format!(" (robot: {r})"))
+                .unwrap_or_default()
+        );
+    }
+    println!("\ntimeline:");
+    for e in &events {
+        println!(
+            "  {} {:<28} {}{}",
+            e.at,
+            e.actor,
+            e.what,
+            e.detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn mail_list(cfg: &Config, robots: bool, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let s = open_store(cfg)?;
+    let rows: Vec<store::MessageRow> = if robots {
+        store::robot_messages(s.conn())?
+    } else {
+        store::unattached_messages(s.conn())?
+    };
+    if json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no messages");
+    } else {
+        println!(
+            "{:<7} {:<24} {:<20} {:<15} {:<30} subject",
+            "ID", "AT", "RULE", "CASE", "FROM"
+        );
+        for m in rows {
+            println!(
+                "{:<7} {:<24} {:<20} {:<15} {:<30} {}",
+                m.id,
+                m.at,
+                m.robot_rule.as_deref().unwrap_or(&m.kind),
+                m.case_id.as_deref().unwrap_or("-"),
+                m.from.as_deref().unwrap_or("-"),
+                m.subject.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn promote(cfg: Config, id: i64) -> anyhow::Result<std::process::ExitCode> {
+    let mut s = open_store(&cfg)?;
+    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
+    let actor = local_user();
+    let ctx = crate::cases::Context {
+        cfg: &cfg,
+        templates: &templates,
+        now: SystemClock.now(),
+    };
+    let tx = s.transaction()?;
+    let (case_id, acked) = crate::cases::promote(&tx, &ctx, id, &actor)?;
+    tx.commit().context("saving the promoted case")?;
+    println!(
+        "message {id} opened case {case_id}{}",
+        if acked {
+            "; acknowledgement queued (the running daemon sends it)"
+        } else {
+            "; no acknowledgement (see `secintake cases show`)"
+        }
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `cli:<login name>`, the actor recorded for operator actions.
+pub fn local_user() -> String {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+    format!("cli:{name}")
+}

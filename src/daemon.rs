@@ -1,0 +1,123 @@
+//! The daemon: three long-lived loops sharing one state file.
+//!
+//! intake (IMAP) → SQLite → outbox (SMTP), plus the health monitor. They
+//! coordinate through SQLite and `Notify` wake-ups, never through in-memory
+//! queues alone, so a crash loses nothing. One shutdown token is passed
+//! down; each loop finishes the message in hand and returns.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::health::Health;
+use crate::intake::Intake;
+use crate::store::{Db, Store};
+use crate::templates::Templates;
+use anyhow::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// How long loops get to finish after shutdown was requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until `shutdown` is cancelled or a loop fails fatally.
+pub async fn run(
+    cfg: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let templates = Arc::new(Templates::load(cfg.templates.dir.as_deref())?);
+    if let Some(parent) = cfg.storage.path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            anyhow::bail!(
+                "storage.path {}: folder {} does not exist",
+                cfg.storage.path.display(),
+                parent.display()
+            );
+        }
+    }
+    let path = cfg.storage.path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .context("opening the state file")??;
+    let db = Db::new(store);
+    let cfg = Arc::new(cfg);
+    let outbox_wake = Arc::new(Notify::new());
+    let health = Health::load(
+        db.clone(),
+        cfg.clone(),
+        templates.clone(),
+        clock.clone(),
+        outbox_wake.clone(),
+    )
+    .await?;
+
+    let intake = Intake {
+        db: db.clone(),
+        cfg: cfg.clone(),
+        templates: templates.clone(),
+        clock: clock.clone(),
+        outbox: outbox_wake.clone(),
+        health: health.clone(),
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    let t = shutdown.clone();
+    tasks.spawn(async move {
+        intake.run(t).await;
+        Ok(())
+    });
+    let t = shutdown.clone();
+    let (odb, osmtp, oclock, owake, ohealth) = (
+        db.clone(),
+        cfg.smtp.clone(),
+        clock.clone(),
+        outbox_wake.clone(),
+        health.clone(),
+    );
+    tasks.spawn(async move {
+        crate::outbox::run(odb, osmtp, oclock, owake, ohealth, t)
+            .await
+            .context("outbox")
+    });
+    let t = shutdown.clone();
+    tasks.spawn(async move {
+        health.run(t).await;
+        Ok(())
+    });
+    // Wake the outbox once at start: mail queued before a crash is due.
+    outbox_wake.notify_one();
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(mailbox = %cfg.mailbox.address, state = %cfg.storage.path.display(), "secintake running");
+
+    let mut result = Ok(());
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        Some(r) = tasks.join_next() => {
+            // A loop ended on its own: that is fatal.
+            result = match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a daemon loop stopped unexpectedly")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("a daemon loop crashed: {e}")),
+            };
+            shutdown.cancel();
+        }
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("shutting down: finishing the message in hand");
+    let drain = async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::error!(error = %format!("{e:#}"), "loop ended with an error");
+            }
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            "loops did not stop within {} s; exiting anyway",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    tracing::info!("stopped");
+    result
+}

@@ -1,0 +1,312 @@
+//! Health of the IMAP and SMTP connections, and the alerts it causes.
+//!
+//! Nothing may be lost silently: when the mailbox cannot be read (or the
+//! outbox cannot send) for longer than `limits.alert_after`, the handlers get
+//! one email saying what fails, and one more when it recovers. The state is
+//! kept in SQLite so a restart during an outage neither forgets the outage
+//! nor alerts twice, and `secintake status` can show it.
+
+use crate::cases::{queue_outgoing, Context};
+use crate::clock::{add, fmt_ts, parse_ts, Clock};
+use crate::compose::{self, Draft};
+use crate::config::Config;
+use crate::store::{self, Db, StoreError};
+use crate::templates::Templates;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// A connection whose health is tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Component {
+    Imap,
+    Smtp,
+}
+
+impl Component {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::Imap => "imap",
+            Component::Smtp => "smtp",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Component::Imap => "IMAP mailbox",
+            Component::Smtp => "SMTP server (outgoing mail)",
+        }
+    }
+}
+
+/// How often `last_ok_at` is written while all is well.
+const OK_WRITE_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    failing_since: Option<DateTime<Utc>>,
+    alerted: bool,
+    last_error: Option<String>,
+    last_ok_written: Option<DateTime<Utc>>,
+}
+
+/// Shared health tracker. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Health {
+    db: Db,
+    cfg: Arc<Config>,
+    templates: Arc<Templates>,
+    clock: Arc<dyn Clock>,
+    state: Arc<Mutex<HashMap<Component, State>>>,
+    /// Wakes the outbox when an alert was queued.
+    outbox: Arc<Notify>,
+}
+
+impl Health {
+    /// Loads the persisted state.
+    pub async fn load(
+        db: Db,
+        cfg: Arc<Config>,
+        templates: Arc<Templates>,
+        clock: Arc<dyn Clock>,
+        outbox: Arc<Notify>,
+    ) -> Result<Health, StoreError> {
+        let rows = db
+            .call(|s| -> Result<_, StoreError> {
+                Ok([
+                    store::health(s.conn(), "imap")?,
+                    store::health(s.conn(), "smtp")?,
+                ])
+            })
+            .await?;
+        let mut map = HashMap::new();
+        for (c, row) in [Component::Imap, Component::Smtp].into_iter().zip(rows) {
+            map.insert(
+                c,
+                State {
+                    failing_since: row.failing_since.as_deref().and_then(parse_ts),
+                    alerted: row.alerted,
+                    last_error: row.last_error,
+                    last_ok_written: None,
+                },
+            );
+        }
+        Ok(Health {
+            db,
+            cfg,
+            templates,
+            clock,
+            state: Arc::new(Mutex::new(map)),
+            outbox,
+        })
+    }
+
+    fn with_state<R>(&self, c: Component, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(g.entry(c).or_default())
+    }
+
+    /// The component works. Logs and notifies a recovery once.
+    pub async fn ok(&self, c: Component, now: DateTime<Utc>) {
+        let (recovered, write) = self.with_state(c, |st| {
+            let recovered = st.failing_since.take().map(|since| (since, st.alerted));
+            st.alerted = false;
+            st.last_error = None;
+            let write = recovered.is_some()
+                || st
+                    .last_ok_written
+                    .is_none_or(|t| add(t, OK_WRITE_INTERVAL) <= now);
+            if write {
+                st.last_ok_written = Some(now);
+            }
+            (recovered, write)
+        });
+        if let Some((since, _)) = recovered {
+            tracing::info!(component = c.as_str(), failing_since = %fmt_ts(since), "connection recovered");
+        }
+        if !write {
+            return;
+        }
+        let this = self.clone();
+        let res = self
+            .db
+            .call(move |s| -> Result<(), crate::cases::CaseError> {
+                let tx = s.transaction()?;
+                store::put_health(
+                    &tx,
+                    &store::Health {
+                        component: c.as_str().into(),
+                        last_ok_at: Some(fmt_ts(now)),
+                        failing_since: None,
+                        last_error: None,
+                        alerted: false,
+                    },
+                )?;
+                if let Some((since, true)) = recovered {
+                    this.queue_notice(&tx, c, "recovery.txt", since, None, now)?;
+                }
+                tx.commit().map_err(|source| StoreError::Query {
+                    context: "saving health",
+                    source,
+                })?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(component = c.as_str(), error = %e, "cannot record health");
+        } else if matches!(recovered, Some((_, true))) {
+            self.outbox.notify_one();
+        }
+    }
+
+    /// The component fails. Logs the first failure of an outage only.
+    pub async fn failing(&self, c: Component, now: DateTime<Utc>, error: &str) {
+        let first = self.with_state(c, |st| {
+            st.last_error = Some(error.to_owned());
+            if st.failing_since.is_none() {
+                st.failing_since = Some(now);
+                true
+            } else {
+                false
+            }
+        });
+        if first {
+            tracing::warn!(component = c.as_str(), error = %error, "connection failing; retrying quietly");
+            let (since, err) = (fmt_ts(now), error.to_owned());
+            let res = self
+                .db
+                .call(move |s| -> Result<(), StoreError> {
+                    let mut h = store::health(s.conn(), c.as_str())?;
+                    h.failing_since = Some(since);
+                    h.last_error = Some(err);
+                    store::put_health(s.conn(), &h)
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(component = c.as_str(), error = %e, "cannot record health");
+            }
+        }
+    }
+
+    /// Queues an alert or recovery notice to every handler.
+    fn queue_notice(
+        &self,
+        conn: &rusqlite::Connection,
+        c: Component,
+        template: &str,
+        failing_since: DateTime<Utc>,
+        last_error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), crate::cases::CaseError> {
+        let cfg = &*self.cfg;
+        if cfg.handlers.is_empty() {
+            return Ok(());
+        }
+        let (backlog, _) = store::outbox_backlog(conn)?;
+        let failing_for = (now - failing_since).to_std().unwrap_or_default();
+        let body = self.templates.render(
+            template,
+            minijinja::context! {
+                project => cfg.mailbox.project,
+                address => cfg.mailbox.address,
+                component => c.as_str(),
+                component_name => c.describe(),
+                failing_since => fmt_ts(failing_since),
+                failing_for => humantime::format_duration(Duration::from_secs(failing_for.as_secs())).to_string(),
+                alert_after => humantime::format_duration(cfg.limits.alert_after).to_string(),
+                last_error => last_error.unwrap_or("unknown"),
+                recovered_at => fmt_ts(now),
+                backlog => backlog,
+            },
+        )?;
+        let subject = if template == "alert.txt" {
+            format!("[secintake] ALERT: {} failing", c.describe())
+        } else {
+            format!("[secintake] recovered: {} works again", c.describe())
+        };
+        let out = compose::build(Draft {
+            from_name: Some("secintake"),
+            from: &cfg.mailbox.address,
+            to: cfg.handlers.iter().map(|h| h.email.clone()).collect(),
+            subject,
+            body,
+            message_id: compose::new_message_id(c.as_str(), None, &cfg.mailbox.address),
+            in_reply_to: None,
+            references: vec![],
+            auto_submitted: "auto-generated",
+            date: now,
+        });
+        match out {
+            Ok(out) => {
+                let ctx = Context {
+                    cfg,
+                    templates: &self.templates,
+                    now,
+                };
+                queue_outgoing(conn, &ctx, None, "alert", &out)?;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot build alert mail"),
+        }
+        Ok(())
+    }
+
+    /// Sends the alert for every component failing longer than
+    /// `alert_after` and not yet alerted.
+    async fn check(&self) {
+        let now = self.clock.now();
+        let after = self.cfg.limits.alert_after;
+        for c in [Component::Imap, Component::Smtp] {
+            let due = self.with_state(c, |st| match st.failing_since {
+                Some(since) if !st.alerted && add(since, after) <= now => {
+                    Some((since, st.last_error.clone()))
+                }
+                _ => None,
+            });
+            let Some((since, err)) = due else { continue };
+            let this = self.clone();
+            let res = self
+                .db
+                .call(move |s| -> Result<(), crate::cases::CaseError> {
+                    let tx = s.transaction()?;
+                    let mut h = store::health(&tx, c.as_str())?;
+                    if h.alerted {
+                        return Ok(());
+                    }
+                    h.alerted = true;
+                    h.failing_since = Some(fmt_ts(since));
+                    h.last_error = err.clone();
+                    store::put_health(&tx, &h)?;
+                    this.queue_notice(&tx, c, "alert.txt", since, err.as_deref(), now)?;
+                    tx.commit().map_err(|source| StoreError::Query {
+                        context: "queueing an alert",
+                        source,
+                    })?;
+                    Ok(())
+                })
+                .await;
+            match res {
+                Ok(()) => {
+                    self.with_state(c, |st| st.alerted = true);
+                    tracing::error!(component = c.as_str(), failing_since = %fmt_ts(since),
+                        "failing longer than limits.alert_after; handlers alerted");
+                    self.outbox.notify_one();
+                }
+                Err(e) => tracing::error!(error = %e, "cannot queue alert"),
+            }
+        }
+    }
+
+    /// Checks for due alerts once a second until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            self.check().await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
