@@ -1,1 +1,802 @@
-//! placeholder
+//! The one adapter over `mail-parser` 0.11: raw RFC 5322 bytes in, our own
+//! [`ParsedMessage`] out.
+//!
+//! Nothing else in the crate names a `mail_parser` type, so upgrading the
+//! parser (1.x needs a newer Rust) only touches this file.
+//!
+//! What this module guards against (see `design-notes.md`):
+//! - `parse` never panics: mail-parser runs under `catch_unwind`, and on a
+//!   panic the caller still gets the content hash with `parsed_ok == false`.
+//! - Work is bounded: at most [`MAX_PARSE_BYTES`] are handed to the parser,
+//!   the readable text is capped at [`MAX_TEXT_BODY_BYTES`], header values at
+//!   [`MAX_HEADER_VALUE_BYTES`].
+//! - mail-parser reads `Fr om:` as `From:` (it drops whitespace inside field
+//!   names); we ignore such fields, as DKIM verifiers and other MUAs do.
+//! - mail-parser answers the *last* occurrence of a repeated field; we take the
+//!   *first* one (what a human sees at the top of the header block) for
+//!   single-valued fields, and keep every occurrence for list-like ones.
+//! - `Return-Path: <>` and an absent Return-Path both come out of mail-parser
+//!   as `HeaderValue::Empty`; we read the raw value to tell them apart.
+//! - Extra headers (Auto-Submitted, Precedence, X-Autoreply, ...) are read from
+//!   the raw header bytes, never through custom header parsers (registering one
+//!   disables all default parsers).
+//! - Text before the header block that a lenient reader can recover from (a
+//!   UTF-8 BOM, blank or whitespace-only lines, an mbox `From ` line, a BSMTP
+//!   envelope) is skipped before parsing; the hash is still of the raw bytes.
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mail_parser::{Header, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use sha2::{Digest, Sha256};
+
+/// Inputs longer than this are truncated before parsing: the header block and
+/// the start of the body still parse, the rest is only kept as raw bytes.
+pub const MAX_PARSE_BYTES: usize = 32 * 1024 * 1024;
+/// Cap on [`ParsedMessage::text_body`], in bytes (cut on a char boundary).
+pub const MAX_TEXT_BODY_BYTES: usize = 1024 * 1024;
+/// Cap on every header value we keep (subject, list-id, ...), in bytes.
+pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
+/// At most this many repeated list-like header values (Delivered-To,
+/// Authentication-Results, Message-IDs in References ...) are kept.
+pub const MAX_REPEATED_VALUES: usize = 100;
+/// How far into the decoded text we look for an inline PGP block.
+const MAX_INLINE_PGP_SCAN_BYTES: usize = 4 * 1024 * 1024;
+/// How many leading lines may be skipped while looking for the header block.
+const MAX_PREAMBLE_LINES: usize = 64;
+
+const PGP_MESSAGE_MARKER: &str = "-----BEGIN PGP MESSAGE-----";
+
+/// A mailbox from an address header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Display name, decoded; `None` when absent or empty.
+    pub name: Option<String>,
+    /// Lowercased, trimmed addr-spec. Never empty: a field without an address
+    /// yields no [`Address`] at all. Not validated: see
+    /// [`crate::classify::reply_address`] before sending anything to it.
+    pub email: String,
+}
+
+/// Everything the pipeline needs from one message, in our own types.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedMessage {
+    /// False when parsing panicked or failed, or no header block was found.
+    /// The other fields are then empty, except `content_hash`.
+    pub parsed_ok: bool,
+    /// Message-ID without `<>`, trimmed; `None` when absent or empty.
+    pub message_id: Option<String>,
+    /// Message-IDs named by In-Reply-To, without `<>`, in order.
+    pub in_reply_to: Vec<String>,
+    /// Message-IDs named by References, without `<>`, in order.
+    pub references: Vec<String>,
+    /// First mailbox of the (first well-formed) From field.
+    pub from: Option<Address>,
+    /// That From field's raw value (unfolded, capped), kept for display when
+    /// it has no parseable address, and to spot the null sender `From: <>`.
+    pub from_raw: Option<String>,
+    /// First mailbox of the Sender field.
+    pub sender: Option<Address>,
+    /// First mailbox of the Reply-To field.
+    pub reply_to: Option<Address>,
+    /// Every mailbox of the To fields (groups flattened).
+    pub to: Vec<Address>,
+    /// Every mailbox of the Cc fields (groups flattened).
+    pub cc: Vec<Address>,
+    /// Delivered-To values, lowercased, `<>` stripped, in header order.
+    pub delivered_to: Vec<String>,
+    /// X-Original-To values, lowercased, `<>` stripped, in header order.
+    pub x_original_to: Vec<String>,
+    /// Topmost Return-Path, lowercased, without `<>`; `Some("")` for the null
+    /// reverse path `<>` (bounces and auto-replies use it).
+    pub return_path: Option<String>,
+    /// Decoded Subject; `None` when absent or empty (capped).
+    pub subject: Option<String>,
+    /// Date field, when it parses to a plausible date.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
+    /// Raw Auto-Submitted value (RFC 3834), trimmed.
+    pub auto_submitted: Option<String>,
+    /// Raw Precedence value, trimmed.
+    pub precedence: Option<String>,
+    /// Raw List-Id value, trimmed.
+    pub list_id: Option<String>,
+    /// Raw List-Unsubscribe value, trimmed.
+    pub list_unsubscribe: Option<String>,
+    /// Lowercased names of other mailing-list fields present at top level:
+    /// List-Post, List-Help, List-Subscribe, List-Owner, List-Archive,
+    /// Mailing-List (ezmlm), X-Mailing-List, X-ML-Name, X-MLServer (fml).
+    pub list_headers: Vec<String>,
+    /// A non-standard robot marker is present: X-Autoreply, X-Autorespond,
+    /// X-Autoresponder, X-Auto-Response-Suppress naming All/OOF/AutoReply,
+    /// X-MS-Exchange-Message-Is-Ndr, or a challenge-response request
+    /// (X-Bluebottle-Request).
+    pub x_autoreply: bool,
+    /// Top-level `type/subtype`, lowercased; `None` without a Content-Type.
+    pub content_type: Option<String>,
+    /// `report-type` parameter of a top-level multipart/report, lowercased.
+    pub report_type: Option<String>,
+    /// Raw Authentication-Results values, in header order.
+    pub authentication_results: Vec<String>,
+    /// Best readable text: the text/plain bodies (HTML-only bodies converted
+    /// crudely to text), joined, capped at [`MAX_TEXT_BODY_BYTES`].
+    pub text_body: Option<String>,
+    /// PGP/MIME multipart/encrypted, an application/pgp-encrypted part, an
+    /// inline `-----BEGIN PGP MESSAGE-----` block, or S/MIME enveloped data
+    /// (application/pkcs7-mime whose smime-type is not signed-data).
+    /// Only this message's own parts count, not attached messages.
+    pub encrypted: bool,
+    /// Lowercase hex SHA-256 of the raw bytes, as received.
+    pub content_hash: String,
+}
+
+/// Parses raw message bytes. Never panics; see the module docs for the limits.
+pub fn parse(raw: &[u8]) -> ParsedMessage {
+    let content_hash = hex::encode(Sha256::digest(raw));
+    let body = &raw[header_block_start(raw)..];
+    let body = &body[..body.len().min(MAX_PARSE_BYTES)];
+    let parsed = catch_unwind(AssertUnwindSafe(|| {
+        MessageParser::default()
+            .parse(body)
+            .and_then(|msg| convert(&msg))
+    }));
+    match parsed {
+        Ok(Some(mut pm)) => {
+            pm.content_hash = content_hash;
+            pm
+        }
+        _ => ParsedMessage {
+            parsed_ok: false,
+            content_hash,
+            ..ParsedMessage::default()
+        },
+    }
+}
+
+/// Normalizes one Message-ID: the first `<...>` token without the brackets,
+/// else the whole trimmed value; whitespace inside is removed. `None` when
+/// nothing is left.
+pub fn normalize_message_id(s: &str) -> Option<String> {
+    let s = s.trim();
+    let inner = match (s.find('<'), s.find('>')) {
+        (Some(open), _) => {
+            let rest = &s[open + 1..];
+            match rest.find('>') {
+                Some(close) => &rest[..close],
+                None => rest,
+            }
+        }
+        (None, Some(close)) => &s[..close],
+        (None, None) => s,
+    };
+    let id: String = inner
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// Parses an In-Reply-To / References style list into Message-IDs without
+/// `<>`, in order, duplicates removed. Bracketed ids win; when there are none,
+/// bare whitespace- or comma-separated tokens holding an `@` are taken
+/// (legacy software omits the brackets). Phrases and comments are ignored.
+pub fn message_id_list(raw_header: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    let push = |id: Option<String>, ids: &mut Vec<String>| {
+        if let Some(id) = id {
+            if ids.len() < MAX_REPEATED_VALUES && !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    };
+    let mut rest = raw_header;
+    let mut bracketed = false;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else { break };
+        bracketed = true;
+        push(normalize_message_id(&after[..close]), &mut ids);
+        rest = &after[close + 1..];
+    }
+    if !bracketed {
+        let without_comments = strip_comments(raw_header);
+        for token in without_comments.split(|c: char| c.is_whitespace() || c == ',') {
+            if token.contains('@') && !token.contains('"') {
+                push(normalize_message_id(token), &mut ids);
+            }
+        }
+    }
+    ids
+}
+
+/// Where the header block starts: skips a UTF-8 BOM, blank or whitespace-only
+/// lines, an mbox `From ` separator line and a BSMTP envelope
+/// (HELO/EHLO/MAIL FROM/RCPT TO ... DATA).
+fn header_block_start(raw: &[u8]) -> usize {
+    let mut pos = 0;
+    if raw.starts_with(b"\xEF\xBB\xBF") {
+        pos = 3;
+    }
+    // BSMTP envelope: only when the very first line is an SMTP command.
+    if starts_with_ci(&raw[pos..], b"HELO ") || starts_with_ci(&raw[pos..], b"EHLO ") {
+        let mut p = pos;
+        for _ in 0..MAX_PREAMBLE_LINES {
+            let (line, next) = line_at(raw, p);
+            p = next;
+            if trim_ascii(line).eq_ignore_ascii_case(b"DATA") {
+                pos = p;
+                break;
+            }
+            if next >= raw.len() {
+                break;
+            }
+        }
+    }
+    for _ in 0..MAX_PREAMBLE_LINES {
+        if pos >= raw.len() {
+            break;
+        }
+        let (line, next) = line_at(raw, pos);
+        let blank = line.iter().all(|b| b.is_ascii_whitespace());
+        let mbox_from = line.starts_with(b"From ") && is_mbox_from_line(line);
+        if blank || mbox_from {
+            pos = next;
+        } else {
+            break;
+        }
+    }
+    pos
+}
+
+/// `From sender@example.com  Fri Dec  7 11:07:41 2001`: the token after
+/// `From ` holds no colon (a header `From : x` would).
+fn is_mbox_from_line(line: &[u8]) -> bool {
+    let rest = &line[5..];
+    let first = rest
+        .split(|b| b.is_ascii_whitespace())
+        .find(|t| !t.is_empty());
+    matches!(first, Some(tok) if !tok.contains(&b':'))
+}
+
+fn line_at(raw: &[u8], pos: usize) -> (&[u8], usize) {
+    match raw[pos..].iter().position(|&b| b == b'\n') {
+        Some(n) => (&raw[pos..pos + n], pos + n + 1),
+        None => (&raw[pos..], raw.len()),
+    }
+}
+
+fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn trim_ascii(s: &[u8]) -> &[u8] {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &s[start..end.max(start)]
+}
+
+/// One top-level header field whose name is well formed.
+struct Field<'m, 'x> {
+    /// Lowercased field name as written (trailing whitespace before the colon
+    /// removed, obsolete RFC 822 syntax).
+    name: String,
+    header: &'m Header<'x>,
+    /// Raw value: unfolded, lossily decoded, trimmed, capped.
+    raw: String,
+}
+
+fn top_fields<'m, 'x>(msg: &'m Message<'x>) -> Vec<Field<'m, 'x>> {
+    let raw = msg.raw_message.as_ref();
+    let Some(root) = msg.parts.first() else {
+        return Vec::new();
+    };
+    root.headers
+        .iter()
+        .filter_map(|h| {
+            let name_end = (h.offset_start as usize).saturating_sub(1);
+            let name = raw.get(h.offset_field as usize..name_end)?;
+            let name = trim_ascii(name);
+            let well_formed =
+                !name.is_empty() && name.iter().all(|&b| b.is_ascii_graphic() && b != b':');
+            if !well_formed {
+                return None;
+            }
+            let value = raw.get(h.offset_start as usize..h.offset_end as usize)?;
+            Some(Field {
+                name: String::from_utf8_lossy(name).to_ascii_lowercase(),
+                header: h,
+                raw: unfold(value),
+            })
+        })
+        .collect()
+}
+
+/// Unfolds a raw header value: CR/LF removed, runs of whitespace collapsed to
+/// one space, trimmed, capped at [`MAX_HEADER_VALUE_BYTES`].
+fn unfold(value: &[u8]) -> String {
+    let value = &value[..value.len().min(MAX_HEADER_VALUE_BYTES)];
+    let text = String::from_utf8_lossy(value);
+    let mut out = String::with_capacity(text.len());
+    let mut pending_space = false;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            pending_space = !out.is_empty();
+        } else {
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn cap_string(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+fn strip_comments(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in s.chars() {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(c);
+            }
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(c);
+                }
+            }
+            '"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '(' if !quoted => depth += 1,
+            ')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `<Foo@Example.COM>` or `foo@example.com (comment)` -> `foo@example.com`;
+/// `<>` -> `""`.
+fn bare_address(raw: &str) -> String {
+    let s = strip_comments(raw);
+    let s = s.trim();
+    let inner = match (s.find('<'), s.rfind('>')) {
+        (Some(open), Some(close)) if close > open => &s[open + 1..close],
+        _ => s,
+    };
+    inner.trim().to_lowercase()
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn addresses(value: &HeaderValue<'_>) -> Vec<Address> {
+    let Some(list) = value.as_address() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|a| {
+            let email = a.address.as_deref().map(str::trim).unwrap_or_default();
+            let email = email.trim_matches(|c| c == '<' || c == '>').to_lowercase();
+            if email.is_empty() {
+                return None;
+            }
+            Some(Address {
+                name: a.name.as_deref().and_then(non_empty),
+                email,
+            })
+        })
+        .take(MAX_REPEATED_VALUES)
+        .collect()
+}
+
+fn x_autoreply_marker(name: &str, raw: &str) -> bool {
+    match name {
+        "x-autoreply" | "x-autorespond" | "x-autoresponder" | "x-auto-reply" => {
+            !raw.trim().eq_ignore_ascii_case("no")
+        }
+        "x-auto-response-suppress" => raw
+            .split([',', ' ', ';'])
+            .any(|v| ["all", "oof", "autoreply"].contains(&v.trim().to_ascii_lowercase().as_str())),
+        "x-ms-exchange-message-is-ndr" => true,
+        // Challenge-response systems asking the sender to prove they are human.
+        "x-bluebottle-request" => true,
+        _ => false,
+    }
+}
+
+const LIST_HEADERS: &[&str] = &[
+    "list-post",
+    "list-help",
+    "list-subscribe",
+    "list-owner",
+    "list-archive",
+    "mailing-list",
+    "x-mailing-list",
+    "x-ml-name",
+    "x-mlserver",
+];
+
+fn convert(msg: &Message<'_>) -> Option<ParsedMessage> {
+    let fields = top_fields(msg);
+    if fields.is_empty() {
+        return None;
+    }
+    let mut pm = ParsedMessage {
+        parsed_ok: true,
+        ..ParsedMessage::default()
+    };
+    let first = |name: &str| fields.iter().find(|f| f.name == name);
+    let first_raw = |name: &str| first(name).and_then(|f| non_empty(&f.raw));
+
+    pm.message_id = first("message-id").and_then(|f| normalize_message_id(&f.raw));
+    pm.in_reply_to = first("in-reply-to")
+        .map(|f| message_id_list(&f.raw))
+        .unwrap_or_default();
+    pm.references = first("references")
+        .map(|f| message_id_list(&f.raw))
+        .unwrap_or_default();
+    let first_address =
+        |name: &str| first(name).and_then(|f| addresses(&f.header.value).into_iter().next());
+    pm.from = first_address("from");
+    pm.from_raw = first_raw("from");
+    pm.sender = first_address("sender");
+    pm.reply_to = first_address("reply-to");
+    for f in &fields {
+        match f.name.as_str() {
+            "to" => pm.to.extend(addresses(&f.header.value)),
+            "cc" => pm.cc.extend(addresses(&f.header.value)),
+            "delivered-to" if pm.delivered_to.len() < MAX_REPEATED_VALUES => {
+                if let Some(a) = non_empty(&bare_address(&f.raw)) {
+                    pm.delivered_to.push(a);
+                }
+            }
+            "x-original-to" if pm.x_original_to.len() < MAX_REPEATED_VALUES => {
+                if let Some(a) = non_empty(&bare_address(&f.raw)) {
+                    pm.x_original_to.push(a);
+                }
+            }
+            "authentication-results" if pm.authentication_results.len() < MAX_REPEATED_VALUES => {
+                pm.authentication_results.push(f.raw.clone());
+            }
+            name if LIST_HEADERS.contains(&name) && !pm.list_headers.iter().any(|n| n == name) => {
+                pm.list_headers.push(name.to_string());
+            }
+            name => {
+                if x_autoreply_marker(name, &f.raw) {
+                    pm.x_autoreply = true;
+                }
+            }
+        }
+    }
+    pm.to.truncate(MAX_REPEATED_VALUES);
+    pm.cc.truncate(MAX_REPEATED_VALUES);
+    pm.return_path = first("return-path").map(|f| bare_address(&f.raw));
+    pm.subject = first("subject")
+        .and_then(|f| f.header.value.as_text())
+        .and_then(non_empty)
+        .map(|s| cap_string(s, MAX_HEADER_VALUE_BYTES));
+    pm.date = first("date")
+        .and_then(|f| f.header.value.as_datetime())
+        .filter(|d| d.is_valid())
+        .and_then(|d| chrono::DateTime::from_timestamp(d.to_timestamp(), 0));
+    pm.auto_submitted = first_raw("auto-submitted");
+    pm.precedence = first_raw("precedence");
+    pm.list_id = first_raw("list-id");
+    pm.list_unsubscribe = first_raw("list-unsubscribe");
+
+    if let Some(ct) = msg.content_type() {
+        let ctype = ct.ctype().trim().to_ascii_lowercase();
+        let subtype = ct.subtype().unwrap_or("").trim().to_ascii_lowercase();
+        if !ctype.is_empty() {
+            pm.content_type = Some(if subtype.is_empty() {
+                ctype.clone()
+            } else {
+                format!("{ctype}/{subtype}")
+            });
+        }
+        if ctype == "multipart" && subtype == "report" {
+            pm.report_type = ct
+                .attribute("report-type")
+                .and_then(non_empty)
+                .map(|s| s.to_ascii_lowercase());
+        }
+    }
+    pm.text_body = text_body(msg);
+    pm.encrypted = is_encrypted(msg);
+    Some(pm)
+}
+
+fn text_body(msg: &Message<'_>) -> Option<String> {
+    let mut out = String::new();
+    for i in 0..msg.text_body.len() {
+        if out.len() >= MAX_TEXT_BODY_BYTES {
+            break;
+        }
+        let Some(text) = msg.body_text(i) else {
+            continue;
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\n\n");
+        }
+        let room = MAX_TEXT_BODY_BYTES.saturating_sub(out.len());
+        out.push_str(&cap_string(text.into_owned(), room));
+    }
+    (!out.trim().is_empty()).then_some(out)
+}
+
+fn is_encrypted(msg: &Message<'_>) -> bool {
+    let mut scanned = 0usize;
+    for part in &msg.parts {
+        if let Some(ct) = part.content_type() {
+            let ctype = ct.ctype().to_ascii_lowercase();
+            let subtype = ct.subtype().unwrap_or("").to_ascii_lowercase();
+            match (ctype.as_str(), subtype.as_str()) {
+                ("multipart", "encrypted") | ("application", "pgp-encrypted") => return true,
+                ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
+                    // Without smime-type we cannot tell enveloped from opaque
+                    // signed data: unreadable either way, call it encrypted.
+                    let smime_type = ct
+                        .attribute("smime-type")
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    if smime_type != "signed-data" && smime_type != "certs-only" {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let contents: Cow<'_, [u8]> = match &part.body {
+            PartType::Text(t) | PartType::Html(t) => Cow::Borrowed(t.as_bytes()),
+            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
+            PartType::Message(_) | PartType::Multipart(_) => continue,
+        };
+        let room = MAX_INLINE_PGP_SCAN_BYTES.saturating_sub(scanned);
+        if room == 0 {
+            break;
+        }
+        let slice = &contents[..contents.len().min(room)];
+        scanned += slice.len();
+        if contains(slice, PGP_MESSAGE_MARKER.as_bytes()) {
+            return true;
+        }
+    }
+    false
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> ParsedMessage {
+        parse(s.as_bytes())
+    }
+
+    #[test]
+    fn basic_fields() {
+        let m = p("From: \"Alice Example\" <Alice@Example.ORG>\r\n\
+                   To: sec@project.org, Bob <bob@x.org>\r\n\
+                   Cc: team: c1@x.org, c2@x.org;\r\n\
+                   Subject: =?utf-8?q?Heap_overflow_in_=C3=A9?=\r\n\
+                   Message-ID: < abc@host >\r\n\
+                   In-Reply-To: <one@h> (comment)\r\n\
+                   References: <zero@h>\r\n <one@h>\r\n\
+                   Date: Tue, 1 Jul 2003 10:52:37 +0200\r\n\
+                   Return-Path: <Bounce@Example.org>\r\n\
+                   Delivered-To: Security@Project.org\r\n\
+                   Authentication-Results: mx; dkim=pass\r\n\
+                   Authentication-Results: mx2; spf=fail\r\n\
+                   \r\n\
+                   Details here.\r\n");
+        assert!(m.parsed_ok);
+        let from = m.from.unwrap();
+        assert_eq!(from.email, "alice@example.org");
+        assert_eq!(from.name.as_deref(), Some("Alice Example"));
+        assert_eq!(m.to.len(), 2);
+        assert_eq!(m.cc.len(), 2);
+        assert_eq!(m.subject.as_deref(), Some("Heap overflow in é"));
+        assert_eq!(m.message_id.as_deref(), Some("abc@host"));
+        assert_eq!(m.in_reply_to, vec!["one@h"]);
+        assert_eq!(m.references, vec!["zero@h", "one@h"]);
+        assert_eq!(m.date.unwrap().to_rfc3339(), "2003-07-01T08:52:37+00:00");
+        assert_eq!(m.return_path.as_deref(), Some("bounce@example.org"));
+        assert_eq!(m.delivered_to, vec!["security@project.org"]);
+        assert_eq!(m.authentication_results.len(), 2);
+        assert_eq!(m.text_body.as_deref().map(str::trim), Some("Details here."));
+        assert!(!m.encrypted);
+        assert_eq!(m.content_hash.len(), 64);
+    }
+
+    #[test]
+    fn null_return_path_differs_from_absent() {
+        assert_eq!(
+            p("Return-Path: <>\nFrom: a@b.c\n\nx")
+                .return_path
+                .as_deref(),
+            Some("")
+        );
+        assert_eq!(p("From: a@b.c\n\nx").return_path, None);
+    }
+
+    #[test]
+    fn empty_subject_is_none() {
+        assert_eq!(p("From: a@b.c\nSubject:   \n\nx").subject, None);
+    }
+
+    #[test]
+    fn first_of_repeated_fields_wins() {
+        let m = p("From: first@a.example\nFrom: second@b.example\nSubject: one\nSubject: two\n\nx");
+        assert_eq!(m.from.unwrap().email, "first@a.example");
+        assert_eq!(m.subject.as_deref(), Some("one"));
+    }
+
+    #[test]
+    fn whitespace_inside_field_name_is_not_from() {
+        let m = p("Fr om: evil@attacker.example\nSubject: s\n\nx");
+        assert_eq!(m.from, None);
+    }
+
+    #[test]
+    fn robot_headers_are_read_raw() {
+        let m = p(
+            "From: a@b.c\nAuto-Submitted: auto-replied (vacation)\nPrecedence: bulk\n\
+                   List-Id: <dev.lists.example>\nList-Post: <mailto:dev@lists.example>\n\
+                   X-Auto-Response-Suppress: OOF, DR\n\nx",
+        );
+        assert_eq!(m.auto_submitted.as_deref(), Some("auto-replied (vacation)"));
+        assert_eq!(m.precedence.as_deref(), Some("bulk"));
+        assert_eq!(m.list_id.as_deref(), Some("<dev.lists.example>"));
+        assert_eq!(m.list_headers, vec!["list-post"]);
+        assert!(m.x_autoreply);
+        let m = p("From: a@b.c\nX-Auto-Response-Suppress: DR, NDR\n\nx");
+        assert!(!m.x_autoreply);
+    }
+
+    #[test]
+    fn multipart_report_type() {
+        let m = p("From: MAILER-DAEMON@mx.example\n\
+                   Content-Type: multipart/report; report-type=Delivery-Status; boundary=\"b\"\n\n\
+                   --b\nContent-Type: text/plain\n\nfailed\n--b\n\
+                   Content-Type: message/delivery-status\n\nStatus: 5.1.1\n--b--\n");
+        assert_eq!(m.content_type.as_deref(), Some("multipart/report"));
+        assert_eq!(m.report_type.as_deref(), Some("delivery-status"));
+        assert_eq!(m.text_body.as_deref().map(str::trim), Some("failed"));
+    }
+
+    #[test]
+    fn encryption_detection() {
+        let pgp_mime = "From: a@b.c\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\n\n\
+                        --b\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--b\n\
+                        Content-Type: application/octet-stream\n\nxx\n--b--\n";
+        assert!(p(pgp_mime).encrypted);
+        let inline =
+            "From: a@b.c\n\nhello\n-----BEGIN PGP MESSAGE-----\nabc\n-----END PGP MESSAGE-----\n";
+        assert!(p(inline).encrypted);
+        let smime = "From: a@b.c\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\n\
+                     Content-Transfer-Encoding: base64\n\nAAAA\n";
+        assert!(p(smime).encrypted);
+        let opaque = smime.replace("enveloped-data", "signed-data");
+        assert!(!p(&opaque).encrypted);
+        let signed = "From: a@b.c\n\n-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nhi\n-----BEGIN PGP SIGNATURE-----\nx\n-----END PGP SIGNATURE-----\n";
+        assert!(!p(signed).encrypted);
+    }
+
+    #[test]
+    fn attached_encrypted_message_does_not_make_the_outer_one_encrypted() {
+        let m = p("From: a@b.c\nContent-Type: multipart/mixed; boundary=o\n\n\
+                   --o\nContent-Type: text/plain\n\nsee attached\n--o\n\
+                   Content-Type: message/rfc822\n\n\
+                   From: x@y.z\nContent-Type: multipart/encrypted; boundary=i\n\n\
+                   --i\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--i--\n\
+                   --o--\n");
+        assert!(m.parsed_ok);
+        assert!(!m.encrypted);
+    }
+
+    #[test]
+    fn preamble_is_skipped() {
+        for prefix in [
+            "\u{feff}",
+            "\n  \n",
+            "From sender@example.com  Fri Dec  7 11:07:41 2001\n",
+            "HELO example.com\nMAIL FROM:<s@example.com>\nRCPT TO:<r@example.com>\nDATA\n",
+        ] {
+            let m = p(&format!("{prefix}From: a@b.c\nSubject: s\n\nbody\n"));
+            assert!(m.parsed_ok, "{prefix:?}");
+            assert_eq!(
+                m.from.map(|a| a.email).as_deref(),
+                Some("a@b.c"),
+                "{prefix:?}"
+            );
+        }
+        // `From :` (obsolete syntax) is a header, not an mbox separator.
+        let m = p("From : a@b.c\nSubject: s\n\nbody\n");
+        assert_eq!(m.from.map(|a| a.email).as_deref(), Some("a@b.c"));
+    }
+
+    #[test]
+    fn garbage_never_panics_and_hash_is_stable() {
+        for raw in [
+            &b""[..],
+            b"\n\n\n",
+            b"\xff\xfe\x00",
+            b"no headers here",
+            b":::\n\n",
+        ] {
+            let a = parse(raw);
+            let b = parse(raw);
+            assert_eq!(a.content_hash, b.content_hash);
+            assert_eq!(a.content_hash, hex::encode(Sha256::digest(raw)));
+        }
+        assert!(!parse(b"").parsed_ok);
+    }
+
+    #[test]
+    fn message_id_helpers() {
+        assert_eq!(normalize_message_id("  <a@b> "), Some("a@b".into()));
+        assert_eq!(normalize_message_id("a@b"), Some("a@b".into()));
+        assert_eq!(normalize_message_id("<>"), None);
+        assert_eq!(normalize_message_id("   "), None);
+        assert_eq!(
+            message_id_list("<a@b> <c@d>\r\n\t<e@f> <a@b>"),
+            vec!["a@b", "c@d", "e@f"]
+        );
+        assert_eq!(
+            message_id_list("Your message of \"Mon, 1 Jan\" <x@y>"),
+            vec!["x@y"]
+        );
+        assert_eq!(message_id_list("a@b, c@d (old)"), vec!["a@b", "c@d"]);
+        assert!(message_id_list("").is_empty());
+    }
+
+    #[test]
+    fn text_body_is_capped() {
+        let big = "a".repeat(MAX_TEXT_BODY_BYTES + 10);
+        let m = p(&format!("From: a@b.c\n\n{big}"));
+        assert_eq!(m.text_body.unwrap().len(), MAX_TEXT_BODY_BYTES);
+    }
+
+    #[test]
+    fn html_only_is_stripped() {
+        let m = p("From: a@b.c\nContent-Type: text/html\n\n<html><body><p>Hello <b>there</b></p></body></html>");
+        let t = m.text_body.unwrap();
+        assert!(t.contains("Hello"), "{t}");
+        assert!(!t.contains("<b>"), "{t}");
+    }
+}
