@@ -27,6 +27,7 @@
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use mail_parser::decoders::html::html_to_text;
 use mail_parser::{Header, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
@@ -42,6 +43,9 @@ pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
 pub const MAX_REPEATED_VALUES: usize = 100;
 /// How far into the decoded text we look for an inline PGP block.
 const MAX_INLINE_PGP_SCAN_BYTES: usize = 4 * 1024 * 1024;
+/// How deep into attached messages we look for text when the message itself
+/// has none.
+const MAX_NESTED_TEXT_DEPTH: usize = 3;
 /// How many leading lines may be skipped while looking for the header block.
 const MAX_PREAMBLE_LINES: usize = 64;
 
@@ -530,30 +534,59 @@ fn convert(msg: &Message<'_>) -> Option<ParsedMessage> {
                 .map(|s| s.to_ascii_lowercase());
         }
     }
-    pm.text_body = text_body(msg);
+    pm.text_body = text_body(msg, MAX_NESTED_TEXT_DEPTH);
     pm.encrypted = is_encrypted(msg);
     Some(pm)
 }
 
-fn text_body(msg: &Message<'_>) -> Option<String> {
-    let mut out = String::new();
-    for i in 0..msg.text_body.len() {
-        if out.len() >= MAX_TEXT_BODY_BYTES {
-            break;
+/// Readable text of the message's own parts (not attached messages).
+///
+/// mail-parser's `text_body` list may point at an inline image (it counts
+/// image/* as inline body in multipart/related), so each id is checked; when
+/// that yields nothing the HTML bodies are tried, then any text part at all,
+/// then the text of attached messages (a forward as attachment with an empty
+/// cover note), `depth` levels deep.
+fn text_body(msg: &Message<'_>, depth: usize) -> Option<String> {
+    let part_text = |id: &u32| -> Option<String> {
+        match &msg.parts.get(*id as usize)?.body {
+            PartType::Text(t) => Some(t.to_string()),
+            PartType::Html(h) => Some(html_to_text(h)),
+            _ => None,
         }
-        let Some(text) = msg.body_text(i) else {
-            continue;
-        };
-        if text.trim().is_empty() {
-            continue;
+    };
+    let all_ids: Vec<u32> = (0..msg.parts.len() as u32).collect();
+    for ids in [&msg.text_body, &msg.html_body, &all_ids] {
+        let mut out = String::new();
+        for id in ids {
+            if out.len() >= MAX_TEXT_BODY_BYTES {
+                break;
+            }
+            let Some(text) = part_text(id) else { continue };
+            if text.trim().is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            let room = MAX_TEXT_BODY_BYTES.saturating_sub(out.len());
+            out.push_str(&cap_string(text, room));
         }
-        if !out.is_empty() {
-            out.push_str("\n\n");
+        if !out.trim().is_empty() {
+            return Some(out);
         }
-        let room = MAX_TEXT_BODY_BYTES.saturating_sub(out.len());
-        out.push_str(&cap_string(text.into_owned(), room));
     }
-    (!out.trim().is_empty()).then_some(out)
+    if depth == 0 {
+        return None;
+    }
+    let nested: Vec<String> = msg
+        .parts
+        .iter()
+        .filter_map(|part| match &part.body {
+            PartType::Message(inner) => text_body(inner, depth - 1),
+            _ => None,
+        })
+        .collect();
+    (!nested.is_empty()).then(|| cap_string(nested.join("\n\n"), MAX_TEXT_BODY_BYTES))
 }
 
 fn is_encrypted(msg: &Message<'_>) -> bool {
@@ -790,6 +823,26 @@ mod tests {
         let big = "a".repeat(MAX_TEXT_BODY_BYTES + 10);
         let m = p(&format!("From: a@b.c\n\n{big}"));
         assert_eq!(m.text_body.unwrap().len(), MAX_TEXT_BODY_BYTES);
+    }
+
+    #[test]
+    fn html_in_multipart_related_is_found_behind_an_inline_image() {
+        let m = p("From: a@b.c\nContent-Type: multipart/related; boundary=b\n\n\
+                   --b\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n\niVBORw0KGgo=\n\
+                   --b\nContent-Type: text/html\n\n<p>Report text</p>\n--b--\n");
+        let t = m.text_body.unwrap_or_default();
+        assert!(t.contains("Report text"), "{t:?}");
+    }
+
+    #[test]
+    fn text_of_a_forward_as_attachment_is_found() {
+        let m = p("From: a@b.c\nContent-Type: multipart/mixed; boundary=o\n\n\
+                   --o\nContent-Type: text/plain\n\n\r\n--o\n\
+                   Content-Type: message/rfc822\n\n\
+                   From: x@y.z\nSubject: inner\n\nThe real report.\n\
+                   --o--\n");
+        let t = m.text_body.unwrap_or_default();
+        assert!(t.contains("The real report."), "{t:?}");
     }
 
     #[test]
