@@ -39,8 +39,10 @@ pub enum RobotRule {
     AutoReplyHeader,
     /// Return-Path `<>` or `<MAILER-DAEMON@...>`.
     NullReturnPath,
-    /// From/Sender is MAILER-DAEMON, postmaster, no-reply, bounces,
-    /// owner-*, *-request ..., or `From: <>`.
+    /// From/Sender is MAILER-DAEMON, postmaster, bounces, owner-*,
+    /// *-request ..., or `From: <>`; or a no-reply sender, unless Reply-To
+    /// names someone who reads mail (web forms send as noreply@ with the
+    /// reporter in Reply-To).
     DaemonSender,
     /// `Precedence: bulk`, `junk`, `list` or `auto_reply`.
     Precedence,
