@@ -135,13 +135,20 @@ pub struct ParsedMessage {
 
 /// Parses raw message bytes. Never panics; see the module docs for the limits.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
-    let content_hash = hex::encode(Sha256::digest(raw));
-    let body = &raw[header_block_start(raw)..];
-    let body = &body[..body.len().min(MAX_PARSE_BYTES)];
-    let parsed = catch_unwind(AssertUnwindSafe(|| {
+    parse_guarded(raw, |body| {
         MessageParser::default()
             .parse(body)
             .and_then(|msg| convert(&msg))
+    })
+}
+
+/// Hashes, finds the header block, caps the size, and runs `parser` under
+/// `catch_unwind`, so neither a parser bug nor ours can take the daemon down.
+fn parse_guarded(raw: &[u8], parser: impl FnOnce(&[u8]) -> Option<ParsedMessage>) -> ParsedMessage {
+    let content_hash = hex::encode(Sha256::digest(raw));
+    let parsed = catch_unwind(AssertUnwindSafe(|| {
+        let body = &raw[header_block_start(raw)..];
+        parser(&body[..body.len().min(MAX_PARSE_BYTES)])
     }));
     match parsed {
         Ok(Some(mut pm)) => {
@@ -798,6 +805,15 @@ mod tests {
             assert_eq!(a.content_hash, hex::encode(Sha256::digest(raw)));
         }
         assert!(!parse(b"").parsed_ok);
+    }
+
+    #[test]
+    fn a_panicking_parser_yields_an_unparsed_message_with_its_hash() {
+        let raw = b"From: a@b.c\n\nbody";
+        let m = parse_guarded(raw, |_| panic!("parser bug"));
+        assert!(!m.parsed_ok);
+        assert_eq!(m.content_hash, hex::encode(Sha256::digest(raw)));
+        assert_eq!(m.from, None);
     }
 
     #[test]
