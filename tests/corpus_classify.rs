@@ -372,3 +372,43 @@ fn print_summary(outcomes: &[Outcome], total: Duration) {
         println!("known false positive: {p}: {why}");
     }
 }
+
+/// Truncated copies of every small corpus message (cut mid-header, mid-part,
+/// mid-boundary) must parse without taking the caller down, and quickly.
+/// Panics that `parse` catches inside mail-parser are counted and printed.
+#[test]
+fn truncated_messages_never_escape_parse() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CAUGHT: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        CAUGHT.fetch_add(1, Ordering::Relaxed);
+        previous(info);
+    }));
+    let started = Instant::now();
+    let mut parses = 0;
+    for entry in manifest() {
+        let raw = std::fs::read(corpus_dir().join(&entry.path)).expect(&entry.path);
+        if raw.len() > 128 * 1024 {
+            continue;
+        }
+        for k in 1..8 {
+            let cut = &raw[..raw.len() * k / 8];
+            let t = Instant::now();
+            let m = parse(cut);
+            assert!(
+                t.elapsed() < MAX_PARSE_TIME,
+                "{} cut at {}",
+                entry.path,
+                cut.len()
+            );
+            assert_eq!(m.content_hash, hex::encode(Sha256::digest(cut)));
+            parses += 1;
+        }
+    }
+    println!(
+        "truncations: {parses} parses in {:?}, panics caught inside parse: {}",
+        started.elapsed(),
+        CAUGHT.load(Ordering::Relaxed)
+    );
+}
