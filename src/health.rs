@@ -216,7 +216,7 @@ impl Health {
                 component_name => c.describe(),
                 failing_since => fmt_ts(failing_since),
                 failing_for => humantime::format_duration(Duration::from_secs(failing_for.as_secs())).to_string(),
-                alert_after => humantime::format_duration(cfg.limits.alert_after).to_string(),
+                alert_after => crate::templates::human_duration(cfg.limits.alert_after),
                 last_error => last_error.unwrap_or("unknown"),
                 recovered_at => fmt_ts(now),
                 backlog => backlog,

@@ -16,7 +16,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../config/templates/acknowledgement.txt"),
     ),
     ("alert.txt", include_str!("../config/templates/alert.txt")),
-    ("recovery.txt", include_str!("../config/templates/recovery.txt")),
+    (
+        "recovery.txt",
+        include_str!("../config/templates/recovery.txt"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +87,31 @@ impl Templates {
     }
 }
 
+/// A duration as people write it in a policy: "48 hours", "15 minutes".
+pub fn human_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let unit = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    if secs > 0 && secs % 3600 == 0 {
+        unit(secs / 3600, "hour")
+    } else if secs > 0 && secs % 60 == 0 {
+        unit(secs / 60, "minute")
+    } else {
+        unit(secs, "second")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_a_policy() {
+        use std::time::Duration;
+        assert_eq!(human_duration(Duration::from_secs(72 * 3600)), "72 hours");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(human_duration(Duration::from_secs(900)), "15 minutes");
+        assert_eq!(human_duration(Duration::from_secs(8)), "8 seconds");
+    }
 
     #[test]
     fn builtin_acknowledgement_renders() {
