@@ -343,7 +343,9 @@ alive() { # PID
 
 start_imap() { # DIR
     alive "$(dovecot_pid "$1")" && return 0
-    dovecot -c "$1/dovecot.conf" || { show_logs "$1"; die "dovecot failed to start"; }
+    # The servers daemonize but keep the fds they were started with: detach
+    # them from ours, or a caller reading our output would wait forever.
+    dovecot -c "$1/dovecot.conf" </dev/null >>"$1/log/start.log" 2>&1 || { show_logs "$1"; die "dovecot failed to start"; }
 }
 
 stop_imap() { # DIR
@@ -357,7 +359,7 @@ stop_imap() { # DIR
 
 start_smtp() { # DIR
     alive "$(postfix_pid "$1")" && return 0
-    postfix -c "$1/postfix" start >/dev/null 2>&1 \
+    postfix -c "$1/postfix" start </dev/null >>"$1/log/start.log" 2>&1 \
         || { show_logs "$1"; die "postfix failed to start"; }
 }
 
@@ -365,13 +367,13 @@ stop_smtp() { # DIR
     local pid i
     pid=$(postfix_pid "$1")
     alive "$pid" || return 0
-    postfix -c "$1/postfix" stop >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    postfix -c "$1/postfix" stop </dev/null >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
     for i in $(seq 100); do alive "$pid" || return 0; sleep 0.05; done
     kill -9 "$pid" 2>/dev/null || true
 }
 
 flush_queue() { # DIR: retry deferred mail now (after an IMAP/LMTP outage)
-    alive "$(postfix_pid "$1")" && postfix -c "$1/postfix" flush >/dev/null 2>&1 || true
+    alive "$(postfix_pid "$1")" && postfix -c "$1/postfix" flush </dev/null >/dev/null 2>&1 || true
 }
 
 show_logs() { # DIR

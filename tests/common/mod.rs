@@ -1,0 +1,755 @@
+//! Test support shared by the integration tests (`mod common;`).
+//!
+//! Why: secintake is tested against a real mail system, not mocks.
+//! [`MailStack`] starts a private Dovecot + Postfix on loopback through
+//! `tests/mailstack/mailstack.sh` (see that script for what runs where) and
+//! tears it down on drop.  Around it: a tiny blocking SMTP client for the
+//! inbound port, authenticated submission through lettre, an IMAPS reader
+//! (async-imap + rustls, trusting the stack's private CA), fast mailbox
+//! injection for backlog tests, and a writer for the daemon's TOML config.
+//!
+//! Everything here panics on failure with the servers' log tails attached:
+//! these are test helpers, and a clear panic is the most useful error.
+//! Set `MAILSTACK_KEEP=1` to keep a stack's folder (and servers) after a
+//! test for inspection.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Path of the mail stack script.
+pub fn mailstack_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mailstack/mailstack.sh")
+}
+
+/// Path of the daemon binary built for this test run.
+pub fn secintake_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_secintake"))
+}
+
+/// A running private mail system. Every user at `example.org` and
+/// `example.net` exists and has the password [`MailStack::password`].
+pub struct MailStack {
+    /// The stack's state folder (/tmp/ms-XXXXXX).
+    pub dir: PathBuf,
+    /// IMAP, STARTTLS offered (plain LOGIN also allowed on loopback).
+    pub imap_port: u16,
+    /// IMAP over implicit TLS.
+    pub imaps_port: u16,
+    /// Dovecot LMTP (Postfix delivers here).
+    pub lmtp_port: u16,
+    /// Inbound SMTP, the port-25 equivalent: no auth, test domains only.
+    pub smtp_port: u16,
+    /// Submission: STARTTLS required, SASL auth required.
+    pub submission_port: u16,
+    /// Submission over implicit TLS, SASL auth required.
+    pub smtps_port: u16,
+    /// PEM file of the private CA that signed the servers' certificate
+    /// (SAN IP:127.0.0.1 and DNS:localhost).
+    pub ca_file: PathBuf,
+    /// Dovecot's config file, for `doveadm -c`.
+    pub dovecot_conf: PathBuf,
+    /// The password of every user.
+    pub password: String,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl MailStack {
+    /// Starts a fresh stack on a free block of ports (takes well under a second).
+    pub fn start() -> MailStack {
+        let tmp = tempfile::Builder::new()
+            .prefix("ms-")
+            .tempdir_in("/tmp")
+            .expect("create mail stack folder");
+        let dir = tmp.path().to_path_buf();
+        run_script(&["start", path_str(&dir)]);
+        let env = std::fs::read_to_string(dir.join("env")).expect("read mail stack env");
+        let get = |key: &str| -> String {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+                .unwrap_or_else(|| panic!("{key} missing from {}/env", dir.display()))
+                .to_string()
+        };
+        let port = |key: &str| -> u16 { get(key).parse().expect("port number") };
+        MailStack {
+            imap_port: port("MS_IMAP_PORT"),
+            imaps_port: port("MS_IMAPS_PORT"),
+            lmtp_port: port("MS_LMTP_PORT"),
+            smtp_port: port("MS_SMTP_PORT"),
+            submission_port: port("MS_SUBMISSION_PORT"),
+            smtps_port: port("MS_SMTPS_PORT"),
+            ca_file: PathBuf::from(get("MS_CA_FILE")),
+            dovecot_conf: PathBuf::from(get("MS_DOVECOT_CONF")),
+            password: get("MS_PASSWORD"),
+            dir,
+            tmp: Some(tmp),
+        }
+    }
+
+    /// Stops Postfix (all SMTP ports): an outgoing-mail outage.
+    pub fn stop_smtp(&self) {
+        run_script(&["stop-smtp", path_str(&self.dir)]);
+    }
+
+    /// Starts Postfix again and waits for its ports.
+    pub fn start_smtp(&self) {
+        run_script(&["start-smtp", path_str(&self.dir)]);
+    }
+
+    /// Stops Dovecot (IMAP, IMAPS and LMTP): a mailbox outage. Mail sent
+    /// meanwhile waits in Postfix's queue.
+    pub fn stop_imap(&self) {
+        run_script(&["stop-imap", path_str(&self.dir)]);
+    }
+
+    /// Starts Dovecot again, waits for its ports and flushes Postfix's queue.
+    pub fn start_imap(&self) {
+        run_script(&["start-imap", path_str(&self.dir)]);
+    }
+
+    /// Gives `user` a Pigeonhole vacation auto-responder (replies once per
+    /// sender per day, `Auto-Submitted: auto-replied (vacation)`).
+    pub fn vacation(&self, user: &str) {
+        run_script(&["vacation", path_str(&self.dir), user]);
+    }
+
+    /// The tails of the servers' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["dovecot.log", "postfix.log"] {
+            let path = self.dir.join("log").join(name);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("---- tail of {}\n", path.display()));
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// rustls client config trusting only the stack's CA.
+    pub fn tls_client_config(&self) -> rustls::ClientConfig {
+        let pem = std::fs::read(&self.ca_file).expect("read CA file");
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            roots.add(cert.expect("parse CA PEM")).expect("add CA");
+        }
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+    }
+
+    // ------------------------------------------------------------ SMTP --
+
+    /// Sends `raw` over plain SMTP to the inbound port (like mail from the
+    /// internet arriving at port 25). Panics if the server refuses it.
+    pub fn send_raw(&self, envelope_from: &str, rcpt: &[&str], raw: &[u8]) {
+        if let Err(e) = self.try_send_raw(envelope_from, rcpt, raw) {
+            panic!("send_raw failed: {e}\n{}", self.logs());
+        }
+    }
+
+    /// Like [`send_raw`](Self::send_raw) but returns the failure (for
+    /// outage tests and expected rejections).
+    pub fn try_send_raw(
+        &self,
+        envelope_from: &str,
+        rcpt: &[&str],
+        raw: &[u8],
+    ) -> Result<(), String> {
+        smtp_send(self.smtp_port, envelope_from, rcpt, raw)
+    }
+
+    /// Sends `raw` through authenticated submission (STARTTLS, SASL as
+    /// `user`), using lettre and the stack's CA, as a real mail client would.
+    pub fn submit(&self, user: &str, envelope_from: &str, rcpt: &[&str], raw: &[u8]) {
+        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+        use lettre::{
+            address::Envelope, Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
+        };
+
+        let pem = std::fs::read(&self.ca_file).expect("read CA file");
+        let tls = TlsParameters::builder("127.0.0.1".to_string())
+            .add_root_certificate(Certificate::from_pem(&pem).expect("CA PEM"))
+            .build_rustls()
+            .expect("TLS parameters");
+        let from: Address = envelope_from.parse().expect("envelope sender");
+        let to: Vec<Address> = rcpt.iter().map(|r| r.parse().expect("recipient")).collect();
+        let envelope = Envelope::new(Some(from), to).expect("envelope");
+        let result = block_on(async {
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
+                .port(self.submission_port)
+                .tls(Tls::Required(tls))
+                .credentials(Credentials::new(user.to_string(), self.password.clone()))
+                .timeout(Some(Duration::from_secs(20)))
+                .build();
+            transport.send_raw(&envelope, raw).await
+        });
+        if let Err(e) = result {
+            panic!("submission failed: {e}\n{}", self.logs());
+        }
+    }
+
+    // ------------------------------------------------------- injection --
+
+    /// Saves `raw` straight into `user`'s INBOX with doveadm (no SMTP, no
+    /// sieve). Dovecot must be running.
+    pub fn inject(&self, user: &str, raw: &[u8]) {
+        let mut child = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.dovecot_conf)
+            .args(["save", "-u", user, "-m", "INBOX"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run doveadm");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(raw)
+            .expect("write to doveadm");
+        let out = child.wait_with_output().expect("wait for doveadm");
+        assert!(
+            out.status.success(),
+            "doveadm save failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+    }
+
+    /// `user`'s Maildir (INBOX) folder.
+    pub fn maildir(&self, user: &str) -> PathBuf {
+        let (local, domain) = user.rsplit_once('@').unwrap_or((user, ""));
+        self.dir
+            .join("home")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
+    }
+
+    /// Loads many messages into `user`'s INBOX at once by writing Maildir
+    /// files directly, in order (the first becomes the lowest UID), then
+    /// lets Dovecot index them. 5,000 messages take about a second.
+    /// Returns the number of messages in the INBOX afterwards.
+    pub fn inject_many<M: AsRef<[u8]>>(&self, user: &str, messages: &[M]) -> u32 {
+        let before = self.message_count(user); // also creates the Maildir
+        let maildir = self.maildir(user);
+        let meta = std::fs::metadata(&maildir).expect("user's Maildir");
+        let (uid, gid) = (meta.uid(), meta.gid());
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let pid = std::process::id();
+        for (i, msg) in messages.iter().enumerate() {
+            let msg = msg.as_ref();
+            // Dovecot orders new files by the time in the name, then the
+            // rest of the name: a fixed second plus increasing microseconds
+            // keeps the given order.
+            let name = format!("{secs}.M{i:06}P{pid}.mailstack,S={}", msg.len());
+            let tmp = maildir.join("tmp").join(&name);
+            std::fs::write(&tmp, msg).expect("write message");
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).expect("chown message");
+            std::fs::rename(&tmp, maildir.join("new").join(&name)).expect("deliver message");
+        }
+        let after = self.message_count(user);
+        assert_eq!(
+            after as usize,
+            before as usize + messages.len(),
+            "Dovecot did not pick up all injected messages"
+        );
+        after
+    }
+
+    /// Number of messages in `user`'s INBOX, via doveadm (creates the
+    /// mailbox if needed and makes Dovecot index what is there).
+    pub fn message_count(&self, user: &str) -> u32 {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.dovecot_conf)
+            .args([
+                "-f", "flow", "mailbox", "status", "-u", user, "messages", "INBOX",
+            ])
+            .output()
+            .expect("run doveadm");
+        assert!(
+            out.status.success(),
+            "doveadm mailbox status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        // flow format: "mailbox=INBOX messages=N" (or "INBOX messages=N")
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix("messages="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected doveadm output: {text}"))
+    }
+
+    // ------------------------------------------------------------ IMAP --
+
+    /// Every message in `user`'s INBOX, raw, in mailbox order (read over
+    /// IMAPS, verifying the server certificate against the stack's CA;
+    /// messages are not marked seen).
+    pub fn fetch_all(&self, user: &str) -> Vec<Vec<u8>> {
+        self.fetch_folder(user, "INBOX")
+    }
+
+    /// Every message in one of `user`'s folders (see [`fetch_all`](Self::fetch_all)).
+    pub fn fetch_folder(&self, user: &str, folder: &str) -> Vec<Vec<u8>> {
+        self.try_fetch_folder(user, folder)
+            .unwrap_or_else(|e| panic!("IMAP fetch failed: {e}\n{}", self.logs()))
+    }
+
+    /// Like [`fetch_folder`](Self::fetch_folder) but returns the failure.
+    pub fn try_fetch_folder(&self, user: &str, folder: &str) -> Result<Vec<Vec<u8>>, String> {
+        block_on(imap_fetch(
+            self.imaps_port,
+            Arc::new(self.tls_client_config()),
+            user,
+            &self.password,
+            folder,
+        ))
+    }
+
+    /// Polls `user`'s INBOX until `done` holds for its messages, then
+    /// returns them. Panics after `timeout` with what was there. IMAP
+    /// errors (e.g. during an outage) count as "not yet".
+    pub fn wait_for(
+        &self,
+        user: &str,
+        done: impl Fn(&[Vec<u8>]) -> bool,
+        timeout: Duration,
+    ) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.try_fetch_folder(user, "INBOX");
+            if let Ok(msgs) = &last {
+                if done(msgs) {
+                    return last.unwrap();
+                }
+            }
+            if Instant::now() >= deadline {
+                let seen = match &last {
+                    Ok(msgs) => msgs
+                        .iter()
+                        .map(|m| format!("  Subject: {}", header(m, "Subject").unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    Err(e) => format!("  (IMAP error: {e})"),
+                };
+                panic!(
+                    "wait_for({user}) timed out after {timeout:?}; INBOX holds {}:\n{seen}\n{}",
+                    last.as_ref().map(|m| m.len()).unwrap_or(0),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for MailStack {
+    fn drop(&mut self) {
+        if std::env::var_os("MAILSTACK_KEEP").is_some() {
+            if let Some(tmp) = self.tmp.take() {
+                eprintln!(
+                    "MAILSTACK_KEEP: leaving the stack running in {}",
+                    tmp.keep().display()
+                );
+            }
+            return;
+        }
+        let _ = Command::new(mailstack_script())
+            .args(["stop", path_str(&self.dir)])
+            .stdout(Stdio::null())
+            .status();
+        // The TempDir removes the folder.
+    }
+}
+
+// ------------------------------------------------------------- helpers --
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+fn run_script(args: &[&str]) {
+    let out = Command::new(mailstack_script())
+        .args(args)
+        .output()
+        .expect("run tests/mailstack/mailstack.sh");
+    assert!(
+        out.status.success(),
+        "mailstack.sh {} failed:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a future to completion on a private current-thread runtime in a
+/// separate thread, so it works from plain tests and from inside
+/// `#[tokio::test]` alike (the calling thread blocks meanwhile).
+pub fn block_on<F>(fut: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(fut)
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+async fn imap_fetch(
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+    user: &str,
+    password: &str,
+    folder: &str,
+) -> Result<Vec<Vec<u8>>, String> {
+    use futures::StreamExt;
+    let err = |what: &str| {
+        let what = what.to_string();
+        move |e: &dyn std::fmt::Display| format!("{what}: {e}")
+    };
+    let fut = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| err("connect")(&e))?;
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| err("TLS")(&e))?;
+        let mut client = async_imap::Client::new(stream);
+        client
+            .read_response()
+            .await
+            .map_err(|e| err("greeting")(&e))?
+            .ok_or("connection closed before greeting")?;
+        let mut session = client
+            .login(user, password)
+            .await
+            .map_err(|(e, _)| err("login")(&e))?;
+        let mailbox = session
+            .select(folder)
+            .await
+            .map_err(|e| err("select")(&e))?;
+        let mut msgs: Vec<(u32, Vec<u8>)> = Vec::new();
+        if mailbox.exists > 0 {
+            let mut fetches = session
+                .fetch("1:*", "BODY.PEEK[]")
+                .await
+                .map_err(|e| err("fetch")(&e))?;
+            while let Some(f) = fetches.next().await {
+                let f = f.map_err(|e| err("fetch")(&e))?;
+                if let Some(body) = f.body() {
+                    msgs.push((f.message, body.to_vec()));
+                }
+            }
+        }
+        session.logout().await.map_err(|e| err("logout")(&e))?;
+        msgs.sort_by_key(|(seq, _)| *seq);
+        Ok(msgs.into_iter().map(|(_, m)| m).collect())
+    };
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .map_err(|_| "IMAP fetch timed out".to_string())?
+}
+
+/// A minimal blocking SMTP client: EHLO, MAIL, RCPT..., DATA (with CRLF
+/// line endings and dot-stuffing), QUIT. Returns the first non-success reply.
+pub fn smtp_send(port: u16, envelope_from: &str, rcpt: &[&str], raw: &[u8]) -> Result<(), String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(stream);
+    let mut reply = |expect: char| -> Result<String, String> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            reader
+                .read_line(&mut line)
+                .map_err(|e| format!("read: {e}"))?;
+            if line.len() < 4 {
+                return Err(format!("bad SMTP reply {line:?}"));
+            }
+            text.push_str(&line);
+            if line.as_bytes()[3] != b'-' {
+                break;
+            }
+        }
+        if text.starts_with(expect) {
+            Ok(text)
+        } else {
+            Err(text.trim_end().to_string())
+        }
+    };
+    let send = |w: &mut TcpStream, cmd: &str| -> Result<(), String> {
+        w.write_all(cmd.as_bytes())
+            .and_then(|_| w.write_all(b"\r\n"))
+            .map_err(|e| format!("write: {e}"))
+    };
+    reply('2')?;
+    send(&mut writer, "EHLO client.test")?;
+    reply('2')?;
+    send(&mut writer, &format!("MAIL FROM:<{envelope_from}>"))?;
+    reply('2')?;
+    for r in rcpt {
+        send(&mut writer, &format!("RCPT TO:<{r}>"))?;
+        reply('2')?;
+    }
+    send(&mut writer, "DATA")?;
+    reply('3')?;
+    let mut data = Vec::with_capacity(raw.len() + raw.len() / 40 + 8);
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.first() == Some(&b'.') {
+            data.push(b'.');
+        }
+        data.extend_from_slice(body);
+        data.extend_from_slice(b"\r\n");
+    }
+    data.extend_from_slice(b".\r\n");
+    writer.write_all(&data).map_err(|e| format!("write: {e}"))?;
+    reply('2')?;
+    send(&mut writer, "QUIT")?;
+    let _ = reply('2');
+    Ok(())
+}
+
+/// The unfolded value of the first header `name` (case-insensitive) of a
+/// raw message, without decoding.
+pub fn header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut found: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break; // end of the header section
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = found.as_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+            continue;
+        }
+        if found.is_some() {
+            break;
+        }
+        if let Some((key, value)) = line.split_once(':') {
+            if key.trim().eq_ignore_ascii_case(name) {
+                found = Some(value.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A small RFC 5322 message with CRLF line endings.
+pub fn simple_message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\
+         Message-ID: <{nanos}.{n}.{pid}@client.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+        pid = std::process::id()
+    )
+    .into_bytes()
+}
+
+// ----------------------------------------------------------- config --
+
+/// The daemon's configuration for a test, pointed at a [`MailStack`].
+/// Tweak the public fields, then [`TestConfig::write`]. `extra` is raw TOML
+/// appended at the end (for whole extra sections).
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    pub address: String,
+    pub project: String,
+    pub policy_url: String,
+    pub imap_host: String,
+    pub imap_port: u16,
+    /// "implicit" | "starttls" | "none"
+    pub imap_tls: String,
+    pub imap_username: String,
+    pub imap_password: String,
+    pub folder: String,
+    pub idle: bool,
+    pub poll_interval: String,
+    /// "seen" | "move:<folder>" | "keep"
+    pub after: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// "implicit" | "starttls" | "none"
+    pub smtp_tls: String,
+    pub smtp_username: String,
+    pub smtp_password: String,
+    pub ca_file: PathBuf,
+    pub storage_path: PathBuf,
+    pub acknowledge: String,
+    pub respond: String,
+    /// (name, email)
+    pub handlers: Vec<(String, String)>,
+    pub acks_per_sender_per_day: u32,
+    pub max_message_size: String,
+    pub alert_after: String,
+    pub extra: String,
+}
+
+impl TestConfig {
+    /// Defaults: mailbox security@example.org over IMAP STARTTLS with IDLE,
+    /// outgoing mail through submission (STARTTLS), state in `dir/state.db`.
+    pub fn new(stack: &MailStack, dir: &Path) -> TestConfig {
+        let address = "security@example.org".to_string();
+        TestConfig {
+            project: "Example".into(),
+            policy_url: "https://example.org/security".into(),
+            imap_host: "127.0.0.1".into(),
+            imap_port: stack.imap_port,
+            imap_tls: "starttls".into(),
+            imap_username: address.clone(),
+            imap_password: stack.password.clone(),
+            folder: "INBOX".into(),
+            idle: true,
+            poll_interval: "60s".into(),
+            after: "seen".into(),
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: stack.submission_port,
+            smtp_tls: "starttls".into(),
+            smtp_username: address.clone(),
+            smtp_password: stack.password.clone(),
+            ca_file: stack.ca_file.clone(),
+            storage_path: dir.join("state.db"),
+            acknowledge: "48h".into(),
+            respond: "72h".into(),
+            handlers: vec![("Alice".into(), "alice@example.org".into())],
+            acks_per_sender_per_day: 5,
+            max_message_size: "50MiB".into(),
+            alert_after: "15m".into(),
+            extra: String::new(),
+            address,
+        }
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> String {
+        let q = toml_str;
+        let p = |p: &Path| toml_str(path_str(p));
+        let mut t = String::new();
+        t.push_str("[mailbox]\n");
+        t.push_str(&format!("address = {}\n", q(&self.address)));
+        t.push_str(&format!("project = {}\n", q(&self.project)));
+        t.push_str(&format!("policy_url = {}\n\n", q(&self.policy_url)));
+        t.push_str("[imap]\n");
+        t.push_str(&format!("host = {}\n", q(&self.imap_host)));
+        t.push_str(&format!("port = {}\n", self.imap_port));
+        t.push_str(&format!("tls = {}\n", q(&self.imap_tls)));
+        t.push_str(&format!("ca_file = {}\n", p(&self.ca_file)));
+        t.push_str(&format!("username = {}\n", q(&self.imap_username)));
+        t.push_str(&format!("password = {}\n", q(&self.imap_password)));
+        t.push_str(&format!("folder = {}\n", q(&self.folder)));
+        t.push_str(&format!("idle = {}\n", self.idle));
+        t.push_str(&format!("poll_interval = {}\n", q(&self.poll_interval)));
+        t.push_str(&format!("after = {}\n\n", q(&self.after)));
+        t.push_str("[smtp]\n");
+        t.push_str(&format!("host = {}\n", q(&self.smtp_host)));
+        t.push_str(&format!("port = {}\n", self.smtp_port));
+        t.push_str(&format!("tls = {}\n", q(&self.smtp_tls)));
+        t.push_str(&format!("ca_file = {}\n", p(&self.ca_file)));
+        t.push_str(&format!("username = {}\n", q(&self.smtp_username)));
+        t.push_str(&format!("password = {}\n\n", q(&self.smtp_password)));
+        t.push_str("[storage]\n");
+        t.push_str(&format!("path = {}\n\n", p(&self.storage_path)));
+        t.push_str("[sla]\n");
+        t.push_str(&format!("acknowledge = {}\n", q(&self.acknowledge)));
+        t.push_str(&format!("respond = {}\n\n", q(&self.respond)));
+        for (name, email) in &self.handlers {
+            t.push_str("[[handlers]]\n");
+            t.push_str(&format!("name = {}\nemail = {}\n\n", q(name), q(email)));
+        }
+        t.push_str("[limits]\n");
+        t.push_str(&format!(
+            "acks_per_sender_per_day = {}\n",
+            self.acks_per_sender_per_day
+        ));
+        t.push_str(&format!(
+            "max_message_size = {}\n",
+            q(&self.max_message_size)
+        ));
+        t.push_str(&format!("alert_after = {}\n", q(&self.alert_after)));
+        if !self.extra.is_empty() {
+            t.push('\n');
+            t.push_str(&self.extra);
+            t.push('\n');
+        }
+        t
+    }
+
+    /// Writes the config to `path`.
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, self.to_toml()).expect("write config");
+    }
+}
+
+/// Writes `dir/secintake.toml` for `stack` after letting `tweak` adjust
+/// the defaults of [`TestConfig::new`]; returns its path.
+pub fn write_config(dir: &Path, stack: &MailStack, tweak: impl FnOnce(&mut TestConfig)) -> PathBuf {
+    let mut cfg = TestConfig::new(stack, dir);
+    tweak(&mut cfg);
+    let path = dir.join("secintake.toml");
+    cfg.write(&path);
+    path
+}
+
+/// A TOML basic string.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
