@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh — installs the Debian packages the mail test stack
+# (tests/mailstack/mailstack.sh) and the quick start need, if any is missing.
+# Used by scripts/test.sh and scripts/quickstart.sh; safe to run repeatedly.
+# Needs root only when something is missing.
+set -euo pipefail
+
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix swaks s-nail openssl sqlite3 ca-certificates procps"
+
+missing=()
+for p in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all packages present"
+    exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1; }
+# Preseed Postfix so apt asks nothing. Installing starts no system mail
+# service that we use: the tests and the quick start run private instances.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
