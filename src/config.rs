@@ -1,1 +1,1576 @@
-//! placeholder
+//! Configuration: one TOML file plus `SECINTAKE_*` environment overrides.
+//!
+//! [`Config::load`] reads and validates everything before the daemon does
+//! anything else, so it never runs half-configured: every mistake becomes
+//! one [`ConfigError`] whose `Display` is a single line naming the key, the
+//! value (secrets are never shown) and what was expected.
+//!
+//! Environment variables: `SECINTAKE_<SECTION>__<KEY>`, one underscore after
+//! the prefix and two between section and key (a single `_` would be
+//! ambiguous with snake_case keys), e.g. `SECINTAKE_IMAP__PASSWORD`. They win
+//! over the file. `SECINTAKE_*` variables without `__` that do not start with
+//! a section name (`SECINTAKE_CONFIG`, `SECINTAKE_LOG`, …) belong to other
+//! parts of the program and are ignored here.
+//!
+//! Secrets (`imap.password`, `smtp.password`) can instead be given as
+//! `*_password_file`, e.g. a systemd `LoadCredential=` file: the file's
+//! trailing line break is trimmed.
+//!
+//! Relative paths written in the file are resolved against the directory that
+//! holds the file; relative paths from environment variables are left as
+//! they are (relative to the working directory).
+//!
+//! The file is parsed by the `config` crate into an untyped tree and then
+//! walked by hand rather than through serde: that is what lets every error
+//! name its key, show its value, tell a file value from an environment
+//! value, and keep secrets out of messages.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{FileFormat, Map, Source, Value, ValueKind};
+
+/// Prefix of the environment variables that override the file.
+const ENV_PREFIX: &str = "SECINTAKE_";
+/// What the `config` crate records as the origin of environment values.
+const ENV_ORIGIN: &str = "the environment";
+/// RFC 2177: servers may log out an idle client after 30 minutes.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(29 * 60);
+/// Upper bound for `intake.batch_size`; larger windows only make one
+/// round trip huge without making intake faster.
+const MAX_BATCH_SIZE: u64 = 10_000;
+
+const SECTIONS: &[&str] = &[
+    "mailbox",
+    "imap",
+    "smtp",
+    "storage",
+    "sla",
+    "handlers",
+    "limits",
+    "templates",
+    "intake",
+];
+const MAILBOX_KEYS: &[&str] = &["address", "project", "policy_url", "comment_address"];
+const IMAP_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "tls",
+    "ca_file",
+    "username",
+    "password",
+    "password_file",
+    "folder",
+    "idle",
+    "poll_interval",
+    "idle_timeout",
+    "io_timeout",
+    "after",
+];
+const SMTP_KEYS: &[&str] = &[
+    "host",
+    "port",
+    "tls",
+    "ca_file",
+    "username",
+    "password",
+    "password_file",
+    "timeout",
+    "from_name",
+];
+const STORAGE_KEYS: &[&str] = &["path"];
+const SLA_KEYS: &[&str] = &["acknowledge", "respond"];
+const HANDLER_KEYS: &[&str] = &["name", "email"];
+const LIMITS_KEYS: &[&str] = &["acks_per_sender_per_day", "max_message_size", "alert_after"];
+const TEMPLATES_KEYS: &[&str] = &["dir"];
+const INTAKE_KEYS: &[&str] = &["backfill", "batch_size"];
+
+const DURATION_EXPECTED: &str =
+    "expected a duration like \"60s\", \"25m\", \"48h\", \"7d\" or \"1h 30m\"";
+const SIZE_EXPECTED: &str =
+    "expected a size like \"50MiB\" (units: B, KB, KiB, MB, MiB, GB, GiB; no unit = bytes)";
+const TLS_EXPECTED: &str = "expected one of \"implicit\", \"starttls\", \"none\"";
+const PORT_EXPECTED: &str = "expected a port number from 1 to 65535";
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The monitored address and what acknowledgements say about the project.
+    pub mailbox: Mailbox,
+    /// Where reports are fetched from.
+    pub imap: Imap,
+    /// Where acknowledgements and notifications are sent through.
+    pub smtp: Smtp,
+    /// Where cases and raw messages are kept.
+    pub storage: Storage,
+    /// Deadlines promised to reporters.
+    pub sla: Sla,
+    /// The people who handle reports (may be empty: see [`Config::warnings`]).
+    pub handlers: Vec<Handler>,
+    /// Abuse and resource limits.
+    pub limits: Limits,
+    /// Where message templates come from.
+    pub templates: Templates,
+    /// How existing mail is treated on first start and fetched.
+    pub intake: Intake,
+}
+
+/// `[mailbox]`: the security@ address itself.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    /// The monitored address, lowercased and validated as an addr-spec.
+    pub address: String,
+    /// Project name used in outgoing mail ("the Foo project").
+    pub project: String,
+    /// Link to the security policy; empty when not configured.
+    pub policy_url: String,
+    /// Optional address that receives comments on cases.
+    pub comment_address: Option<String>,
+}
+
+/// How a connection is encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Implicit,
+    /// Plain connect, then STARTTLS (required, never opportunistic).
+    Starttls,
+    /// No encryption: only accepted for loopback hosts.
+    None,
+}
+
+/// What happens to a message on the server once it is safely stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    /// Set `\Seen`.
+    Seen,
+    /// Move it to this folder.
+    Move(String),
+    /// Leave it untouched.
+    Keep,
+}
+
+/// `[imap]`.
+#[derive(Clone)]
+pub struct Imap {
+    /// Server host name or IP address (no port).
+    pub host: String,
+    /// Server port: default 993 for implicit TLS, 143 otherwise.
+    pub port: u16,
+    /// Encryption mode: default implicit.
+    pub tls: TlsMode,
+    /// Extra PEM CA bundle to trust instead of the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Login name.
+    pub username: String,
+    /// Login password (from `password` or `password_file`). Never logged.
+    pub password: String,
+    /// Folder to watch: default "INBOX".
+    pub folder: String,
+    /// Use IMAP IDLE (polling stays on as a safety net): default true.
+    pub idle: bool,
+    /// How often to poll: default 60s.
+    pub poll_interval: Duration,
+    /// Re-issue IDLE after this long: default 25m, below 29m (RFC 2177).
+    pub idle_timeout: Duration,
+    /// Read/write timeout for every command outside IDLE: default 60s.
+    pub io_timeout: Duration,
+    /// What to do with a stored message: default [`After::Seen`].
+    pub after: After,
+}
+
+impl fmt::Debug for Imap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("folder", &self.folder)
+            .field("idle", &self.idle)
+            .field("poll_interval", &self.poll_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("after", &self.after)
+            .finish()
+    }
+}
+
+/// `[smtp]`.
+#[derive(Clone)]
+pub struct Smtp {
+    /// Relay host name or IP address (no port).
+    pub host: String,
+    /// Relay port: default 465 implicit, 587 starttls, 25 none.
+    pub port: u16,
+    /// Encryption mode: default starttls.
+    pub tls: TlsMode,
+    /// Extra PEM CA bundle to trust instead of the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Login name; set together with `password` or not at all.
+    pub username: Option<String>,
+    /// Login password (from `password` or `password_file`). Never logged.
+    pub password: Option<String>,
+    /// Whole-send timeout (lettre's own covers only the connect): default 30s.
+    pub timeout: Duration,
+    /// Display name on outgoing mail, e.g. "Foo Security Team".
+    pub from_name: Option<String>,
+}
+
+impl fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Smtp")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("from_name", &self.from_name)
+            .finish()
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    /// SQLite database file: default "/var/lib/secintake/secintake.db".
+    pub path: PathBuf,
+}
+
+/// `[sla]`: deadlines counted from receipt of a report.
+#[derive(Debug, Clone)]
+pub struct Sla {
+    /// Acknowledge a report within this: default 48h.
+    pub acknowledge: Duration,
+    /// Give a substantive response within this: default 72h.
+    pub respond: Duration,
+}
+
+/// One `[[handlers]]` entry.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    /// Display name.
+    pub name: String,
+    /// Address, lowercased; unique among handlers.
+    pub email: String,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// At most this many acknowledgements to one sender per day: default 5.
+    pub acks_per_sender_per_day: u32,
+    /// Messages larger than this (bytes) are not fetched whole: default 50MiB.
+    pub max_message_size: u64,
+    /// Alert when a problem (e.g. IMAP down) lasts this long: default 15m.
+    pub alert_after: Duration,
+}
+
+/// `[templates]`.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    /// Directory of custom templates; `None` = built-in templates.
+    pub dir: Option<PathBuf>,
+}
+
+/// `[intake]`.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    /// On first start, messages older than this (by IMAP INTERNALDATE) are
+    /// recorded but not acknowledged: default 7d.
+    pub backfill: Duration,
+    /// Messages fetched per IMAP round trip: default 100.
+    pub batch_size: u32,
+}
+
+/// Where an invalid value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The configuration file (also used for keys that are missing altogether).
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Env(name) => write!(f, "environment variable {name}"),
+        }
+    }
+}
+
+/// Why the configuration was refused. `Display` is the one line to print.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("config error: cannot read {}: {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error, without the "(os error N)" suffix.
+        reason: String,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("config error in {}: TOML syntax error at {detail}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// "line L, column C: message".
+        detail: String,
+    },
+    /// A key is unknown, missing, or its value is unusable.
+    #[error("config error in {origin}: {detail}")]
+    Invalid {
+        /// The file or the environment variable responsible.
+        origin: Origin,
+        /// Dotted key, e.g. "imap.tls" or "handlers[1].email".
+        key: String,
+        /// Names the key, its value unless secret, and what is expected.
+        detail: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted key at fault, if the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `SECINTAKE_*` variables from the process
+    /// environment and validates everything.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut env = HashMap::new();
+        for (key, value) in std::env::vars_os() {
+            let Ok(key) = key.into_string() else { continue };
+            if !key.to_ascii_uppercase().starts_with(ENV_PREFIX) {
+                continue;
+            }
+            match value.into_string() {
+                Ok(value) => {
+                    env.insert(key, value);
+                }
+                Err(_) => {
+                    return Err(ConfigError::Invalid {
+                        origin: Origin::Env(key.clone()),
+                        key: env_key(&key),
+                        detail: "the value is not valid UTF-8".to_string(),
+                    })
+                }
+            }
+        }
+        Self::load_with_env(path, env)
+    }
+
+    /// Like [`Config::load`] with the environment given explicitly (tests).
+    pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: io_reason(&err),
+        })?;
+        let env = env_overrides(env)?;
+        let built = config::Config::builder()
+            .add_source(config::File::from_str(&text, FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("SECINTAKE")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .source(Some(env)),
+            )
+            .build()
+            .and_then(|built| built.collect());
+        let loader = Loader {
+            path: path.to_path_buf(),
+            base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        match built {
+            Ok(root) => loader.config(root),
+            Err(config::ConfigError::FileParse { cause, .. }) => Err(ConfigError::Syntax {
+                path: path.to_path_buf(),
+                detail: toml_detail(&cause.to_string()),
+            }),
+            Err(other) => Err(ConfigError::Invalid {
+                origin: Origin::File(path.to_path_buf()),
+                key: String::new(),
+                detail: one_line(&other.to_string()),
+            }),
+        }
+    }
+
+    /// Non-fatal problems worth logging at startup.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.handlers.is_empty() {
+            out.push(
+                "no [[handlers]] configured: new reports have nobody to handle them".to_string(),
+            );
+        }
+        if self.mailbox.policy_url.is_empty() {
+            out.push(
+                "mailbox.policy_url is not set: outgoing mail cannot link to the security policy"
+                    .into(),
+            );
+        } else if self.mailbox.policy_url.starts_with("http://") {
+            out.push(format!(
+                "mailbox.policy_url = {:?} uses plain http: reporters cannot trust what they read there",
+                self.mailbox.policy_url
+            ));
+        }
+        for (section, tls, port, ca_file, conventional) in [
+            (
+                "imap",
+                self.imap.tls,
+                self.imap.port,
+                &self.imap.ca_file,
+                imap_port_ok(self.imap.tls, self.imap.port),
+            ),
+            (
+                "smtp",
+                self.smtp.tls,
+                self.smtp.port,
+                &self.smtp.ca_file,
+                smtp_port_ok(self.smtp.tls, self.smtp.port),
+            ),
+        ] {
+            if tls == TlsMode::None {
+                out.push(format!(
+                    "{section}.tls = \"none\": the connection is not encrypted (accepted because the host is loopback)"
+                ));
+                if ca_file.is_some() {
+                    out.push(format!(
+                        "{section}.ca_file is ignored because {section}.tls = \"none\""
+                    ));
+                }
+            }
+            if !conventional {
+                out.push(format!(
+                    "{section}.port = {port} is unusual with {section}.tls = \"{}\": check that the server speaks that mode on that port",
+                    tls_name(tls)
+                ));
+            }
+        }
+        if self.sla.respond < self.sla.acknowledge {
+            out.push(format!(
+                "sla.respond ({}) is shorter than sla.acknowledge ({})",
+                humantime::format_duration(self.sla.respond),
+                humantime::format_duration(self.sla.acknowledge)
+            ));
+        }
+        if self.limits.acks_per_sender_per_day == 0 {
+            out.push(
+                "limits.acks_per_sender_per_day = 0: no reporter will ever be acknowledged".into(),
+            );
+        }
+        out
+    }
+}
+
+/// Parses a humantime duration: "48h", "60s", "7d", "1h 30m".
+/// A bare number is refused: the unit is never guessed.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(DURATION_EXPECTED.to_string());
+    }
+    humantime::parse_duration(s).map_err(|_| DURATION_EXPECTED.to_string())
+}
+
+/// Parses a size: a whole number with an optional unit B, KB, KiB, MB, MiB,
+/// GB or GiB (case-insensitive, optional space); no unit means bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let unit = unit.trim_start();
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" => 1 << 10,
+        "mb" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "gb" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        _ => return Err(SIZE_EXPECTED.to_string()),
+    };
+    let number: u64 = digits.parse().map_err(|_| SIZE_EXPECTED.to_string())?;
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{SIZE_EXPECTED}: too large"))
+}
+
+/// Checks `SECINTAKE_*` variable names and keeps those meant for us.
+fn env_overrides(env: HashMap<String, String>) -> Result<Map<String, String>, ConfigError> {
+    let mut names: Vec<String> = env.keys().cloned().collect();
+    names.sort();
+    let mut out = Map::new();
+    for name in names {
+        let upper = name.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let trimmed = rest.trim_start_matches('_');
+        let section = SECTIONS
+            .iter()
+            .find(|s| trimmed.to_ascii_lowercase().starts_with(&format!("{s}_")));
+        if rest.starts_with('_') || (!rest.contains("__") && section.is_some()) {
+            let example = match section {
+                Some(s) => format!(
+                    "{ENV_PREFIX}{}__{}",
+                    s.to_ascii_uppercase(),
+                    trimmed[s.len()..].trim_start_matches('_')
+                ),
+                None => format!("{ENV_PREFIX}IMAP__PASSWORD"),
+            };
+            return Err(ConfigError::Invalid {
+                origin: Origin::Env(name.clone()),
+                key: env_key(&name),
+                detail: format!(
+                    "write one underscore after SECINTAKE and two between section and key, e.g. {example}"
+                ),
+            });
+        }
+        if !rest.contains("__") {
+            continue; // SECINTAKE_CONFIG, SECINTAKE_LOG, ...: not configuration keys
+        }
+        // The config crate silently drops variables whose key it cannot
+        // parse (e.g. SECINTAKE_IMAP__P@SS): refuse them here instead.
+        let well_formed = rest.split("__").count() == 2
+            && rest.split("__").all(|part| {
+                !part.is_empty()
+                    && !part.starts_with('_')
+                    && !part.ends_with('_')
+                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+        if !well_formed {
+            return Err(ConfigError::Invalid {
+                origin: Origin::Env(name.clone()),
+                key: env_key(&name),
+                detail: "expected a name of the form SECINTAKE_<SECTION>__<KEY> \
+                         (letters, digits and single underscores), e.g. SECINTAKE_IMAP__PASSWORD_FILE"
+                    .to_string(),
+            });
+        }
+        let value = env[&name].clone();
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// The environment variable that sets a dotted key.
+fn env_name(key: &str) -> String {
+    format!(
+        "{ENV_PREFIX}{}",
+        key.replace('.', "__").to_ascii_uppercase()
+    )
+}
+
+/// The dotted key an environment variable name maps to.
+fn env_key(name: &str) -> String {
+    name.get(ENV_PREFIX.len()..)
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .replace("__", ".")
+}
+
+fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Turns the toml crate's multi-line report into "line L, column C: message".
+fn toml_detail(report: &str) -> String {
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match (lines.first(), lines.last()) {
+        (Some(first), Some(last)) if lines.len() > 1 => {
+            let at = first.strip_prefix("TOML parse error at ").unwrap_or(first);
+            format!("{at}: {last}")
+        }
+        _ => one_line(report),
+    }
+}
+
+/// How a value is shown in messages (TOML-like).
+fn show(value: &Value) -> String {
+    match &value.kind {
+        ValueKind::Nil => "nothing".into(),
+        ValueKind::Boolean(b) => b.to_string(),
+        ValueKind::I64(n) => n.to_string(),
+        ValueKind::I128(n) => n.to_string(),
+        ValueKind::U64(n) => n.to_string(),
+        ValueKind::U128(n) => n.to_string(),
+        ValueKind::Float(n) => n.to_string(),
+        ValueKind::String(s) => format!("{s:?}"),
+        ValueKind::Table(_) => "a table".into(),
+        ValueKind::Array(_) => "an array".into(),
+    }
+}
+
+/// The dotted key of some value under `value` that came from the environment.
+fn env_leaf(key: &str, value: &Value) -> Option<String> {
+    if value.origin() == Some(ENV_ORIGIN) {
+        return Some(key.to_string());
+    }
+    match &value.kind {
+        ValueKind::Table(table) => {
+            let mut keys: Vec<&String> = table.keys().collect();
+            keys.sort();
+            keys.into_iter()
+                .find_map(|k| env_leaf(&format!("{key}.{k}"), &table[k]))
+        }
+        _ => None,
+    }
+}
+
+fn tls_name(tls: TlsMode) -> &'static str {
+    match tls {
+        TlsMode::Implicit => "implicit",
+        TlsMode::Starttls => "starttls",
+        TlsMode::None => "none",
+    }
+}
+
+fn imap_port_ok(tls: TlsMode, port: u16) -> bool {
+    !matches!(
+        (tls, port),
+        (TlsMode::Implicit, 143) | (TlsMode::Starttls | TlsMode::None, 993)
+    )
+}
+
+fn smtp_port_ok(tls: TlsMode, port: u16) -> bool {
+    !matches!(
+        (tls, port),
+        (TlsMode::Implicit, 25 | 587) | (TlsMode::Starttls | TlsMode::None, 465)
+    )
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks a bare addr-spec (dot-atom local part, host-name domain) and
+/// returns it lowercased. Quoted local parts, domain literals and non-ASCII
+/// addresses are refused: they are valid but not worth the risk here.
+fn valid_address(s: &str) -> Option<String> {
+    let (local, domain) = s.rsplit_once('@')?;
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(atext));
+    let domain_ok = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    (local_ok && domain_ok).then(|| s.to_ascii_lowercase())
+}
+
+fn same_folder(a: &str, b: &str) -> bool {
+    a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
+}
+
+/// Walks the merged tree and builds the typed configuration.
+struct Loader {
+    /// The configuration file, named in errors.
+    path: PathBuf,
+    /// Directory against which relative paths from the file are resolved.
+    base: PathBuf,
+}
+
+/// One key's value on its way to a typed field.
+struct Field<'l> {
+    loader: &'l Loader,
+    key: String,
+    value: Value,
+    /// Never show the value.
+    secret: bool,
+}
+
+/// One table (`[imap]`, `handlers[0]`, …) whose keys are taken one by one.
+struct Section<'l> {
+    loader: &'l Loader,
+    name: String,
+    table: Map<String, Value>,
+}
+
+impl Loader {
+    fn origin(&self, key: &str, value: Option<&Value>) -> Origin {
+        match value.and_then(|v| env_leaf(key, v)) {
+            Some(leaf) => Origin::Env(env_name(&leaf)),
+            None => Origin::File(self.path.clone()),
+        }
+    }
+
+    fn error(&self, key: &str, value: Option<&Value>, detail: String) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin(key, value),
+            key: key.to_string(),
+            detail,
+        }
+    }
+
+    fn missing(&self, key: &str, alternatives: &str) -> ConfigError {
+        ConfigError::Invalid {
+            origin: Origin::File(self.path.clone()),
+            key: key.to_string(),
+            detail: format!("missing required key {key}{alternatives}"),
+        }
+    }
+
+    fn section(
+        &self,
+        root: &mut Map<String, Value>,
+        name: &str,
+        known: &[&str],
+    ) -> Result<Section<'_>, ConfigError> {
+        self.table(name, root.remove(name), known)
+    }
+
+    fn table(
+        &self,
+        name: &str,
+        value: Option<Value>,
+        known: &[&str],
+    ) -> Result<Section<'_>, ConfigError> {
+        let table = match value {
+            None => Map::new(),
+            Some(Value {
+                kind: ValueKind::Table(table),
+                ..
+            }) => table,
+            Some(other) => {
+                return Err(self.error(
+                    name,
+                    Some(&other),
+                    format!("{name} = {}: expected a table [{name}]", show(&other)),
+                ))
+            }
+        };
+        let mut unknown: Vec<&String> = table
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            let full = format!("{name}.{k}");
+            return Err(self.error(
+                &full,
+                table.get(*k),
+                format!(
+                    "unknown key {full:?} (expected one of: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(Section {
+            loader: self,
+            name: name.to_string(),
+            table,
+        })
+    }
+
+    fn config(&self, mut root: Map<String, Value>) -> Result<Config, ConfigError> {
+        let mut unknown: Vec<&String> = root
+            .keys()
+            .filter(|k| !SECTIONS.contains(&k.as_str()))
+            .collect();
+        unknown.sort();
+        if let Some(k) = unknown.first() {
+            return Err(self.error(
+                k,
+                root.get(*k),
+                format!(
+                    "unknown key {k:?} (expected one of: {})",
+                    SECTIONS.join(", ")
+                ),
+            ));
+        }
+        // Open every table first so that an unknown (typically misspelt)
+        // key is reported before the "missing key" it causes.
+        let mailbox = self.section(&mut root, "mailbox", MAILBOX_KEYS)?;
+        let imap = self.section(&mut root, "imap", IMAP_KEYS)?;
+        let smtp = self.section(&mut root, "smtp", SMTP_KEYS)?;
+        let storage = self.section(&mut root, "storage", STORAGE_KEYS)?;
+        let sla = self.section(&mut root, "sla", SLA_KEYS)?;
+        let handlers = self.handler_tables(root.remove("handlers"))?;
+        let limits = self.section(&mut root, "limits", LIMITS_KEYS)?;
+        let templates = self.section(&mut root, "templates", TEMPLATES_KEYS)?;
+        let intake = self.section(&mut root, "intake", INTAKE_KEYS)?;
+
+        let mailbox = mailbox_from(mailbox)?;
+        let handlers = handlers_from(handlers, &mailbox)?;
+        Ok(Config {
+            imap: imap_from(imap)?,
+            smtp: smtp_from(smtp)?,
+            storage: storage_from(storage)?,
+            sla: sla_from(sla)?,
+            limits: limits_from(limits)?,
+            templates: templates_from(templates)?,
+            intake: intake_from(intake)?,
+            mailbox,
+            handlers,
+        })
+    }
+
+    fn handler_tables(&self, value: Option<Value>) -> Result<Vec<Section<'_>>, ConfigError> {
+        let items = match value {
+            None => return Ok(Vec::new()),
+            Some(Value {
+                kind: ValueKind::Array(items),
+                ..
+            }) => items,
+            Some(other) => {
+                return Err(self.error(
+                    "handlers",
+                    Some(&other),
+                    format!(
+                        "handlers = {}: expected [[handlers]] tables with name and email \
+                         (handlers cannot be set through environment variables)",
+                        show(&other)
+                    ),
+                ))
+            }
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let name = format!("handlers[{i}]");
+                if !matches!(item.kind, ValueKind::Table(_)) {
+                    return Err(self.error(
+                        &name,
+                        Some(&item),
+                        format!(
+                            "{name} = {}: expected a [[handlers]] table with name and email",
+                            show(&item)
+                        ),
+                    ));
+                }
+                self.table(&name, Some(item), HANDLER_KEYS)
+            })
+            .collect()
+    }
+}
+
+impl<'l> Section<'l> {
+    fn get(&mut self, key: &str) -> Option<Field<'l>> {
+        self.table.remove(key).map(|value| Field {
+            loader: self.loader,
+            key: format!("{}.{key}", self.name),
+            value,
+            secret: false,
+        })
+    }
+
+    fn require(&mut self, key: &str) -> Result<Field<'l>, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| self.loader.missing(&format!("{}.{key}", self.name), ""))
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}.{key}", self.name)
+    }
+
+    /// A secret given either directly as `key` or as a path in `key_file`.
+    fn secret(&mut self, key: &str) -> Result<Option<String>, ConfigError> {
+        let direct = self.get(key).map(|mut f| {
+            f.secret = true;
+            f
+        });
+        let file_key = format!("{key}_file");
+        let file = self.get(&file_key);
+        match (direct, file) {
+            (Some(direct), Some(file)) => {
+                let blame = if file.is_from_env() || !direct.is_from_env() {
+                    &file
+                } else {
+                    &direct
+                };
+                Err(self.loader.error(
+                    &blame.key,
+                    Some(&blame.value),
+                    format!(
+                        "{} and {} are both set: set only one",
+                        self.key(key),
+                        self.key(&file_key)
+                    ),
+                ))
+            }
+            (Some(direct), None) => {
+                let secret = direct.text()?;
+                if secret.is_empty() {
+                    return Err(direct.fail("must not be empty"));
+                }
+                if secret.contains(['\r', '\n', '\0']) {
+                    return Err(direct.fail("must not contain line breaks or NUL"));
+                }
+                Ok(Some(secret))
+            }
+            (None, Some(file)) => {
+                let path = file.path()?;
+                let bytes = std::fs::read(&path).map_err(|err| file.read_fail(&path, &err))?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| file.fail("the file is not valid UTF-8"))?;
+                let secret = text.trim_end_matches(['\n', '\r']);
+                if secret.is_empty() {
+                    return Err(file.fail("the file is empty"));
+                }
+                if secret.contains(['\r', '\n', '\0']) {
+                    return Err(
+                        file.fail("the file holds more than one line; expected the secret alone")
+                    );
+                }
+                Ok(Some(secret.to_string()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+impl Field<'_> {
+    fn is_from_env(&self) -> bool {
+        self.value.origin() == Some(ENV_ORIGIN)
+    }
+
+    /// "key = value: what" as an error.
+    fn fail(&self, what: impl fmt::Display) -> ConfigError {
+        let shown = if self.secret {
+            "<redacted>".to_string()
+        } else {
+            show(&self.value)
+        };
+        self.loader.error(
+            &self.key,
+            Some(&self.value),
+            format!("{} = {shown}: {what}", self.key),
+        )
+    }
+
+    fn read_fail(&self, resolved: &Path, err: &io::Error) -> ConfigError {
+        if self.value.kind == ValueKind::String(resolved.display().to_string()) {
+            self.fail(format_args!("cannot read: {}", io_reason(err)))
+        } else {
+            self.fail(format_args!(
+                "cannot read {}: {}",
+                resolved.display(),
+                io_reason(err)
+            ))
+        }
+    }
+
+    fn text(&self) -> Result<String, ConfigError> {
+        match &self.value.kind {
+            ValueKind::String(s) => Ok(s.clone()),
+            _ => Err(self.fail("expected a string")),
+        }
+    }
+
+    /// A non-empty single-line string.
+    fn line(&self) -> Result<String, ConfigError> {
+        let s = self.text()?;
+        if s.trim().is_empty() {
+            return Err(self.fail("must not be empty"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(self.fail("must not contain control characters such as line breaks"));
+        }
+        Ok(s)
+    }
+
+    fn integer(&self, min: u64, max: u64, expected: &str) -> Result<u64, ConfigError> {
+        let n: Option<i128> = match &self.value.kind {
+            ValueKind::I64(n) => Some(i128::from(*n)),
+            ValueKind::U64(n) => Some(i128::from(*n)),
+            ValueKind::I128(n) => Some(*n),
+            ValueKind::U128(n) => i128::try_from(*n).ok(),
+            ValueKind::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if n >= i128::from(min) && n <= i128::from(max) => Ok(n as u64),
+            _ => Err(self.fail(expected)),
+        }
+    }
+
+    fn port(&self) -> Result<u16, ConfigError> {
+        Ok(self.integer(1, u64::from(u16::MAX), PORT_EXPECTED)? as u16)
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        match &self.value.kind {
+            ValueKind::Boolean(b) => Ok(*b),
+            ValueKind::String(s) if s.trim().eq_ignore_ascii_case("true") => Ok(true),
+            ValueKind::String(s) if s.trim().eq_ignore_ascii_case("false") => Ok(false),
+            _ => Err(self.fail("expected true or false")),
+        }
+    }
+
+    fn duration(&self) -> Result<Duration, ConfigError> {
+        match &self.value.kind {
+            ValueKind::String(s) => parse_duration(s).map_err(|e| self.fail(e)),
+            _ => Err(self.fail(DURATION_EXPECTED)),
+        }
+    }
+
+    /// A duration of at least `min`.
+    fn duration_min(&self, min: Duration) -> Result<Duration, ConfigError> {
+        let d = self.duration()?;
+        if d < min {
+            return Err(self.fail(format_args!(
+                "must be at least {}",
+                humantime::format_duration(min)
+            )));
+        }
+        Ok(d)
+    }
+
+    fn size(&self) -> Result<u64, ConfigError> {
+        match &self.value.kind {
+            ValueKind::I64(n) if *n >= 0 => Ok(*n as u64),
+            ValueKind::U64(n) => Ok(*n),
+            ValueKind::String(s) => parse_size(s).map_err(|e| self.fail(e)),
+            _ => Err(self.fail(SIZE_EXPECTED)),
+        }
+    }
+
+    fn tls(&self) -> Result<TlsMode, ConfigError> {
+        match self.text().map(|s| s.to_ascii_lowercase()).as_deref() {
+            Ok("implicit") => Ok(TlsMode::Implicit),
+            Ok("starttls") => Ok(TlsMode::Starttls),
+            Ok("none") => Ok(TlsMode::None),
+            _ => Err(self.fail(TLS_EXPECTED)),
+        }
+    }
+
+    /// A path; relative paths from the file are resolved against its directory.
+    fn path(&self) -> Result<PathBuf, ConfigError> {
+        let s = self.text()?;
+        if s.trim().is_empty() {
+            return Err(self.fail("expected a path"));
+        }
+        let path = PathBuf::from(s);
+        if path.is_relative() && !self.is_from_env() {
+            Ok(self.loader.base.join(path))
+        } else {
+            Ok(path)
+        }
+    }
+
+    /// A PEM CA bundle that exists and is readable.
+    fn ca_file(&self) -> Result<PathBuf, ConfigError> {
+        let path = self.path()?;
+        let bytes = std::fs::read(&path).map_err(|err| self.read_fail(&path, &err))?;
+        let marker = b"-----BEGIN CERTIFICATE-----";
+        if !bytes.windows(marker.len()).any(|w| w == marker) {
+            return Err(self
+                .fail("expected a PEM file with at least one -----BEGIN CERTIFICATE----- block"));
+        }
+        Ok(path)
+    }
+
+    fn host(&self) -> Result<String, ConfigError> {
+        let s = self.line()?;
+        let host = s
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&s)
+            .to_string();
+        let ip = host.parse::<IpAddr>().is_ok();
+        let bad = host.is_empty()
+            || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@')
+            || (host.contains(':') && !ip);
+        if bad {
+            let section = self.key.split('.').next().unwrap_or_default();
+            return Err(self.fail(format_args!(
+                "expected a host name or IP address, without scheme or port (the port goes in {section}.port)"
+            )));
+        }
+        Ok(host)
+    }
+
+    fn address(&self) -> Result<String, ConfigError> {
+        let s = self.text()?;
+        valid_address(&s)
+            .ok_or_else(|| self.fail("expected a bare email address like \"security@example.org\""))
+    }
+
+    fn folder(&self) -> Result<String, ConfigError> {
+        self.line()
+    }
+}
+
+/// Refuses `tls = "none"` unless the host is loopback.
+fn check_plaintext(
+    tls: &Option<Field<'_>>,
+    mode: TlsMode,
+    section: &str,
+    host: &str,
+) -> Result<(), ConfigError> {
+    if let (Some(field), TlsMode::None) = (tls, mode) {
+        if !is_loopback(host) {
+            return Err(field.fail(format_args!(
+                "only allowed when {section}.host is a loopback address (127.0.0.0/8, ::1 or localhost), \
+                 and {section}.host is {host:?}; use \"implicit\" or \"starttls\""
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn mailbox_from(mut s: Section<'_>) -> Result<Mailbox, ConfigError> {
+    let address = s.require("address")?.address()?;
+    let project = s.require("project")?.line()?;
+    let policy_url = match s.get("policy_url") {
+        None => String::new(),
+        Some(f) => {
+            let url = f.line()?;
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or("");
+            if rest.is_empty() || rest.starts_with('/') || url.contains(char::is_whitespace) {
+                return Err(f.fail("expected an https:// URL"));
+            }
+            url
+        }
+    };
+    let comment_address = s.get("comment_address").map(|f| f.address()).transpose()?;
+    Ok(Mailbox {
+        address,
+        project,
+        policy_url,
+        comment_address,
+    })
+}
+
+fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
+    let host = s.require("host")?.host()?;
+    let tls_field = s.get("tls");
+    let tls = tls_field
+        .as_ref()
+        .map(Field::tls)
+        .transpose()?
+        .unwrap_or(TlsMode::Implicit);
+    check_plaintext(&tls_field, tls, "imap", &host)?;
+    let port = match s.get("port") {
+        Some(f) => f.port()?,
+        None if tls == TlsMode::Implicit => 993,
+        None => 143,
+    };
+    let ca_file = s.get("ca_file").map(|f| f.ca_file()).transpose()?;
+    let username = s.require("username")?.line()?;
+    let password = s.secret("password")?.ok_or_else(|| {
+        s.loader
+            .missing("imap.password", " (or imap.password_file)")
+    })?;
+    let folder = s
+        .get("folder")
+        .map(|f| f.folder())
+        .transpose()?
+        .unwrap_or_else(|| "INBOX".into());
+    let idle = s
+        .get("idle")
+        .map(|f| f.boolean())
+        .transpose()?
+        .unwrap_or(true);
+    let poll_interval = s
+        .get("poll_interval")
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(60));
+    let idle_timeout = match s.get("idle_timeout") {
+        None => Duration::from_secs(25 * 60),
+        Some(f) => {
+            let d = f.duration_min(Duration::from_secs(1))?;
+            if d >= MAX_IDLE_TIMEOUT {
+                return Err(f.fail(
+                    "must be less than 29m (RFC 2177: servers may end an IDLE after 30 minutes)",
+                ));
+            }
+            d
+        }
+    };
+    let io_timeout = s
+        .get("io_timeout")
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(60));
+    let after = match s.get("after") {
+        None => After::Seen,
+        Some(f) => {
+            let text = f.text()?;
+            let lower = text.to_ascii_lowercase();
+            match lower.as_str() {
+                "seen" => After::Seen,
+                "keep" => After::Keep,
+                _ if lower.starts_with("move:") => {
+                    let target = &text["move:".len()..];
+                    if target.trim().is_empty() || target.chars().any(char::is_control) {
+                        return Err(f.fail("expected a folder name after \"move:\""));
+                    }
+                    if same_folder(target, &folder) {
+                        return Err(f.fail(format_args!(
+                            "moves messages into imap.folder ({folder:?}) itself"
+                        )));
+                    }
+                    After::Move(target.to_string())
+                }
+                _ => return Err(f.fail("expected \"seen\", \"keep\" or \"move:<folder>\"")),
+            }
+        }
+    };
+    Ok(Imap {
+        host,
+        port,
+        tls,
+        ca_file,
+        username,
+        password,
+        folder,
+        idle,
+        poll_interval,
+        idle_timeout,
+        io_timeout,
+        after,
+    })
+}
+
+fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
+    let host = s.require("host")?.host()?;
+    let tls_field = s.get("tls");
+    let tls = tls_field
+        .as_ref()
+        .map(Field::tls)
+        .transpose()?
+        .unwrap_or(TlsMode::Starttls);
+    check_plaintext(&tls_field, tls, "smtp", &host)?;
+    let port = match s.get("port") {
+        Some(f) => f.port()?,
+        None => match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
+        },
+    };
+    let ca_file = s.get("ca_file").map(|f| f.ca_file()).transpose()?;
+    let username_field = s.get("username");
+    let username = username_field.as_ref().map(Field::line).transpose()?;
+    let password = s.secret("password")?;
+    match (&username_field, &password) {
+        (Some(f), None) => {
+            return Err(s.loader.error(
+                "smtp.password",
+                Some(&f.value),
+                "smtp.username is set but smtp.password (or smtp.password_file) is not: set both or neither".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(s.loader.missing("smtp.username", " (smtp.password is set: set both or neither)"));
+        }
+        _ => {}
+    }
+    let timeout = s
+        .get("timeout")
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(30));
+    let from_name = s.get("from_name").map(|f| f.line()).transpose()?;
+    Ok(Smtp {
+        host,
+        port,
+        tls,
+        ca_file,
+        username,
+        password,
+        timeout,
+        from_name,
+    })
+}
+
+fn storage_from(mut s: Section<'_>) -> Result<Storage, ConfigError> {
+    let path = match s.get("path") {
+        None => PathBuf::from("/var/lib/secintake/secintake.db"),
+        Some(f) => {
+            let path = f.path()?;
+            if path.is_dir() {
+                return Err(f.fail("is a directory; expected the path of the database file"));
+            }
+            path
+        }
+    };
+    Ok(Storage { path })
+}
+
+fn sla_from(mut s: Section<'_>) -> Result<Sla, ConfigError> {
+    let min = Duration::from_secs(60);
+    Ok(Sla {
+        acknowledge: s
+            .get("acknowledge")
+            .map(|f| f.duration_min(min))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(48 * 3600)),
+        respond: s
+            .get("respond")
+            .map(|f| f.duration_min(min))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(72 * 3600)),
+    })
+}
+
+fn handlers_from(tables: Vec<Section<'_>>, mailbox: &Mailbox) -> Result<Vec<Handler>, ConfigError> {
+    // email -> key of its first occurrence
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::new();
+    for mut t in tables {
+        let name = t.require("name")?.line()?;
+        let email_field = t.require("email")?;
+        let email = email_field.address()?;
+        if email == mailbox.address {
+            return Err(
+                email_field.fail("is mailbox.address itself; handlers need their own address")
+            );
+        }
+        if let Some(first) = seen.get(&email) {
+            return Err(email_field.fail(format_args!("duplicate of {first}")));
+        }
+        seen.insert(email.clone(), email_field.key.clone());
+        out.push(Handler { name, email });
+    }
+    Ok(out)
+}
+
+fn limits_from(mut s: Section<'_>) -> Result<Limits, ConfigError> {
+    let acks = s
+        .get("acks_per_sender_per_day")
+        .map(|f| {
+            f.integer(
+                0,
+                u64::from(u32::MAX),
+                "expected a whole number from 0 to 4294967295",
+            )
+        })
+        .transpose()?
+        .unwrap_or(5) as u32;
+    let max_message_size = match s.get("max_message_size") {
+        None => 50 << 20,
+        Some(f) => {
+            let n = f.size()?;
+            if n == 0 {
+                return Err(f.fail("must be more than 0 bytes"));
+            }
+            n
+        }
+    };
+    let alert_after = s
+        .get("alert_after")
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(15 * 60));
+    Ok(Limits {
+        acks_per_sender_per_day: acks,
+        max_message_size,
+        alert_after,
+    })
+}
+
+fn templates_from(mut s: Section<'_>) -> Result<Templates, ConfigError> {
+    let dir = match s.get("dir") {
+        None => None,
+        Some(f) => {
+            let dir = f.path()?;
+            std::fs::read_dir(&dir).map_err(|err| f.read_fail(&dir, &err))?;
+            Some(dir)
+        }
+    };
+    Ok(Templates { dir })
+}
+
+fn intake_from(mut s: Section<'_>) -> Result<Intake, ConfigError> {
+    let backfill = s
+        .get("backfill")
+        .map(|f| f.duration())
+        .transpose()?
+        .unwrap_or(Duration::from_secs(7 * 86400));
+    let batch_size = s
+        .get("batch_size")
+        .map(|f| f.integer(1, MAX_BATCH_SIZE, "expected a whole number from 1 to 10000"))
+        .transpose()?
+        .unwrap_or(100) as u32;
+    Ok(Intake {
+        backfill,
+        batch_size,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
+        let config = Config::load_with_env(
+            &path,
+            env(&[
+                ("SECINTAKE_IMAP__PASSWORD", "imap-secret"),
+                ("SECINTAKE_SMTP__PASSWORD", "smtp-secret"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.mailbox.address, "security@example.org");
+        assert_eq!(config.imap.host, "imap.example.org");
+        assert_eq!(config.imap.port, 993);
+        assert_eq!(config.smtp.port, 587);
+        assert_eq!(config.handlers.len(), 2);
+        assert_eq!(config.limits.max_message_size, 50 << 20);
+        assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+    }
+
+    /// Every key the loader knows is documented in the example, in its section.
+    #[test]
+    fn example_config_documents_every_key() {
+        let text = include_str!("../config/secintake.example.toml");
+        let sections: [(&str, &[&str]); 9] = [
+            ("[mailbox]", MAILBOX_KEYS),
+            ("[imap]", IMAP_KEYS),
+            ("[smtp]", SMTP_KEYS),
+            ("[storage]", STORAGE_KEYS),
+            ("[sla]", SLA_KEYS),
+            ("[[handlers]]", HANDLER_KEYS),
+            ("[limits]", LIMITS_KEYS),
+            ("[templates]", TEMPLATES_KEYS),
+            ("[intake]", INTAKE_KEYS),
+        ];
+        for (header, keys) in sections {
+            let start = text
+                .find(&format!("\n{header}\n"))
+                .unwrap_or_else(|| panic!("{header} missing"));
+            let body = &text[start + header.len() + 2..];
+            let end = body.find("\n[").unwrap_or(body.len());
+            let body = &body[..end];
+            for key in keys {
+                let documented = body
+                    .lines()
+                    .any(|l| l.trim_start_matches("# ").starts_with(&format!("{key} = ")));
+                assert!(documented, "{header} {key} is not documented");
+            }
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("48h"), Ok(Duration::from_secs(48 * 3600)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("60"), Err(DURATION_EXPECTED.to_string()));
+        assert_eq!(parse_duration(""), Err(DURATION_EXPECTED.to_string()));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("50MiB"), Ok(50 << 20));
+        assert_eq!(parse_size("50 MiB"), Ok(50 << 20));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("2KB"), Ok(2000));
+        assert_eq!(parse_size("2KiB"), Ok(2048));
+        assert_eq!(parse_size("3MB"), Ok(3_000_000));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1gib"), Ok(1 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "1.5MiB",
+            "-1",
+            "10 M",
+            "10TB",
+            "99999999999999GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn env_names_round_trip() {
+        assert_eq!(
+            env_name("imap.password_file"),
+            "SECINTAKE_IMAP__PASSWORD_FILE"
+        );
+        assert_eq!(
+            env_key("SECINTAKE_IMAP__PASSWORD_FILE"),
+            "imap.password_file"
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            valid_address("Security@Example.org").as_deref(),
+            Some("security@example.org")
+        );
+        assert_eq!(
+            valid_address("first.last+tag@sub.example.org").as_deref(),
+            Some("first.last+tag@sub.example.org")
+        );
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b",
+            "a b@c.org",
+            ".a@c.org",
+            "a.@c.org",
+            "a@c..org",
+            "a@c_d.org",
+            "ä@c.org",
+            "<a@c.org>",
+        ] {
+            assert_eq!(valid_address(bad), None, "{bad:?} accepted");
+        }
+    }
+}
