@@ -14,6 +14,8 @@
 //! test for inspection.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -1,0 +1,148 @@
+//! Running the real `secintake` binary in tests: start, SIGTERM, SIGKILL,
+//! and the CLI's JSON output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `secintake run`; killed (SIGKILL) on drop if still alive.
+pub struct Daemon {
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts `secintake --config CONFIG run`, logging to `log_dir/daemon-N.log`
+    /// (appends a number so restarts keep earlier logs).
+    pub fn start(config: &Path, log_dir: &Path) -> Daemon {
+        let mut n = 0;
+        let log = loop {
+            let p = log_dir.join(format!("daemon-{n}.log"));
+            if !p.exists() {
+                break p;
+            }
+            n += 1;
+        };
+        let file = std::fs::File::create(&log).expect("create daemon log");
+        let child = Command::new(super::secintake_bin())
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("SECINTAKE_LOG", "secintake=debug,info")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start secintake");
+        Daemon {
+            config: config.to_owned(),
+            log,
+            child: Some(child),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits up to `timeout` for exit; returns the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("daemon running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = c.try_wait().expect("wait daemon") {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("daemon did not exit within {timeout:?} after SIGTERM\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `secintake --config CONFIG ARGS…`; returns (exit code, stdout, stderr).
+pub fn cli(config: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(super::secintake_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run secintake");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `secintake … ARGS --json`, parsed; panics with stderr on failure.
+pub fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let (code, out, err) = cli(config, &a);
+    assert_eq!(code, 0, "secintake {a:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON from {a:?}: {e}\n{out}"))
+}
+
+/// `cases list --json`, or an empty list when no state file exists yet.
+pub fn cases(config: &Path) -> Vec<serde_json::Value> {
+    let (code, out, _) = cli(config, &["cases", "list", "--json"]);
+    if code != 0 {
+        return Vec::new();
+    }
+    serde_json::from_str::<Vec<serde_json::Value>>(&out).unwrap_or_default()
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `timeout`
+/// with `what` and the daemon log.
+pub fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    daemon: Option<&Daemon>,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                daemon.map(|d| d.log_text()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
