@@ -187,7 +187,10 @@ mod tests {
         })
         .unwrap();
         let text = String::from_utf8(out.raw).unwrap();
-        assert!(text.contains("Message-ID: <ack.1@example.org>\r\n"), "{text}");
+        assert!(
+            text.contains("Message-ID: <ack.1@example.org>\r\n"),
+            "{text}"
+        );
         assert!(text.contains("In-Reply-To: <r1@example.net>\r\n"), "{text}");
         assert!(text.contains("References: <r0@example.net> <r1@example.net>\r\n"));
         assert!(text.contains("Auto-Submitted: auto-replied\r\n"));
