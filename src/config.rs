@@ -83,7 +83,16 @@ const SMTP_KEYS: &[&str] = &[
     "from_name",
 ];
 const STORAGE_KEYS: &[&str] = &["path"];
-const SLA_KEYS: &[&str] = &["acknowledge", "respond"];
+const SLA_KEYS: &[&str] = &[
+    "acknowledge",
+    "respond",
+    "remind_before",
+    "escalate_every",
+    "escalate_to",
+    "ack_alert_after",
+    "digest_at",
+    "timezone",
+];
 const HANDLER_KEYS: &[&str] = &["name", "email"];
 const LIMITS_KEYS: &[&str] = &["acks_per_sender_per_day", "max_message_size", "alert_after"];
 const TEMPLATES_KEYS: &[&str] = &["dir"];
@@ -252,6 +261,21 @@ pub struct Sla {
     pub acknowledge: Duration,
     /// Give a substantive response within this: default 72h.
     pub respond: Duration,
+    /// Remind the case's handlers this long before a deadline, longest
+    /// first: default ["24h", "4h"].
+    pub remind_before: Vec<Duration>,
+    /// Once a deadline has passed, escalate again this often until it is
+    /// met: default 12h.
+    pub escalate_every: Duration,
+    /// Extra addresses escalations go to, besides every handler.
+    pub escalate_to: Vec<String>,
+    /// Alert the handlers when an acknowledgement is still unsent this
+    /// long after it was queued: default 1h.
+    pub ack_alert_after: Duration,
+    /// Local time of the daily digest to each handler; None = no digest.
+    pub digest_at: Option<chrono::NaiveTime>,
+    /// Time zone of `digest_at`: default UTC.
+    pub timezone: chrono_tz::Tz,
 }
 
 /// One `[[handlers]]` entry.
@@ -1047,6 +1071,26 @@ impl Field<'_> {
         }
     }
 
+    /// A list of strings: a TOML array, or (from the environment) one
+    /// comma-separated string.
+    fn list(&self) -> Result<Vec<String>, ConfigError> {
+        match &self.value.kind {
+            ValueKind::Array(items) => items
+                .iter()
+                .map(|v| match &v.kind {
+                    ValueKind::String(s) => Ok(s.trim().to_string()),
+                    _ => Err(self.fail("expected an array of strings")),
+                })
+                .collect(),
+            ValueKind::String(s) => Ok(s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect()),
+            _ => Err(self.fail("expected an array of strings")),
+        }
+    }
+
     /// A duration of at least `min`.
     fn duration_min(&self, min: Duration) -> Result<Duration, ConfigError> {
         let d = self.duration()?;
@@ -1337,18 +1381,65 @@ fn storage_from(mut s: Section<'_>) -> Result<Storage, ConfigError> {
 }
 
 fn sla_from(mut s: Section<'_>) -> Result<Sla, ConfigError> {
-    let min = Duration::from_secs(60);
+    let second = Duration::from_secs(1);
+    let dur = |f: Option<Field<'_>>, default: u64| -> Result<Duration, ConfigError> {
+        Ok(f.map(|f| f.duration_min(second))
+            .transpose()?
+            .unwrap_or(Duration::from_secs(default)))
+    };
+    let acknowledge = dur(s.get("acknowledge"), 48 * 3600)?;
+    let respond = dur(s.get("respond"), 72 * 3600)?;
+    let escalate_every = dur(s.get("escalate_every"), 12 * 3600)?;
+    let ack_alert_after = dur(s.get("ack_alert_after"), 3600)?;
+    let mut remind_before = match s.get("remind_before") {
+        None => vec![
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(4 * 3600),
+        ],
+        Some(f) => f
+            .list()?
+            .iter()
+            .map(|item| parse_duration(item).map_err(|e| f.fail(e)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    remind_before.sort_unstable_by(|a, b| b.cmp(a));
+    remind_before.dedup();
+    let escalate_to = match s.get("escalate_to") {
+        None => Vec::new(),
+        Some(f) => f
+            .list()?
+            .iter()
+            .map(|item| {
+                valid_address(item).ok_or_else(|| {
+                    f.fail(format_args!(
+                        "{item:?} is not a bare email address like \"security@example.org\""
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let digest_at = match s.get("digest_at") {
+        None => None,
+        Some(f) => Some(
+            chrono::NaiveTime::parse_from_str(f.text()?.trim(), "%H:%M")
+                .map_err(|_| f.fail("expected a time of day like \"09:00\" (24-hour HH:MM)"))?,
+        ),
+    };
+    let timezone = match s.get("timezone") {
+        None => chrono_tz::UTC,
+        Some(f) => f.text()?.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+            f.fail("expected an IANA time zone name like \"Europe/Paris\" or \"UTC\"")
+        })?,
+    };
     Ok(Sla {
-        acknowledge: s
-            .get("acknowledge")
-            .map(|f| f.duration_min(min))
-            .transpose()?
-            .unwrap_or(Duration::from_secs(48 * 3600)),
-        respond: s
-            .get("respond")
-            .map(|f| f.duration_min(min))
-            .transpose()?
-            .unwrap_or(Duration::from_secs(72 * 3600)),
+        acknowledge,
+        respond,
+        remind_before,
+        escalate_every,
+        escalate_to,
+        ack_alert_after,
+        digest_at,
+        timezone,
     })
 }
 

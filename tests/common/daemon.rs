@@ -66,7 +66,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("daemon did not exit within {timeout:?} after SIGTERM\n{}", self.log_text());
+                panic!(
+                    "daemon did not exit within {timeout:?} after SIGTERM\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
