@@ -58,6 +58,15 @@ pub enum Command {
     /// Stored mail that opened no case.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Time to acknowledgement and to response, per case and in total: met or
+    /// missed, median and 90th percentile.
+    Sla {
+        /// Only cases received at or after this date (YYYY-MM-DD, "YYYY-MM-DD HH:MM" UTC, or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +86,18 @@ pub enum CasesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Record that the reporter got a detailed response another way (stops the reminders).
+    Responded { id: String },
+    /// Set or move a deadline: `fix` (fixes ready) or `embargo` (public disclosure date).
+    Deadline {
+        id: String,
+        /// fix | embargo
+        kind: String,
+        /// YYYY-MM-DD, "YYYY-MM-DD HH:MM" (UTC) or RFC 3339.
+        date: String,
+    },
+    /// Mark a deadline met: fix | embargo | respond | acknowledge.
+    Met { id: String, kind: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -161,6 +182,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Cases(CasesCommand::Show { id, json }) => case_show(&cfg, &id, json),
         Command::Mail(MailCommand::List { robots, json }) => mail_list(&cfg, robots, json),
         Command::Mail(MailCommand::Promote { id }) => promote(cfg, id),
+        Command::Sla { since, json } => sla(&cfg, since.as_deref(), json),
+        Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),
+        Command::Cases(CasesCommand::Met { id, kind }) => met(&cfg, &id, &kind),
+        Command::Cases(CasesCommand::Deadline { id, kind, date }) => {
+            set_deadline(&cfg, &id, &kind, &date)
+        }
     }
 }
 
@@ -367,8 +394,10 @@ fn case_show(cfg: &Config, id: &str, json: bool) -> anyhow::Result<std::process:
     };
     let messages = store::messages_of_case(c, id)?;
     let events = store::events_of_case(c, id)?;
+    let deadlines = crate::deadlines::of_case(c, id)?;
     if json {
         let mut v = serde_json::to_value(&case)?;
+        v["deadlines"] = serde_json::to_value(&deadlines)?;
         v["messages"] = serde_json::to_value(&messages)?;
         v["events"] = serde_json::to_value(&events)?;
         print_json(&v)?;
@@ -399,6 +428,20 @@ fn case_show(cfg: &Config, id: &str, json: bool) -> anyhow::Result<std::process:
             .map(|a| format!(", done {a}"))
             .unwrap_or_default()
     );
+    for d in deadlines
+        .iter()
+        .filter(|d| d.kind == "fix" || d.kind == "embargo")
+    {
+        println!(
+            "{:<13} due {}{}",
+            d.kind,
+            d.due_at,
+            d.met_at
+                .as_deref()
+                .map(|a| format!(", done {a}"))
+                .unwrap_or_default()
+        );
+    }
     if case.unparsed {
         println!("note          the report could not be parsed; read its raw bytes");
     }
@@ -495,4 +538,145 @@ pub fn local_user() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
     format!("cli:{name}")
+}
+
+fn case_must_exist(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<store::CaseRow> {
+    store::case(conn, id)?.ok_or_else(|| {
+        anyhow::anyhow!("no case {id:?} (ids look like SEC-2026-0007; see `secintake cases list`)")
+    })
+}
+
+fn met(cfg: &Config, id: &str, kind: &str) -> anyhow::Result<std::process::ExitCode> {
+    use crate::deadlines::Kind;
+    let kind = match Kind::parse(kind) {
+        Some(k @ (Kind::Fix | Kind::Embargo | Kind::Respond | Kind::Acknowledge)) => k,
+        _ => anyhow::bail!(
+            "unknown deadline {kind:?}: expected one of fix, embargo, respond, acknowledge"
+        ),
+    };
+    let mut s = open_store(cfg)?;
+    let actor = local_user();
+    let now = SystemClock.now();
+    let tx = s.transaction()?;
+    case_must_exist(&tx, id)?;
+    let how = format!("marked by {actor}");
+    let changed = crate::deadlines::meet(&tx, id, kind, now, &how)?;
+    if kind == Kind::Respond {
+        store::mark_responded(&tx, id, now)?;
+    }
+    if kind == Kind::Acknowledge {
+        store::mark_acknowledged(&tx, id, now)?;
+    }
+    if changed {
+        store::add_event(
+            &tx,
+            id,
+            now,
+            &actor,
+            &format!("{} deadline met", kind.as_str()),
+            None,
+            None,
+        )?;
+    }
+    tx.commit().context("saving the case")?;
+    if changed {
+        println!("{id}: {} deadline met; its reminders stop", kind.as_str());
+    } else {
+        println!(
+            "{id}: no open {} deadline (already met, or never set)",
+            kind.as_str()
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn set_deadline(
+    cfg: &Config,
+    id: &str,
+    kind: &str,
+    date: &str,
+) -> anyhow::Result<std::process::ExitCode> {
+    use crate::deadlines::Kind;
+    let kind = match Kind::parse(kind) {
+        Some(k @ (Kind::Fix | Kind::Embargo)) => k,
+        _ => anyhow::bail!("cannot set deadline {kind:?}: expected fix or embargo (acknowledge and respond follow sla.*)"),
+    };
+    let Some(due) = crate::deadlines::parse_date(date) else {
+        anyhow::bail!(
+            "date {date:?}: expected YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or an RFC 3339 time"
+        );
+    };
+    let mut s = open_store(cfg)?;
+    let actor = local_user();
+    let now = SystemClock.now();
+    let tx = s.transaction()?;
+    case_must_exist(&tx, id)?;
+    crate::deadlines::set(&tx, &cfg.sla, id, kind, due, now)?;
+    store::add_event(
+        &tx,
+        id,
+        now,
+        &actor,
+        &format!("{} deadline set", kind.as_str()),
+        Some(&crate::clock::fmt_ts(due)),
+        None,
+    )?;
+    tx.commit().context("saving the case")?;
+    println!(
+        "{id}: {} deadline set to {}",
+        kind.as_str(),
+        crate::clock::fmt_ts(due)
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn sla(cfg: &Config, since: Option<&str>, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let since = match since {
+        None => None,
+        Some(d) => Some(crate::deadlines::parse_date(d).ok_or_else(|| {
+            anyhow::anyhow!("--since {d:?}: expected YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or an RFC 3339 time")
+        })?),
+    };
+    let s = open_store(cfg)?;
+    let r = crate::deadlines::report(s.conn(), since, SystemClock.now())?;
+    if json {
+        print_json(&r)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let secs = |s: Option<i64>| {
+        s.map(|s| {
+            humantime::format_duration(std::time::Duration::from_secs(s.max(0) as u64)).to_string()
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<15} {:<22} {:<10} {:<14} {:<10} to response",
+        "CASE", "RECEIVED", "ACK", "to ack", "RESPONSE"
+    );
+    for c in &r.cases {
+        println!(
+            "{:<15} {:<22} {:<10} {:<14} {:<10} {}",
+            c.id,
+            &c.received_at[..c.received_at.len().min(19)],
+            c.acknowledge.status,
+            secs(c.acknowledge.seconds),
+            c.respond.status,
+            secs(c.respond.seconds)
+        );
+    }
+    for (name, t) in [
+        ("acknowledgement", &r.acknowledge),
+        ("response", &r.respond),
+    ] {
+        println!(
+            "{name:<16} met {}, missed {}, pending {}, waived {}; median {}, 90th percentile {}",
+            t.met,
+            t.missed,
+            t.pending,
+            t.waived,
+            secs(t.median_seconds),
+            secs(t.p90_seconds)
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }

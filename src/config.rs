@@ -54,6 +54,7 @@ const SECTIONS: &[&str] = &[
     "limits",
     "templates",
     "intake",
+    "handler_auth",
 ];
 const MAILBOX_KEYS: &[&str] = &["address", "project", "policy_url", "comment_address"];
 const IMAP_KEYS: &[&str] = &[
@@ -97,6 +98,7 @@ const HANDLER_KEYS: &[&str] = &["name", "email"];
 const LIMITS_KEYS: &[&str] = &["acks_per_sender_per_day", "max_message_size", "alert_after"];
 const TEMPLATES_KEYS: &[&str] = &["dir"];
 const INTAKE_KEYS: &[&str] = &["backfill", "batch_size"];
+const HANDLER_AUTH_KEYS: &[&str] = &["trusted_authserv_id", "trust_unauthenticated"];
 
 const DURATION_EXPECTED: &str =
     "expected a duration like \"60s\", \"25m\", \"48h\", \"7d\" or \"1h 30m\"";
@@ -126,6 +128,19 @@ pub struct Config {
     pub templates: Templates,
     /// How existing mail is treated on first start and fetched.
     pub intake: Intake,
+    /// How mail claiming to come from a handler is authenticated.
+    pub handler_auth: HandlerAuth,
+}
+
+/// `[handler_auth]`: when mail From a handler's address is believed.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerAuth {
+    /// The authserv-id (RFC 8601) of the operator's own mail server, whose
+    /// `Authentication-Results` headers are trusted. None: none are.
+    pub trusted_authserv_id: Option<String>,
+    /// Believe handler mail without DKIM/SPF proof. Default false; only for
+    /// closed setups (`check-config` warns).
+    pub trust_unauthenticated: bool,
 }
 
 /// `[mailbox]`: the security@ address itself.
@@ -438,6 +453,13 @@ impl Config {
     /// Non-fatal problems worth logging at startup.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.handler_auth.trust_unauthenticated {
+            out.push(
+                "handler_auth.trust_unauthenticated = true: anyone who forges a handler's From \
+                 address is believed"
+                    .to_string(),
+            );
+        }
         if self.handlers.is_empty() {
             out.push(
                 "no [[handlers]] configured: new reports have nobody to handle them".to_string(),
@@ -855,6 +877,7 @@ impl Loader {
         let limits = self.section(&mut root, "limits", LIMITS_KEYS)?;
         let templates = self.section(&mut root, "templates", TEMPLATES_KEYS)?;
         let intake = self.section(&mut root, "intake", INTAKE_KEYS)?;
+        let handler_auth = self.section(&mut root, "handler_auth", HANDLER_AUTH_KEYS)?;
 
         let mailbox = mailbox_from(mailbox)?;
         let handlers = handlers_from(handlers, &mailbox)?;
@@ -866,6 +889,7 @@ impl Loader {
             limits: limits_from(limits)?,
             templates: templates_from(templates)?,
             intake: intake_from(intake)?,
+            handler_auth: handler_auth_from(handler_auth)?,
             mailbox,
             handlers,
         })
@@ -1443,6 +1467,20 @@ fn sla_from(mut s: Section<'_>) -> Result<Sla, ConfigError> {
     })
 }
 
+fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
+    Ok(HandlerAuth {
+        trusted_authserv_id: s
+            .get("trusted_authserv_id")
+            .map(|f| f.line().map(|l| l.trim().to_ascii_lowercase()))
+            .transpose()?,
+        trust_unauthenticated: s
+            .get("trust_unauthenticated")
+            .map(|f| f.boolean())
+            .transpose()?
+            .unwrap_or(false),
+    })
+}
+
 fn handlers_from(tables: Vec<Section<'_>>, mailbox: &Mailbox) -> Result<Vec<Handler>, ConfigError> {
     // email -> key of its first occurrence
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -1563,7 +1601,7 @@ mod tests {
     #[test]
     fn example_config_documents_every_key() {
         let text = include_str!("../config/secintake.example.toml");
-        let sections: [(&str, &[&str]); 9] = [
+        let sections: [(&str, &[&str]); 10] = [
             ("[mailbox]", MAILBOX_KEYS),
             ("[imap]", IMAP_KEYS),
             ("[smtp]", SMTP_KEYS),
@@ -1573,6 +1611,7 @@ mod tests {
             ("[limits]", LIMITS_KEYS),
             ("[templates]", TEMPLATES_KEYS),
             ("[intake]", INTAKE_KEYS),
+            ("[handler_auth]", HANDLER_AUTH_KEYS),
         ];
         for (header, keys) in sections {
             let start = text

@@ -1,6 +1,7 @@
 //! The daemon: three long-lived loops sharing one state file.
 //!
-//! intake (IMAP) → SQLite → outbox (SMTP), plus the health monitor. They
+//! intake (IMAP) → SQLite → outbox (SMTP), plus the health monitor and the
+//! deadline scheduler. They
 //! coordinate through SQLite and `Notify` wake-ups, never through in-memory
 //! queues alone, so a crash loses nothing. One shutdown token is passed
 //! down; each loop finishes the message in hand and returns.
@@ -52,13 +53,23 @@ pub async fn run(
     )
     .await?;
 
+    let deadline_wake = Arc::new(Notify::new());
     let intake = Intake {
         db: db.clone(),
         cfg: cfg.clone(),
         templates: templates.clone(),
         clock: clock.clone(),
         outbox: outbox_wake.clone(),
+        deadlines: deadline_wake.clone(),
         health: health.clone(),
+    };
+    let scheduler = crate::deadlines::Scheduler {
+        db: db.clone(),
+        cfg: cfg.clone(),
+        templates: templates.clone(),
+        clock: clock.clone(),
+        outbox: outbox_wake.clone(),
+        wake: deadline_wake,
     };
     let mut tasks = tokio::task::JoinSet::new();
     let t = shutdown.clone();
@@ -82,6 +93,11 @@ pub async fn run(
     let t = shutdown.clone();
     tasks.spawn(async move {
         health.run(t).await;
+        Ok(())
+    });
+    let t = shutdown.clone();
+    tasks.spawn(async move {
+        scheduler.run(t).await;
         Ok(())
     });
     // Wake the outbox once at start: mail queued before a crash is due.

@@ -248,6 +248,8 @@ pub struct Intake {
     pub templates: Arc<Templates>,
     pub clock: Arc<dyn Clock>,
     pub outbox: Arc<Notify>,
+    /// Woken when cases change, so deadline scheduling sees them.
+    pub deadlines: Arc<Notify>,
     pub health: Health,
 }
 
@@ -636,6 +638,12 @@ impl Intake {
         }
         if wake {
             self.outbox.notify_one();
+        }
+        if outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::NewCase { .. } | Outcome::FollowUp { .. }))
+        {
+            self.deadlines.notify_one();
         }
         Ok(())
     }

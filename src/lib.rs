@@ -7,6 +7,7 @@
 //! down; `daemon` runs the loops; `config`, `clock`, `templates`, `compose`
 //! and `cli` sit around them.
 
+pub mod auth;
 pub mod cases;
 pub mod classify;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod daemon;
+pub mod deadlines;
 pub mod health;
 pub mod intake;
 pub mod message;

@@ -11,6 +11,7 @@
 
 use crate::clock::{parse_ts, Clock};
 use crate::config::{Smtp, TlsMode};
+use crate::deadlines::{self, Kind};
 use crate::health::{Component, Health};
 use crate::store::{self, Db, OutboxItem, StoreError};
 use chrono::{DateTime, Utc};
@@ -137,6 +138,9 @@ fn record(
             if let Some(case) = &item.case_id {
                 if item.purpose == "ack" {
                     store::mark_acknowledged(&tx, case, now)?;
+                    let how = "acknowledgement accepted by SMTP";
+                    deadlines::meet(&tx, case, Kind::Acknowledge, now, how)?;
+                    deadlines::meet(&tx, case, Kind::AckQueued, now, how)?;
                 }
                 store::add_event(
                     &tx,

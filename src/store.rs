@@ -159,6 +159,39 @@ const MIGRATIONS: &[&str] = &[
         alerted          INTEGER NOT NULL DEFAULT 0
     ) STRICT;
     "#,
+    // 2: deadlines and the reminders they caused (exactly once each).
+    r#"
+    CREATE TABLE deadlines (
+        id        INTEGER PRIMARY KEY,
+        case_id   TEXT NOT NULL REFERENCES cases(id),
+        kind      TEXT NOT NULL,
+        due_at    TEXT NOT NULL,
+        met_at    TEXT,
+        met_how   TEXT,
+        -- The next reminder stage to fire and when; NULL once met.
+        stage     INTEGER NOT NULL DEFAULT 0,
+        next_at   TEXT,
+        UNIQUE (case_id, kind)
+    ) STRICT;
+    CREATE INDEX deadlines_next ON deadlines(next_at) WHERE next_at IS NOT NULL;
+
+    CREATE TABLE reminders (
+        id        INTEGER PRIMARY KEY,
+        deadline  INTEGER NOT NULL REFERENCES deadlines(id),
+        stage     INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        fire_at   TEXT NOT NULL,
+        sent_at   TEXT NOT NULL,
+        late      INTEGER NOT NULL,
+        message   INTEGER REFERENCES messages(id),
+        UNIQUE (deadline, stage)
+    ) STRICT;
+
+    CREATE TABLE digests (
+        day      TEXT PRIMARY KEY,
+        sent_at  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// An open state file.
@@ -631,6 +664,17 @@ pub fn mark_acknowledged(
             params![id, fmt_ts(at)],
         )
         .ctx("marking a case acknowledged")?;
+    Ok(n > 0)
+}
+
+/// Records the first response to the reporter; returns whether it changed.
+pub fn mark_responded(conn: &Connection, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    let n = conn
+        .execute(
+            "UPDATE cases SET responded_at = ?2 WHERE id = ?1 AND responded_at IS NULL",
+            params![id, fmt_ts(at)],
+        )
+        .ctx("recording a response")?;
     Ok(n > 0)
 }
 
