@@ -8,10 +8,12 @@
 //! folder's new last UID, so the message counts as processed exactly when
 //! its effects exist.
 
+use crate::auth;
 use crate::classify;
 use crate::clock::{add, fmt_ts};
 use crate::compose::{self, Draft};
 use crate::config::Config;
+use crate::deadlines::{self, Kind};
 use crate::message::{self, ParsedMessage};
 use crate::store::{self, CaseRow, NewMessage, StoreError};
 use crate::templates::{TemplateError, Templates};
@@ -222,7 +224,10 @@ pub fn ingest(
     if case_id.is_none() {
         if let (Some(subject), Some(from)) = (&p.subject, &p.from) {
             for tag in subject_tags(subject) {
-                if store::case(conn, &tag)?.is_some() && store::takes_part(conn, &tag, &from.email)?
+                // Handlers take part in every case.
+                let handler = ctx.cfg.handlers.iter().any(|h| h.email == from.email);
+                if store::case(conn, &tag)?.is_some()
+                    && (handler || store::takes_part(conn, &tag, &from.email)?)
                 {
                     case_id = Some(tag);
                     break;
@@ -248,6 +253,7 @@ pub fn ingest(
             None,
             p.message_id.as_deref(),
         )?;
+        handler_mail(conn, ctx, &c, &p)?;
         return Ok(Outcome::FollowUp { case_id: c });
     }
 
@@ -265,6 +271,64 @@ pub fn ingest(
         case_id,
         ack_queued,
     })
+}
+
+/// A follow-up from a handler's address: when authenticated and sent to
+/// the reporter (security@ in Cc), it is the response the policy promises.
+/// When it cannot be authenticated it changes nothing and says so.
+fn handler_mail(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    p: &ParsedMessage,
+) -> Result<(), StoreError> {
+    let mid = p.message_id.as_deref();
+    match auth::sender(ctx.cfg, p) {
+        auth::Sender::Other => Ok(()),
+        auth::Sender::ForgedHandler { email } => store::add_event(
+            conn,
+            case_id,
+            ctx.now,
+            "secintake",
+            "unauthenticated mail from a handler address ignored",
+            Some(&format!(
+                "From {email}, but no DKIM/SPF pass from handler_auth.trusted_authserv_id; \
+                 nothing was changed"
+            )),
+            mid,
+        ),
+        auth::Sender::Handler { email, how } => {
+            let Some(case) = store::case(conn, case_id)? else {
+                return Ok(());
+            };
+            let to_reporter = case
+                .reporter
+                .as_ref()
+                .is_some_and(|r| p.to.iter().chain(p.cc.iter()).any(|a| &a.email == r));
+            if !to_reporter {
+                return Ok(());
+            }
+            let first = store::mark_responded(conn, case_id, ctx.now)?;
+            let how_met = format!("reply by {email}");
+            deadlines::meet(conn, case_id, Kind::Respond, ctx.now, &how_met)?;
+            let what = if first {
+                "response sent to the reporter"
+            } else {
+                "further answer sent to the reporter"
+            };
+            store::add_event(
+                conn,
+                case_id,
+                ctx.now,
+                &email,
+                what,
+                Some(&format!(
+                    "directly, with the mailbox in Cc; authenticated: {how}"
+                )),
+                mid,
+            )
+        }
+    }
 }
 
 fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessage<'a> {
@@ -330,6 +394,9 @@ fn open_case(
         },
     )?;
     store::set_message_case(conn, msg_id, &case_id)?;
+    let sla = &ctx.cfg.sla;
+    deadlines::set(conn, sla, &case_id, Kind::Acknowledge, ack_due, now)?;
+    deadlines::set(conn, sla, &case_id, Kind::Respond, respond_due, now)?;
     let mid = p.message_id.as_deref();
     let opened_detail = if p.parsed_ok {
         None
@@ -347,50 +414,36 @@ fn open_case(
     )?;
 
     let Some(reply) = reply else {
-        store::add_event(
-            conn,
-            &case_id,
-            now,
-            "secintake",
-            "not acknowledged",
-            Some("no usable reply address"),
-            mid,
-        )?;
+        not_acknowledged(conn, &case_id, now, "no usable reply address", mid)?;
         return Ok((case_id, false));
     };
     let limit = ctx.cfg.limits.acks_per_sender_per_day;
     let since = now - chrono::Duration::days(1);
     if store::acks_to_since(conn, &reply, since)? >= limit {
-        store::add_event(
-            conn,
-            &case_id,
-            now,
-            "secintake",
-            "not acknowledged",
-            Some(&format!(
-                "{reply} already got {limit} acknowledgements in the last 24 hours (limits.acks_per_sender_per_day)"
-            )),
-            mid,
-        )?;
+        let why = format!(
+            "{reply} already got {limit} acknowledgements in the last 24 hours \
+             (limits.acks_per_sender_per_day)"
+        );
+        not_acknowledged(conn, &case_id, now, &why, mid)?;
         return Ok((case_id, false));
     }
     let out = match acknowledgement(ctx, &case_id, p, &reply, respond_due) {
         Ok(out) => out,
         Err(CaseErrorOrCompose::Compose(e)) => {
-            store::add_event(
-                conn,
-                &case_id,
-                now,
-                "secintake",
-                "not acknowledged",
-                Some(&e.to_string()),
-                mid,
-            )?;
+            not_acknowledged(conn, &case_id, now, &e.to_string(), mid)?;
             return Ok((case_id, false));
         }
         Err(CaseErrorOrCompose::Case(e)) => return Err(e),
     };
     queue_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
+    deadlines::set(
+        conn,
+        sla,
+        &case_id,
+        Kind::AckQueued,
+        add(now, sla.ack_alert_after),
+        now,
+    )?;
     store::add_event(
         conn,
         &case_id,
@@ -401,6 +454,34 @@ fn open_case(
         mid,
     )?;
     Ok((case_id, true))
+}
+
+/// Records why no acknowledgement goes out, and waives the acknowledgement
+/// deadline: there is nothing the handlers could do to meet it by mail.
+fn not_acknowledged(
+    conn: &Connection,
+    case_id: &str,
+    now: DateTime<Utc>,
+    why: &str,
+    mid: Option<&str>,
+) -> Result<(), StoreError> {
+    store::add_event(
+        conn,
+        case_id,
+        now,
+        "secintake",
+        "not acknowledged",
+        Some(why),
+        mid,
+    )?;
+    deadlines::meet(
+        conn,
+        case_id,
+        Kind::Acknowledge,
+        now,
+        &format!("waived: {why}"),
+    )?;
+    Ok(())
 }
 
 enum CaseErrorOrCompose {
