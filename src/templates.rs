@@ -15,6 +15,11 @@ const BUILTIN: &[(&str, &str)] = &[
         "acknowledgement.txt",
         include_str!("../config/templates/acknowledgement.txt"),
     ),
+    (
+        "reminder.txt",
+        include_str!("../config/templates/reminder.txt"),
+    ),
+    ("digest.txt", include_str!("../config/templates/digest.txt")),
     ("alert.txt", include_str!("../config/templates/alert.txt")),
     (
         "recovery.txt",
@@ -128,6 +133,20 @@ mod tests {
             .unwrap();
         assert!(out.contains("case SEC-2026-0001"));
         assert!(out.contains("within 72 hours"));
+    }
+
+    #[test]
+    fn every_template_the_code_renders_is_built_in() {
+        let t = Templates::builtin();
+        for name in [
+            "acknowledgement.txt",
+            "alert.txt",
+            "recovery.txt",
+            "reminder.txt",
+            "digest.txt",
+        ] {
+            assert!(t.env.get_template(name).is_ok(), "{name} missing");
+        }
     }
 
     #[test]
