@@ -707,3 +707,38 @@ fn oversized_message() {
     let kept = w.assert_mailbox(SECURITY, 1);
     assert!(kept[0].len() >= raw.len());
 }
+
+/// A bounce whose body has a non-ASCII line (here Japanese, as Google
+/// Groups sends) must be filed like any robot, not take the daemon down.
+#[test]
+fn robot_with_non_ascii_body_line_does_not_crash() {
+    let mut w = World::start(|_| {});
+    let (robot, _) = mail(
+        "mailer-daemon@googlegroups.example",
+        "Delivery Status Notification (Failure)",
+        &["Auto-Submitted: auto-replied"],
+        "連絡しようとしたグループ（example）が存在しないか、権限がありません。",
+    );
+    w.deliver("", &robot);
+    let (report, _) = mail(REPORTER, "Use after free", &[], "x");
+    w.deliver(REPORTER, &report);
+
+    let deadline = Instant::now() + T;
+    while w.last_uid() < 2 {
+        assert!(
+            w.daemon.alive(),
+            "the daemon died on a robot with a non-ASCII body line:\n{}",
+            w.daemon.log_text()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "timed out\n{}",
+            w.daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(w.daemon.alive());
+    assert_eq!(w.robots().len(), 1);
+    w.wait_cases(1);
+    w.wait_mailbox(REPORTER, 1);
+}
