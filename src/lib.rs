@@ -12,6 +12,7 @@ pub mod cases;
 pub mod classify;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod daemon;

@@ -1,0 +1,384 @@
+//! Commands by email, and the disclosure process they drive (pure, no I/O).
+//!
+//! A handler acts from their mail client: command lines at the very top of
+//! a message, before any other text, one per line:
+//!
+//! ```text
+//! /take
+//! /severity high
+//! /affected >= 2.0, < 2.4.3
+//!
+//! Thanks for the report, we can reproduce it…
+//! ```
+//!
+//! [`parse`] splits them from the rest of the body (which is what gets
+//! relayed, so a command line never reaches a reporter). The process is a
+//! state machine ([`State`]); [`State::can_move_to`] is the one place that
+//! knows which moves are legal.
+
+use chrono::{DateTime, Utc};
+
+/// Where a case is in the disclosure process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    New,
+    Acknowledged,
+    Triage,
+    Confirmed,
+    Rejected,
+    Duplicate,
+    Fixing,
+    FixReady,
+    Announced,
+    Closed,
+}
+
+impl State {
+    pub const ALL: [State; 10] = [
+        State::New,
+        State::Acknowledged,
+        State::Triage,
+        State::Confirmed,
+        State::Rejected,
+        State::Duplicate,
+        State::Fixing,
+        State::FixReady,
+        State::Announced,
+        State::Closed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::New => "new",
+            State::Acknowledged => "acknowledged",
+            State::Triage => "triage",
+            State::Confirmed => "confirmed",
+            State::Rejected => "rejected",
+            State::Duplicate => "duplicate",
+            State::Fixing => "fixing",
+            State::FixReady => "fix-ready",
+            State::Announced => "announced",
+            State::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// The states reachable in one move.
+    pub fn next(self) -> &'static [State] {
+        use State::*;
+        match self {
+            New => &[Acknowledged, Triage, Rejected, Duplicate],
+            Acknowledged => &[Triage, Rejected, Duplicate],
+            Triage => &[Confirmed, Rejected, Duplicate],
+            Confirmed => &[Fixing, Rejected, Duplicate],
+            Fixing => &[FixReady],
+            FixReady => &[Announced, Fixing],
+            Announced => &[Closed],
+            Rejected | Duplicate => &[Closed, Triage],
+            Closed => &[Triage],
+        }
+    }
+
+    pub fn can_move_to(self, to: State) -> bool {
+        self.next().contains(&to)
+    }
+
+    /// Whether the case still needs work.
+    pub fn is_open(self) -> bool {
+        self != State::Closed
+    }
+}
+
+/// Names of a list of states, for error messages.
+pub fn names(states: &[State]) -> String {
+    if states.is_empty() {
+        return "none".into();
+    }
+    states
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One command line, understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Take,
+    Assign(String),
+    State(State),
+    Severity(String),
+    Affected(String),
+    FixedIn(String),
+    Cve(String),
+    Audit(String),
+    Duplicate(String),
+    Reject(String),
+    Responded,
+    Close,
+    Announce { dry_run: bool },
+    Deadline { kind: String, due: DateTime<Utc> },
+    Embargo(DateTime<Utc>),
+}
+
+/// The command names, for "unknown command" replies.
+pub const KNOWN: &str =
+    "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
+/affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
+/reject <reason>, /responded, /close, /announce [dry-run], /deadline fix <date>, /embargo <date>";
+
+/// A command line that could not be understood, with the line itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bad {
+    pub line: String,
+    pub error: String,
+}
+
+/// A handler's message, split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// Each command line in order, understood or not.
+    pub commands: Vec<Result<Command, Bad>>,
+    /// The body without the command lines: what may be relayed.
+    pub rest: String,
+}
+
+/// Splits the command lines at the top of `body` from the rest.
+pub fn parse(body: &str) -> Parsed {
+    let mut out = Parsed::default();
+    let mut lines = body.lines().peekable();
+    // Blank lines before the first command do not end the command block.
+    while lines.peek().is_some_and(|l| l.trim().is_empty()) {
+        lines.next();
+    }
+    while let Some(line) = lines.peek() {
+        let t = line.trim();
+        if !t.starts_with('/') {
+            break;
+        }
+        out.commands.push(parse_line(t));
+        lines.next();
+    }
+    let rest: Vec<&str> = lines.collect();
+    out.rest = rest.join("\n").trim_start_matches(['\n', '\r']).to_owned();
+    if body.ends_with('\n') && !out.rest.is_empty() {
+        out.rest.push('\n');
+    }
+    out
+}
+
+fn parse_line(line: &str) -> Result<Command, Bad> {
+    let bad = |error: String| Bad {
+        line: line.to_owned(),
+        error,
+    };
+    let (name, arg) = match line.split_once(char::is_whitespace) {
+        Some((n, a)) => (n, a.trim()),
+        None => (line, ""),
+    };
+    let name = name.to_ascii_lowercase();
+    let need = |what: &str| -> Result<String, Bad> {
+        if arg.is_empty() {
+            Err(bad(format!("{name} needs an argument: {name} {what}")))
+        } else {
+            Ok(arg.chars().filter(|c| !c.is_control()).take(500).collect())
+        }
+    };
+    let none = |cmd: Command| -> Result<Command, Bad> {
+        if arg.is_empty() {
+            Ok(cmd)
+        } else {
+            Err(bad(format!("{name} takes no argument")))
+        }
+    };
+    match name.as_str() {
+        "/take" => none(Command::Take),
+        "/assign" => need("<handler name or email>").map(Command::Assign),
+        "/state" => {
+            let s = need("<state>")?;
+            State::parse(&s.to_ascii_lowercase())
+                .map(Command::State)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "unknown state {s:?}; states are {}",
+                        names(&State::ALL)
+                    ))
+                })
+        }
+        "/severity" => {
+            let s = need("critical|high|medium|low")?.to_ascii_lowercase();
+            if ["critical", "high", "medium", "low"].contains(&s.as_str()) {
+                Ok(Command::Severity(s))
+            } else {
+                Err(bad(format!(
+                    "unknown severity {s:?}; use critical, high, medium or low"
+                )))
+            }
+        }
+        "/affected" => need("<versions or range>").map(Command::Affected),
+        "/fixed-in" => need("<versions>").map(Command::FixedIn),
+        "/cve" => {
+            let id = need("<CVE-id>")?.to_ascii_uppercase();
+            if valid_cve(&id) {
+                Ok(Command::Cve(id))
+            } else {
+                Err(bad(format!("{id:?} is not a CVE id like CVE-2026-12345")))
+            }
+        }
+        "/audit" => need("<note on similar code checked>").map(Command::Audit),
+        "/duplicate" => {
+            let id = need("<case id>")?.to_ascii_uppercase();
+            let id = id.trim_matches(|c| c == '[' || c == ']').to_owned();
+            if crate::cases::subject_tags(&format!("[{id}]")).is_empty() {
+                Err(bad(format!("{id:?} is not a case id like SEC-2026-0007")))
+            } else {
+                Ok(Command::Duplicate(id))
+            }
+        }
+        "/reject" => need("<reason>").map(Command::Reject),
+        "/responded" => none(Command::Responded),
+        "/close" => none(Command::Close),
+        "/announce" => match arg.to_ascii_lowercase().as_str() {
+            "" => Ok(Command::Announce { dry_run: false }),
+            "dry-run" => Ok(Command::Announce { dry_run: true }),
+            other => Err(bad(format!(
+                "/announce takes no argument or \"dry-run\", not {other:?}"
+            ))),
+        },
+        "/deadline" => {
+            let a = need("fix <date>")?;
+            let (kind, date) = a.split_once(char::is_whitespace).unwrap_or((&a, ""));
+            if kind != "fix" {
+                return Err(bad(format!(
+                    "/deadline sets the fix date: /deadline fix <date>, not {kind:?}"
+                )));
+            }
+            let due = crate::deadlines::parse_date(date).ok_or_else(|| {
+                bad(format!(
+                    "{date:?} is not a date: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or RFC 3339"
+                ))
+            })?;
+            Ok(Command::Deadline {
+                kind: "fix".into(),
+                due,
+            })
+        }
+        "/embargo" => {
+            let date = need("<date>")?;
+            crate::deadlines::parse_date(&date)
+                .map(Command::Embargo)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{date:?} is not a date: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or RFC 3339"
+                    ))
+                })
+        }
+        _ => Err(bad(format!(
+            "unknown command {name}; known commands: {KNOWN}"
+        ))),
+    }
+}
+
+fn valid_cve(id: &str) -> bool {
+    let mut p = id.split('-');
+    p.next() == Some("CVE")
+        && p.next()
+            .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+        && p.next()
+            .is_some_and(|n| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+        && p.next().is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_at_the_top_are_split_from_the_text() {
+        let p = parse("\n/take\n/severity HIGH\n\nThanks, we reproduced it.\n/not a command\n");
+        assert_eq!(
+            p.commands,
+            vec![Ok(Command::Take), Ok(Command::Severity("high".into()))]
+        );
+        assert_eq!(p.rest, "Thanks, we reproduced it.\n/not a command\n");
+    }
+
+    #[test]
+    fn text_first_means_no_commands() {
+        let p = parse("Hello\n/take\n");
+        assert!(p.commands.is_empty());
+        assert_eq!(p.rest, "Hello\n/take\n");
+    }
+
+    #[test]
+    fn every_error_says_what_is_expected() {
+        for (line, needle) in [
+            (
+                "/frobnicate",
+                "unknown command /frobnicate; known commands: /take",
+            ),
+            (
+                "/state open",
+                "unknown state \"open\"; states are new, acknowledged",
+            ),
+            ("/severity urgent", "use critical, high, medium or low"),
+            ("/cve 2026-1", "is not a CVE id"),
+            ("/duplicate 42", "is not a case id"),
+            ("/assign", "/assign needs an argument"),
+            ("/take now", "/take takes no argument"),
+            (
+                "/announce please",
+                "/announce takes no argument or \"dry-run\"",
+            ),
+            ("/deadline fix soon", "is not a date"),
+            (
+                "/deadline release 2026-12-01",
+                "/deadline sets the fix date",
+            ),
+            ("/embargo", "/embargo needs an argument"),
+        ] {
+            let p = parse(line);
+            let err = p.commands[0].clone().unwrap_err().error;
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn arguments_are_kept() {
+        let p = parse("/affected >= 2.0, < 2.4.3\n/cve cve-2026-12345\n/duplicate [SEC-2026-0001]\n/announce dry-run\n/deadline fix 2026-12-01\n");
+        assert_eq!(p.commands.len(), 5);
+        assert_eq!(
+            p.commands[0],
+            Ok(Command::Affected(">= 2.0, < 2.4.3".into()))
+        );
+        assert_eq!(p.commands[1], Ok(Command::Cve("CVE-2026-12345".into())));
+        assert_eq!(
+            p.commands[2],
+            Ok(Command::Duplicate("SEC-2026-0001".into()))
+        );
+        assert_eq!(p.commands[3], Ok(Command::Announce { dry_run: true }));
+        assert!(matches!(p.commands[4], Ok(Command::Deadline { .. })));
+    }
+
+    #[test]
+    fn the_process_moves_only_forward_along_its_edges() {
+        use State::*;
+        assert!(New.can_move_to(Acknowledged));
+        assert!(Acknowledged.can_move_to(Triage));
+        assert!(Triage.can_move_to(Confirmed));
+        assert!(Confirmed.can_move_to(Fixing));
+        assert!(Fixing.can_move_to(FixReady));
+        assert!(FixReady.can_move_to(Announced));
+        assert!(Announced.can_move_to(Closed));
+        assert!(!New.can_move_to(Announced));
+        assert!(!Triage.can_move_to(FixReady));
+        assert!(!Closed.can_move_to(Closed));
+        assert_eq!(names(Fixing.next()), "fix-ready");
+        for s in State::ALL {
+            assert_eq!(State::parse(s.as_str()), Some(s));
+        }
+    }
+}
