@@ -230,24 +230,23 @@ fn corpus_through_the_daemon() {
         }
         let miss = KNOWN_MISSES.contains(&path.as_str());
         let false_positive = KNOWN_FALSE_POSITIVES.contains(&path.as_str());
-        match category.as_str() {
-            "bounce" | "auto-reply" | "list" if !miss => {
-                if row.kind != "robot" {
-                    problems.push(format!(
-                        "{path}: a robot filed as {} (case {:?})",
-                        row.kind, row.case_id
-                    ));
-                }
-            }
-            "new-report-like" | "reply" | "encrypted" if !false_positive => {
-                if !matches!(&row.kind[..], "report" | "follow-up") || row.case_id.is_none() {
-                    problems.push(format!(
-                        "{path}: a person filed as {} (rule {:?}, case {:?})",
-                        row.kind, row.robot_rule, row.case_id
-                    ));
-                }
-            }
-            _ => {} // malformed, known exceptions: anything but a crash
+        // malformed/ and the known exceptions: anything but a crash.
+        let robot_file = matches!(&category[..], "bounce" | "auto-reply" | "list");
+        let person_file = matches!(&category[..], "new-report-like" | "reply" | "encrypted");
+        if robot_file && !miss && row.kind != "robot" {
+            problems.push(format!(
+                "{path}: a robot filed as {} (case {:?})",
+                row.kind, row.case_id
+            ));
+        }
+        if person_file
+            && !false_positive
+            && (!matches!(&row.kind[..], "report" | "follow-up") || row.case_id.is_none())
+        {
+            problems.push(format!(
+                "{path}: a person filed as {} (rule {:?}, case {:?})",
+                row.kind, row.robot_rule, row.case_id
+            ));
         }
     }
 
