@@ -17,6 +17,7 @@ use crate::deadlines::{self, Kind};
 use crate::message::{self, ParsedMessage};
 use crate::store::{self, CaseRow, NewMessage, StoreError};
 use crate::templates::{TemplateError, Templates};
+use crate::workflow;
 use chrono::{DateTime, Datelike, Utc};
 use rusqlite::Connection;
 
@@ -87,15 +88,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Whether the outbox has new work.
-    pub fn queued_mail(&self) -> bool {
-        matches!(
-            self,
-            Outcome::NewCase {
-                ack_queued: true,
-                ..
-            }
-        )
+    /// Whether the message may have queued mail or changed a case (new
+    /// cases and follow-ups do: acknowledgements, notifications, relays,
+    /// command replies).
+    pub fn changed_cases(&self) -> bool {
+        matches!(self, Outcome::NewCase { .. } | Outcome::FollowUp { .. })
     }
 }
 
@@ -253,12 +250,24 @@ pub fn ingest(
             None,
             p.message_id.as_deref(),
         )?;
-        handler_mail(conn, ctx, &c, &p)?;
+        if let Some(case) = store::case(conn, &c)? {
+            match auth::sender(ctx.cfg, &p) {
+                auth::Sender::Handler { email, .. } => {
+                    let to_comment = workflow::to_comment_address(ctx, &p);
+                    workflow::handler_mail(conn, ctx, &c, &p, &email, to_comment)?;
+                }
+                auth::Sender::ForgedHandler { email } => {
+                    workflow::forged(conn, ctx, &case, &email, p.message_id.as_deref())?;
+                }
+                auth::Sender::Other => workflow::forward_follow_up(conn, ctx, &case, &p, m.raw)?,
+            }
+        }
         return Ok(Outcome::FollowUp { case_id: c });
     }
 
     let received = m.internal_date.unwrap_or(m.seen_at);
-    if add(received, ctx.cfg.intake.backfill) < ctx.now {
+    let backfill = ctx.cfg.intake.backfill;
+    if !backfill.is_zero() && add(received, backfill) < ctx.now {
         rec.kind = "old";
         store::insert_message(conn, &rec)?;
         return Ok(Outcome::Old);
@@ -266,69 +275,11 @@ pub fn ingest(
 
     rec.kind = "report";
     let msg_id = store::insert_message(conn, &rec)?;
-    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, "secintake")?;
+    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, m.raw, "secintake")?;
     Ok(Outcome::NewCase {
         case_id,
         ack_queued,
     })
-}
-
-/// A follow-up from a handler's address: when authenticated and sent to
-/// the reporter (security@ in Cc), it is the response the policy promises.
-/// When it cannot be authenticated it changes nothing and says so.
-fn handler_mail(
-    conn: &Connection,
-    ctx: &Context<'_>,
-    case_id: &str,
-    p: &ParsedMessage,
-) -> Result<(), StoreError> {
-    let mid = p.message_id.as_deref();
-    match auth::sender(ctx.cfg, p) {
-        auth::Sender::Other => Ok(()),
-        auth::Sender::ForgedHandler { email } => store::add_event(
-            conn,
-            case_id,
-            ctx.now,
-            "secintake",
-            "unauthenticated mail from a handler address ignored",
-            Some(&format!(
-                "From {email}, but no DKIM/SPF pass from handler_auth.trusted_authserv_id; \
-                 nothing was changed"
-            )),
-            mid,
-        ),
-        auth::Sender::Handler { email, how } => {
-            let Some(case) = store::case(conn, case_id)? else {
-                return Ok(());
-            };
-            let to_reporter = case
-                .reporter
-                .as_ref()
-                .is_some_and(|r| p.to.iter().chain(p.cc.iter()).any(|a| &a.email == r));
-            if !to_reporter {
-                return Ok(());
-            }
-            let first = store::mark_responded(conn, case_id, ctx.now)?;
-            let how_met = format!("reply by {email}");
-            deadlines::meet(conn, case_id, Kind::Respond, ctx.now, &how_met)?;
-            let what = if first {
-                "response sent to the reporter"
-            } else {
-                "further answer sent to the reporter"
-            };
-            store::add_event(
-                conn,
-                case_id,
-                ctx.now,
-                &email,
-                what,
-                Some(&format!(
-                    "directly, with the mailbox in Cc; authenticated: {how}"
-                )),
-                mid,
-            )
-        }
-    }
 }
 
 fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessage<'a> {
@@ -362,10 +313,25 @@ fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessag
     }
 }
 
-/// Opens a case for stored message `msg_id` and queues its
-/// acknowledgement. Returns the case id and whether an acknowledgement was
-/// queued.
+/// Opens a case for stored message `msg_id`, queues its acknowledgement
+/// and the handlers' notification. Returns the case id and whether an
+/// acknowledgement was queued.
 fn open_case(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    msg_id: i64,
+    p: &ParsedMessage,
+    raw: &[u8],
+    actor: &str,
+) -> Result<(String, bool), CaseError> {
+    let (case_id, acked) = open_and_acknowledge(conn, ctx, msg_id, p, actor)?;
+    if let Some(case) = store::case(conn, &case_id)? {
+        workflow::notify_new_case(conn, ctx, &case, p, raw)?;
+    }
+    Ok((case_id, acked))
+}
+
+fn open_and_acknowledge(
     conn: &Connection,
     ctx: &Context<'_>,
     msg_id: i64,
@@ -391,6 +357,12 @@ fn open_case(
             acknowledged_at: None,
             responded_at: None,
             unparsed: !p.parsed_ok,
+            primary_handler: workflow::next_primary(conn, ctx)?,
+            severity: None,
+            affected: None,
+            fixed_in: None,
+            cve: None,
+            duplicate_of: None,
         },
     )?;
     store::set_message_case(conn, msg_id, &case_id)?;
@@ -531,6 +503,7 @@ fn acknowledgement(
         references,
         auto_submitted: "auto-replied",
         date: ctx.now,
+        attach: None,
     })
     .map_err(CaseErrorOrCompose::Compose)
 }
@@ -597,7 +570,7 @@ pub fn promote(
     }
     let p = message::parse(&raw);
     store::set_message_kind(conn, msg_id, "report")?;
-    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, actor)?;
+    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, &raw, actor)?;
     store::add_event(
         conn,
         &case_id,

@@ -566,6 +566,7 @@ fn met(cfg: &Config, id: &str, kind: &str) -> anyhow::Result<std::process::ExitC
     }
     if kind == Kind::Acknowledge {
         store::mark_acknowledged(&tx, id, now)?;
+        crate::workflow::acknowledged(&tx, now, id)?;
     }
     if changed {
         store::add_event(

@@ -130,18 +130,11 @@ pub const KNOWN: &str =
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
 /reject <reason>, /responded, /close, /announce [dry-run], /deadline fix <date>, /embargo <date>";
 
-/// A command line that could not be understood, with the line itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bad {
-    pub line: String,
-    pub error: String,
-}
-
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {
-    /// Each command line in order, understood or not.
-    pub commands: Vec<Result<Command, Bad>>,
+    /// Each command line in order (as written), understood or why not.
+    pub commands: Vec<(String, Result<Command, String>)>,
     /// The body without the command lines: what may be relayed.
     pub rest: String,
 }
@@ -159,7 +152,7 @@ pub fn parse(body: &str) -> Parsed {
         if !t.starts_with('/') {
             break;
         }
-        out.commands.push(parse_line(t));
+        out.commands.push((t.to_owned(), parse_line(t)));
         lines.next();
     }
     let rest: Vec<&str> = lines.collect();
@@ -170,24 +163,21 @@ pub fn parse(body: &str) -> Parsed {
     out
 }
 
-fn parse_line(line: &str) -> Result<Command, Bad> {
-    let bad = |error: String| Bad {
-        line: line.to_owned(),
-        error,
-    };
+fn parse_line(line: &str) -> Result<Command, String> {
+    let bad = |error: String| error;
     let (name, arg) = match line.split_once(char::is_whitespace) {
         Some((n, a)) => (n, a.trim()),
         None => (line, ""),
     };
     let name = name.to_ascii_lowercase();
-    let need = |what: &str| -> Result<String, Bad> {
+    let need = |what: &str| -> Result<String, String> {
         if arg.is_empty() {
             Err(bad(format!("{name} needs an argument: {name} {what}")))
         } else {
             Ok(arg.chars().filter(|c| !c.is_control()).take(500).collect())
         }
     };
-    let none = |cmd: Command| -> Result<Command, Bad> {
+    let none = |cmd: Command| -> Result<Command, String> {
         if arg.is_empty() {
             Ok(cmd)
         } else {
@@ -299,10 +289,12 @@ mod tests {
     #[test]
     fn commands_at_the_top_are_split_from_the_text() {
         let p = parse("\n/take\n/severity HIGH\n\nThanks, we reproduced it.\n/not a command\n");
+        let cmds: Vec<_> = p.commands.iter().map(|(_, c)| c.clone()).collect();
         assert_eq!(
-            p.commands,
+            cmds,
             vec![Ok(Command::Take), Ok(Command::Severity("high".into()))]
         );
+        assert_eq!(p.commands[1].0, "/severity HIGH");
         assert_eq!(p.rest, "Thanks, we reproduced it.\n/not a command\n");
     }
 
@@ -341,7 +333,7 @@ mod tests {
             ("/embargo", "/embargo needs an argument"),
         ] {
             let p = parse(line);
-            let err = p.commands[0].clone().unwrap_err().error;
+            let err = p.commands[0].1.clone().unwrap_err();
             assert!(err.contains(needle), "{line}: {err}");
         }
     }
@@ -351,16 +343,16 @@ mod tests {
         let p = parse("/affected >= 2.0, < 2.4.3\n/cve cve-2026-12345\n/duplicate [SEC-2026-0001]\n/announce dry-run\n/deadline fix 2026-12-01\n");
         assert_eq!(p.commands.len(), 5);
         assert_eq!(
-            p.commands[0],
+            p.commands[0].1,
             Ok(Command::Affected(">= 2.0, < 2.4.3".into()))
         );
-        assert_eq!(p.commands[1], Ok(Command::Cve("CVE-2026-12345".into())));
+        assert_eq!(p.commands[1].1, Ok(Command::Cve("CVE-2026-12345".into())));
         assert_eq!(
-            p.commands[2],
+            p.commands[2].1,
             Ok(Command::Duplicate("SEC-2026-0001".into()))
         );
-        assert_eq!(p.commands[3], Ok(Command::Announce { dry_run: true }));
-        assert!(matches!(p.commands[4], Ok(Command::Deadline { .. })));
+        assert_eq!(p.commands[3].1, Ok(Command::Announce { dry_run: true }));
+        assert!(matches!(p.commands[4].1, Ok(Command::Deadline { .. })));
     }
 
     #[test]

@@ -108,8 +108,35 @@ pub struct Draft<'a> {
     pub references: Vec<String>,
     /// `Auto-Submitted` value: `auto-replied` for answers to a message,
     /// `auto-generated` for alerts (RFC 3834).
+    /// `auto-generated` for alerts (RFC 3834); "no" for mail a person wrote
+    /// (relays, announcements): then the header is left out.
     pub auto_submitted: &'static str,
     pub date: DateTime<Utc>,
+    /// A message to attach whole (message/rfc822), e.g. the original report
+    /// in a handler notification.
+    pub attach: Option<&'a [u8]>,
+}
+
+/// The attachment part: message/rfc822 when the raw message can travel
+/// as 8bit (RFC 2046 forbids base64 there), else application/octet-stream
+/// in base64 so nothing is lost.
+fn attachment(raw: &[u8]) -> lettre::message::SinglePart {
+    use lettre::message::header::ContentTransferEncoding;
+    use lettre::message::{Body, SinglePart};
+    if let Ok(body) = Body::new_with_encoding(raw.to_vec(), ContentTransferEncoding::EightBit) {
+        if let Ok(ct) = ContentType::parse("message/rfc822") {
+            return SinglePart::builder()
+                .header(ct)
+                .header(lettre::message::header::ContentDisposition::attachment(
+                    "report.eml",
+                ))
+                .body(body);
+        }
+    }
+    lettre::message::Attachment::new("report.eml".to_owned()).body(
+        raw.to_vec(),
+        ContentType::parse("application/octet-stream").unwrap_or(ContentType::TEXT_PLAIN),
+    )
 }
 
 /// Renders a draft to RFC 5322 bytes.
@@ -129,16 +156,25 @@ pub fn build(d: Draft<'_>) -> Result<Outgoing, ComposeError> {
         let refs: Vec<String> = d.references.iter().map(|r| format!("<{r}>")).collect();
         b = b.references(refs.join(" "));
     }
-    b = b.raw_header(HeaderValue::new(
-        HeaderName::new_from_ascii_str("Auto-Submitted"),
-        d.auto_submitted.to_owned(),
-    ));
-    // Ask well-behaved auto-responders (Exchange) not to answer us.
-    b = b.raw_header(HeaderValue::new(
-        HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
-        "All".to_owned(),
-    ));
-    let msg = b.header(ContentType::TEXT_PLAIN).body(d.body)?;
+    if d.auto_submitted != "no" {
+        b = b.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            d.auto_submitted.to_owned(),
+        ));
+        // Ask well-behaved auto-responders (Exchange) not to answer us.
+        b = b.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+            "All".to_owned(),
+        ));
+    }
+    let msg = match d.attach {
+        None => b.header(ContentType::TEXT_PLAIN).body(d.body)?,
+        Some(raw) => b.multipart(
+            lettre::message::MultiPart::mixed()
+                .singlepart(lettre::message::SinglePart::plain(d.body))
+                .singlepart(attachment(raw)),
+        )?,
+    };
     Ok(Outgoing {
         message_id: d.message_id,
         to: d.to,
@@ -184,6 +220,7 @@ mod tests {
             references: vec!["r0@example.net".into(), "r1@example.net".into()],
             auto_submitted: "auto-replied",
             date: Utc::now(),
+            attach: None,
         })
         .unwrap();
         let text = String::from_utf8(out.raw).unwrap();
@@ -209,6 +246,7 @@ mod tests {
             references: vec![],
             auto_submitted: "auto-generated",
             date: Utc::now(),
+            attach: None,
         });
         assert!(matches!(r, Err(ComposeError::Address(_))));
     }

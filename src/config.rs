@@ -55,6 +55,8 @@ const SECTIONS: &[&str] = &[
     "templates",
     "intake",
     "handler_auth",
+    "workflow",
+    "announce",
 ];
 const MAILBOX_KEYS: &[&str] = &["address", "project", "policy_url", "comment_address"];
 const IMAP_KEYS: &[&str] = &[
@@ -99,6 +101,8 @@ const LIMITS_KEYS: &[&str] = &["acks_per_sender_per_day", "max_message_size", "a
 const TEMPLATES_KEYS: &[&str] = &["dir"];
 const INTAKE_KEYS: &[&str] = &["backfill", "batch_size"];
 const HANDLER_AUTH_KEYS: &[&str] = &["trusted_authserv_id", "trust_unauthenticated"];
+const WORKFLOW_KEYS: &[&str] = &["assign"];
+const ANNOUNCE_KEYS: &[&str] = &["list"];
 
 const DURATION_EXPECTED: &str =
     "expected a duration like \"60s\", \"25m\", \"48h\", \"7d\" or \"1h 30m\"";
@@ -130,6 +134,25 @@ pub struct Config {
     pub intake: Intake,
     /// How mail claiming to come from a handler is authenticated.
     pub handler_auth: HandlerAuth,
+    /// How cases get their primary handler.
+    pub workflow: Workflow,
+    /// Where `/announce` sends advisories.
+    pub announce: Announce,
+}
+
+/// `[workflow]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    /// "round-robin" (default): each new case gets the next handler as its
+    /// primary; "none": nobody until someone sends /take.
+    pub round_robin: bool,
+}
+
+/// `[announce]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Announce {
+    /// The announce list address; None: /announce is refused.
+    pub list: Option<String>,
 }
 
 /// `[handler_auth]`: when mail From a handler's address is believed.
@@ -878,6 +901,8 @@ impl Loader {
         let templates = self.section(&mut root, "templates", TEMPLATES_KEYS)?;
         let intake = self.section(&mut root, "intake", INTAKE_KEYS)?;
         let handler_auth = self.section(&mut root, "handler_auth", HANDLER_AUTH_KEYS)?;
+        let workflow = self.section(&mut root, "workflow", WORKFLOW_KEYS)?;
+        let announce = self.section(&mut root, "announce", ANNOUNCE_KEYS)?;
 
         let mailbox = mailbox_from(mailbox)?;
         let handlers = handlers_from(handlers, &mailbox)?;
@@ -890,6 +915,8 @@ impl Loader {
             templates: templates_from(templates)?,
             intake: intake_from(intake)?,
             handler_auth: handler_auth_from(handler_auth)?,
+            workflow: workflow_from(workflow)?,
+            announce: announce_from(announce)?,
             mailbox,
             handlers,
         })
@@ -1467,6 +1494,24 @@ fn sla_from(mut s: Section<'_>) -> Result<Sla, ConfigError> {
     })
 }
 
+fn workflow_from(mut s: Section<'_>) -> Result<Workflow, ConfigError> {
+    let round_robin = match s.get("assign") {
+        None => true,
+        Some(f) => match f.text()?.trim().to_ascii_lowercase().as_str() {
+            "round-robin" => true,
+            "none" => false,
+            _ => return Err(f.fail("expected one of \"round-robin\", \"none\"")),
+        },
+    };
+    Ok(Workflow { round_robin })
+}
+
+fn announce_from(mut s: Section<'_>) -> Result<Announce, ConfigError> {
+    Ok(Announce {
+        list: s.get("list").map(|f| f.address()).transpose()?,
+    })
+}
+
 fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
     Ok(HandlerAuth {
         trusted_authserv_id: s
@@ -1601,7 +1646,7 @@ mod tests {
     #[test]
     fn example_config_documents_every_key() {
         let text = include_str!("../config/secintake.example.toml");
-        let sections: [(&str, &[&str]); 10] = [
+        let sections: [(&str, &[&str]); 12] = [
             ("[mailbox]", MAILBOX_KEYS),
             ("[imap]", IMAP_KEYS),
             ("[smtp]", SMTP_KEYS),
@@ -1612,6 +1657,8 @@ mod tests {
             ("[templates]", TEMPLATES_KEYS),
             ("[intake]", INTAKE_KEYS),
             ("[handler_auth]", HANDLER_AUTH_KEYS),
+            ("[workflow]", WORKFLOW_KEYS),
+            ("[announce]", ANNOUNCE_KEYS),
         ];
         for (header, keys) in sections {
             let start = text

@@ -479,6 +479,7 @@ impl Scheduler {
             references: vec![root],
             auto_submitted: "auto-generated",
             date: now,
+            attach: None,
         });
         let out = match out {
             Ok(o) => o,
@@ -589,6 +590,7 @@ impl Scheduler {
                 references: vec![],
                 auto_submitted: "auto-generated",
                 date: now,
+                attach: None,
             });
             if let Ok(out) = out {
                 let ctx = Context {

@@ -238,6 +238,7 @@ impl Health {
             references: vec![],
             auto_submitted: "auto-generated",
             date: now,
+            attach: None,
         });
         match out {
             Ok(out) => {

@@ -611,7 +611,7 @@ impl Intake {
             .await?;
         let mut wake = false;
         for (uid, o) in &outcomes {
-            wake |= o.queued_mail();
+            wake |= o.changed_cases();
             match o {
                 Outcome::NewCase {
                     case_id,
@@ -638,11 +638,6 @@ impl Intake {
         }
         if wake {
             self.outbox.notify_one();
-        }
-        if outcomes
-            .iter()
-            .any(|(_, o)| matches!(o, Outcome::NewCase { .. } | Outcome::FollowUp { .. }))
-        {
             self.deadlines.notify_one();
         }
         Ok(())

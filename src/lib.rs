@@ -24,3 +24,4 @@ pub mod outbox;
 pub mod store;
 pub mod templates;
 pub mod tls;
+pub mod workflow;

@@ -138,6 +138,7 @@ fn record(
             if let Some(case) = &item.case_id {
                 if item.purpose == "ack" {
                     store::mark_acknowledged(&tx, case, now)?;
+                    crate::workflow::acknowledged(&tx, now, case)?;
                     let how = "acknowledgement accepted by SMTP";
                     deadlines::meet(&tx, case, Kind::Acknowledge, now, how)?;
                     deadlines::meet(&tx, case, Kind::AckQueued, now, how)?;

@@ -192,6 +192,20 @@ const MIGRATIONS: &[&str] = &[
         sent_at  TEXT NOT NULL
     ) STRICT;
     "#,
+    // 3: the disclosure process driven by handlers.
+    r#"
+    ALTER TABLE cases ADD COLUMN primary_handler TEXT;
+    ALTER TABLE cases ADD COLUMN severity TEXT;
+    ALTER TABLE cases ADD COLUMN affected TEXT;
+    ALTER TABLE cases ADD COLUMN fixed_in TEXT;
+    ALTER TABLE cases ADD COLUMN cve TEXT;
+    ALTER TABLE cases ADD COLUMN duplicate_of TEXT;
+    ALTER TABLE cases ADD COLUMN forged_alerted INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE settings (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// An open state file.
@@ -588,10 +602,17 @@ pub struct CaseRow {
     pub acknowledged_at: Option<String>,
     pub responded_at: Option<String>,
     pub unparsed: bool,
+    pub primary_handler: Option<String>,
+    pub severity: Option<String>,
+    pub affected: Option<String>,
+    pub fixed_in: Option<String>,
+    pub cve: Option<String>,
+    pub duplicate_of: Option<String>,
 }
 
 const CASE_COLS: &str = "id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
-    acknowledged_at, responded_at, unparsed";
+    acknowledged_at, responded_at, unparsed, primary_handler, severity, affected, fixed_in, cve,
+    duplicate_of";
 
 fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
     Ok(CaseRow {
@@ -605,14 +626,20 @@ fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
         acknowledged_at: r.get(7)?,
         responded_at: r.get(8)?,
         unparsed: r.get(9)?,
+        primary_handler: r.get(10)?,
+        severity: r.get(11)?,
+        affected: r.get(12)?,
+        fixed_in: r.get(13)?,
+        cve: r.get(14)?,
+        duplicate_of: r.get(15)?,
     })
 }
 
 pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO cases (id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
-             acknowledged_at, responded_at, unparsed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             acknowledged_at, responded_at, unparsed, primary_handler)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             c.id,
             c.state,
@@ -623,7 +650,8 @@ pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
             c.respond_due_at,
             c.acknowledged_at,
             c.responded_at,
-            c.unparsed
+            c.unparsed,
+            c.primary_handler
         ],
     )
     .ctx("opening a case")?;
@@ -650,7 +678,78 @@ pub fn cases(conn: &Connection, state: Option<&str>) -> Result<Vec<CaseRow>, Sto
     rows.collect::<Result<_, _>>().ctx("listing cases")
 }
 
-/// Marks the case acknowledged (the first time only) and returns whether it changed.
+/// A case attribute a handler may set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseField {
+    State,
+    PrimaryHandler,
+    Severity,
+    Affected,
+    FixedIn,
+    Cve,
+    DuplicateOf,
+}
+
+impl CaseField {
+    fn column(self) -> &'static str {
+        match self {
+            CaseField::State => "state",
+            CaseField::PrimaryHandler => "primary_handler",
+            CaseField::Severity => "severity",
+            CaseField::Affected => "affected",
+            CaseField::FixedIn => "fixed_in",
+            CaseField::Cve => "cve",
+            CaseField::DuplicateOf => "duplicate_of",
+        }
+    }
+}
+
+pub fn set_case_field(
+    conn: &Connection,
+    id: &str,
+    field: CaseField,
+    value: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        &format!("UPDATE cases SET {} = ?2 WHERE id = ?1", field.column()),
+        params![id, value],
+    )
+    .ctx("updating a case")?;
+    Ok(())
+}
+
+/// Sets the forged-mail alert flag; returns true the first time.
+pub fn first_forged_alert(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    let n = conn
+        .execute(
+            "UPDATE cases SET forged_alerted = 1 WHERE id = ?1 AND forged_alerted = 0",
+            [id],
+        )
+        .ctx("recording a forged-mail alert")?;
+    Ok(n > 0)
+}
+
+/// Reads a setting (small persistent counters such as the round-robin position).
+pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
+    .ctx("reading a setting")
+}
+
+pub fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, value],
+    )
+    .ctx("saving a setting")?;
+    Ok(())
+}
+
+/// Records when the case was first acknowledged; returns whether it
+/// changed. The state move is `workflow::acknowledged`'s.
 pub fn mark_acknowledged(
     conn: &Connection,
     id: &str,
@@ -658,9 +757,7 @@ pub fn mark_acknowledged(
 ) -> Result<bool, StoreError> {
     let n = conn
         .execute(
-            "UPDATE cases SET acknowledged_at = ?2,
-                 state = CASE WHEN state = 'new' THEN 'acknowledged' ELSE state END
-             WHERE id = ?1 AND acknowledged_at IS NULL",
+            "UPDATE cases SET acknowledged_at = ?2 WHERE id = ?1 AND acknowledged_at IS NULL",
             params![id, fmt_ts(at)],
         )
         .ctx("marking a case acknowledged")?;

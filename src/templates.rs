@@ -20,6 +20,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../config/templates/reminder.txt"),
     ),
     ("digest.txt", include_str!("../config/templates/digest.txt")),
+    (
+        "notification.txt",
+        include_str!("../config/templates/notification.txt"),
+    ),
     ("alert.txt", include_str!("../config/templates/alert.txt")),
     (
         "recovery.txt",
@@ -144,6 +148,7 @@ mod tests {
             "recovery.txt",
             "reminder.txt",
             "digest.txt",
+            "notification.txt",
         ] {
             assert!(t.env.get_template(name).is_ok(), "{name} missing");
         }

@@ -627,6 +627,9 @@ pub struct TestConfig {
     pub acks_per_sender_per_day: u32,
     pub max_message_size: String,
     pub alert_after: String,
+    /// `[workflow] assign`: "none" by default here, so a case stays in
+    /// "acknowledged" unless a test asks for round-robin.
+    pub assign: String,
     pub extra: String,
 }
 
@@ -660,6 +663,7 @@ impl TestConfig {
             acks_per_sender_per_day: 5,
             max_message_size: "50MiB".into(),
             alert_after: "15m".into(),
+            assign: "none".into(),
             extra: String::new(),
             address,
         }
@@ -710,7 +714,9 @@ impl TestConfig {
             "max_message_size = {}\n",
             q(&self.max_message_size)
         ));
-        t.push_str(&format!("alert_after = {}\n", q(&self.alert_after)));
+        t.push_str(&format!("alert_after = {}\n\n", q(&self.alert_after)));
+        t.push_str("[workflow]\n");
+        t.push_str(&format!("assign = {}\n", q(&self.assign)));
         if !self.extra.is_empty() {
             t.push('\n');
             t.push_str(&self.extra);

@@ -1,0 +1,985 @@
+//! Handlers working a case from their mail client.
+//!
+//! - A new case is announced to every handler in one thread per case (its
+//!   root Message-ID is `case.<id>@<our domain>`), with the report as text
+//!   and the original attached.
+//! - A handler's reply to that thread is relayed to the reporter from the
+//!   security address ("Alice via Example security"), threaded into the
+//!   reporter's own conversation; it is the response the policy promises.
+//! - Mail to the comment address is an internal note: stored, copied to the
+//!   other handlers, never sent to the reporter.
+//! - Command lines at the top of a handler's mail drive the disclosure
+//!   process ([`crate::commands`]); each command mail gets a reply saying
+//!   what was done, or exactly what was wrong.
+//! - A reporter's follow-up goes to the primary handler (everyone when
+//!   there is none).
+//!
+//! Only authenticated handler mail acts ([`crate::auth`]); forged mail is
+//! recorded, changes nothing, and alerts the handlers once per case.
+//! Everything here runs inside the caller's transaction.
+
+use crate::cases::{queue_outgoing, CaseError, Context};
+use crate::clock::fmt_ts;
+use crate::commands::{self, Command, State};
+use crate::compose::{self, Draft};
+use crate::deadlines::{self, thread_root, Kind};
+use crate::message::ParsedMessage;
+use crate::store::{self, CaseField, CaseRow, StoreError};
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+/// The display name of mail from the mailbox itself.
+fn team_name(ctx: &Context<'_>) -> String {
+    ctx.cfg
+        .smtp
+        .from_name
+        .clone()
+        .unwrap_or_else(|| format!("{} security", ctx.cfg.mailbox.project))
+}
+
+fn handler_name(ctx: &Context<'_>, email: &str) -> String {
+    ctx.cfg
+        .handlers
+        .iter()
+        .find(|h| h.email == email)
+        .map(|h| h.name.clone())
+        .unwrap_or_else(|| email.to_owned())
+}
+
+/// The next primary handler, round-robin over `[[handlers]]`; None when
+/// `[workflow] assign = "none"` or nobody is configured.
+pub fn next_primary(conn: &Connection, ctx: &Context<'_>) -> Result<Option<String>, StoreError> {
+    let hs = &ctx.cfg.handlers;
+    if !ctx.cfg.workflow.round_robin || hs.is_empty() {
+        return Ok(None);
+    }
+    let next: usize = store::setting(conn, "round_robin_next")?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    store::set_setting(
+        conn,
+        "round_robin_next",
+        &((next + 1) % hs.len()).to_string(),
+    )?;
+    Ok(Some(hs[next % hs.len()].email.clone()))
+}
+
+/// Recipients for "the case's people": the primary handler, or every
+/// handler when there is none.
+fn primary_or_all(ctx: &Context<'_>, case: &CaseRow) -> Vec<String> {
+    match &case.primary_handler {
+        Some(p) => vec![p.clone()],
+        None => ctx.cfg.handlers.iter().map(|h| h.email.clone()).collect(),
+    }
+}
+
+fn all_handlers(ctx: &Context<'_>) -> Vec<String> {
+    ctx.cfg.handlers.iter().map(|h| h.email.clone()).collect()
+}
+
+/// Builds and queues mail to handlers about `case`, in the case's thread.
+#[allow(clippy::too_many_arguments)]
+fn to_handlers(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    to: Vec<String>,
+    purpose: &'static str,
+    subject: String,
+    body: String,
+    attach: Option<&[u8]>,
+    reply_to_mid: Option<&str>,
+) -> Result<(), CaseError> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    let root = thread_root(&case.id, &ctx.cfg.mailbox.address);
+    let mut refs = vec![root.clone()];
+    if let Some(m) = reply_to_mid {
+        refs.push(m.to_owned());
+    }
+    let from_name = team_name(ctx);
+    let draft = Draft {
+        from_name: Some(&from_name),
+        from: &ctx.cfg.mailbox.address,
+        to,
+        subject,
+        body,
+        message_id: compose::new_message_id(purpose, Some(&case.id), &ctx.cfg.mailbox.address),
+        in_reply_to: Some(reply_to_mid.unwrap_or(&root).to_owned()),
+        references: refs,
+        auto_submitted: "auto-generated",
+        date: ctx.now,
+        attach,
+    };
+    match compose::build(draft) {
+        Ok(out) => {
+            queue_outgoing(conn, ctx, Some(&case.id), purpose, &out)?;
+        }
+        Err(e) => {
+            store::add_event(
+                conn,
+                &case.id,
+                ctx.now,
+                "secintake",
+                &format!("{purpose} to handlers not sent"),
+                Some(&e.to_string()),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Text of a message for people, capped.
+fn readable(p: &ParsedMessage) -> String {
+    const CAP: usize = 100_000;
+    match &p.text_body {
+        Some(t) if t.len() > CAP => {
+            let mut end = CAP;
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!(
+                "{}\n[… cut at {CAP} bytes; the whole message is attached]",
+                &t[..end]
+            )
+        }
+        Some(t) => t.clone(),
+        None if p.encrypted => "[encrypted: see the attached original]".into(),
+        None => "[no readable text: see the attached original]".into(),
+    }
+}
+
+fn footer(ctx: &Context<'_>, case_id: &str) -> String {
+    let note = match &ctx.cfg.mailbox.comment_address {
+        Some(c) => format!("- Mail {c} (keep [{case_id}] in the subject) for an internal note:\n  stored on the case, copied to the other handlers, never sent to the reporter.\n"),
+        None => String::new(),
+    };
+    format!(
+        "How to act by email:\n\
+         - Reply to this message: your text (without the quoted part) is relayed to\n  \
+           the reporter from {addr}, and counts as the response.\n\
+         {note}\
+         - Or answer the reporter yourself with {addr} in Cc.\n\
+         - Commands go at the very top of your mail, one per line, before any text:\n  \
+           /take  /assign <handler>  /state <state>  /severity critical|high|medium|low\n  \
+           /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
+           /duplicate <case id>  /reject <reason>  /responded  /close\n  \
+           /deadline fix <date>  /embargo <date>  /announce [dry-run]\n",
+        addr = ctx.cfg.mailbox.address
+    )
+}
+
+/// The new-case notification to every handler: the thread root.
+pub fn notify_new_case(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    p: &ParsedMessage,
+    raw: &[u8],
+) -> Result<(), CaseError> {
+    let to = all_handlers(ctx);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let subject = format!(
+        "[{}] New report: {}",
+        case.id,
+        case.subject.as_deref().unwrap_or("(no subject)")
+    );
+    let body = ctx.templates.render(
+        "notification.txt",
+        minijinja::context! {
+            case_id => case.id,
+            reporter => case.reporter.as_deref().unwrap_or("(no usable reply address: not acknowledged)"),
+            from => p.from.as_ref().map(|a| a.email.as_str()).unwrap_or("(none)"),
+            subject => case.subject.as_deref().unwrap_or(""),
+            received_at => case.received_at,
+            ack_due_at => case.ack_due_at,
+            respond_due_at => case.respond_due_at,
+            primary => case.primary_handler.as_deref().map(|e| format!("{} <{e}>", handler_name(ctx, e))).unwrap_or_else(|| "nobody yet (send /take)".into()),
+            encrypted => p.encrypted,
+            unparsed => !p.parsed_ok,
+            text => readable(p),
+            footer => footer(ctx, &case.id),
+        },
+    )?;
+    let root = thread_root(&case.id, &ctx.cfg.mailbox.address);
+    let from_name = team_name(ctx);
+    let out = compose::build(Draft {
+        from_name: Some(&from_name),
+        from: &ctx.cfg.mailbox.address,
+        to,
+        subject,
+        body,
+        message_id: root,
+        in_reply_to: None,
+        references: vec![],
+        auto_submitted: "auto-generated",
+        date: ctx.now,
+        attach: Some(raw),
+    });
+    match out {
+        Ok(out) => {
+            queue_outgoing(conn, ctx, Some(&case.id), "notification", &out)?;
+        }
+        Err(e) => {
+            store::add_event(
+                conn,
+                &case.id,
+                ctx.now,
+                "secintake",
+                "notification to handlers not sent",
+                Some(&e.to_string()),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A reporter's (or anyone's) follow-up, forwarded to the primary handler.
+pub fn forward_follow_up(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    p: &ParsedMessage,
+    raw: &[u8],
+) -> Result<(), CaseError> {
+    let from = p
+        .from
+        .as_ref()
+        .map(|a| a.email.as_str())
+        .unwrap_or("(unknown sender)");
+    let subject = format!(
+        "[{}] Follow-up from {}: {}",
+        case.id,
+        from,
+        p.subject
+            .as_deref()
+            .map(compose::clean_subject)
+            .unwrap_or_default()
+    );
+    let body = format!(
+        "A follow-up on {} from {from}.\n\n{}\n\n-- \n{}",
+        case.id,
+        readable(p),
+        footer(ctx, &case.id)
+    );
+    to_handlers(
+        conn,
+        ctx,
+        case,
+        primary_or_all(ctx, case),
+        "forward",
+        subject,
+        body,
+        Some(raw),
+        None,
+    )
+}
+
+/// Mail claiming to be from a handler that nothing authenticates: recorded,
+/// no effect, the handlers alerted once per case.
+pub fn forged(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    mid: Option<&str>,
+) -> Result<(), CaseError> {
+    store::add_event(
+        conn,
+        &case.id,
+        ctx.now,
+        "secintake",
+        "unauthenticated mail from a handler address ignored",
+        Some(&format!(
+            "From {email}, but no DKIM/SPF pass from handler_auth.trusted_authserv_id; nothing was changed"
+        )),
+        mid,
+    )?;
+    tracing::warn!(case = %case.id, "unauthenticated mail from a handler address ignored");
+    if store::first_forged_alert(conn, &case.id)? {
+        let body = format!(
+            "secintake received mail on {} whose From is {email}, a handler address,\n\
+             but it carries no DKIM or SPF pass from your mail server\n\
+             (handler_auth.trusted_authserv_id). It was stored and did nothing:\n\
+             no command ran, nothing was relayed.\n\n\
+             If that was you, check that your mail server adds Authentication-Results.\n\
+             If not, someone is forging a handler's address.\n\
+             (This alert is sent once per case; `secintake cases show {}` lists every such mail.)\n",
+            case.id, case.id
+        );
+        to_handlers(
+            conn,
+            ctx,
+            case,
+            all_handlers(ctx),
+            "alert",
+            format!("[{}] Forged handler mail ignored", case.id),
+            body,
+            None,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Cuts the quoted part of a reply: everything from the first quoted line
+/// (or the "On … wrote:" line introducing it) on.
+pub fn strip_quote(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut end = lines.len();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('>') || t.starts_with("-----Original Message-----") {
+            end = i;
+            if i > 0 {
+                let prev = lines[i - 1].trim();
+                if prev.ends_with("wrote:") || prev.ends_with("écrit :") {
+                    end = i - 1;
+                }
+            }
+            break;
+        }
+    }
+    let kept = lines[..end].join("\n");
+    kept.trim().to_owned()
+}
+
+/// What a handler's mail does to a case.
+pub fn handler_mail(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    p: &ParsedMessage,
+    email: &str,
+    to_comment: bool,
+) -> Result<(), CaseError> {
+    let mid = p.message_id.as_deref();
+    let body = p.text_body.clone().unwrap_or_default();
+    let parsed = commands::parse(&body);
+    let mut results = Vec::new();
+    let mut announced = false;
+    for (line, c) in &parsed.commands {
+        let result = match c {
+            Err(e) => Err(e.clone()),
+            Ok(cmd) => {
+                if matches!(cmd, Command::Announce { .. }) {
+                    announced = true;
+                }
+                apply(conn, ctx, case_id, email, cmd, &parsed.rest, mid)?
+            }
+        };
+        results.push((line.clone(), result));
+    }
+    let text = strip_quote(&parsed.rest);
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
+    let direct = case
+        .reporter
+        .as_ref()
+        .is_some_and(|r| p.to.iter().chain(p.cc.iter()).any(|a| &a.email == r));
+    if to_comment {
+        if !text.is_empty() {
+            note(conn, ctx, &case, email, &text, mid)?;
+        }
+    } else if direct {
+        let first = store::mark_responded(conn, case_id, ctx.now)?;
+        deadlines::meet(
+            conn,
+            case_id,
+            Kind::Respond,
+            ctx.now,
+            &format!("reply by {email}"),
+        )?;
+        store::add_event(
+            conn,
+            case_id,
+            ctx.now,
+            email,
+            if first {
+                "response sent to the reporter"
+            } else {
+                "further answer sent to the reporter"
+            },
+            Some("directly, with the mailbox in Cc; nothing relayed"),
+            mid,
+        )?;
+    } else if !text.is_empty() && !announced {
+        relay(conn, ctx, &case, email, &text, mid)?;
+    }
+    if !results.is_empty() {
+        command_reply(conn, ctx, &case, email, p, &results)?;
+    }
+    Ok(())
+}
+
+/// Relays a handler's text to the reporter, in the reporter's thread.
+fn relay(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    text: &str,
+    source: Option<&str>,
+) -> Result<(), CaseError> {
+    let Some(reporter) = case.reporter.clone() else {
+        store::add_event(
+            conn,
+            &case.id,
+            ctx.now,
+            email,
+            "reply not relayed",
+            Some("the report has no usable reply address"),
+            source,
+        )?;
+        return Ok(());
+    };
+    let (in_reply_to, references) = reporter_thread(conn, case)?;
+    let from_name = format!(
+        "{} via {} security",
+        handler_name(ctx, email),
+        ctx.cfg.mailbox.project
+    );
+    let out = compose::build(Draft {
+        from_name: Some(&from_name),
+        from: &ctx.cfg.mailbox.address,
+        to: vec![reporter.clone()],
+        subject: compose::reply_subject(case.subject.as_deref(), &case.id),
+        body: format!("{text}\n"),
+        message_id: compose::new_message_id("relay", Some(&case.id), &ctx.cfg.mailbox.address),
+        in_reply_to,
+        references,
+        auto_submitted: "no",
+        date: ctx.now,
+        attach: None,
+    });
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            store::add_event(
+                conn,
+                &case.id,
+                ctx.now,
+                email,
+                "reply not relayed",
+                Some(&e.to_string()),
+                source,
+            )?;
+            return Ok(());
+        }
+    };
+    queue_outgoing(conn, ctx, Some(&case.id), "relay", &out)?;
+    let first = store::mark_responded(conn, &case.id, ctx.now)?;
+    deadlines::meet(
+        conn,
+        &case.id,
+        Kind::Respond,
+        ctx.now,
+        &format!("reply by {email}, relayed"),
+    )?;
+    store::add_event(
+        conn,
+        &case.id,
+        ctx.now,
+        email,
+        if first {
+            "response relayed to the reporter"
+        } else {
+            "reply relayed to the reporter"
+        },
+        Some(&format!("Message-ID <{}>", out.message_id)),
+        source,
+    )?;
+    Ok(())
+}
+
+/// In-Reply-To and References for mail to the reporter: their latest
+/// message, and the conversation so far (their messages and ours to them).
+fn reporter_thread(
+    conn: &Connection,
+    case: &CaseRow,
+) -> Result<(Option<String>, Vec<String>), StoreError> {
+    let msgs = store::messages_of_case(conn, &case.id)?;
+    let reporter = case.reporter.as_deref();
+    let mut refs = Vec::new();
+    let mut last_in = None;
+    for m in &msgs {
+        let Some(mid) = &m.message_id else { continue };
+        let theirs = m.direction == "in"
+            && matches!(m.kind.as_str(), "report" | "follow-up")
+            && (m.from.as_deref() == reporter || m.kind == "report");
+        let ours = m.direction == "out" && matches!(m.kind.as_str(), "ack" | "relay");
+        if theirs {
+            last_in = Some(mid.clone());
+        }
+        if theirs || ours {
+            refs.push(mid.clone());
+        }
+    }
+    let keep = refs.len().saturating_sub(10);
+    Ok((last_in, refs.split_off(keep)))
+}
+
+/// An internal note: stored, copied to the other handlers.
+pub fn note(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    author: &str,
+    text: &str,
+    source: Option<&str>,
+) -> Result<(), CaseError> {
+    store::add_event(conn, &case.id, ctx.now, author, "note", Some(text), source)?;
+    let others: Vec<String> = ctx
+        .cfg
+        .handlers
+        .iter()
+        .map(|h| h.email.clone())
+        .filter(|e| e != author)
+        .collect();
+    let name = handler_name(ctx, author);
+    to_handlers(
+        conn,
+        ctx,
+        case,
+        others,
+        "note",
+        format!("[{}] Note from {name}", case.id),
+        format!(
+            "Internal note on {} by {name} (never sent to the reporter):\n\n{text}\n",
+            case.id
+        ),
+        None,
+        None,
+    )
+}
+
+/// Tells the handler what their commands did.
+fn command_reply(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    p: &ParsedMessage,
+    results: &[(String, Result<String, String>)],
+) -> Result<(), CaseError> {
+    let mut body = String::new();
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    for (line, r) in results {
+        match r {
+            Ok(done) => body.push_str(&format!("{line}\n  done: {done}\n")),
+            Err(e) => body.push_str(&format!("{line}\n  ERROR: {e}\n")),
+        }
+    }
+    body.push_str(&format!(
+        "\n{} is now in state \"{}\".\n",
+        case.id,
+        store::case(conn, &case.id)?
+            .map(|c| c.state)
+            .unwrap_or_default()
+    ));
+    let subject = format!(
+        "[{}] Commands: {}",
+        case.id,
+        if failed == 0 {
+            "done".to_owned()
+        } else {
+            format!("{failed} error(s)")
+        }
+    );
+    to_handlers(
+        conn,
+        ctx,
+        case,
+        vec![email.to_owned()],
+        "command-reply",
+        subject,
+        body,
+        None,
+        p.message_id.as_deref(),
+    )
+}
+
+/// Moves a case to `to` if the process allows it, recording the event.
+pub fn move_state(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    case_id: &str,
+    to: State,
+    actor: &str,
+    source: Option<&str>,
+) -> Result<Result<String, String>, StoreError> {
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(Err(format!("no case {case_id}")));
+    };
+    let from = State::parse(&case.state).unwrap_or(State::New);
+    if from == to {
+        return Ok(Ok(format!("already {}", to.as_str())));
+    }
+    if !from.can_move_to(to) {
+        return Ok(Err(format!(
+            "cannot move from {} to {}; from {} the case can go to: {}",
+            from.as_str(),
+            to.as_str(),
+            from.as_str(),
+            commands::names(from.next())
+        )));
+    }
+    store::set_case_field(conn, case_id, CaseField::State, to.as_str())?;
+    store::add_event(
+        conn,
+        case_id,
+        now,
+        actor,
+        "state changed",
+        Some(&format!("{} → {}", from.as_str(), to.as_str())),
+        source,
+    )?;
+    if to == State::Closed {
+        for kind in [
+            Kind::Acknowledge,
+            Kind::Respond,
+            Kind::Fix,
+            Kind::Embargo,
+            Kind::AckQueued,
+        ] {
+            deadlines::meet(conn, case_id, kind, now, "waived: case closed")?;
+        }
+    }
+    Ok(Ok(format!("state {} → {}", from.as_str(), to.as_str())))
+}
+
+/// After the acknowledgement went out: new → acknowledged, then triage
+/// when a primary handler is already set.
+pub fn acknowledged(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    case_id: &str,
+) -> Result<(), StoreError> {
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
+    if case.state == "new" {
+        let _ = move_state(conn, now, case_id, State::Acknowledged, "secintake", None)?;
+        if case.primary_handler.is_some() {
+            let _ = move_state(conn, now, case_id, State::Triage, "secintake", None)?;
+        }
+    }
+    Ok(())
+}
+
+fn set_primary(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    email: &str,
+    actor: &str,
+    source: Option<&str>,
+) -> Result<Result<String, String>, StoreError> {
+    store::set_case_field(conn, case_id, CaseField::PrimaryHandler, email)?;
+    store::add_event(
+        conn,
+        case_id,
+        ctx.now,
+        actor,
+        "primary handler set",
+        Some(email),
+        source,
+    )?;
+    let state = store::case(conn, case_id)?
+        .map(|c| c.state)
+        .unwrap_or_default();
+    let mut done = format!(
+        "primary handler is now {} <{email}>",
+        handler_name(ctx, email)
+    );
+    if state == "new" || state == "acknowledged" {
+        if let Ok(m) = move_state(conn, ctx.now, case_id, State::Triage, actor, source)? {
+            done.push_str(&format!("; {m}"));
+        }
+    }
+    Ok(Ok(done))
+}
+
+/// Runs one command on a case. The outer error is a storage failure; the
+/// inner one is the handler's mistake, to be replied.
+pub fn apply(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    actor: &str,
+    cmd: &Command,
+    text: &str,
+    source: Option<&str>,
+) -> Result<Result<String, String>, CaseError> {
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(Err(format!("no case {case_id}")));
+    };
+    let field = |f: CaseField, v: &str, what: &str| -> Result<Result<String, String>, CaseError> {
+        store::set_case_field(conn, case_id, f, v)?;
+        store::add_event(conn, case_id, ctx.now, actor, what, Some(v), source)?;
+        Ok(Ok(format!("{what}: {v}")))
+    };
+    Ok(match cmd {
+        Command::Take => set_primary(conn, ctx, case_id, actor, actor, source)?,
+        Command::Assign(who) => {
+            let w = who.to_ascii_lowercase();
+            let found = ctx
+                .cfg
+                .handlers
+                .iter()
+                .find(|h| h.email == w || h.name.to_ascii_lowercase() == w);
+            match found {
+                Some(h) => set_primary(conn, ctx, case_id, &h.email.clone(), actor, source)?,
+                None => Err(format!(
+                    "unknown handler {who:?}; handlers are: {}",
+                    ctx.cfg
+                        .handlers
+                        .iter()
+                        .map(|h| format!("{} <{}>", h.name, h.email))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        }
+        Command::State(to) => match to {
+            State::Announced => {
+                Err("use /announce (with the advisory text below it) to announce".into())
+            }
+            State::Duplicate => Err("use /duplicate <case id> to mark a duplicate".into()),
+            State::Rejected => Err("use /reject <reason> to reject".into()),
+            State::Triage if case.primary_handler.is_none() => {
+                set_primary(conn, ctx, case_id, actor, actor, source)?
+            }
+            to => move_state(conn, ctx.now, case_id, *to, actor, source)?,
+        },
+        Command::Severity(v) => field(CaseField::Severity, v, "severity set")?,
+        Command::Affected(v) => field(CaseField::Affected, v, "affected versions set")?,
+        Command::FixedIn(v) => field(CaseField::FixedIn, v, "fixed in")?,
+        Command::Cve(v) => field(CaseField::Cve, v, "CVE assigned")?,
+        Command::Audit(v) => {
+            store::add_event(conn, case_id, ctx.now, actor, "audit note", Some(v), source)?;
+            Ok(format!("audit note recorded: {v}"))
+        }
+        Command::Duplicate(other) => {
+            if other == case_id {
+                Err("a case cannot duplicate itself".into())
+            } else if store::case(conn, other)?.is_none() {
+                Err(format!("no case {other}; see `secintake cases list`"))
+            } else {
+                match move_state(conn, ctx.now, case_id, State::Duplicate, actor, source)? {
+                    Ok(m) => {
+                        store::set_case_field(conn, case_id, CaseField::DuplicateOf, other)?;
+                        store::add_event(
+                            conn,
+                            case_id,
+                            ctx.now,
+                            actor,
+                            "duplicate of",
+                            Some(other),
+                            source,
+                        )?;
+                        Ok(format!("{m}; duplicate of {other}"))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        Command::Reject(reason) => {
+            match move_state(conn, ctx.now, case_id, State::Rejected, actor, source)? {
+                Ok(m) => {
+                    store::add_event(
+                        conn,
+                        case_id,
+                        ctx.now,
+                        actor,
+                        "rejected",
+                        Some(reason),
+                        source,
+                    )?;
+                    Ok(format!("{m}; reason recorded"))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Command::Responded => {
+            store::mark_responded(conn, case_id, ctx.now)?;
+            if deadlines::meet(
+                conn,
+                case_id,
+                Kind::Respond,
+                ctx.now,
+                &format!("marked by {actor}"),
+            )? {
+                store::add_event(
+                    conn,
+                    case_id,
+                    ctx.now,
+                    actor,
+                    "response recorded",
+                    Some("sent another way (/responded)"),
+                    source,
+                )?;
+                Ok("response recorded; response reminders stop".into())
+            } else {
+                Ok("the response was already recorded".into())
+            }
+        }
+        Command::Close => move_state(conn, ctx.now, case_id, State::Closed, actor, source)?,
+        Command::Deadline { due, .. } => {
+            set_deadline(conn, ctx, case_id, Kind::Fix, *due, actor, source)?
+        }
+        Command::Embargo(due) => {
+            set_deadline(conn, ctx, case_id, Kind::Embargo, *due, actor, source)?
+        }
+        Command::Announce { dry_run } => announce(conn, ctx, &case, actor, text, *dry_run, source)?,
+    })
+}
+
+fn set_deadline(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    kind: Kind,
+    due: DateTime<Utc>,
+    actor: &str,
+    source: Option<&str>,
+) -> Result<Result<String, String>, CaseError> {
+    deadlines::set(conn, &ctx.cfg.sla, case_id, kind, due, ctx.now)?;
+    store::add_event(
+        conn,
+        case_id,
+        ctx.now,
+        actor,
+        &format!("{} deadline set", kind.as_str()),
+        Some(&fmt_ts(due)),
+        source,
+    )?;
+    Ok(Ok(format!(
+        "{} deadline set to {}",
+        kind.as_str(),
+        fmt_ts(due)
+    )))
+}
+
+/// `/announce [dry-run]`: the text below the command is the advisory.
+fn announce(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    actor: &str,
+    text: &str,
+    dry_run: bool,
+    source: Option<&str>,
+) -> Result<Result<String, String>, CaseError> {
+    let text = strip_quote(text);
+    let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
+    let Some(first) = lines.next().map(|l| compose::clean_subject(l.trim())) else {
+        return Ok(Err(
+            "the advisory text goes below the /announce line; its first line becomes the subject"
+                .into(),
+        ));
+    };
+    let body = lines.collect::<Vec<_>>().join("\n").trim().to_owned() + "\n";
+    let state = State::parse(&case.state).unwrap_or(State::New);
+    let to = if dry_run {
+        all_handlers(ctx)
+    } else {
+        if state != State::FixReady {
+            return Ok(Err(format!(
+                "/announce needs state fix-ready; {} is {} (use /announce dry-run to preview)",
+                case.id,
+                state.as_str()
+            )));
+        }
+        match &ctx.cfg.announce.list {
+            Some(l) => vec![l.clone()],
+            None => {
+                return Ok(Err(
+                    "announce.list is not configured; nothing was sent".into()
+                ))
+            }
+        }
+    };
+    let subject = format!("[security] {first}");
+    let from_name = team_name(ctx);
+    let out = compose::build(Draft {
+        from_name: Some(&from_name),
+        from: &ctx.cfg.mailbox.address,
+        to: to.clone(),
+        subject: subject.clone(),
+        body,
+        message_id: compose::new_message_id("announce", Some(&case.id), &ctx.cfg.mailbox.address),
+        in_reply_to: None,
+        references: vec![],
+        auto_submitted: "no",
+        date: ctx.now,
+        attach: None,
+    });
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(format!("cannot build the announcement: {e}"))),
+    };
+    queue_outgoing(conn, ctx, Some(&case.id), "announce", &out)?;
+    if dry_run {
+        store::add_event(
+            conn,
+            &case.id,
+            ctx.now,
+            actor,
+            "announcement dry run",
+            Some(&subject),
+            source,
+        )?;
+        return Ok(Ok(format!(
+            "dry run: \"{subject}\" sent to the handlers only"
+        )));
+    }
+    let moved = move_state(conn, ctx.now, &case.id, State::Announced, actor, source)?;
+    store::add_event(
+        conn,
+        &case.id,
+        ctx.now,
+        actor,
+        "announced",
+        Some(&format!("\"{subject}\" to {}", to.join(", "))),
+        source,
+    )?;
+    deadlines::meet(conn, &case.id, Kind::Embargo, ctx.now, "announced")?;
+    Ok(Ok(format!(
+        "\"{subject}\" queued to {}; {}",
+        to.join(", "),
+        moved.unwrap_or_else(|e| e)
+    )))
+}
+
+/// Whether `p` was addressed to the comment address (plus-address or alias).
+pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
+    let Some(comment) = &ctx.cfg.mailbox.comment_address else {
+        return false;
+    };
+    p.delivered_to
+        .iter()
+        .chain(p.x_original_to.iter())
+        .map(String::as_str)
+        .chain(p.to.iter().chain(p.cc.iter()).map(|a| a.email.as_str()))
+        .any(|a| a.eq_ignore_ascii_case(comment))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_text_is_not_relayed() {
+        let t = "Thanks, confirmed.\nWe will fix it.\n\nOn Tue, Alice wrote:\n> secret report\n> more\n";
+        assert_eq!(strip_quote(t), "Thanks, confirmed.\nWe will fix it.");
+        assert_eq!(strip_quote("> only quote\n"), "");
+        assert_eq!(strip_quote("no quote"), "no quote");
+    }
+}
