@@ -1,0 +1,218 @@
+//! The real binary against real configurations: what an operator sees on
+//! the terminal when the config is wrong, and what `check-config` says
+//! about a live (or broken) mail system.
+//!
+//! Why: tests/config_errors.rs checks the messages at the library level;
+//! this checks that the binary prints exactly that one line on stderr (no
+//! log noise, no backtrace), exits 1, and that `check-config` really logs
+//! in to both servers.
+
+mod common;
+
+use common::daemon::cli;
+use common::{write_config, MailStack};
+use std::path::{Path, PathBuf};
+
+/// A valid config needing no files besides itself.
+const BASE: &str = r#"
+[mailbox]
+address = "security@example.org"
+project = "Example"
+
+[imap]
+host = "imap.example.org"
+username = "security@example.org"
+password = "imap-secret"
+
+[smtp]
+host = "smtp.example.org"
+"#;
+
+fn write(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("secintake.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+/// Runs `secintake --config PATH ARGS`, asserts exit code 1 and exactly
+/// one stderr line `secintake: config error…` containing every `needle`;
+/// returns that line.
+fn assert_config_error(path: &Path, args: &[&str], needles: &[&str]) -> String {
+    let (code, out, err) = cli(path, args);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(code, 1, "exit code for {args:?}; stderr: {err}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "want one stderr line for {args:?}, got: {err:?}"
+    );
+    let line = lines[0];
+    assert!(
+        line.starts_with("secintake: config error"),
+        "unexpected stderr: {line}"
+    );
+    for n in needles {
+        assert!(line.contains(n), "{line:?} lacks {n:?}");
+    }
+    assert!(
+        out.trim().is_empty(),
+        "nothing belongs on stdout when the config is invalid: {out}"
+    );
+    line.to_string()
+}
+
+#[test]
+fn base_config_is_valid_for_offline_commands() {
+    // Sanity check for the error tests below: BASE itself loads (the
+    // command then fails on the missing state file, not on the config).
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), BASE);
+    let (code, _, err) = cli(&path, &["status"]);
+    assert_eq!(code, 1);
+    assert!(!err.contains("config error"), "{err}");
+    assert!(err.contains("no state file yet"), "{err}");
+}
+
+#[test]
+fn unknown_key_is_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &BASE.replace("host = \"imap.example.org\"", "hots = \"imap.example.org\""),
+    );
+    // The daemon refuses to start, and the other commands say the same.
+    for args in [&["run"][..], &["check-config"], &["status", "--json"]] {
+        let line = assert_config_error(&path, args, &["unknown key \"imap.hots\"", "host"]);
+        assert_eq!(
+            line,
+            format!(
+                "secintake: config error in {}: unknown key \"imap.hots\" (expected one of: host, port, \
+                 tls, ca_file, username, password, password_file, folder, idle, poll_interval, \
+                 idle_timeout, io_timeout, after)",
+                path.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn plaintext_to_remote_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &BASE.replace("[imap]\n", "[imap]\ntls = \"none\"\n"),
+    );
+    assert_config_error(
+        &path,
+        &["run"],
+        &[
+            "imap.tls = \"none\"",
+            "loopback",
+            "imap.host is \"imap.example.org\"",
+        ],
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.toml");
+    let line = assert_config_error(&path, &["check-config"], &[]);
+    assert_eq!(
+        line,
+        format!(
+            "secintake: config error: cannot read {}: No such file or directory",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn bad_duration_names_key_value_and_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        &format!("{BASE}\n[limits]\nalert_after = \"15 minutes please\"\n"),
+    );
+    assert_config_error(
+        &path,
+        &["run"],
+        &[
+            "limits.alert_after = \"15 minutes please\"",
+            "expected a duration like \"60s\"",
+        ],
+    );
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let (code, out, err) = cli(Path::new("/nonexistent/secintake.toml"), &["--help"]);
+    assert_eq!(code, 0, "{err}");
+    for cmd in ["run", "check-config", "status", "cases", "mail"] {
+        assert!(
+            out.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{cmd} "))),
+            "--help does not list {cmd}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn check_config_against_live_stack() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &stack, |_| {});
+    let (code, out, err) = cli(&path, &["check-config"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("config ok: security@example.org"), "{out}");
+    assert!(out.contains("IMAP ok"), "{out}");
+    assert!(out.contains("SMTP ok"), "{out}");
+    assert!(out.contains("logged in"), "{out}");
+    assert!(!out.contains("FAILED"), "{out}");
+
+    // Wrong IMAP password: IMAP login is named, SMTP still checked.
+    let path = write_config(dir.path(), &stack, |c| {
+        c.imap_password = "wrong-password".into();
+    });
+    let (code, out, err) = cli(&path, &["check-config"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let imap = out
+        .lines()
+        .find(|l| l.starts_with("IMAP FAILED"))
+        .unwrap_or_else(|| panic!("no IMAP FAILED line:\n{out}"));
+    assert!(
+        imap.contains("login") && imap.contains("security@example.org"),
+        "{imap}"
+    );
+    assert!(
+        !out.contains("wrong-password"),
+        "password leaked into output:\n{out}"
+    );
+    assert!(out.contains("SMTP ok"), "{out}");
+}
+
+#[test]
+fn check_config_with_smtp_down() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &stack, |_| {});
+    stack.stop_smtp();
+    let started = std::time::Instant::now();
+    let (code, out, err) = cli(&path, &["check-config"]);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("IMAP ok"), "{out}");
+    let smtp = out
+        .lines()
+        .find(|l| l.starts_with("SMTP FAILED"))
+        .unwrap_or_else(|| panic!("no SMTP FAILED line:\n{out}"));
+    assert!(
+        smtp.contains(&format!("127.0.0.1:{}", stack.submission_port)),
+        "{smtp}"
+    );
+    // Connection refused is immediate: no waiting for smtp.timeout.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
