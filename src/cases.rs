@@ -85,6 +85,8 @@ pub enum Outcome {
     },
     /// Older than the backfill window: stored, not answered, no case.
     Old,
+    /// A handler's commands or note naming no case: stored, answered.
+    HandlerWithoutCase,
 }
 
 impl Outcome {
@@ -92,7 +94,10 @@ impl Outcome {
     /// cases and follow-ups do: acknowledgements, notifications, relays,
     /// command replies).
     pub fn changed_cases(&self) -> bool {
-        matches!(self, Outcome::NewCase { .. } | Outcome::FollowUp { .. })
+        matches!(
+            self,
+            Outcome::NewCase { .. } | Outcome::FollowUp { .. } | Outcome::HandlerWithoutCase
+        )
     }
 }
 
@@ -149,7 +154,11 @@ pub fn embedded_message_ids(raw: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     for line in body.lines() {
         let l = line.trim_start_matches('>').trim_start();
-        if l.len() > 11 && l[..11].eq_ignore_ascii_case("message-id:") {
+        // `get`, not slicing: byte 11 may fall inside a multi-byte
+        // character (a Japanese bounce crashed intake this way).
+        if l.get(..11)
+            .is_some_and(|h| h.eq_ignore_ascii_case("message-id:"))
+        {
             out.extend(message::message_id_list(&l[11..]));
         }
         if out.len() >= 20 {
@@ -263,6 +272,19 @@ pub fn ingest(
             }
         }
         return Ok(Outcome::FollowUp { case_id: c });
+    }
+
+    // A handler's commands or note that names no case: say so instead of
+    // opening a case for it.
+    if let auth::Sender::Handler { email, .. } = auth::sender(ctx.cfg, &p) {
+        let body = p.text_body.as_deref().unwrap_or("");
+        let to_comment = workflow::to_comment_address(ctx, &p);
+        if to_comment || !crate::commands::parse(body).commands.is_empty() {
+            rec.kind = "handler";
+            store::insert_message(conn, &rec)?;
+            workflow::no_case_reply(conn, ctx, &email, &p)?;
+            return Ok(Outcome::HandlerWithoutCase);
+        }
     }
 
     let received = m.internal_date.unwrap_or(m.seen_at);
@@ -605,6 +627,12 @@ mod tests {
     #[test]
     fn case_id_format() {
         assert_eq!(format_case_id(2026, 7), "SEC-2026-0007");
+    }
+
+    #[test]
+    fn non_ascii_body_lines_do_not_panic() {
+        let raw = "From: x@y\r\n\r\n連絡しようとしたグループ\r\nMessage-ID: <a@b>\r\n".as_bytes();
+        assert_eq!(embedded_message_ids(raw), vec!["a@b"]);
     }
 
     #[test]

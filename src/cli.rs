@@ -98,6 +98,18 @@ pub enum CasesCommand {
     },
     /// Mark a deadline met: fix | embargo | respond | acknowledge.
     Met { id: String, kind: String },
+    /// Make a handler (name or email) the case's primary handler, as /assign does.
+    Assign { id: String, handler: String },
+    /// Move the case to another state of the disclosure process, as /state does.
+    State {
+        id: String,
+        /// new, acknowledged, triage, confirmed, fixing, fix-ready, closed …
+        state: String,
+    },
+    /// Add an internal note (copied to the handlers, never to the reporter).
+    Note { id: String, text: String },
+    /// Close the case, as /close does.
+    Close { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +200,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Cases(CasesCommand::Deadline { id, kind, date }) => {
             set_deadline(&cfg, &id, &kind, &date)
         }
+        Command::Cases(CasesCommand::Assign { id, handler }) => {
+            run_command(&cfg, &id, &format!("/assign {handler}"))
+        }
+        Command::Cases(CasesCommand::State { id, state }) => {
+            run_command(&cfg, &id, &format!("/state {state}"))
+        }
+        Command::Cases(CasesCommand::Close { id }) => run_command(&cfg, &id, "/close"),
+        Command::Cases(CasesCommand::Note { id, text }) => note(&cfg, &id, &text),
     }
 }
 
@@ -679,5 +699,57 @@ fn sla(cfg: &Config, since: Option<&str>, json: bool) -> anyhow::Result<std::pro
             secs(t.p90_seconds)
         );
     }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs one handler command from the command line, with the same rules
+/// as by email; the actor is the local user.
+fn run_command(cfg: &Config, id: &str, line: &str) -> anyhow::Result<std::process::ExitCode> {
+    let parsed = crate::commands::parse(line);
+    let Some((_, cmd)) = parsed.commands.into_iter().next() else {
+        anyhow::bail!("not a command: {line}");
+    };
+    let cmd = cmd.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut s = open_store(cfg)?;
+    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
+    let actor = local_user();
+    let ctx = crate::cases::Context {
+        cfg,
+        templates: &templates,
+        now: SystemClock.now(),
+    };
+    let tx = s.transaction()?;
+    case_must_exist(&tx, id)?;
+    let result = crate::workflow::apply(&tx, &ctx, id, &actor, &cmd, "", None)?;
+    tx.commit().context("saving the case")?;
+    match result {
+        Ok(done) => {
+            println!("{id}: {done}");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("secintake: {id}: {e}");
+            Ok(std::process::ExitCode::from(1))
+        }
+    }
+}
+
+fn note(cfg: &Config, id: &str, text: &str) -> anyhow::Result<std::process::ExitCode> {
+    if text.trim().is_empty() {
+        anyhow::bail!("the note is empty");
+    }
+    let mut s = open_store(cfg)?;
+    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
+    let actor = local_user();
+    let ctx = crate::cases::Context {
+        cfg,
+        templates: &templates,
+        now: SystemClock.now(),
+    };
+    let tx = s.transaction()?;
+    let case = case_must_exist(&tx, id)?;
+    crate::workflow::note(&tx, &ctx, &case, &actor, text.trim(), None)?;
+    tx.commit().context("saving the case")?;
+    println!("{id}: note recorded and copied to the handlers (the running daemon sends it)");
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -287,8 +287,9 @@ pub struct Scheduler {
 }
 
 /// The longest the scheduler sleeps without re-reading the next due time:
-/// bounds the effect of a wall-clock jump forward. One indexed query.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// bounds the effect of a wall-clock jump forward and picks up deadlines
+/// the CLI (another process) set. One indexed query.
+const MAX_SLEEP: Duration = Duration::from_secs(2);
 
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {

@@ -631,6 +631,9 @@ impl Intake {
                     )
                 }
                 Outcome::Duplicate => tracing::info!(uid, "duplicate delivery ignored"),
+                Outcome::HandlerWithoutCase => {
+                    tracing::info!(uid, "handler mail naming no case: answered")
+                }
                 Outcome::Old => {
                     tracing::info!(uid, "older than intake.backfill: stored, not answered")
                 }

@@ -41,6 +41,8 @@ pub enum OutboxError {
 /// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest idle sleep before re-reading the outbox.
+const IDLE_RECHECK: Duration = Duration::from_secs(2);
 /// Rows fetched from the outbox per round.
 const BATCH: u32 = 64;
 
@@ -245,7 +247,9 @@ pub async fn run(
             .and_then(parse_ts)
             .map(|t| (t - clock.now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(3600))
-            .min(Duration::from_secs(60))
+            // Re-read at least every 2 s: the CLI (another process) may
+            // queue mail (`mail promote`, `cases note`); one indexed query.
+            .min(IDLE_RECHECK)
             .max(Duration::from_millis(if failing { 200 } else { 0 }));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

@@ -958,6 +958,44 @@ fn announce(
     )))
 }
 
+/// A handler's commands or note that thread into no case: the reply says
+/// how to name one.
+pub fn no_case_reply(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    email: &str,
+    p: &ParsedMessage,
+) -> Result<(), CaseError> {
+    let body = ("secintake could not tell which case your mail is about, so nothing was done.\n\n\
+         Reply to a case's notification or reminder, or put the case id in the\n\
+         subject, e.g. \"[SEC-2026-0007] …\". `secintake cases list` shows the ids.\n")
+        .to_owned();
+    let from_name = team_name(ctx);
+    let out = compose::build(Draft {
+        from_name: Some(&from_name),
+        from: &ctx.cfg.mailbox.address,
+        to: vec![email.to_owned()],
+        subject: format!(
+            "Re: {} (no case found)",
+            p.subject
+                .as_deref()
+                .map(compose::clean_subject)
+                .unwrap_or_default()
+        ),
+        body,
+        message_id: compose::new_message_id("command-reply", None, &ctx.cfg.mailbox.address),
+        in_reply_to: p.message_id.clone(),
+        references: p.message_id.iter().cloned().collect(),
+        auto_submitted: "auto-replied",
+        date: ctx.now,
+        attach: None,
+    });
+    if let Ok(out) = out {
+        queue_outgoing(conn, ctx, None, "command-reply", &out)?;
+    }
+    Ok(())
+}
+
 /// Whether `p` was addressed to the comment address (plus-address or alias).
 pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
     let Some(comment) = &ctx.cfg.mailbox.comment_address else {

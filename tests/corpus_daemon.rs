@@ -116,7 +116,6 @@ fn is_daemon_address(addr: &str) -> bool {
 }
 
 #[test]
-#[ignore = "bug: bounce/sisimai-lhost-googlegroups-01.eml crashes the daemon in src/cases.rs embedded_message_ids (l[..11] on a Japanese line); passes once that is fixed"]
 fn corpus_through_the_daemon() {
     let files = manifest();
     assert_eq!(files.len(), 396, "corpus size changed; update this test");
