@@ -108,6 +108,9 @@ pub async fn run(
 
     let mut result = Ok(());
     tokio::select! {
+        // Shutdown first: once it is requested the loops end on purpose,
+        // and that must not read as a loop dying.
+        biased;
         _ = shutdown.cancelled() => {}
         Some(r) = tasks.join_next() => {
             // A loop ended on its own: that is fatal.

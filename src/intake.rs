@@ -76,13 +76,24 @@ fn describe(e: &async_imap::error::Error) -> String {
     use async_imap::error::Error as E;
     match e {
         E::Io(io) => io.to_string(),
-        E::Bad(s) | E::No(s) => s.chars().take(200).collect(),
+        E::Bad(s) | E::No(s) => server_text(s),
         E::ConnectionLost => "connection lost".into(),
         E::Parse(_) => "unparseable server response".into(),
         E::Validate(_) => "invalid command argument".into(),
         E::Append => "append failed".into(),
         _ => "IMAP error".into(),
     }
+}
+
+/// The human part of a NO/BAD answer: async-imap hands over a debug dump
+/// like `code: None, info: Some("[AUTHENTICATIONFAILED] …")`.
+fn server_text(s: &str) -> String {
+    let text = s
+        .split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map(|(info, _)| info)
+        .unwrap_or(s);
+    text.chars().take(200).collect()
 }
 
 fn cmd_err(op: &'static str) -> impl FnOnce(async_imap::error::Error) -> IntakeError {
@@ -796,6 +807,17 @@ pub async fn check(cfg: &Imap) -> Result<String, IntakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_answers_read_like_text() {
+        assert_eq!(
+            server_text(
+                "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")"
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_text("plain"), "plain");
+    }
 
     #[test]
     fn uid_sets_compress_runs() {

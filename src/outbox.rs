@@ -213,6 +213,12 @@ pub async fn run(
             }
             let result = attempt(&transport, smtp.timeout, item).await;
             let now = clock.now();
+            // Record first: the window between "SMTP accepted" and "marked
+            // sent", where a crash means one re-send, stays as short as it can.
+            let item2 = item.clone();
+            let result = db
+                .call(move |s| record(s, &item2, &result, now).map(|()| result))
+                .await?;
             match &result {
                 Attempt::Accepted => {
                     tracing::info!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
@@ -230,8 +236,6 @@ pub async fn run(
                     health.ok(Component::Smtp, now).await;
                 }
             }
-            let item2 = item.clone();
-            db.call(move |s| record(s, &item2, &result, now)).await?;
             if failing {
                 // The server is down: don't walk the whole batch into it.
                 break;

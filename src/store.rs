@@ -9,7 +9,7 @@
 //! The file is created 0600 (reports are unfixed vulnerabilities), runs in
 //! WAL mode with `synchronous=FULL` (NORMAL may roll back the last commits on
 //! power loss, which here would mean acknowledging twice), and migrations are
-//! keyed on `PRAGMA user_version`, each in its own transaction, never edited
+//! keyed on `PRAGMA user_version`, applied in one transaction, never edited
 //! once shipped.
 
 use crate::clock::fmt_ts;
@@ -256,14 +256,23 @@ impl Store {
         &self.path
     }
 
+    /// Brings the schema up to date. Runs under one IMMEDIATE transaction
+    /// and reads `user_version` inside it, so two processes opening a new
+    /// file at once (the daemon starting, `secintake status` probing) never
+    /// both migrate.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let version: i64 = self
+        let path = self.path.clone();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
             .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(open_err)?;
+        let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|source| StoreError::Open {
-                path: self.path.clone(),
-                source,
-            })?;
+            .map_err(open_err)?;
         if version as usize > MIGRATIONS.len() {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),
@@ -278,13 +287,11 @@ impl Store {
                 version: v,
                 source,
             };
-            let tx = self.conn.transaction().map_err(err)?;
             tx.execute_batch(sql).map_err(err)?;
             tx.pragma_update(None, "user_version", v as i64)
                 .map_err(err)?;
-            tx.commit().map_err(err)?;
         }
-        Ok(())
+        tx.commit().map_err(open_err)
     }
 
     /// Starts a write transaction. `IMMEDIATE`, so a concurrent CLI writer

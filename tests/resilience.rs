@@ -590,7 +590,6 @@ fn alert_and_recovery() {
 /// SIGTERM while a backlog is being processed: clean exit, and after a
 /// restart every report has one case and one acknowledgement.
 #[test]
-#[ignore = "bug: SIGTERM intermittently exits 1 (\"a daemon loop stopped unexpectedly\"): src/daemon.rs run() select! is not biased, so loops that end on shutdown win over shutdown.cancelled(); passes once fixed"]
 fn sigterm_finishes_and_exits_cleanly() {
     const N: usize = 50;
     let started = Instant::now();
@@ -701,7 +700,6 @@ fn restart_sends_queued_mail() {
 /// failure, and "a daemon loop stopped unexpectedly" in the journal on
 /// every stop would train operators to ignore the real one.
 #[test]
-#[ignore = "bug: SIGTERM intermittently exits 1 (\"a daemon loop stopped unexpectedly\"): src/daemon.rs run() select! is not biased, so loops that end on shutdown win over shutdown.cancelled(); passes once fixed"]
 fn sigterm_always_exits_zero() {
     // One stop in five or so hits the race; 25 rounds catch it nearly always.
     const ROUNDS: usize = 25;
@@ -735,7 +733,6 @@ fn sigterm_always_exits_zero() {
 /// monitoring probe right after boot) must neither fail with a migration
 /// error nor make the daemon's migration fail.
 #[test]
-#[ignore = "bug: `secintake status` during the daemon's first start races the schema migration (\"table folders already exists\"), killing the daemon or the CLI: src/store.rs Store::migrate reads user_version outside a write lock; passes once fixed"]
 fn status_during_first_start_does_not_kill_the_daemon() {
     const ROUNDS: usize = 15;
     let stack = MailStack::start();
