@@ -23,7 +23,7 @@ use crate::clock::{add, fmt_ts, parse_ts, Clock};
 use crate::compose::{self, Draft};
 use crate::config::{Config, Sla};
 use crate::store::{Ctx, Db, StoreError};
-use crate::templates::{human_duration, Templates};
+use crate::templates::{human_duration, human_span, Templates};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Arc;
@@ -428,9 +428,12 @@ impl Scheduler {
             return Ok(0);
         }
         let reminder_id = conn.last_insert_rowid();
-        let overdue = now > due;
-        let gap = if overdue { now - due } else { due - now };
-        let gap = human_duration(Duration::from_secs(gap.num_seconds().max(0) as u64));
+        // On time, the stage's planned time is the truth ("due in 4 hours",
+        // not the 3:59:59.99 left when the mail is built); late, the real gap.
+        let at = if late { now } else { fire_at };
+        let overdue = at >= due;
+        let gap = if at > due { at - due } else { due - at };
+        let gap = human_span(gap.num_milliseconds().max(0) as u64);
         let subject = match reminder_kind {
             "ack-stuck" => format!(
                 "[{}] Acknowledgement still unsent after {}",

@@ -109,9 +109,48 @@ pub fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// A measured span of time, rounded for people: "40 seconds",
+/// "12 minutes", "3 hours 59 minutes", "2 days 4 hours".
+pub fn human_span(millis: u64) -> String {
+    let unit = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let secs = (millis + 500) / 1000;
+    if secs < 120 {
+        return unit(secs, "second");
+    }
+    let mins = (secs + 30) / 60;
+    if mins < 120 {
+        return unit(mins, "minute");
+    }
+    let (h, m) = (mins / 60, mins % 60);
+    if h < 48 {
+        return if m == 0 {
+            unit(h, "hour")
+        } else {
+            format!("{} {}", unit(h, "hour"), unit(m, "minute"))
+        };
+    }
+    let (d, h) = (h / 24, h % 24);
+    if h == 0 {
+        unit(d, "day")
+    } else {
+        format!("{} {}", unit(d, "day"), unit(h, "hour"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_are_rounded_for_people() {
+        assert_eq!(human_span(3_990), "4 seconds");
+        assert_eq!(human_span(14_399_000), "4 hours");
+        assert_eq!(human_span(14_000_000), "3 hours 53 minutes");
+        assert_eq!(human_span(45_296_000), "12 hours 35 minutes");
+        assert_eq!(human_span(3 * 86_400_000 + 7_200_000), "3 days 2 hours");
+        assert_eq!(human_span(90_000), "90 seconds");
+        assert_eq!(human_span(600_000), "10 minutes");
+    }
 
     #[test]
     fn durations_read_like_a_policy() {
