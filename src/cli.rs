@@ -248,13 +248,10 @@ fn check_config(cfg: Config) -> anyhow::Result<std::process::ExitCode> {
                 failed = true;
             }
         }
-        match crate::outbox::transport(&cfg.smtp) {
-            Err(e) => {
-                println!("SMTP FAILED: {e}");
-                failed = true;
-            }
-            Ok(t) => match tokio::time::timeout(cfg.smtp.timeout, t.test_connection()).await {
-                Ok(Ok(true)) => println!(
+        match crate::outbox::connect(&cfg.smtp).await {
+            Ok(mut c) => {
+                let _ = c.quit().await;
+                println!(
                     "SMTP ok: connected to {}:{}{}",
                     cfg.smtp.host,
                     cfg.smtp.port,
@@ -263,28 +260,12 @@ fn check_config(cfg: Config) -> anyhow::Result<std::process::ExitCode> {
                     } else {
                         ""
                     }
-                ),
-                Ok(Ok(false)) => {
-                    println!(
-                        "SMTP FAILED: {}:{} did not answer NOOP",
-                        cfg.smtp.host, cfg.smtp.port
-                    );
-                    failed = true;
-                }
-                Ok(Err(e)) => {
-                    println!("SMTP FAILED: {}:{}: {e}", cfg.smtp.host, cfg.smtp.port);
-                    failed = true;
-                }
-                Err(_) => {
-                    println!(
-                        "SMTP FAILED: {}:{}: no answer within {} s",
-                        cfg.smtp.host,
-                        cfg.smtp.port,
-                        cfg.smtp.timeout.as_secs()
-                    );
-                    failed = true;
-                }
-            },
+                );
+            }
+            Err(e) => {
+                println!("SMTP FAILED: {e}");
+                failed = true;
+            }
         }
     });
     Ok(if failed {

@@ -16,12 +16,18 @@ use crate::health::{Component, Health};
 use crate::store::{self, Db, OutboxItem, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
 use rand::Rng;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +38,13 @@ pub enum OutboxError {
         path: std::path::PathBuf,
         reason: String,
     },
-    #[error("smtp: {0}")]
+    #[error("SMTP server {host}:{port}: {reason}")]
+    Connect {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("SMTP: {0}")]
     Transport(#[from] lettre::transport::smtp::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -46,36 +58,205 @@ const IDLE_RECHECK: Duration = Duration::from_secs(2);
 /// Rows fetched from the outbox per round.
 const BATCH: u32 = 64;
 
-/// Builds the SMTP transport for `[smtp]`.
-pub fn transport(cfg: &Smtp) -> Result<AsyncSmtpTransport<Tokio1Executor>, OutboxError> {
-    let tls_params = || -> Result<TlsParameters, OutboxError> {
-        let mut b = TlsParameters::builder(cfg.host.clone());
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path).map_err(|e| OutboxError::CaFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            let cert = Certificate::from_pem(&pem).map_err(|e| OutboxError::CaFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-            b = b.add_root_certificate(cert);
-        }
-        Ok(b.build_rustls()?)
-    };
-    let tls = match cfg.tls {
-        TlsMode::Implicit => Tls::Wrapper(tls_params()?),
-        TlsMode::Starttls => Tls::Required(tls_params()?),
-        TlsMode::None => Tls::None,
-    };
-    let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.clone())
-        .port(cfg.port)
-        .tls(tls)
-        .timeout(Some(cfg.timeout));
-    if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-        b = b.credentials(Credentials::new(u.clone(), p.clone()));
+/// TLS parameters for lettre (STARTTLS), trusting `smtp.ca_file` too.
+fn tls_parameters(cfg: &Smtp) -> Result<TlsParameters, OutboxError> {
+    let mut b = TlsParameters::builder(cfg.host.clone());
+    if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path).map_err(|e| OutboxError::CaFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| OutboxError::CaFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        b = b.add_root_certificate(cert);
     }
-    Ok(b.build())
+    Ok(b.build_rustls()?)
+}
+
+/// Implicit TLS over our own socket (lettre needs `AsyncTokioStream`).
+#[derive(Debug)]
+struct ImplicitTls(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncRead for ImplicitTls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ImplicitTls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+/// Opens an SMTP session as `[smtp]` says: TCP with TCP_NODELAY (lettre
+/// 0.11 leaves Nagle on, and its two writes per message then wait ~40 ms
+/// for a delayed ACK on every send), TLS, EHLO, AUTH.
+pub async fn connect(cfg: &Smtp) -> Result<AsyncSmtpConnection, OutboxError> {
+    let conn_err = |e: String| OutboxError::Connect {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        reason: e,
+    };
+    let tcp = tokio::time::timeout(
+        cfg.timeout,
+        TcpStream::connect((cfg.host.as_str(), cfg.port)),
+    )
+    .await
+    .map_err(|_| conn_err(format!("no answer within {} s", cfg.timeout.as_secs())))?
+    .map_err(|e| conn_err(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let hello = ClientId::default();
+    let session = async {
+        let mut conn = match cfg.tls {
+            TlsMode::Implicit => {
+                let config = crate::tls::client_config(cfg.ca_file.as_deref(), "smtp.ca_file")
+                    .map_err(|e| conn_err(e.to_string()))?;
+                let name = crate::tls::server_name(&cfg.host, "smtp.host")
+                    .map_err(|e| conn_err(e.to_string()))?;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| conn_err(format!("TLS: {e}")))?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(ImplicitTls(tls)), &hello)
+                    .await?
+            }
+            TlsMode::Starttls => {
+                let mut c =
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?;
+                c.starttls(tls_parameters(cfg)?, &hello).await?;
+                c
+            }
+            TlsMode::None => {
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?
+            }
+        };
+        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+            conn.auth(
+                &[Mechanism::Plain, Mechanism::Login],
+                &Credentials::new(u.clone(), p.clone()),
+            )
+            .await?;
+        }
+        Ok::<_, OutboxError>(conn)
+    };
+    tokio::time::timeout(cfg.timeout, session)
+        .await
+        .map_err(|_| conn_err(format!("no answer within {} s", cfg.timeout.as_secs())))?
+}
+
+/// One kept-open SMTP session, reopened when it breaks or idles too long.
+struct Client {
+    cfg: Smtp,
+    conn: Option<(AsyncSmtpConnection, tokio::time::Instant)>,
+}
+
+/// Close a session unused this long (servers drop idle clients after a few
+/// minutes; we would only find out on the next send).
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
+
+impl Client {
+    async fn close(&mut self) {
+        if let Some((mut c, _)) = self.conn.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), c.quit()).await;
+        }
+    }
+
+    async fn close_if_idle(&mut self) {
+        if self
+            .conn
+            .as_ref()
+            .is_some_and(|(_, used)| used.elapsed() > IDLE_CLOSE)
+        {
+            self.close().await;
+        }
+    }
+
+    /// One delivery attempt, over the kept session or a new one.
+    async fn send(&mut self, item: &OutboxItem) -> Attempt {
+        let env = match envelope(item) {
+            Ok(e) => e,
+            Err(e) => return Attempt::Permanent(e),
+        };
+        // A kept session may have been closed by the server meanwhile: a
+        // failure on it gets one retry on a fresh session.
+        for fresh in [false, true] {
+            let reused = self.conn.is_some() && !fresh;
+            if fresh || self.conn.is_none() {
+                self.conn = None;
+                match connect(&self.cfg).await {
+                    Ok(c) => self.conn = Some((c, tokio::time::Instant::now())),
+                    Err(e) => return Attempt::Transient(e.to_string()),
+                }
+            }
+            let Some((conn, used)) = self.conn.as_mut() else {
+                continue;
+            };
+            let timeout = self.cfg.timeout;
+            let r = tokio::time::timeout(timeout, conn.send(&env, &item.raw)).await;
+            *used = tokio::time::Instant::now();
+            let result = match r {
+                Err(_) => Attempt::Transient(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                )),
+                Ok(Ok(_)) => Attempt::Accepted,
+                Ok(Err(e)) if e.is_permanent() => Attempt::Permanent(e.to_string()),
+                Ok(Err(e)) => Attempt::Transient(e.to_string()),
+            };
+            match &result {
+                Attempt::Accepted => return result,
+                Attempt::Permanent(_) => {
+                    // The session is still good after a 5xx for this message.
+                    if conn.has_broken() {
+                        self.conn = None;
+                    }
+                    return result;
+                }
+                Attempt::Transient(_) => {
+                    self.conn = None;
+                    if !reused {
+                        return result;
+                    }
+                }
+            }
+        }
+        Attempt::Transient("SMTP session failed twice".into())
+    }
+}
+
+fn envelope(item: &OutboxItem) -> Result<Envelope, String> {
+    let from = item
+        .envelope_from
+        .parse()
+        .map_err(|e| format!("bad envelope sender: {e}"))?;
+    let mut to = Vec::new();
+    for r in &item.recipients {
+        to.push(r.parse().map_err(|e| format!("bad recipient {r:?}: {e}"))?);
+    }
+    Envelope::new(Some(from), to).map_err(|e| format!("bad envelope: {e}"))
 }
 
 /// How one delivery attempt ended.
@@ -84,38 +265,6 @@ enum Attempt {
     Accepted,
     Transient(String),
     Permanent(String),
-}
-
-async fn attempt(
-    t: &AsyncSmtpTransport<Tokio1Executor>,
-    timeout: Duration,
-    item: &OutboxItem,
-) -> Attempt {
-    let from = match item.envelope_from.parse() {
-        Ok(a) => Some(a),
-        Err(e) => return Attempt::Permanent(format!("bad envelope sender: {e}")),
-    };
-    let mut to = Vec::new();
-    for r in &item.recipients {
-        match r.parse() {
-            Ok(a) => to.push(a),
-            Err(e) => return Attempt::Permanent(format!("bad recipient {r:?}: {e}")),
-        }
-    }
-    let env = match Envelope::new(from, to) {
-        Ok(e) => e,
-        Err(e) => return Attempt::Permanent(format!("bad envelope: {e}")),
-    };
-    // lettre's own timeout covers only the connect (lettre issue 1027).
-    match tokio::time::timeout(timeout, t.send_raw(&env, &item.raw)).await {
-        Err(_) => Attempt::Transient(format!(
-            "no answer within {}",
-            humantime::format_duration(timeout)
-        )),
-        Ok(Ok(_)) => Attempt::Accepted,
-        Ok(Err(e)) if e.is_permanent() => Attempt::Permanent(e.to_string()),
-        Ok(Err(e)) => Attempt::Transient(e.to_string()),
-    }
 }
 
 /// The delay before retry number `attempts` (1-based), with up to 20% jitter.
@@ -197,7 +346,25 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), OutboxError> {
-    let transport = transport(&smtp)?;
+    // Fail fast on a broken ca_file instead of retrying forever.
+    match smtp.tls {
+        TlsMode::Starttls => {
+            tls_parameters(&smtp)?;
+        }
+        TlsMode::Implicit => {
+            crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(|e| {
+                OutboxError::CaFile {
+                    path: smtp.ca_file.clone().unwrap_or_default(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        TlsMode::None => {}
+    }
+    let mut client = Client {
+        cfg: smtp.clone(),
+        conn: None,
+    };
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
@@ -211,7 +378,7 @@ pub async fn run(
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            let result = attempt(&transport, smtp.timeout, item).await;
+            let result = client.send(item).await;
             let now = clock.now();
             // Record first: the window between "SMTP accepted" and "marked
             // sent", where a crash means one re-send, stays as short as it can.
@@ -244,6 +411,7 @@ pub async fn run(
         if !items.is_empty() && !failing {
             continue;
         }
+        client.close_if_idle().await;
         // Sleep until the next row is due, a new row is queued, or shutdown.
         let next = db.call(|s| store::next_outbox_due(s.conn())).await?;
         let wait = next
@@ -258,7 +426,10 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = wake.notified() => {}
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                client.close().await;
+                return Ok(());
+            }
         }
     }
 }

@@ -885,7 +885,8 @@ pub fn acks_to_since(
     .ctx("counting acknowledgements")
 }
 
-/// Due outbox rows, oldest first.
+/// Due outbox rows: acknowledgements first (the promise to reporters is
+/// the one with a clock), then oldest first.
 pub fn due_outbox(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -897,7 +898,7 @@ pub fn due_outbox(
                     o.attempts, m.raw
              FROM outbox o JOIN messages m ON m.id = o.message
              WHERE o.status = 'scheduled' AND o.next_attempt_at <= ?1
-             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+             ORDER BY o.purpose <> 'ack', o.next_attempt_at, o.id LIMIT ?2",
         )
         .ctx("reading the outbox")?;
     let rows = st
