@@ -336,10 +336,19 @@ pub fn strip_quote(text: &str) -> String {
         let t = l.trim_start();
         if t.starts_with('>') || t.starts_with("-----Original Message-----") {
             end = i;
-            if i > 0 {
-                let prev = lines[i - 1].trim();
-                if prev.ends_with("wrote:") || prev.ends_with("écrit :") {
-                    end = i - 1;
+            // The attribution ("On Tue, Alice wrote:", s-nail's
+            // "\"Name\" <addr> wrote:") may sit above blank lines.
+            let mut j = i;
+            while j > 0 && lines[j - 1].trim().is_empty() {
+                j -= 1;
+            }
+            if j > 0 {
+                let prev = lines[j - 1].trim();
+                if prev.ends_with("wrote:")
+                    || prev.ends_with("écrit :")
+                    || prev.ends_with("schrieb:")
+                {
+                    end = j - 1;
                 }
             }
             break;
@@ -1019,5 +1028,8 @@ mod tests {
         assert_eq!(strip_quote(t), "Thanks, confirmed.\nWe will fix it.");
         assert_eq!(strip_quote("> only quote\n"), "");
         assert_eq!(strip_quote("no quote"), "no quote");
+        let snail = "We can reproduce it.\n\n\"Example security\" <security@example.org> wrote:\n\n> report\n";
+        assert_eq!(strip_quote(snail), "We can reproduce it.");
+        assert_eq!(strip_quote("\"X\" <x@y> wrote:\n\n> q\n"), "");
     }
 }

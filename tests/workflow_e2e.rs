@@ -805,7 +805,6 @@ fn full_case_by_email() {
 /// s-nail's default reply quoting puts a blank line between the attribution
 /// line and the quoted lines (`quote-inject-head` = `%f wrote:\n\n`).
 #[test]
-#[ignore = "bug: strip_quote keeps an attribution line separated from the quote by a blank line"]
 fn quoted_reply_relays_only_the_new_text() {
     let w = World::start(false);
     let (id, _, ack) = w.report(
