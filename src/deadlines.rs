@@ -200,7 +200,8 @@ pub fn set(
 ) -> Result<(), StoreError> {
     let stage = first_stage(kind, due, now, sla);
     let next = fire_time(kind, due, stage, sla).map(fmt_ts);
-    conn.execute(
+    crate::store::exec(
+        conn,
         "INSERT INTO deadlines (case_id, kind, due_at, stage, next_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(case_id, kind) DO UPDATE SET due_at = excluded.due_at,
              stage = excluded.stage,
@@ -231,7 +232,7 @@ pub fn meet(
 
 pub fn of_case(conn: &Connection, case_id: &str) -> Result<Vec<DeadlineRow>, StoreError> {
     let mut st = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {DEADLINE_COLS} FROM deadlines WHERE case_id = ?1 ORDER BY due_at"
         ))
         .ctx("listing deadlines")?;
@@ -255,7 +256,7 @@ pub fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> 
 
 fn due_now(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<DeadlineRow>, StoreError> {
     let mut st = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {DEADLINE_COLS} FROM deadlines
              WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT 100"
         ))
@@ -367,7 +368,8 @@ impl Scheduler {
     ) -> Result<usize, crate::cases::CaseError> {
         let sla = &self.cfg.sla;
         let (Some(kind), Some(due)) = (Kind::parse(&row.kind), parse_ts(&row.due_at)) else {
-            conn.execute(
+            crate::store::exec(
+                conn,
                 "UPDATE deadlines SET next_at = NULL WHERE id = ?1",
                 [row.id],
             )
@@ -377,7 +379,8 @@ impl Scheduler {
         let Some(stage) = due_stage(kind, due, row.stage, now, sla) else {
             // next_at was stale (deadline moved, config changed): recompute.
             let next = fire_time(kind, due, row.stage, sla).map(fmt_ts);
-            conn.execute(
+            crate::store::exec(
+                conn,
                 "UPDATE deadlines SET next_at = ?2 WHERE id = ?1",
                 params![row.id, next],
             )
@@ -387,7 +390,8 @@ impl Scheduler {
         let fire_at = fire_time(kind, due, stage, sla).unwrap_or(now);
         let late = stage > row.stage || now - fire_at > chrono::Duration::seconds(60);
         let next = fire_time(kind, due, stage + 1, sla).map(fmt_ts);
-        conn.execute(
+        crate::store::exec(
+            conn,
             "UPDATE deadlines SET stage = ?2, next_at = ?3 WHERE id = ?1",
             params![row.id, stage + 1, next],
         )
@@ -498,7 +502,8 @@ impl Scheduler {
             now,
         };
         let msg = queue_outgoing(conn, &ctx, Some(&case.id), "reminder", &out)?;
-        conn.execute(
+        crate::store::exec(
+            conn,
             "UPDATE reminders SET message = ?2 WHERE id = ?1",
             params![reminder_id, msg],
         )
@@ -800,7 +805,8 @@ pub fn report(
             continue;
         }
         let how = |kind: &str| -> Result<Option<String>, StoreError> {
-            conn.query_row(
+            crate::store::row(
+                conn,
                 "SELECT met_how FROM deadlines WHERE case_id = ?1 AND kind = ?2",
                 params![c.id, kind],
                 |r| r.get(0),
