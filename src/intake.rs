@@ -248,8 +248,10 @@ struct Fetched {
 }
 
 /// Largest sum of message sizes fetched in one round trip; keeps memory
-/// bounded whatever the mailbox holds.
+/// bounded whatever the mailbox holds (two groups are in flight at most).
 const BATCH_BYTES: u64 = 8 << 20;
+/// UIDs whose sizes are asked for in one round trip.
+const SIZE_WINDOW: usize = 1000;
 
 /// Everything the intake loop needs.
 #[derive(Clone)]
@@ -458,17 +460,45 @@ impl Intake {
                 return Ok(());
             }
             uids.sort_unstable();
-            for window in uids.chunks(cfg.intake.batch_size.max(1) as usize) {
+            // Sizes for a large window in one round trip, then groups
+            // bounded by count and bytes. The next group's bodies are
+            // fetched while the previous group is being recorded, so the
+            // network and the disk overlap; the server copy is flagged only
+            // after its group's commit.
+            let batch = cfg.intake.batch_size.max(1) as usize;
+            for window in uids.chunks(SIZE_WINDOW) {
                 let sizes = self.fetch_sizes(session, window).await?;
-                for group in size_groups(window, &sizes, cfg.limits.max_message_size) {
-                    let fetched = self.fetch_bodies(session, &group, &sizes).await?;
+                let mut groups =
+                    size_groups(window, &sizes, cfg.limits.max_message_size, batch).into_iter();
+                let mut pending = match groups.next() {
+                    Some(g) => {
+                        let f = self.fetch_bodies(session, &g, &sizes).await?;
+                        Some((g, f))
+                    }
+                    None => None,
+                };
+                while let Some((group, fetched)) = pending.take() {
                     let max_uid = group.iter().copied().max().unwrap_or(last_uid);
-                    self.record(fetched, uidvalidity, max_uid).await?;
+                    let next = match groups.next() {
+                        Some(ng) if !shutdown.is_cancelled() => {
+                            let (recorded, next_fetched) = tokio::join!(
+                                self.record(fetched, uidvalidity, max_uid),
+                                self.fetch_bodies(session, &ng, &sizes)
+                            );
+                            recorded?;
+                            Some((ng, next_fetched?))
+                        }
+                        _ => {
+                            self.record(fetched, uidvalidity, max_uid).await?;
+                            None
+                        }
+                    };
                     self.apply_after(session, &group, moves).await?;
                     last_uid = last_uid.max(max_uid);
                     if shutdown.is_cancelled() {
                         return Ok(());
                     }
+                    pending = next;
                 }
             }
         }
@@ -738,6 +768,7 @@ fn size_groups(
     uids: &[u32],
     sizes: &std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>,
     max_message: u64,
+    max_count: usize,
 ) -> Vec<Vec<u32>> {
     let mut groups = Vec::new();
     let mut cur = Vec::new();
@@ -745,7 +776,7 @@ fn size_groups(
     for &uid in uids {
         let size = sizes.get(&uid).map(|(s, _)| *s).unwrap_or(0);
         let size = if size > max_message { 64 << 10 } else { size };
-        if !cur.is_empty() && cur_bytes + size > BATCH_BYTES {
+        if !cur.is_empty() && (cur_bytes + size > BATCH_BYTES || cur.len() >= max_count) {
             groups.push(std::mem::take(&mut cur));
             cur_bytes = 0;
         }
@@ -834,9 +865,15 @@ mod tests {
         }
         sizes.insert(11, (100 << 20, None)); // oversized: header only
         let uids: Vec<u32> = (1..=11).collect();
-        let g = size_groups(&uids, &sizes, 50 << 20);
+        let g = size_groups(&uids, &sizes, 50 << 20, 100);
         assert!(g.iter().all(|g| g.len() <= 3));
         assert_eq!(g.concat(), uids);
+        let small: Vec<u32> = (1..=250).collect();
+        let g = size_groups(&small, &std::collections::HashMap::new(), 50 << 20, 100);
+        assert_eq!(
+            g.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![100, 100, 50]
+        );
     }
 
     #[test]

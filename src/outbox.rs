@@ -2,9 +2,11 @@
 //!
 //! Nothing is sent from memory: intake stores each outgoing message and its
 //! outbox row in the same transaction as the report that caused it, and this
-//! loop delivers what is due, oldest first. A row is marked sent only after
-//! the server accepted it; a crash between the two sends the very same bytes
-//! (same Message-ID) again, it never loses one.
+//! loop delivers what is due, acknowledgements first, then oldest first,
+//! over one kept SMTP session. A row is marked sent only after the server
+//! accepted it (results are committed up to 8 at a time); a crash in
+//! between sends the very same bytes (same Message-ID) again, it never
+//! loses one.
 //!
 //! 4xx answers, timeouts and connection failures are retried with capped
 //! exponential backoff; 5xx answers fail the row and say so on its case.
@@ -275,27 +277,41 @@ pub fn backoff(attempts: u32) -> Duration {
     base.mul_f64(1.0 + jitter)
 }
 
+/// Records the results of a few attempts in one transaction.
+fn record_many(
+    s: &mut store::Store,
+    done: &[(OutboxItem, Attempt, DateTime<Utc>)],
+) -> Result<(), StoreError> {
+    let tx = s.transaction()?;
+    for (item, result, now) in done {
+        record(&tx, item, result, *now)?;
+    }
+    tx.commit().map_err(|source| StoreError::Query {
+        context: "recording delivery attempts",
+        source,
+    })
+}
+
 /// Records the result of one attempt.
 fn record(
-    s: &mut store::Store,
+    tx: &rusqlite::Connection,
     item: &OutboxItem,
     result: &Attempt,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let tx = s.transaction()?;
     match result {
         Attempt::Accepted => {
-            store::outbox_sent(&tx, item.id, now)?;
+            store::outbox_sent(tx, item.id, now)?;
             if let Some(case) = &item.case_id {
                 if item.purpose == "ack" {
-                    store::mark_acknowledged(&tx, case, now)?;
-                    crate::workflow::acknowledged(&tx, now, case)?;
+                    store::mark_acknowledged(tx, case, now)?;
+                    crate::workflow::acknowledged(tx, now, case)?;
                     let how = "acknowledgement accepted by SMTP";
-                    deadlines::meet(&tx, case, Kind::Acknowledge, now, how)?;
-                    deadlines::meet(&tx, case, Kind::AckQueued, now, how)?;
+                    deadlines::meet(tx, case, Kind::Acknowledge, now, how)?;
+                    deadlines::meet(tx, case, Kind::AckQueued, now, how)?;
                 }
                 store::add_event(
-                    &tx,
+                    tx,
                     case,
                     now,
                     "secintake",
@@ -307,13 +323,13 @@ fn record(
         }
         Attempt::Transient(err) => {
             let next = crate::clock::add(now, backoff(item.attempts + 1));
-            store::outbox_retry(&tx, item.id, next, err)?;
+            store::outbox_retry(tx, item.id, next, err)?;
         }
         Attempt::Permanent(err) => {
-            store::outbox_failed(&tx, item.id, err)?;
+            store::outbox_failed(tx, item.id, err)?;
             if let Some(case) = &item.case_id {
                 store::add_event(
-                    &tx,
+                    tx,
                     case,
                     now,
                     "secintake",
@@ -324,10 +340,7 @@ fn record(
             }
         }
     }
-    tx.commit().map_err(|source| StoreError::Query {
-        context: "recording a delivery attempt",
-        source,
-    })
+    Ok(())
 }
 
 fn purpose_name(p: &str) -> &str {
@@ -335,6 +348,31 @@ fn purpose_name(p: &str) -> &str {
         "ack" => "acknowledgement",
         other => other,
     }
+}
+
+/// Sends recorded at most this many at a time.
+const RECORD_EVERY: usize = 8;
+
+/// Records `done` and reports the SMTP health it shows.
+async fn flush(
+    db: &Db,
+    health: &Health,
+    done: &mut Vec<(OutboxItem, Attempt, DateTime<Utc>)>,
+) -> Result<(), StoreError> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::take(done);
+    let batch = db
+        .call(move |s| record_many(s, &batch).map(|()| batch))
+        .await?;
+    if let Some((_, last, at)) = batch.last() {
+        match last {
+            Attempt::Transient(e) => health.failing(Component::Smtp, *at, e).await,
+            _ => health.ok(Component::Smtp, *at).await,
+        }
+    }
+    Ok(())
 }
 
 /// The outbox loop: delivers due rows until `shutdown`.
@@ -374,39 +412,44 @@ pub async fn run(
             .call(move |s| store::due_outbox(s.conn(), now, BATCH))
             .await?;
         let mut failing = false;
+        // Results are recorded a few at a time: one fsync per send made the
+        // outbox and intake queue on the state file during a backlog. A
+        // crash before the record re-sends at most RECORD_EVERY mails, with
+        // their same Message-IDs.
+        let mut done: Vec<(OutboxItem, Attempt, DateTime<Utc>)> = Vec::new();
         for item in &items {
             if shutdown.is_cancelled() {
-                return Ok(());
+                break;
             }
             let result = client.send(item).await;
             let now = clock.now();
-            // Record first: the window between "SMTP accepted" and "marked
-            // sent", where a crash means one re-send, stays as short as it can.
-            let item2 = item.clone();
-            let result = db
-                .call(move |s| record(s, &item2, &result, now).map(|()| result))
-                .await?;
             match &result {
                 Attempt::Accepted => {
                     tracing::info!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
                         purpose = %item.purpose, "mail accepted by SMTP server");
-                    health.ok(Component::Smtp, now).await;
                 }
                 Attempt::Transient(e) => {
                     tracing::debug!(outbox = item.id, error = %e, "delivery deferred");
-                    health.failing(Component::Smtp, now, e).await;
                     failing = true;
                 }
                 Attempt::Permanent(e) => {
                     tracing::warn!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
                         error = %e, "delivery failed permanently");
-                    health.ok(Component::Smtp, now).await;
                 }
+            }
+            done.push((item.clone(), result, now));
+            if done.len() >= RECORD_EVERY || failing {
+                flush(&db, &health, &mut done).await?;
             }
             if failing {
                 // The server is down: don't walk the whole batch into it.
                 break;
             }
+        }
+        flush(&db, &health, &mut done).await?;
+        if shutdown.is_cancelled() {
+            client.close().await;
+            return Ok(());
         }
         if !items.is_empty() && !failing {
             continue;
