@@ -1273,21 +1273,52 @@ fn mailbox_from(mut s: Section<'_>) -> Result<Mailbox, ConfigError> {
     })
 }
 
-fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
+/// The connection keys `[imap]` and `[smtp]` share: host, tls, port
+/// (defaulted from the TLS mode) and ca_file.
+struct Endpoint {
+    host: String,
+    tls: TlsMode,
+    port: u16,
+    ca_file: Option<PathBuf>,
+}
+
+fn endpoint_from(
+    s: &mut Section<'_>,
+    section: &str,
+    default_tls: TlsMode,
+    default_port: fn(TlsMode) -> u16,
+) -> Result<Endpoint, ConfigError> {
     let host = s.require("host")?.host()?;
     let tls_field = s.get("tls");
     let tls = tls_field
         .as_ref()
         .map(Field::tls)
         .transpose()?
-        .unwrap_or(TlsMode::Implicit);
-    check_plaintext(&tls_field, tls, "imap", &host)?;
+        .unwrap_or(default_tls);
+    check_plaintext(&tls_field, tls, section, &host)?;
     let port = match s.get("port") {
         Some(f) => f.port()?,
-        None if tls == TlsMode::Implicit => 993,
-        None => 143,
+        None => default_port(tls),
     };
     let ca_file = s.get("ca_file").map(|f| f.ca_file()).transpose()?;
+    Ok(Endpoint {
+        host,
+        tls,
+        port,
+        ca_file,
+    })
+}
+
+fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
+    let Endpoint {
+        host,
+        tls,
+        port,
+        ca_file,
+    } = endpoint_from(&mut s, "imap", TlsMode::Implicit, |tls| match tls {
+        TlsMode::Implicit => 993,
+        _ => 143,
+    })?;
     let username = s.require("username")?.line()?;
     let password = s.secret("password")?.ok_or_else(|| {
         s.loader
@@ -1366,23 +1397,16 @@ fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
 }
 
 fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
-    let host = s.require("host")?.host()?;
-    let tls_field = s.get("tls");
-    let tls = tls_field
-        .as_ref()
-        .map(Field::tls)
-        .transpose()?
-        .unwrap_or(TlsMode::Starttls);
-    check_plaintext(&tls_field, tls, "smtp", &host)?;
-    let port = match s.get("port") {
-        Some(f) => f.port()?,
-        None => match tls {
-            TlsMode::Implicit => 465,
-            TlsMode::Starttls => 587,
-            TlsMode::None => 25,
-        },
-    };
-    let ca_file = s.get("ca_file").map(|f| f.ca_file()).transpose()?;
+    let Endpoint {
+        host,
+        tls,
+        port,
+        ca_file,
+    } = endpoint_from(&mut s, "smtp", TlsMode::Starttls, |tls| match tls {
+        TlsMode::Implicit => 465,
+        TlsMode::Starttls => 587,
+        TlsMode::None => 25,
+    })?;
     let username_field = s.get("username");
     let username = username_field.as_ref().map(Field::line).transpose()?;
     let password = s.secret("password")?;
