@@ -510,17 +510,9 @@ fn mail_list(cfg: &Config, robots: bool, json: bool) -> anyhow::Result<std::proc
 }
 
 fn promote(cfg: Config, id: i64) -> anyhow::Result<std::process::ExitCode> {
-    let mut s = open_store(&cfg)?;
-    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
-    let actor = local_user();
-    let ctx = crate::cases::Context {
-        cfg: &cfg,
-        templates: &templates,
-        now: SystemClock.now(),
-    };
-    let tx = s.transaction()?;
-    let (case_id, acked) = crate::cases::promote(&tx, &ctx, id, &actor)?;
-    tx.commit().context("saving the promoted case")?;
+    let (case_id, acked) = as_operator(&cfg, |tx, ctx, actor| {
+        Ok(crate::cases::promote(tx, ctx, id, actor)?)
+    })?;
     println!(
         "message {id} opened case {case_id}{}",
         if acked {
@@ -530,6 +522,27 @@ fn promote(cfg: Config, id: i64) -> anyhow::Result<std::process::ExitCode> {
         }
     );
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Runs an operator action in one transaction, with what the workflow
+/// needs: the configuration, the templates, the time, and the local user
+/// as the actor.
+fn as_operator<R>(
+    cfg: &Config,
+    f: impl FnOnce(&rusqlite::Connection, &crate::cases::Context<'_>, &str) -> anyhow::Result<R>,
+) -> anyhow::Result<R> {
+    let mut s = open_store(cfg)?;
+    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
+    let actor = local_user();
+    let ctx = crate::cases::Context {
+        cfg,
+        templates: &templates,
+        now: SystemClock.now(),
+    };
+    let tx = s.transaction()?;
+    let r = f(&tx, &ctx, &actor)?;
+    tx.commit().context("saving the case")?;
+    Ok(r)
 }
 
 /// `cli:<login name>`, the actor recorded for operator actions.
@@ -555,32 +568,33 @@ fn met(cfg: &Config, id: &str, kind: &str) -> anyhow::Result<std::process::ExitC
             "unknown deadline {kind:?}: expected one of fix, embargo, respond, acknowledge"
         ),
     };
-    let mut s = open_store(cfg)?;
-    let actor = local_user();
-    let now = SystemClock.now();
-    let tx = s.transaction()?;
-    case_must_exist(&tx, id)?;
-    let how = format!("marked by {actor}");
-    let changed = crate::deadlines::meet(&tx, id, kind, now, &how)?;
-    if kind == Kind::Respond {
-        store::mark_responded(&tx, id, now)?;
-    }
-    if kind == Kind::Acknowledge {
-        store::mark_acknowledged(&tx, id, now)?;
-        crate::workflow::acknowledged(&tx, now, id)?;
-    }
-    if changed {
-        store::add_event(
-            &tx,
-            id,
-            now,
-            &actor,
-            &format!("{} deadline met", kind.as_str()),
-            None,
-            None,
-        )?;
-    }
-    tx.commit().context("saving the case")?;
+    let changed = as_operator(cfg, |tx, ctx, actor| {
+        case_must_exist(tx, id)?;
+        let now = ctx.now;
+        let how = format!("marked by {actor}");
+        if kind == Kind::Respond {
+            return Ok(crate::workflow::record_response(
+                tx,
+                now,
+                id,
+                actor,
+                &how,
+                ["response recorded", "response recorded again"],
+                "sent another way (secintake cases responded)",
+                None,
+            )?);
+        }
+        let changed = crate::deadlines::meet(tx, id, kind, now, &how)?;
+        if kind == Kind::Acknowledge {
+            store::mark_acknowledged(tx, id, now)?;
+            crate::workflow::acknowledged(tx, now, id)?;
+        }
+        if changed {
+            let what = format!("{} deadline met", kind.as_str());
+            store::add_event(tx, id, now, actor, &what, None, None)?;
+        }
+        Ok(changed)
+    })?;
     if changed {
         println!("{id}: {} deadline met; its reminders stop", kind.as_str());
     } else {
@@ -608,27 +622,13 @@ fn set_deadline(
             "date {date:?}: expected YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or an RFC 3339 time"
         );
     };
-    let mut s = open_store(cfg)?;
-    let actor = local_user();
-    let now = SystemClock.now();
-    let tx = s.transaction()?;
-    case_must_exist(&tx, id)?;
-    crate::deadlines::set(&tx, &cfg.sla, id, kind, due, now)?;
-    store::add_event(
-        &tx,
-        id,
-        now,
-        &actor,
-        &format!("{} deadline set", kind.as_str()),
-        Some(&crate::clock::fmt_ts(due)),
-        None,
-    )?;
-    tx.commit().context("saving the case")?;
-    println!(
-        "{id}: {} deadline set to {}",
-        kind.as_str(),
-        crate::clock::fmt_ts(due)
-    );
+    let done = as_operator(cfg, |tx, ctx, actor| {
+        case_must_exist(tx, id)?;
+        Ok(crate::workflow::set_deadline(
+            tx, ctx, id, kind, due, actor, None,
+        )?)
+    })?;
+    println!("{id}: {}", done.unwrap_or_else(|e| e));
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -691,18 +691,10 @@ fn run_command(cfg: &Config, id: &str, line: &str) -> anyhow::Result<std::proces
         anyhow::bail!("not a command: {line}");
     };
     let cmd = cmd.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut s = open_store(cfg)?;
-    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
-    let actor = local_user();
-    let ctx = crate::cases::Context {
-        cfg,
-        templates: &templates,
-        now: SystemClock.now(),
-    };
-    let tx = s.transaction()?;
-    case_must_exist(&tx, id)?;
-    let result = crate::workflow::apply(&tx, &ctx, id, &actor, &cmd, "", None)?;
-    tx.commit().context("saving the case")?;
+    let result = as_operator(cfg, |tx, ctx, actor| {
+        case_must_exist(tx, id)?;
+        Ok(crate::workflow::apply(tx, ctx, id, actor, &cmd, "", None)?)
+    })?;
     match result {
         Ok(done) => {
             println!("{id}: {done}");
@@ -719,18 +711,17 @@ fn note(cfg: &Config, id: &str, text: &str) -> anyhow::Result<std::process::Exit
     if text.trim().is_empty() {
         anyhow::bail!("the note is empty");
     }
-    let mut s = open_store(cfg)?;
-    let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
-    let actor = local_user();
-    let ctx = crate::cases::Context {
-        cfg,
-        templates: &templates,
-        now: SystemClock.now(),
-    };
-    let tx = s.transaction()?;
-    let case = case_must_exist(&tx, id)?;
-    crate::workflow::note(&tx, &ctx, &case, &actor, text.trim(), None)?;
-    tx.commit().context("saving the case")?;
+    as_operator(cfg, |tx, ctx, actor| {
+        let case = case_must_exist(tx, id)?;
+        Ok(crate::workflow::note(
+            tx,
+            ctx,
+            &case,
+            actor,
+            text.trim(),
+            None,
+        )?)
+    })?;
     println!("{id}: note recorded and copied to the handlers (the running daemon sends it)");
     Ok(std::process::ExitCode::SUCCESS)
 }

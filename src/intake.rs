@@ -305,14 +305,8 @@ impl Intake {
         let cfg = &self.cfg.imap;
         let io = cfg.io_timeout;
         let mut session = connect(cfg).await?;
-        let caps = timed(io, "CAPABILITY", async {
-            session.capabilities().await.map_err(cmd_err("CAPABILITY"))
-        })
-        .await?;
-        let can_idle = cfg.idle && caps.has_str("IDLE");
-        let can_move = caps.has_str("MOVE");
-        let can_uidplus = caps.has_str("UIDPLUS");
-        drop(caps);
+        let caps = capabilities(&mut session, io).await?;
+        let can_idle = cfg.idle && caps.idle;
         if let After::Move(target) = &cfg.after {
             // Best effort: the folder may already exist.
             let _ = timed(io, "CREATE", async {
@@ -320,26 +314,13 @@ impl Intake {
             })
             .await;
         }
-        let mailbox = timed(io, "SELECT", async {
-            session
-                .select(&cfg.folder)
-                .await
-                .map_err(|e| IntakeError::Folder {
-                    folder: cfg.folder.clone(),
-                    reason: describe(&e),
-                })
-        })
-        .await?;
-        drain(&mut session);
+        let mailbox = open_folder(&mut session, cfg, false).await?;
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| IntakeError::Folder {
             folder: cfg.folder.clone(),
             reason: "server gave no UIDVALIDITY".into(),
         })?;
         tracing::info!(host = %cfg.host, folder = %cfg.folder, idle = can_idle, messages = mailbox.exists, "IMAP connected");
-        let moves = MoveCaps {
-            can_move,
-            can_uidplus,
-        };
+        let moves = caps;
 
         loop {
             self.sync(&mut session, uidvalidity, moves, shutdown)
@@ -409,7 +390,7 @@ impl Intake {
         &self,
         session: &mut Session<Conn>,
         uidvalidity: u32,
-        moves: MoveCaps,
+        moves: Caps,
         shutdown: &CancellationToken,
     ) -> Result<(), IntakeError> {
         let cfg = &self.cfg;
@@ -693,7 +674,7 @@ impl Intake {
         &self,
         session: &mut Session<Conn>,
         uids: &[u32],
-        moves: MoveCaps,
+        moves: Caps,
     ) -> Result<(), IntakeError> {
         let io = self.cfg.imap.io_timeout;
         let set = uid_set(uids);
@@ -755,10 +736,46 @@ impl Intake {
     }
 }
 
+/// The server capabilities intake uses.
 #[derive(Debug, Clone, Copy)]
-struct MoveCaps {
+struct Caps {
+    idle: bool,
     can_move: bool,
     can_uidplus: bool,
+}
+
+async fn capabilities(session: &mut Session<Conn>, io: Duration) -> Result<Caps, IntakeError> {
+    let caps = timed(io, "CAPABILITY", async {
+        session.capabilities().await.map_err(cmd_err("CAPABILITY"))
+    })
+    .await?;
+    Ok(Caps {
+        idle: caps.has_str("IDLE"),
+        can_move: caps.has_str("MOVE"),
+        can_uidplus: caps.has_str("UIDPLUS"),
+    })
+}
+
+/// SELECTs (or, read-only, EXAMINEs) the configured folder.
+async fn open_folder(
+    session: &mut Session<Conn>,
+    cfg: &Imap,
+    read_only: bool,
+) -> Result<async_imap::types::Mailbox, IntakeError> {
+    let folder_err = |e: async_imap::error::Error| IntakeError::Folder {
+        folder: cfg.folder.clone(),
+        reason: describe(&e),
+    };
+    let mailbox = timed(cfg.io_timeout, "SELECT", async {
+        if read_only {
+            session.examine(&cfg.folder).await.map_err(folder_err)
+        } else {
+            session.select(&cfg.folder).await.map_err(folder_err)
+        }
+    })
+    .await?;
+    drain(session);
+    Ok(mailbox)
 }
 
 /// Splits `uids` into groups whose summed size stays under [`BATCH_BYTES`]
@@ -800,22 +817,8 @@ pub fn reconnect_delay(failures: u32) -> Duration {
 pub async fn check(cfg: &Imap) -> Result<String, IntakeError> {
     let mut session = connect(cfg).await?;
     let io = cfg.io_timeout;
-    let caps = timed(io, "CAPABILITY", async {
-        session.capabilities().await.map_err(cmd_err("CAPABILITY"))
-    })
-    .await?;
-    let idle = caps.has_str("IDLE");
-    drop(caps);
-    let mailbox = timed(io, "SELECT", async {
-        session
-            .examine(&cfg.folder)
-            .await
-            .map_err(|e| IntakeError::Folder {
-                folder: cfg.folder.clone(),
-                reason: describe(&e),
-            })
-    })
-    .await?;
+    let idle = capabilities(&mut session, io).await?.idle;
+    let mailbox = open_folder(&mut session, cfg, true).await?;
     let _ = timed(io, "LOGOUT", async {
         session.logout().await.map_err(cmd_err("LOGOUT"))
     })

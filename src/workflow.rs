@@ -397,25 +397,17 @@ pub fn handler_mail(
             note(conn, ctx, &case, email, &text, mid)?;
         }
     } else if direct {
-        let first = store::mark_responded(conn, case_id, ctx.now)?;
-        deadlines::meet(
+        record_response(
             conn,
-            case_id,
-            Kind::Respond,
             ctx.now,
-            &format!("reply by {email}"),
-        )?;
-        store::add_event(
-            conn,
             case_id,
-            ctx.now,
             email,
-            if first {
-                "response sent to the reporter"
-            } else {
-                "further answer sent to the reporter"
-            },
-            Some("directly, with the mailbox in Cc; nothing relayed"),
+            &format!("reply by {email}"),
+            [
+                "response sent to the reporter",
+                "further answer sent to the reporter",
+            ],
+            "directly, with the mailbox in Cc; nothing relayed",
             mid,
         )?;
     } else if !text.is_empty() && !announced {
@@ -483,28 +475,42 @@ fn relay(
         }
     };
     queue_outgoing(conn, ctx, Some(&case.id), "relay", &out)?;
-    let first = store::mark_responded(conn, &case.id, ctx.now)?;
-    deadlines::meet(
+    record_response(
         conn,
-        &case.id,
-        Kind::Respond,
         ctx.now,
-        &format!("reply by {email}, relayed"),
-    )?;
-    store::add_event(
-        conn,
         &case.id,
-        ctx.now,
         email,
-        if first {
-            "response relayed to the reporter"
-        } else {
-            "reply relayed to the reporter"
-        },
-        Some(&format!("Message-ID <{}>", out.message_id)),
+        &format!("reply by {email}, relayed"),
+        [
+            "response relayed to the reporter",
+            "reply relayed to the reporter",
+        ],
+        &format!("Message-ID <{}>", out.message_id),
         source,
     )?;
     Ok(())
+}
+
+/// Records an answer to the reporter: the first one is the response the
+/// policy promises (meets the deadline, stops its reminders). `what` names
+/// the event for the first answer and for later ones. Returns whether this
+/// was the first.
+#[allow(clippy::too_many_arguments)]
+pub fn record_response(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    case_id: &str,
+    actor: &str,
+    how: &str,
+    what: [&str; 2],
+    detail: &str,
+    source: Option<&str>,
+) -> Result<bool, StoreError> {
+    let first = store::mark_responded(conn, case_id, now)?;
+    deadlines::meet(conn, case_id, Kind::Respond, now, how)?;
+    let what = if first { what[0] } else { what[1] };
+    store::add_event(conn, case_id, now, actor, what, Some(detail), source)?;
+    Ok(first)
 }
 
 /// In-Reply-To and References for mail to the reporter: their latest
@@ -817,23 +823,16 @@ pub fn apply(
             }
         }
         Command::Responded => {
-            store::mark_responded(conn, case_id, ctx.now)?;
-            if deadlines::meet(
+            if record_response(
                 conn,
-                case_id,
-                Kind::Respond,
                 ctx.now,
+                case_id,
+                actor,
                 &format!("marked by {actor}"),
+                ["response recorded", "response recorded again"],
+                "sent another way (/responded)",
+                source,
             )? {
-                store::add_event(
-                    conn,
-                    case_id,
-                    ctx.now,
-                    actor,
-                    "response recorded",
-                    Some("sent another way (/responded)"),
-                    source,
-                )?;
                 Ok("response recorded; response reminders stop".into())
             } else {
                 Ok("the response was already recorded".into())
@@ -850,7 +849,8 @@ pub fn apply(
     })
 }
 
-fn set_deadline(
+/// Sets (or moves) a fix or embargo deadline, recording who did it.
+pub fn set_deadline(
     conn: &Connection,
     ctx: &Context<'_>,
     case_id: &str,
