@@ -54,6 +54,7 @@ pub async fn run(
     .await?;
 
     let deadline_wake = Arc::new(Notify::new());
+    let backlog = Arc::new(crate::intake::BacklogGate::default());
     let intake = Intake {
         db: db.clone(),
         cfg: cfg.clone(),
@@ -62,6 +63,7 @@ pub async fn run(
         outbox: outbox_wake.clone(),
         deadlines: deadline_wake.clone(),
         health: health.clone(),
+        backlog: backlog.clone(),
     };
     let scheduler = crate::deadlines::Scheduler {
         db: db.clone(),
@@ -86,7 +88,7 @@ pub async fn run(
         health.clone(),
     );
     tasks.spawn(async move {
-        crate::outbox::run(odb, osmtp, oclock, owake, ohealth, t)
+        crate::outbox::run(odb, osmtp, oclock, owake, ohealth, backlog, t)
             .await
             .context("outbox")
     });

@@ -253,6 +253,51 @@ const BATCH_BYTES: u64 = 8 << 20;
 /// UIDs whose sizes are asked for in one round trip.
 const SIZE_WINDOW: usize = 1000;
 
+/// Lets intake have the state file to itself while it works through a
+/// backlog: recording 5,000 waiting reports went from ~5,000/s alone to
+/// ~2,000/s with the outbox committing its sends in between. The outbox
+/// waits (at most [`BacklogGate::MAX_WAIT`] per round, so acknowledgements
+/// are never starved) and then sends everything queued meanwhile.
+#[derive(Debug, Default)]
+pub struct BacklogGate {
+    busy: std::sync::atomic::AtomicBool,
+    idle: Notify,
+}
+
+impl BacklogGate {
+    pub const MAX_WAIT: Duration = Duration::from_secs(10);
+
+    fn set(&self, busy: bool) {
+        self.busy.store(busy, std::sync::atomic::Ordering::SeqCst);
+        if !busy {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits while a backlog is being recorded, for at most `MAX_WAIT`.
+    pub async fn wait_idle(&self) {
+        let deadline = tokio::time::Instant::now() + Self::MAX_WAIT;
+        while self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            let idle = self.idle.notified();
+            if !self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Clears the gate however `sync` returns.
+struct BusyGuard<'a>(&'a BacklogGate);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 /// Everything the intake loop needs.
 #[derive(Clone)]
 pub struct Intake {
@@ -264,6 +309,8 @@ pub struct Intake {
     /// Woken when cases change, so deadline scheduling sees them.
     pub deadlines: Arc<Notify>,
     pub health: Health,
+    /// Held while a backlog is recorded; the outbox waits on it.
+    pub backlog: Arc<BacklogGate>,
 }
 
 impl Intake {
@@ -447,6 +494,10 @@ impl Intake {
             // network and the disk overlap; the server copy is flagged only
             // after its group's commit.
             let batch = cfg.intake.batch_size.max(1) as usize;
+            let _busy = (uids.len() > batch).then(|| {
+                self.backlog.set(true);
+                BusyGuard(&self.backlog)
+            });
             for window in uids.chunks(SIZE_WINDOW) {
                 let sizes = self.fetch_sizes(session, window).await?;
                 let mut groups =

@@ -382,6 +382,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     health: Health,
+    backlog: Arc<crate::intake::BacklogGate>,
     shutdown: CancellationToken,
 ) -> Result<(), OutboxError> {
     // Fail fast on a broken ca_file instead of retrying forever.
@@ -407,6 +408,7 @@ pub async fn run(
         if shutdown.is_cancelled() {
             return Ok(());
         }
+        backlog.wait_idle().await;
         let now = clock.now();
         let items = db
             .call(move |s| store::due_outbox(s.conn(), now, BATCH))
