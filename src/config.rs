@@ -349,7 +349,7 @@ pub struct Intake {
     /// On first start, messages older than this (by IMAP INTERNALDATE) are
     /// recorded but not acknowledged: default 7d.
     pub backfill: Duration,
-    /// Messages fetched per IMAP round trip: default 100.
+    /// Messages fetched per IMAP round trip: default 250 (also the number recorded per transaction during a backlog).
     pub batch_size: u32,
 }
 
@@ -1628,7 +1628,7 @@ fn intake_from(mut s: Section<'_>) -> Result<Intake, ConfigError> {
         .get("batch_size")
         .map(|f| f.integer(1, MAX_BATCH_SIZE, "expected a whole number from 1 to 10000"))
         .transpose()?
-        .unwrap_or(100) as u32;
+        .unwrap_or(250) as u32;
     Ok(Intake {
         backfill,
         batch_size,
