@@ -297,7 +297,7 @@ pub fn ingest(
 
     rec.kind = "report";
     let msg_id = store::insert_message(conn, &rec)?;
-    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, m.raw, "secintake")?;
+    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, "secintake")?;
     Ok(Outcome::NewCase {
         case_id,
         ack_queued,
@@ -336,19 +336,21 @@ fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessag
 }
 
 /// Opens a case for stored message `msg_id`, queues its acknowledgement
-/// and the handlers' notification. Returns the case id and whether an
-/// acknowledgement was queued.
+/// and promises the handlers' notification. Returns the case id and
+/// whether an acknowledgement was queued.
 fn open_case(
     conn: &Connection,
     ctx: &Context<'_>,
     msg_id: i64,
     p: &ParsedMessage,
-    raw: &[u8],
     actor: &str,
 ) -> Result<(String, bool), CaseError> {
     let (case_id, acked) = open_and_acknowledge(conn, ctx, msg_id, p, actor)?;
-    if let Some(case) = store::case(conn, &case_id)? {
-        workflow::notify_new_case(conn, ctx, &case, p, raw)?;
+    if !ctx.cfg.handlers.is_empty() {
+        // Built after this commit (workflow::build_pending_notifications):
+        // intake records a backlog faster without composing a second mail
+        // per report, and the promise is as durable as the case.
+        store::add_pending_notification(conn, &case_id, msg_id)?;
     }
     Ok((case_id, acked))
 }
@@ -592,7 +594,7 @@ pub fn promote(
     }
     let p = message::parse(&raw);
     store::set_message_kind(conn, msg_id, "report")?;
-    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, &raw, actor)?;
+    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, actor)?;
     store::add_event(
         conn,
         &case_id,

@@ -72,6 +72,7 @@ pub async fn run(
         clock: clock.clone(),
         outbox: outbox_wake.clone(),
         wake: deadline_wake,
+        backlog: backlog.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     let t = shutdown.clone();

@@ -285,6 +285,9 @@ pub struct Scheduler {
     pub outbox: Arc<Notify>,
     /// Woken when a case or deadline changes.
     pub wake: Arc<Notify>,
+    /// Promised handler notifications are built when no backlog is being
+    /// recorded.
+    pub backlog: Arc<crate::intake::BacklogGate>,
 }
 
 /// The longest the scheduler sleeps without re-reading the next due time:
@@ -330,6 +333,25 @@ impl Scheduler {
     ) -> Result<(usize, Option<DateTime<Utc>>), crate::cases::CaseError> {
         let now = self.clock.now();
         let mut fired = 0;
+        if !self.backlog.is_busy() {
+            let ctx = Context {
+                cfg: &self.cfg,
+                templates: &self.templates,
+                now,
+            };
+            loop {
+                let tx = s.transaction()?;
+                let n = crate::workflow::build_pending_notifications(&tx, &ctx, 64)?;
+                tx.commit().map_err(|source| StoreError::Query {
+                    context: "building notifications",
+                    source,
+                })?;
+                fired += n;
+                if n < 64 {
+                    break;
+                }
+            }
+        }
         loop {
             let rows = due_now(s.conn(), now)?;
             if rows.is_empty() {

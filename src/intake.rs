@@ -274,6 +274,11 @@ impl BacklogGate {
         }
     }
 
+    /// Whether a backlog is being recorded right now.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits while a backlog is being recorded, for at most `MAX_WAIT`.
     pub async fn wait_idle(&self) {
         let deadline = tokio::time::Instant::now() + Self::MAX_WAIT;

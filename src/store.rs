@@ -212,6 +212,14 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX outbox_order ON outbox(status, (purpose <> 'ack'), next_attempt_at, id);
     "#,
+    // 5: handler notifications are built after the commit that opened the
+    // case; this row is the durable promise to build one.
+    r#"
+    CREATE TABLE pending_notifications (
+        case_id  TEXT PRIMARY KEY REFERENCES cases(id),
+        message  INTEGER NOT NULL REFERENCES messages(id)
+    ) STRICT;
+    "#,
 ];
 
 /// An open state file.
@@ -802,6 +810,50 @@ pub fn first_forged_alert(conn: &Connection, id: &str) -> Result<bool, StoreErro
         )
         .ctx("recording a forged-mail alert")?;
     Ok(n > 0)
+}
+
+/// Promises a handler notification for a new case (built later by
+/// `workflow::build_pending_notifications`).
+pub fn add_pending_notification(
+    conn: &Connection,
+    case_id: &str,
+    message: i64,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO pending_notifications (case_id, message) VALUES (?1, ?2)
+         ON CONFLICT(case_id) DO NOTHING",
+        params![case_id, message],
+    )
+    .ctx("promising a notification")?;
+    Ok(())
+}
+
+/// Up to `limit` promised notifications: (case id, report message id).
+pub fn pending_notifications(
+    conn: &Connection,
+    limit: u32,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT case_id, message FROM pending_notifications ORDER BY rowid LIMIT ?1",
+        )
+        .ctx("reading promised notifications")?;
+    let rows = st
+        .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx("reading promised notifications")?;
+    rows.collect::<Result<_, _>>()
+        .ctx("reading promised notifications")
+}
+
+pub fn done_pending_notification(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "DELETE FROM pending_notifications WHERE case_id = ?1",
+        [case_id],
+    )
+    .ctx("keeping a promised notification")?;
+    Ok(())
 }
 
 /// Reads a setting (small persistent counters such as the round-robin position).

@@ -239,6 +239,27 @@ pub fn notify_new_case(
     Ok(())
 }
 
+/// Builds and queues the notifications promised by new cases, at most
+/// `limit`, each in the caller's transaction with the removal of its
+/// promise. Returns how many were built.
+pub fn build_pending_notifications(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    limit: u32,
+) -> Result<usize, CaseError> {
+    let pending = store::pending_notifications(conn, limit)?;
+    for (case_id, msg) in &pending {
+        if let (Some(case), Some((_, raw))) =
+            (store::case(conn, case_id)?, store::message(conn, *msg)?)
+        {
+            let p = crate::message::parse(&raw);
+            notify_new_case(conn, ctx, &case, &p, &raw)?;
+        }
+        store::done_pending_notification(conn, case_id)?;
+    }
+    Ok(pending.len())
+}
+
 /// A reporter's (or anyone's) follow-up, forwarded to the primary handler.
 pub fn forward_follow_up(
     conn: &Connection,
