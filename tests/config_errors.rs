@@ -112,7 +112,7 @@ fn base_config_loads_with_documented_defaults() {
     assert_eq!(config.limits.alert_after, Duration::from_secs(15 * 60));
     assert_eq!(config.templates.dir, None);
     assert_eq!(config.intake.backfill, Duration::from_secs(7 * 86400));
-    assert_eq!(config.intake.batch_size, 100);
+    assert_eq!(config.intake.batch_size, 250);
     assert!(config
         .warnings()
         .iter()
