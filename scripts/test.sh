@@ -11,12 +11,12 @@
 # Environment knobs:
 #   SECINTAKE_SKIP_APT=1     never touch apt
 #   SECINTAKE_STEPS="fmt clippy test"   which steps to run (default: all three)
-#   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --lib --bins --tests; the benchmark runs via scripts/bench.sh)
+#   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --no-fail-fast --lib --bins --tests; the benchmark runs via scripts/bench.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STEPS=${SECINTAKE_STEPS:-fmt clippy test}
-TEST_ARGS=${SECINTAKE_TEST_ARGS:---lib --bins --tests}
+TEST_ARGS=${SECINTAKE_TEST_ARGS:---no-fail-fast --lib --bins --tests}
 
 step() { echo; echo "==> $*"; }
 
