@@ -428,7 +428,12 @@ impl Scheduler {
             (_, true) => "escalation",
             (_, false) => "reminder",
         };
-        let mut to: Vec<String> = self.cfg.handlers.iter().map(|h| h.email.clone()).collect();
+        // A reminder goes to the case's primary handler (everyone when there
+        // is none); an escalation or a stuck acknowledgement to everyone.
+        let mut to: Vec<String> = match (&case.primary_handler, escalation) {
+            (Some(primary), false) => vec![primary.clone()],
+            _ => self.cfg.handlers.iter().map(|h| h.email.clone()).collect(),
+        };
         if escalation && kind != Kind::AckQueued {
             for a in &sla.escalate_to {
                 if !to.contains(a) {

@@ -1211,3 +1211,40 @@ fn digest_once_a_day() {
         assert!(to.contains(user), "digest To: {to}");
     }
 }
+
+/// With a primary handler (round-robin), the reminder goes to them alone;
+/// the escalation after the deadline goes to every handler.
+#[test]
+fn reminder_goes_to_the_primary_handler_escalation_to_all() {
+    let mut w = World::start(
+        |c| {
+            c.acknowledge = "30s".into();
+            c.respond = "8s".into();
+            c.handlers = handlers(&[ALICE, BOB]);
+            c.assign = "round-robin".into();
+        },
+        &sla_lines("4s", "30s", ""),
+    );
+    w.report("reporter@example.net", "Auth bypass in admin API");
+    let case = w.wait_acked_cases(1).remove(0);
+    let id = case["id"].as_str().unwrap().to_string();
+    assert_eq!(case["primary_handler"].as_str(), Some(ALICE), "{case:#}");
+
+    w.wait_mail(ALICE, T, |m| count(m, &id, REMINDER) == 1);
+    w.wait_mail(BOB, T, |m| count(m, &id, OVERDUE) == 1);
+    w.wait_mail(ALICE, T, |m| count(m, &id, OVERDUE) == 1);
+    w.daemon.terminate(T);
+
+    let alice = w.stack.fetch_all(ALICE);
+    let bob = w.stack.fetch_all(BOB);
+    let ctx = format!(
+        "alice:\n{}\nbob:\n{}\n{}",
+        subjects(&alice),
+        subjects(&bob),
+        w.log()
+    );
+    assert_eq!(count(&alice, &id, REMINDER), 1, "{ctx}");
+    assert_reminder_headers(about(&alice, &id, REMINDER)[0], &id, &[ALICE]);
+    assert_eq!(count(&bob, &id, REMINDER), 0, "bob is not primary: {ctx}");
+    assert_reminder_headers(about(&bob, &id, OVERDUE)[0], &id, &[ALICE, BOB]);
+}
