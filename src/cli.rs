@@ -142,11 +142,23 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
+/// Crates that log raw protocol traffic (whole messages, LOGIN with the
+/// password) at debug/trace: capped whatever `SECINTAKE_LOG` asks, because
+/// a report body or a secret must never reach a log line.
+const PROTOCOL_LOG_CAPS: &[&str] = &["async_imap=info", "imap_proto=info", "lettre=info"];
+
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
+    use std::io::IsTerminal;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for cap in PROTOCOL_LOG_CAPS {
+        if let Ok(d) = cap.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
