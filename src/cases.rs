@@ -425,11 +425,19 @@ fn open_and_acknowledge(
     }
     let out = match acknowledgement(ctx, &case_id, p, &reply, respond_due) {
         Ok(out) => out,
-        Err(CaseErrorOrCompose::Compose(e)) => {
-            not_acknowledged(conn, &case_id, now, &e.to_string(), mid)?;
+        // Never let one bad message (or template) stop intake: the case is
+        // recorded, the reason is on it, the handlers still get notified.
+        Err(e) => {
+            let why = match e {
+                AckError::Compose(e) => e.to_string(),
+                AckError::Template(e) => {
+                    tracing::error!(case = %case_id, error = %e, "acknowledgement template failed");
+                    e.to_string()
+                }
+            };
+            not_acknowledged(conn, &case_id, now, &why, mid)?;
             return Ok((case_id, false));
         }
-        Err(CaseErrorOrCompose::Case(e)) => return Err(e),
     };
     queue_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
     deadlines::set(
@@ -480,8 +488,9 @@ fn not_acknowledged(
     Ok(())
 }
 
-enum CaseErrorOrCompose {
-    Case(CaseError),
+/// Why an acknowledgement could not be built.
+enum AckError {
+    Template(TemplateError),
     Compose(compose::ComposeError),
 }
 
@@ -491,7 +500,7 @@ fn acknowledgement(
     p: &ParsedMessage,
     reply: &str,
     respond_due: DateTime<Utc>,
-) -> Result<compose::Outgoing, CaseErrorOrCompose> {
+) -> Result<compose::Outgoing, AckError> {
     let cfg = ctx.cfg;
     let body = ctx
         .templates
@@ -508,7 +517,7 @@ fn acknowledgement(
                 encrypted => p.encrypted,
             },
         )
-        .map_err(|e| CaseErrorOrCompose::Case(e.into()))?;
+        .map_err(AckError::Template)?;
     let mut references: Vec<String> = p.references.iter().rev().take(10).rev().cloned().collect();
     if let Some(mid) = &p.message_id {
         if !references.contains(mid) {
@@ -529,7 +538,7 @@ fn acknowledgement(
         date: ctx.now,
         attach: None,
     })
-    .map_err(CaseErrorOrCompose::Compose)
+    .map_err(AckError::Compose)
 }
 
 /// Stores an outgoing message and queues it for delivery.

@@ -46,7 +46,13 @@ pub enum Command {
     /// Run the daemon (IMAP intake, SMTP outbox, alerts) until SIGTERM/SIGINT.
     Run,
     /// Validate the configuration, then log in to IMAP and SMTP and say what fails.
-    CheckConfig,
+    CheckConfig {
+        /// Only validate the file and the templates; do not contact the
+        /// servers (for systemd's ExecStartPre: a mail server outage must
+        /// not keep the daemon, and its outage alerts, from starting).
+        #[arg(long)]
+        offline: bool,
+    },
     /// Show the last successful sync, connection health and the outbox backlog.
     Status {
         #[arg(long)]
@@ -200,7 +206,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             })?;
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::CheckConfig => check_config(cfg),
+        Command::CheckConfig { offline } => check_config(cfg, offline),
         Command::Status { json } => status(&cfg, json),
         Command::Cases(CasesCommand::List { state, json }) => cases_list(&cfg, state, json),
         Command::Cases(CasesCommand::Show { id, json }) => case_show(&cfg, &id, json),
@@ -238,7 +244,7 @@ async fn wait_for_signal() {
     }
 }
 
-fn check_config(cfg: Config) -> anyhow::Result<std::process::ExitCode> {
+fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::ExitCode> {
     println!("config ok: {}", cfg.mailbox.address);
     for w in cfg.warnings() {
         println!("warning: {w}");
@@ -250,6 +256,13 @@ fn check_config(cfg: Config) -> anyhow::Result<std::process::ExitCode> {
             println!("templates FAILED: {e}");
             failed = true;
         }
+    }
+    if offline {
+        return Ok(if failed {
+            std::process::ExitCode::from(1)
+        } else {
+            std::process::ExitCode::SUCCESS
+        });
     }
     let rt = runtime()?;
     rt.block_on(async {

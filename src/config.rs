@@ -476,6 +476,16 @@ impl Config {
     /// Non-fatal problems worth logging at startup.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if !self.handlers.is_empty()
+            && self.handler_auth.trusted_authserv_id.is_none()
+            && !self.handler_auth.trust_unauthenticated
+        {
+            out.push(
+                "handler_auth.trusted_authserv_id is not set: no handler mail can be \
+                 authenticated, so commands, relays and notes by email will all be ignored"
+                    .to_string(),
+            );
+        }
         if self.handler_auth.trust_unauthenticated {
             out.push(
                 "handler_auth.trust_unauthenticated = true: anyone who forges a handler's From \

@@ -875,6 +875,13 @@ pub fn report(
 /// Parses a date given on the command line: RFC 3339, `YYYY-MM-DD HH:MM`
 /// (UTC) or `YYYY-MM-DD` (midnight UTC).
 pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    // Years outside 1970-9999 would not survive the fixed-width text form
+    // the database keeps: refuse them instead of silently dropping later.
+    parse_date_any(s).filter(|t| (1970..=9999).contains(&t.year()))
+}
+
+fn parse_date_any(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
     if let Some(t) = parse_ts(s) {
         return Some(t);
@@ -1066,5 +1073,7 @@ mod tests {
             Some(t("2026-12-01T13:30:00Z"))
         );
         assert_eq!(parse_date("tomorrow"), None);
+        assert_eq!(parse_date("+10000-01-01T00:00:00Z"), None);
+        assert_eq!(parse_date("1969-12-31"), None);
     }
 }

@@ -79,7 +79,26 @@ impl Templates {
                     source,
                 })?;
         }
-        Ok(Templates { env })
+        let t = Templates { env };
+        t.check()?;
+        Ok(t)
+    }
+
+    /// Renders every template with sample values of every variable the
+    /// code passes (and each branch: kinds, components), so an undefined
+    /// variable or a filter error shows at start and in `check-config`,
+    /// not when the first report arrives.
+    fn check(&self) -> Result<(), TemplateError> {
+        for (name, _) in BUILTIN {
+            for (kind, component, flag) in [
+                ("reminder", "imap", true),
+                ("escalation", "smtp", false),
+                ("ack-stuck", "imap", false),
+            ] {
+                self.render(name, sample(kind, component, flag))?;
+            }
+        }
+        Ok(())
     }
 
     /// Renders template `name` with `ctx`.
@@ -93,6 +112,28 @@ impl Templates {
             .map_err(syntax)?
             .render(ctx)
             .map_err(syntax)
+    }
+}
+
+/// Every variable any template gets, with plausible values.
+fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
+    minijinja::context! {
+        project => "Example", address => "security@example.org",
+        policy_url => if flag { "https://example.org/security" } else { "" },
+        case_id => "SEC-2026-0001", subject => "XSS in login", reporter => "r@example.net",
+        from => "r@example.net", received_at => "2026-01-01T00:00:00.000Z",
+        ack_due_at => "2026-01-03T00:00:00.000Z", respond_due_at => "2026-01-04T00:00:00.000Z",
+        respond_within => "72 hours", acknowledge_within => "48 hours",
+        primary => "Alice <alice@example.org>", encrypted => flag, unparsed => !flag,
+        text => "report text", footer => "how to act",
+        kind => kind, deadline => "response", due_at => "2026-01-04 00:00:00 UTC",
+        overdue => !flag, gap => "4 hours", late => flag, fire_at => "2026-01-03 20:00:00 UTC",
+        next_step => "reply", escalate_every => "12 hours",
+        handler => "Alice", day => "2026-01-01", count => 1, cases => "SEC-2026-0001 …",
+        component => component, component_name => "IMAP mailbox",
+        failing_since => "2026-01-01T00:00:00.000Z", failing_for => "15m",
+        alert_after => "15 minutes", last_error => "connection refused",
+        recovered_at => "2026-01-01T00:20:00.000Z", backlog => 0,
     }
 }
 
@@ -210,6 +251,11 @@ mod tests {
         for (name, _) in BUILTIN {
             std::fs::write(dir.path().join(name), "custom {{ case_id }}").unwrap();
         }
+        // A typo in a variable name is caught at load, naming the template.
+        std::fs::write(dir.path().join("digest.txt"), "{{ cases_typo }}").unwrap();
+        let err = Templates::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("digest.txt"), "{err}");
+        std::fs::write(dir.path().join("digest.txt"), "{{ cases }}").unwrap();
         let t = Templates::load(Some(dir.path())).unwrap();
         let out = t
             .render(

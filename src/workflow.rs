@@ -37,6 +37,10 @@ fn team_name(ctx: &Context<'_>) -> String {
         .unwrap_or_else(|| format!("{} security", ctx.cfg.mailbox.project))
 }
 
+fn is_handler(ctx: &Context<'_>, email: &str) -> bool {
+    ctx.cfg.handlers.iter().any(|h| h.email == email)
+}
+
 fn handler_name(ctx: &Context<'_>, email: &str) -> String {
     ctx.cfg
         .handlers
@@ -762,6 +766,9 @@ pub fn apply(
         Ok(Ok(format!("{what}: {v}")))
     };
     Ok(match cmd {
+        Command::Take if !is_handler(ctx, actor) => Err(format!(
+            "only a handler can take a case; {actor} is not one of [[handlers]]: use /assign <handler>"
+        )),
         Command::Take => set_primary(conn, ctx, case_id, actor, actor, source)?,
         Command::Assign(who) => {
             let w = who.to_ascii_lowercase();
@@ -789,9 +796,12 @@ pub fn apply(
             }
             State::Duplicate => Err("use /duplicate <case id> to mark a duplicate".into()),
             State::Rejected => Err("use /reject <reason> to reject".into()),
-            State::Triage if case.primary_handler.is_none() => {
+            State::Triage if case.primary_handler.is_none() && is_handler(ctx, actor) => {
                 set_primary(conn, ctx, case_id, actor, actor, source)?
             }
+            State::Triage if case.primary_handler.is_none() => Err(
+                "triage needs a primary handler: assign one first (/assign <handler>)".into(),
+            ),
             to => move_state(conn, ctx.now, case_id, *to, actor, source)?,
         },
         Command::Severity(v) => field(CaseField::Severity, v, "severity set")?,
