@@ -527,6 +527,18 @@ pub fn case_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>
     .ctx("looking up a Message-ID")
 }
 
+/// The kind of the message we stored with Message-ID `mid`, if any.
+pub fn kind_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>, StoreError> {
+    row(
+        conn,
+        "SELECT kind FROM messages WHERE message_id = ?1 ORDER BY id LIMIT 1",
+        [mid],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("looking up a Message-ID")
+}
+
 /// Whether `addr` already takes part in the case: its reporter, or the
 /// sender or a recipient of one of its messages.
 pub fn takes_part(conn: &Connection, case_id: &str, addr: &str) -> Result<bool, StoreError> {

@@ -356,10 +356,26 @@ pub fn forged(
 /// (or the "On … wrote:" line introducing it) on.
 pub fn strip_quote(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
+    let attribution = |l: &str| {
+        let l = l.trim();
+        l.ends_with("wrote:") || l.ends_with("écrit :") || l.ends_with("schrieb:")
+    };
     let mut end = lines.len();
     for (i, l) in lines.iter().enumerate() {
         let t = l.trim_start();
-        if t.starts_with('>') || t.starts_with("-----Original Message-----") {
+        // Outlook: a line of underscores, or a "From:" block with "Sent:"
+        // or "Date:" right under it; or our own notification's footer.
+        let outlook_block = t.starts_with("From:")
+            && lines[i + 1..].iter().take(3).any(|n| {
+                n.trim_start().starts_with("Sent:") || n.trim_start().starts_with("Date:")
+            });
+        let marker = t.starts_with('>')
+            || t.starts_with("-----Original Message-----")
+            || (t.len() >= 10 && t.chars().all(|c| c == '_'))
+            || outlook_block
+            || t.starts_with("How to act by email:")
+            || (t.starts_with("On ") && attribution(t));
+        if marker {
             end = i;
             // The attribution ("On Tue, Alice wrote:", s-nail's
             // "\"Name\" <addr> wrote:") may sit above blank lines.
@@ -367,20 +383,26 @@ pub fn strip_quote(text: &str) -> String {
             while j > 0 && lines[j - 1].trim().is_empty() {
                 j -= 1;
             }
-            if j > 0 {
-                let prev = lines[j - 1].trim();
-                if prev.ends_with("wrote:")
-                    || prev.ends_with("écrit :")
-                    || prev.ends_with("schrieb:")
-                {
-                    end = j - 1;
-                }
+            if j > 0 && attribution(lines[j - 1]) {
+                end = j - 1;
             }
             break;
         }
     }
     let kept = lines[..end].join("\n");
     kept.trim().to_owned()
+}
+
+/// Whether `p` answers mail that only handlers get (notes, reminders,
+/// command replies, alerts, digests).
+fn replies_to_internal(conn: &Connection, p: &ParsedMessage) -> Result<bool, StoreError> {
+    let Some(parent) = p.in_reply_to.first() else {
+        return Ok(false);
+    };
+    Ok(matches!(
+        store::kind_of_message_id(conn, parent)?.as_deref(),
+        Some("note" | "reminder" | "command-reply" | "alert" | "digest")
+    ))
 }
 
 /// What a handler's mail does to a case.
@@ -417,7 +439,15 @@ pub fn handler_mail(
         .reporter
         .as_ref()
         .is_some_and(|r| p.to.iter().chain(p.cc.iter()).any(|a| &a.email == r));
-    if to_comment {
+    // A reply to internal mail (a note copy, a reminder, a command reply,
+    // an alert) stays internal: only replies to the notification, to a
+    // forwarded follow-up or a relay, or mail naming the case by its tag,
+    // reach the reporter.
+    let internal = replies_to_internal(conn, p)?;
+    if announced {
+        // The text below /announce was the advisory; it went where
+        // /announce sends it and nowhere else.
+    } else if to_comment || (internal && !direct) {
         if !text.is_empty() {
             note(conn, ctx, &case, email, &text, mid)?;
         }
@@ -435,7 +465,7 @@ pub fn handler_mail(
             "directly, with the mailbox in Cc; nothing relayed",
             mid,
         )?;
-    } else if !text.is_empty() && !announced {
+    } else if !text.is_empty() {
         relay(conn, ctx, &case, email, &text, mid)?;
     }
     if !results.is_empty() {
@@ -926,6 +956,13 @@ fn announce(
         ));
     };
     let body = lines.collect::<Vec<_>>().join("\n").trim().to_owned() + "\n";
+    if let Some(line) = quotes_the_report(conn, case, &text)? {
+        return Ok(Err(format!(
+            "the advisory repeats the unfixed report (\"{}…\"): nothing was sent; \
+             write the advisory above any quoted text",
+            line.chars().take(40).collect::<String>()
+        )));
+    }
     let state = State::parse(&case.state).unwrap_or(State::New);
     let to = if dry_run {
         all_handlers(ctx)
@@ -1036,6 +1073,34 @@ pub fn no_case_reply(
     Ok(())
 }
 
+/// A line of the case's report (40 characters or more) that `text`
+/// repeats: a last guard against publishing the report with an advisory.
+fn quotes_the_report(
+    conn: &Connection,
+    case: &CaseRow,
+    text: &str,
+) -> Result<Option<String>, StoreError> {
+    for m in store::messages_of_case(conn, &case.id)? {
+        if m.kind != "report" {
+            continue;
+        }
+        let Some((_, raw)) = store::message(conn, m.id)? else {
+            continue;
+        };
+        let report = crate::message::parse(&raw).text_body.unwrap_or_default();
+        for line in report
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.chars().count() >= 40)
+        {
+            if text.contains(line) {
+                return Ok(Some(line.to_owned()));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Whether `p` was addressed to the comment address (plus-address or alias).
 pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
     let Some(comment) = &ctx.cfg.mailbox.comment_address else {
@@ -1062,5 +1127,13 @@ mod tests {
         let snail = "We can reproduce it.\n\n\"Example security\" <security@example.org> wrote:\n\n> report\n";
         assert_eq!(strip_quote(snail), "We can reproduce it.");
         assert_eq!(strip_quote("\"X\" <x@y> wrote:\n\n> q\n"), "");
+        let outlook = "Fixed in 2.4.1.\n\n________________________________\nFrom: Example security\nSent: Tuesday\nreport text\n";
+        assert_eq!(strip_quote(outlook), "Fixed in 2.4.1.");
+        let outlook2 = "Fixed.\n\nFrom: Example security <security@example.org>\nSent: Tuesday\n";
+        assert_eq!(strip_quote(outlook2), "Fixed.");
+        let html = "Confirmed.\nOn Tue, 25 Nov 2026, Example security wrote:\nA new security report is case X\n";
+        assert_eq!(strip_quote(html), "Confirmed.");
+        let footer = "Thanks.\nHow to act by email:\n- Reply to this message\n";
+        assert_eq!(strip_quote(footer), "Thanks.");
     }
 }

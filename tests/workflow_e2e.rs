@@ -1338,3 +1338,45 @@ fn cli_mirrors() {
         subjects(&rep)
     );
 }
+
+/// A reply to internal mail (here Bob answering Alice's note copy) stays
+/// internal: it becomes a note, and the reporter gets nothing.
+#[test]
+fn reply_to_a_note_stays_internal() {
+    let w = World::start(false);
+    let (id, _mid, _ack) = w.report(REPORTER, "SSRF in webhook", "Details of the SSRF.");
+    w.compose(
+        ALICE,
+        true,
+        COMMENT,
+        None,
+        &format!("[{id}] internal"),
+        "NOTE-ONE: looks like the fetcher follows redirects.",
+    );
+    let note = w.wait_one(BOB, "Alice's note", |m| {
+        m.subject == format!("[{id}] Note from Alice")
+    });
+    w.reply(
+        BOB,
+        true,
+        &note.message_id,
+        "NOTE-TWO: yes, and it resolves internal hosts.",
+        Quote::SNail,
+    );
+    let copy = w.wait_one(ALICE, "Bob's answer as a note", |m| {
+        m.subject == format!("[{id}] Note from Bob")
+    });
+    assert!(copy.body.contains("NOTE-TWO"), "{}", copy.body);
+    assert!(!copy.body.contains("NOTE-ONE"), "quote kept: {}", copy.body);
+    w.wait_events(&id, "note", 2);
+    w.wait_outbox_empty();
+    std::thread::sleep(SETTLE);
+    let reporter = w.mails(REPORTER);
+    assert_eq!(
+        reporter.len(),
+        1,
+        "only the acknowledgement:\n{}",
+        subjects(&reporter)
+    );
+    assert!(w.show(&id)["responded_at"].is_null());
+}
