@@ -46,53 +46,119 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
     }
 }
 
-/// Returns how `from` is authenticated by a trusted header, if it is.
+/// Splits an Authentication-Results value into its `;`-separated parts,
+/// dropping RFC 8601 comments `( … )` (nested) and keeping quoted strings
+/// whole, so a quoted value cannot smuggle in a `;` or a result.
+fn parts(value: &str) -> Vec<Vec<String>> {
+    let mut out = vec![Vec::new()];
+    let mut word = String::new();
+    let mut depth = 0u32;
+    let mut quoted = false;
+    let mut escaped = false;
+    let flush = |word: &mut String, out: &mut Vec<Vec<String>>| {
+        if !word.is_empty() {
+            if let Some(last) = out.last_mut() {
+                last.push(std::mem::take(word));
+            }
+        }
+    };
+    for c in value.chars() {
+        if quoted {
+            if escaped {
+                escaped = false;
+                word.push(c);
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+                word.push(c);
+            } else {
+                word.push(c);
+            }
+            continue;
+        }
+        if depth > 0 {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '(' => depth = 1,
+            '"' => {
+                quoted = true;
+                word.push(c);
+            }
+            ';' => {
+                flush(&mut word, &mut out);
+                out.push(Vec::new());
+            }
+            c if c.is_whitespace() => flush(&mut word, &mut out),
+            c => word.push(c),
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// A property value without its quotes, lowercased.
+fn unquote(v: &str) -> String {
+    v.trim_matches('"').to_ascii_lowercase()
+}
+
+/// Returns how `from` is authenticated by a trusted header, if it is:
+/// `auth=pass` with `smtp.auth` = the address itself, `dkim=pass` for its
+/// domain, or `spf=pass` for its domain (with a full `smtp.mailfrom`
+/// address, that exact address).
 pub fn authenticated(auth: &HandlerAuth, from: &str, headers: &[String]) -> Option<String> {
     let trusted = auth.trusted_authserv_id.as_deref()?;
-    let domain = from.rsplit_once('@')?.1.to_ascii_lowercase();
+    let from = from.to_ascii_lowercase();
+    let domain = from.rsplit_once('@')?.1.to_owned();
+    let aligned = |d: &str| d == domain || domain.ends_with(&format!(".{d}"));
     for h in headers {
-        let mut parts = h.split(';');
-        let id = parts
-            .next()
-            .and_then(|p| p.split_whitespace().next())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if id != trusted {
+        let mut parts = parts(h).into_iter();
+        let Some(id) = parts.next().and_then(|p| p.into_iter().next()) else {
+            continue;
+        };
+        if id.to_ascii_lowercase() != trusted {
             continue;
         }
         for resinfo in parts {
-            let words: Vec<String> = resinfo
-                .split_whitespace()
-                .map(|w| w.to_ascii_lowercase())
-                .collect();
-            let Some((method, result)) = words.first().and_then(|w| w.split_once('=')) else {
+            let Some((method, result)) = resinfo.first().and_then(|w| w.split_once('=')) else {
                 continue;
             };
-            if result != "pass" {
+            let method = method.split('/').next().unwrap_or("").to_ascii_lowercase();
+            if !result.eq_ignore_ascii_case("pass") {
                 continue;
             }
             let prop = |name: &str| {
-                words
-                    .iter()
-                    .find_map(|w| w.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
-                    .map(|v| v.trim_matches('"').to_owned())
+                resinfo[1..].iter().find_map(|w| {
+                    let (k, v) = w.split_once('=')?;
+                    k.eq_ignore_ascii_case(name).then(|| unquote(v))
+                })
             };
-            let aligned = |d: &str| {
-                let d = d.rsplit('@').next().unwrap_or(d);
-                d == domain || domain.ends_with(&format!(".{d}"))
-            };
-            match method {
+            match method.as_str() {
+                "auth" if prop("smtp.auth").is_some_and(|a| a == from) => {
+                    return Some(format!("auth=pass smtp.auth={from} ({trusted})"));
+                }
                 "dkim" => {
-                    if let Some(d) = prop("header.d").or_else(|| prop("header.i")) {
-                        if aligned(&d) {
-                            return Some(format!("dkim=pass header.d={d} ({trusted})"));
-                        }
+                    let d = prop("header.d").or_else(|| {
+                        prop("header.i").map(|i| i.rsplit('@').next().unwrap_or("").to_owned())
+                    });
+                    if let Some(d) = d.filter(|d| aligned(d)) {
+                        return Some(format!("dkim=pass header.d={d} ({trusted})"));
                     }
                 }
                 "spf" => {
-                    if let Some(d) = prop("smtp.mailfrom") {
-                        if aligned(&d) {
-                            return Some(format!("spf=pass smtp.mailfrom={d} ({trusted})"));
+                    if let Some(mf) = prop("smtp.mailfrom") {
+                        let ok = match mf.rsplit_once('@') {
+                            Some(_) => mf == from,
+                            None => aligned(&mf),
+                        };
+                        if ok {
+                            return Some(format!("spf=pass smtp.mailfrom={mf} ({trusted})"));
                         }
                     }
                 }
@@ -125,6 +191,12 @@ mod tests {
         assert!(authenticated(&a, "alice@example.org", &h).is_some());
         let h = vec!["MX.example.org; dkim=pass header.d=example.org".to_string()];
         assert!(authenticated(&a, "alice@mail.example.org", &h).is_some());
+        let h = vec![
+            "mx.example.org (postfix); auth=pass (PLAIN) smtp.auth=Alice@example.org".to_string(),
+        ];
+        assert!(authenticated(&a, "alice@example.org", &h).is_some());
+        let h = vec!["mx.example.org; dkim=pass (good sig) header.d=\"example.org\"".to_string()];
+        assert!(authenticated(&a, "alice@example.org", &h).is_some());
     }
 
     #[test]
@@ -137,6 +209,12 @@ mod tests {
             "mx.example.org; dkim=pass header.d=notexample.org",
             "mx.example.org; spf=pass smtp.mailfrom=x@evil.net",
             "mx.example.org; none",
+            // A quoted value cannot smuggle in a second result.
+            "mx.example.org; spf=pass smtp.mailfrom=\"x;dkim=pass header.d=example.org;\"@evil.example",
+            "mx.example.org; spf=fail (dkim=pass header.d=example.org) smtp.mailfrom=a@example.org",
+            // SPF vouches for the envelope address, not its neighbours.
+            "mx.example.org; spf=pass smtp.mailfrom=mallory@example.org",
+            "mx.example.org; auth=pass smtp.auth=bob@example.org",
         ] {
             assert_eq!(
                 authenticated(&a, "alice@example.org", &[h.to_string()]),

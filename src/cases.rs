@@ -387,6 +387,11 @@ fn open_and_acknowledge(
             fixed_in: None,
             cve: None,
             duplicate_of: None,
+            thread_root: Some(compose::new_message_id(
+                "case",
+                Some(&case_id),
+                &ctx.cfg.mailbox.address,
+            )),
         },
     )?;
     store::set_message_case(conn, msg_id, &case_id)?;

@@ -268,12 +268,17 @@ fn due_now(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<DeadlineRow>, St
 }
 
 /// The Message-ID every handler mail about a case refers to, so a case is
-/// one conversation in a handler's client.
-pub fn thread_root(case_id: &str, our_address: &str) -> String {
-    let domain = our_address.rsplit('@').next().unwrap_or("localhost");
-    format!("case.{case_id}@{domain}")
+/// one conversation in a handler's client. Random per case (set when it
+/// opens); cases from before that have the old predictable form.
+pub fn thread_root(case: &crate::store::CaseRow, our_address: &str) -> String {
+    match &case.thread_root {
+        Some(root) => root.clone(),
+        None => {
+            let domain = our_address.rsplit('@').next().unwrap_or("localhost");
+            format!("case.{}@{domain}", case.id)
+        }
+    }
 }
-
 /// Everything needed to fire reminders.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -498,7 +503,7 @@ impl Scheduler {
                 project => self.cfg.mailbox.project,
             },
         )?;
-        let root = thread_root(&case.id, &self.cfg.mailbox.address);
+        let root = thread_root(&case, &self.cfg.mailbox.address);
         let out = compose::build(Draft {
             from_name: Some("secintake"),
             from: &self.cfg.mailbox.address,

@@ -220,6 +220,11 @@ const MIGRATIONS: &[&str] = &[
         message  INTEGER NOT NULL REFERENCES messages(id)
     ) STRICT;
     "#,
+    // 6: the Message-ID rooting a case's handler thread is random, so a
+    // stranger cannot thread mail into a case by guessing it from the id.
+    r#"
+    ALTER TABLE cases ADD COLUMN thread_root TEXT;
+    "#,
 ];
 
 /// An open state file.
@@ -700,11 +705,15 @@ pub struct CaseRow {
     pub fixed_in: Option<String>,
     pub cve: Option<String>,
     pub duplicate_of: Option<String>,
+    /// Message-ID (without brackets) of the handlers' notification, the
+    /// root of the case's thread. Internal; not part of the JSON shape.
+    #[serde(skip)]
+    pub thread_root: Option<String>,
 }
 
 const CASE_COLS: &str = "id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
     acknowledged_at, responded_at, unparsed, primary_handler, severity, affected, fixed_in, cve,
-    duplicate_of";
+    duplicate_of, thread_root";
 
 fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
     Ok(CaseRow {
@@ -724,6 +733,7 @@ fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
         fixed_in: r.get(13)?,
         cve: r.get(14)?,
         duplicate_of: r.get(15)?,
+        thread_root: r.get(16)?,
     })
 }
 
@@ -731,8 +741,8 @@ pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO cases (id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
-             acknowledged_at, responded_at, unparsed, primary_handler)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             acknowledged_at, responded_at, unparsed, primary_handler, thread_root)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             c.id,
             c.state,
@@ -744,7 +754,8 @@ pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
             c.acknowledged_at,
             c.responded_at,
             c.unparsed,
-            c.primary_handler
+            c.primary_handler,
+            c.thread_root
         ],
     )
     .ctx("opening a case")?;

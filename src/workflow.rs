@@ -97,7 +97,7 @@ fn to_handlers(
     if to.is_empty() {
         return Ok(());
     }
-    let root = thread_root(&case.id, &ctx.cfg.mailbox.address);
+    let root = thread_root(case, &ctx.cfg.mailbox.address);
     let mut refs = vec![root.clone()];
     if let Some(m) = reply_to_mid {
         refs.push(m.to_owned());
@@ -209,7 +209,7 @@ pub fn notify_new_case(
             footer => footer(ctx, &case.id),
         },
     )?;
-    let root = thread_root(&case.id, &ctx.cfg.mailbox.address);
+    let root = thread_root(case, &ctx.cfg.mailbox.address);
     let from_name = team_name(ctx);
     let out = compose::build(Draft {
         from_name: Some(&from_name),

@@ -483,7 +483,7 @@ fn full_case_by_email() {
     assert_eq!(ack.subject, format!("Re: {subject} [{id}]"));
 
     // Both handlers get the notification, the root of the case's thread.
-    let root = format!("case.{id}@example.org");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let note_subject = format!("[{id}] New report: {subject}");
     for h in [ALICE, BOB] {
         let n = w.wait_one(h, "the notification", |m| m.subject == note_subject);
@@ -812,7 +812,7 @@ fn quoted_reply_relays_only_the_new_text() {
         "Timing leak in token check",
         "Compare is not constant time. SECRET-REPORT-DETAIL-43",
     );
-    let root = format!("case.{id}@example.org");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
 
@@ -909,7 +909,13 @@ fn reporter_follow_up_goes_to_primary() {
             .starts_with(&format!("[{id1}] Follow-up from {REPORTER}"))
     });
     assert!(f1.body.contains("FOLLOWUP-ONE"), "{}", f1.body);
-    assert_eq!(f1.in_reply_to, vec![format!("case.{id1}@example.org")]);
+    assert_eq!(
+        f1.in_reply_to,
+        vec![common::daemon::thread_root(
+            &w.dir.path().join("state.db"),
+            &id1
+        )]
+    );
     let f2 = w.wait_one(BOB, "the follow-up", |m| {
         m.subject
             .starts_with(&format!("[{id2}] Follow-up from {reporter2}"))
@@ -973,7 +979,7 @@ fn reporter_follow_up_goes_to_primary() {
 fn forged_handler_command_changes_nothing() {
     let w = World::start(false);
     let (id, _, _) = w.report(REPORTER, "Auth bypass", "Details.");
-    let root = format!("case.{id}@example.org");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
 
@@ -1061,7 +1067,7 @@ fn forged_handler_command_changes_nothing() {
 fn every_command_error_path_replies() {
     let w = World::start(false);
     let (id, _, _) = w.report(REPORTER, "CSRF on settings", "Details.");
-    let root = format!("case.{id}@example.org");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
     let r = w.commands(ALICE, &id, &root, "/take");
@@ -1311,7 +1317,7 @@ fn cli_mirrors() {
 
     // A legal close: Alice marks it a duplicate by mail, the CLI closes it.
     let (other, _, _) = w.report("someone@example.net", "XXE in importer, again", "Same.");
-    let root = format!("case.{id}@example.org");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let r = w.commands(ALICE, &id, &root, &format!("/duplicate {other}"));
     assert_eq!(r.subject, format!("[{id}] Commands: done"), "{}", r.body);
     w.wait_state(&id, "duplicate");

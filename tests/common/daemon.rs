@@ -149,3 +149,17 @@ pub fn eventually<T>(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The Message-ID (without brackets) rooting `case_id`'s handler thread,
+/// read from the state file (it is random per case).
+pub fn thread_root(db: &Path, case_id: &str) -> String {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the state file read-only");
+    conn.query_row(
+        "SELECT thread_root FROM cases WHERE id = ?1",
+        [case_id],
+        |r| r.get(0),
+    )
+    .unwrap_or_else(|e| panic!("no thread root for {case_id}: {e}"))
+}
