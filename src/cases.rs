@@ -43,6 +43,9 @@ pub struct Incoming<'a> {
     pub internal_date: Option<DateTime<Utc>>,
     /// When the daemon fetched it.
     pub seen_at: DateTime<Utc>,
+    /// Mail received before this is older than `intake.backfill` before
+    /// the folder's first sync: stored, not answered. None: no limit.
+    pub not_before: Option<DateTime<Utc>>,
     pub raw: &'a [u8],
     /// Size on the server (RFC822.SIZE); larger than `raw` when truncated.
     pub size: u64,
@@ -287,9 +290,10 @@ pub fn ingest(
         }
     }
 
-    let received = m.internal_date.unwrap_or(m.seen_at);
-    let backfill = ctx.cfg.intake.backfill;
-    if !backfill.is_zero() && add(received, backfill) < ctx.now {
+    // Deadlines count from receipt (the server's INTERNALDATE), never from
+    // a time in the future.
+    let received = m.internal_date.unwrap_or(m.seen_at).min(m.seen_at);
+    if m.not_before.is_some_and(|nb| received < nb) {
         rec.kind = "old";
         store::insert_message(conn, &rec)?;
         return Ok(Outcome::Old);
@@ -297,7 +301,7 @@ pub fn ingest(
 
     rec.kind = "report";
     let msg_id = store::insert_message(conn, &rec)?;
-    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, "secintake")?;
+    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, received, "secintake")?;
     Ok(Outcome::NewCase {
         case_id,
         ack_queued,
@@ -343,9 +347,10 @@ fn open_case(
     ctx: &Context<'_>,
     msg_id: i64,
     p: &ParsedMessage,
+    received: DateTime<Utc>,
     actor: &str,
 ) -> Result<(String, bool), CaseError> {
-    let (case_id, acked) = open_and_acknowledge(conn, ctx, msg_id, p, actor)?;
+    let (case_id, acked) = open_and_acknowledge(conn, ctx, msg_id, p, received, actor)?;
     if !ctx.cfg.handlers.is_empty() {
         // Built after this commit (workflow::build_pending_notifications):
         // intake records a backlog faster without composing a second mail
@@ -360,14 +365,15 @@ fn open_and_acknowledge(
     ctx: &Context<'_>,
     msg_id: i64,
     p: &ParsedMessage,
+    received: DateTime<Utc>,
     actor: &str,
 ) -> Result<(String, bool), CaseError> {
     let now = ctx.now;
     let seq = store::next_case_seq(conn, now.year())?;
     let case_id = format_case_id(now.year(), seq);
     let reply = classify::reply_address(p);
-    let ack_due = add(now, ctx.cfg.sla.acknowledge);
-    let respond_due = add(now, ctx.cfg.sla.respond);
+    let ack_due = add(received, ctx.cfg.sla.acknowledge);
+    let respond_due = add(received, ctx.cfg.sla.respond);
     store::insert_case(
         conn,
         &CaseRow {
@@ -375,7 +381,7 @@ fn open_and_acknowledge(
             state: "new".into(),
             reporter: reply.clone(),
             subject: p.subject.as_deref().map(compose::clean_subject),
-            received_at: fmt_ts(now),
+            received_at: fmt_ts(received),
             ack_due_at: fmt_ts(ack_due),
             respond_due_at: fmt_ts(respond_due),
             acknowledged_at: None,
@@ -608,7 +614,7 @@ pub fn promote(
     }
     let p = message::parse(&raw);
     store::set_message_kind(conn, msg_id, "report")?;
-    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, actor)?;
+    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, ctx.now, actor)?;
     store::add_event(
         conn,
         &case_id,
@@ -630,6 +636,120 @@ pub fn promote(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::parse_ts;
+
+    /// The example configuration (two handlers), loaded for real.
+    fn config() -> Config {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
+        let env = [
+            ("SECINTAKE_IMAP__PASSWORD", "x"),
+            ("SECINTAKE_SMTP__PASSWORD", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Config::load_with_env(&path, env).unwrap()
+    }
+
+    fn incoming<'a>(
+        raw: &'a [u8],
+        uid: u32,
+        received: &str,
+        not_before: Option<&str>,
+    ) -> Incoming<'a> {
+        Incoming {
+            folder: "INBOX",
+            uidvalidity: 1,
+            uid,
+            internal_date: parse_ts(received),
+            seen_at: parse_ts("2026-03-01T12:00:00Z").unwrap(),
+            not_before: not_before.and_then(parse_ts),
+            raw,
+            size: raw.len() as u64,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn ingest_decides_report_duplicate_follow_up_robot_and_old() {
+        let cfg = config();
+        let templates = Templates::builtin();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = crate::store::Store::open(&dir.path().join("s.db")).unwrap();
+        let ctx = Context {
+            cfg: &cfg,
+            templates: &templates,
+            now: parse_ts("2026-03-01T12:00:00Z").unwrap(),
+        };
+        let tx = store.transaction().unwrap();
+        let report = b"From: rep@example.net\r\nTo: security@example.org\r\nSubject: XSS\r\nMessage-ID: <r1@example.net>\r\n\r\nbody\r\n";
+        let o = ingest(
+            &tx,
+            &ctx,
+            &incoming(report, 1, "2026-03-01T11:00:00Z", None),
+        )
+        .unwrap();
+        let Outcome::NewCase {
+            case_id,
+            ack_queued: true,
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!(case_id, "SEC-2026-0001");
+        // Deadlines count from receipt (11:00), not from processing (12:00).
+        let case = store::case(&tx, &case_id).unwrap().unwrap();
+        assert_eq!(case.received_at, "2026-03-01T11:00:00.000Z");
+        assert_eq!(case.ack_due_at, "2026-03-03T11:00:00.000Z");
+        // Same Message-ID again: nothing new.
+        let o = ingest(
+            &tx,
+            &ctx,
+            &incoming(report, 2, "2026-03-01T11:00:00Z", None),
+        )
+        .unwrap();
+        assert_eq!(o, Outcome::Duplicate);
+        // A reply threading by In-Reply-To, no tag in the subject.
+        let reply = b"From: rep@example.net\r\nSubject: more\r\nIn-Reply-To: <r1@example.net>\r\nMessage-ID: <r2@example.net>\r\n\r\nx\r\n";
+        let o = ingest(&tx, &ctx, &incoming(reply, 3, "2026-03-01T11:30:00Z", None)).unwrap();
+        assert_eq!(
+            o,
+            Outcome::FollowUp {
+                case_id: case_id.clone()
+            }
+        );
+        // The case tag from a stranger opens a new case.
+        let stranger = b"From: x@example.net\r\nSubject: [SEC-2026-0001] hi\r\nMessage-ID: <s1@example.net>\r\n\r\nx\r\n";
+        let o = ingest(
+            &tx,
+            &ctx,
+            &incoming(stranger, 4, "2026-03-01T11:40:00Z", None),
+        )
+        .unwrap();
+        assert!(matches!(o, Outcome::NewCase { .. }), "{o:?}");
+        // A robot is stored, opens nothing, answers nothing.
+        let ooo = b"From: ooo@example.net\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\nMessage-ID: <o1@example.net>\r\n\r\nx\r\n";
+        let o = ingest(&tx, &ctx, &incoming(ooo, 5, "2026-03-01T11:50:00Z", None)).unwrap();
+        assert_eq!(
+            o,
+            Outcome::Robot {
+                rule: "auto-submitted",
+                case_id: None
+            }
+        );
+        // Received before the backfill limit: old; after it: a report, even
+        // when it waited out a long outage (the limit is from first sync).
+        let old =
+            b"From: a@example.net\r\nSubject: old\r\nMessage-ID: <a1@example.net>\r\n\r\nx\r\n";
+        let nb = Some("2026-02-20T00:00:00Z");
+        let o = ingest(&tx, &ctx, &incoming(old, 6, "2026-01-01T00:00:00Z", nb)).unwrap();
+        assert_eq!(o, Outcome::Old);
+        let late =
+            b"From: b@example.net\r\nSubject: late\r\nMessage-ID: <b1@example.net>\r\n\r\nx\r\n";
+        let o = ingest(&tx, &ctx, &incoming(late, 7, "2026-02-21T00:00:00Z", nb)).unwrap();
+        assert!(matches!(o, Outcome::NewCase { .. }), "{o:?}");
+    }
 
     #[test]
     fn subject_tags_are_strict() {

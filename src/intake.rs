@@ -237,6 +237,23 @@ pub fn uid_set(uids: &[u32]) -> String {
     out
 }
 
+/// When intake first synced `folder` (recorded the first time it is asked).
+fn first_sync(
+    conn: &rusqlite::Connection,
+    folder: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<chrono::DateTime<Utc>, StoreError> {
+    let key = format!("first_sync:{folder}");
+    if let Some(t) = store::setting(conn, &key)?
+        .as_deref()
+        .and_then(crate::clock::parse_ts)
+    {
+        return Ok(t);
+    }
+    store::set_setting(conn, &key, &crate::clock::fmt_ts(now))?;
+    Ok(now)
+}
+
 /// One fetched message, owned, ready for the blocking store thread.
 #[derive(Debug)]
 struct Fetched {
@@ -664,6 +681,15 @@ impl Intake {
                     now,
                 };
                 let tx = s.transaction()?;
+                // "Old" is measured from the folder's first sync, not from
+                // now: reports that waited out an outage are not old.
+                let first_sync = first_sync(&tx, &folder, now)?;
+                let not_before = (!cfg.intake.backfill.is_zero()).then(|| {
+                    chrono::Duration::from_std(cfg.intake.backfill)
+                        .ok()
+                        .and_then(|b| first_sync.checked_sub_signed(b))
+                        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
+                });
                 let mut outcomes = Vec::with_capacity(fetched.len());
                 for m in &fetched {
                     let incoming = Incoming {
@@ -672,6 +698,7 @@ impl Intake {
                         uid: m.uid,
                         internal_date: m.internal_date,
                         seen_at: now,
+                        not_before,
                         raw: &m.raw,
                         size: m.size,
                         truncated: m.truncated,
