@@ -174,7 +174,8 @@ impl Health {
             }
         });
         if first {
-            tracing::warn!(component = c.as_str(), error = %error, "connection failing; retrying quietly");
+            tracing::warn!(component = c.as_str(), error = %crate::outbox::loggable(error),
+                "connection failing; retrying quietly");
             let (since, err) = (fmt_ts(now), error.to_owned());
             let res = self
                 .db
