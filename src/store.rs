@@ -545,7 +545,7 @@ pub fn kind_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>
 }
 
 /// Whether `addr` already takes part in the case: its reporter, or the
-/// sender or a recipient of one of its messages.
+/// sender of one of its messages.
 pub fn takes_part(conn: &Connection, case_id: &str, addr: &str) -> Result<bool, StoreError> {
     let n: i64 = conn
         .query_row(
