@@ -394,6 +394,11 @@ impl Intake {
         })?;
         tracing::info!(host = %cfg.host, folder = %cfg.folder, idle = can_idle, messages = mailbox.exists, "IMAP connected");
         let moves = caps;
+        // Mail recorded before a connection broke may have missed its
+        // `after` action (it runs after the commit): catch up once per
+        // connection.
+        self.reconcile_after(&mut session, uidvalidity, moves)
+            .await?;
 
         loop {
             self.sync(&mut session, uidvalidity, moves, shutdown)
@@ -757,6 +762,51 @@ impl Intake {
         if wake {
             self.outbox.notify_one();
             self.deadlines.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Applies `imap.after` to processed messages that still lack it
+    /// (unseen ones for "seen", any left in the folder for "move:").
+    async fn reconcile_after(
+        &self,
+        session: &mut Session<Conn>,
+        uidvalidity: u32,
+        moves: Caps,
+    ) -> Result<(), IntakeError> {
+        let criteria = match &self.cfg.imap.after {
+            After::Keep => return Ok(()),
+            After::Seen => "UNSEEN ",
+            After::Move(_) => "",
+        };
+        let folder = self.cfg.imap.folder.clone();
+        let stored = self
+            .db
+            .call(move |s| store::folder_state(s.conn(), &folder))
+            .await?;
+        let Some(st) = stored.filter(|st| st.uidvalidity == uidvalidity && st.last_uid > 0) else {
+            return Ok(());
+        };
+        let query = format!("{criteria}UID 1:{}", st.last_uid);
+        let found = timed(self.cfg.imap.io_timeout, "UID SEARCH", async {
+            session
+                .uid_search(&query)
+                .await
+                .map_err(cmd_err("UID SEARCH"))
+        })
+        .await?;
+        drain(session);
+        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u <= st.last_uid).collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        uids.sort_unstable();
+        tracing::info!(
+            count = uids.len(),
+            "applying imap.after to mail recorded before a reconnect"
+        );
+        for chunk in uids.chunks(1000) {
+            self.apply_after(session, chunk, moves).await?;
         }
         Ok(())
     }

@@ -722,3 +722,49 @@ fn oversized_robot_and_malformed_do_not_stop_intake() {
         t0.elapsed()
     );
 }
+
+/// A message recorded before the connection broke may have missed its
+/// `after = "seen"` flag; the next connection sets it, without recording
+/// the message again.
+#[test]
+fn missed_after_action_is_caught_up_on_reconnect() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |c| c.after = "seen".into());
+    let (raw, _) = mail(REPORTER, "Open redirect", &[], "details");
+    stack.send_raw(REPORTER, &[SECURITY], &raw);
+    let mut daemon = Daemon::start(&config, dir.path());
+    wait_idle(&config, 1, &daemon.log.display().to_string(), "the report");
+    let seen = |stack: &MailStack| {
+        doveadm(
+            stack,
+            &["search", "-u", SECURITY, "mailbox", "INBOX", "SEEN"],
+            None,
+        )
+        .lines()
+        .count()
+    };
+    assert_eq!(seen(&stack), 1, "flagged \\Seen after its commit");
+    daemon.terminate(T);
+
+    // As if the daemon died between the commit and the flag.
+    doveadm(
+        &stack,
+        &[
+            "flags", "remove", "-u", SECURITY, "\\Seen", "mailbox", "INBOX", "ALL",
+        ],
+        None,
+    );
+    assert_eq!(seen(&stack), 0);
+    let daemon = Daemon::start(&config, dir.path());
+    eventually(T, "the \\Seen flag set again", Some(&daemon), || {
+        (seen(&stack) == 1).then_some(())
+    });
+    std::thread::sleep(SETTLE);
+    assert_eq!(cases(&config).len(), 1, "no second case");
+    assert_eq!(
+        stack.fetch_all(REPORTER).len(),
+        1,
+        "no second acknowledgement"
+    );
+}
