@@ -27,11 +27,9 @@ use common::MailStack;
 use futures::StreamExt;
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, OpenFlags};
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 /// Reports sent one by one in the latency run.
 const LATENCY_N: usize = 300;
@@ -253,14 +251,6 @@ fn epoch_ms(ts: &str) -> f64 {
         / 1000.0
 }
 
-fn now_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as f64
-        / 1000.0
-}
-
 // ------------------------------------------------------------- memory --
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -411,66 +401,15 @@ fn big_report(from: &str, message_id: &str) -> Vec<u8> {
 
 // --------------------------------------------------------------- SMTP --
 
-/// Like `common::smtp_send`, but returns the wall-clock time at which the
-/// server answered 250 to the end of DATA (the report is then Postfix's).
+/// `common::smtp_send`, returning when the server answered 250 to the end
+/// of DATA (the report is then Postfix's), in ms since the epoch.
 fn smtp_send_timed(port: u16, envelope_from: &str, rcpt: &str, raw: &[u8]) -> Result<f64, String> {
-    let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
-    stream.set_nodelay(true).ok();
-    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream);
-    let mut reply = |expect: char| -> Result<(), String> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            reader
-                .read_line(&mut line)
-                .map_err(|e| format!("read: {e}"))?;
-            if line.len() < 4 {
-                return Err(format!("bad SMTP reply {line:?}"));
-            }
-            text.push_str(&line);
-            if line.as_bytes()[3] != b'-' {
-                break;
-            }
-        }
-        if text.starts_with(expect) {
-            Ok(())
-        } else {
-            Err(text.trim_end().to_string())
-        }
-    };
-    let mut send = |cmd: &str| -> Result<(), String> {
-        writer
-            .write_all(format!("{cmd}\r\n").as_bytes())
-            .map_err(|e| format!("write: {e}"))
-    };
-    reply('2')?;
-    send("EHLO client.test")?;
-    reply('2')?;
-    send(&format!("MAIL FROM:<{envelope_from}>"))?;
-    reply('2')?;
-    send(&format!("RCPT TO:<{rcpt}>"))?;
-    reply('2')?;
-    send("DATA")?;
-    reply('3')?;
-    let mut data = Vec::with_capacity(raw.len() + raw.len() / 40 + 8);
-    for line in raw.split_inclusive(|b| *b == b'\n') {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        if body.first() == Some(&b'.') {
-            data.push(b'.');
-        }
-        data.extend_from_slice(body);
-        data.extend_from_slice(b"\r\n");
-    }
-    data.extend_from_slice(b".\r\n");
-    writer.write_all(&data).map_err(|e| format!("write: {e}"))?;
-    reply('2')?;
-    let accepted = now_ms();
-    writer.write_all(b"QUIT\r\n").ok();
-    let _ = reply('2');
-    Ok(accepted)
+    let at = common::smtp_send(port, envelope_from, &[rcpt], raw)?;
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_micros() as f64
+        / 1000.0)
 }
 
 // ------------------------------------------------------------ stats --

@@ -19,8 +19,7 @@ use common::{header, MailStack, TestConfig};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECURITY: &str = "security@example.org";
 const REPORTER: &str = "reporter@example.net";
@@ -174,34 +173,13 @@ fn subjects(msgs: &[Vec<u8>]) -> String {
 
 /// A fresh Message-ID, without angle brackets.
 fn new_mid() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "e2e.{nanos}.{}.{}@client.test",
-        N.fetch_add(1, Ordering::Relaxed),
-        std::process::id()
-    )
+    common::new_message_id("e2e")
 }
 
 /// A plain-text message to security@ with the given extra header lines
 /// (each "Name: value"); returns it with its Message-ID (no brackets).
 fn mail(from: &str, subject: &str, extra: &[&str], body: &str) -> (Vec<u8>, String) {
-    let mid = new_mid();
-    let mut raw = format!(
-        "From: {from}\r\nTo: {SECURITY}\r\nSubject: {subject}\r\n\
-         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{mid}>\r\n"
-    );
-    for h in extra {
-        raw.push_str(h);
-        raw.push_str("\r\n");
-    }
-    raw.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-    raw.push_str(body);
-    raw.push_str("\r\n");
-    (raw.into_bytes(), mid)
+    common::text_mail("e2e", from, SECURITY, subject, extra, body)
 }
 
 fn bare(id: &str) -> &str {

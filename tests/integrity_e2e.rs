@@ -23,8 +23,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const SECURITY: &str = "security@example.org";
 const REPORTER: &str = "reporter@example.net";
@@ -39,36 +38,10 @@ const BODY_MARKER: &str = "SECRET-BODY-7f3a9c";
 
 // ------------------------------------------------------------- helpers --
 
-/// A fresh Message-ID, without angle brackets.
-fn new_mid() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "integrity.{nanos}.{}.{}@client.test",
-        N.fetch_add(1, Ordering::Relaxed),
-        std::process::id()
-    )
-}
-
 /// A plain-text message to security@ with the given extra header lines
 /// (each "Name: value"); returns it with its Message-ID (no brackets).
 fn mail(from: &str, subject: &str, extra: &[&str], body: &str) -> (Vec<u8>, String) {
-    let mid = new_mid();
-    let mut raw = format!(
-        "From: {from}\r\nTo: {SECURITY}\r\nSubject: {subject}\r\n\
-         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{mid}>\r\n"
-    );
-    for h in extra {
-        raw.push_str(h);
-        raw.push_str("\r\n");
-    }
-    raw.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-    raw.push_str(body);
-    raw.push_str("\r\n");
-    (raw.into_bytes(), mid)
+    common::text_mail("integrity", from, SECURITY, subject, extra, body)
 }
 
 /// Runs `doveadm -c <stack conf> ARGS…` (stdin from `input` when given);

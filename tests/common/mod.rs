@@ -171,7 +171,7 @@ impl MailStack {
         rcpt: &[&str],
         raw: &[u8],
     ) -> Result<(), String> {
-        smtp_send(self.smtp_port, envelope_from, rcpt, raw)
+        smtp_send(self.smtp_port, envelope_from, rcpt, raw).map(|_| ())
     }
 
     /// Sends `raw` through authenticated submission (STARTTLS, SASL as
@@ -483,10 +483,18 @@ async fn imap_fetch(
 }
 
 /// A minimal blocking SMTP client: EHLO, MAIL, RCPT..., DATA (with CRLF
-/// line endings and dot-stuffing), QUIT. Returns the first non-success reply.
-pub fn smtp_send(port: u16, envelope_from: &str, rcpt: &[&str], raw: &[u8]) -> Result<(), String> {
+/// line endings and dot-stuffing), QUIT. Returns when the server answered
+/// 250 to the end of DATA (the message is then the server's; the benchmark
+/// measures from there), or the first non-success reply.
+pub fn smtp_send(
+    port: u16,
+    envelope_from: &str,
+    rcpt: &[&str],
+    raw: &[u8],
+) -> Result<SystemTime, String> {
     let stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    stream.set_nodelay(true).ok();
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
     let mut reader = BufReader::new(stream);
     let mut reply = |expect: char| -> Result<String, String> {
@@ -540,9 +548,51 @@ pub fn smtp_send(port: u16, envelope_from: &str, rcpt: &[&str], raw: &[u8]) -> R
     data.extend_from_slice(b".\r\n");
     writer.write_all(&data).map_err(|e| format!("write: {e}"))?;
     reply('2')?;
+    let accepted = SystemTime::now();
     send(&mut writer, "QUIT")?;
     let _ = reply('2');
-    Ok(())
+    Ok(accepted)
+}
+
+/// A fresh Message-ID (without angle brackets), unique across tests and
+/// test processes.
+pub fn new_message_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{prefix}.{nanos}.{}.{}@client.test",
+        N.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    )
+}
+
+/// A plain-text message from `from` to `to` with extra header lines (each
+/// "Name: value"); returns it with its Message-ID (without brackets).
+pub fn text_mail(
+    prefix: &str,
+    from: &str,
+    to: &str,
+    subject: &str,
+    extra: &[&str],
+    body: &str,
+) -> (Vec<u8>, String) {
+    let mid = new_message_id(prefix);
+    let mut raw = format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{mid}>\r\n"
+    );
+    for h in extra {
+        raw.push_str(h);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+    raw.push_str(body);
+    raw.push_str("\r\n");
+    (raw.into_bytes(), mid)
 }
 
 /// The unfolded value of the first header `name` (case-insensitive) of a
