@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
     name = "secintake",
     version,
     about = "Runs an open-source project's security@ mailbox: every report becomes a case and is acknowledged at once; deadlines and the audit trail are kept in SQLite.",
-    after_help = "Configuration: one TOML file (see config/secintake.example.toml) plus SECINTAKE_<SECTION>__<KEY> environment overrides, e.g. SECINTAKE_IMAP__PASSWORD."
+    after_help = "Configuration: one TOML file (see config/secintake.example.toml) plus SECINTAKE_<SECTION>__<KEY> environment overrides, e.g. SECINTAKE_IMAP__PASSWORD.\nLogging: SECINTAKE_LOG takes a tracing filter (default: info)."
 )]
 pub struct Cli {
     /// Configuration file.
@@ -43,7 +43,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon (IMAP intake, SMTP outbox, alerts) until SIGTERM/SIGINT.
+    /// Run the daemon (IMAP intake, SMTP outbox, deadlines, alerts) until SIGTERM/SIGINT.
     Run,
     /// Validate the configuration, then log in to IMAP and SMTP and say what fails.
     CheckConfig {
