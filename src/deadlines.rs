@@ -597,7 +597,19 @@ impl Scheduler {
             return Ok((0, tomorrow));
         }
         let open = open_cases_by_urgency(conn)?;
-        if open.is_empty() || self.cfg.handlers.is_empty() {
+        // Mail filed without a case in the last day (robots that did not
+        // thread, mail older than the backfill window): a forwarder that
+        // stamps robot headers on a real report must not make it vanish.
+        let since = fmt_ts(now - chrono::Duration::days(1));
+        let unfiled: i64 = crate::store::row(
+            conn,
+            "SELECT count(*) FROM messages
+             WHERE direction = 'in' AND case_id IS NULL AND kind IN ('robot', 'old') AND at >= ?1",
+            [&since],
+            |r| r.get(0),
+        )
+        .ctx("counting mail without a case")?;
+        if (open.is_empty() && unfiled == 0) || self.cfg.handlers.is_empty() {
             return Ok((0, tomorrow));
         }
         let mut lines = String::new();
@@ -617,7 +629,7 @@ impl Scheduler {
                 "digest.txt",
                 minijinja::context! {
                     handler => h.name, project => self.cfg.mailbox.project,
-                    day => day, count => open.len(), cases => lines,
+                    day => day, count => open.len(), cases => lines, unfiled => unfiled,
                 },
             )?;
             let out = compose::build(Draft {

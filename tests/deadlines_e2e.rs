@@ -1168,6 +1168,22 @@ fn digest_once_a_day() {
     w.report("reporter@example.net", "XXE in the importer");
     let case = w.wait_acked_cases(1).remove(0);
     let id = case["id"].as_str().unwrap().to_string();
+    // A report a forwarder stamped as auto-generated: filed without a case,
+    // and the digest says so.
+    let (robot, _) = mail(
+        "forwarder@example.net",
+        &[SECURITY],
+        &[],
+        "Fwd: RCE in the updater",
+        &["Auto-Submitted: auto-generated".to_string()],
+        "forwarded report",
+    );
+    w.stack
+        .send_raw("forwarder@example.net", &[SECURITY], &robot);
+    eventually(T, "the robot filed", Some(&w.daemon), || {
+        let (code, out, _) = cli(&w.config, &["mail", "list", "--robots", "--json"]);
+        (code == 0 && out.contains("forwarder@example.net")).then_some(())
+    });
     w.wait_outbox_empty();
     w.daemon.terminate(T);
 
@@ -1207,6 +1223,11 @@ fn digest_once_a_day() {
         let d = digests[0];
         assert_eq!(subject(d), want, "{ctx}");
         assert!(body(d).contains(&id), "the digest lists {id}:\n{}", body(d));
+        assert!(
+            body(d).contains("1 message(s) arrived in the last day that opened no case"),
+            "the digest points at mail without a case:\n{}",
+            body(d)
+        );
         assert_eq!(
             header(d, "Auto-Submitted").as_deref(),
             Some("auto-generated")
