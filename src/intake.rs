@@ -96,6 +96,12 @@ fn server_text(s: &str) -> String {
     text.chars().take(200).collect()
 }
 
+/// A greeting read error for logs: the kind only, since a parse failure
+/// may carry the server's bytes.
+fn greeting_error(e: &std::io::Error) -> String {
+    format!("reading the greeting failed: {}", e.kind())
+}
+
 fn cmd_err(op: &'static str) -> impl FnOnce(async_imap::error::Error) -> IntakeError {
     move |e| IntakeError::Command {
         op,
@@ -159,7 +165,7 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
                 plain
                     .read_response()
                     .await
-                    .map_err(|e| connect_err(e.to_string()))?
+                    .map_err(|e| connect_err(greeting_error(&e)))?
                     .ok_or_else(|| connect_err("closed before greeting".into()))
             })
             .await?;
@@ -187,7 +193,7 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
         client
             .read_response()
             .await
-            .map_err(|e| connect_err(e.to_string()))?
+            .map_err(|e| connect_err(greeting_error(&e)))?
             .ok_or_else(|| connect_err("closed before greeting".into()))
     })
     .await?;
