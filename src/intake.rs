@@ -830,15 +830,7 @@ impl Intake {
         match &self.cfg.imap.after {
             After::Keep => {}
             After::Seen => {
-                timed(io, "UID STORE", async {
-                    let s = session
-                        .uid_store(&set, "+FLAGS.SILENT (\\Seen)")
-                        .await
-                        .map_err(cmd_err("UID STORE"))?;
-                    s.collect::<Vec<_>>().await;
-                    Ok(())
-                })
-                .await?;
+                add_flag(session, io, &set, "\\Seen").await?;
             }
             After::Move(target) => {
                 if moves.can_move {
@@ -857,15 +849,7 @@ impl Intake {
                             .map_err(cmd_err("UID COPY"))
                     })
                     .await?;
-                    timed(io, "UID STORE", async {
-                        let s = session
-                            .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                            .await
-                            .map_err(cmd_err("UID STORE"))?;
-                        s.collect::<Vec<_>>().await;
-                        Ok(())
-                    })
-                    .await?;
+                    add_flag(session, io, &set, "\\Deleted").await?;
                     if moves.can_uidplus {
                         timed(io, "UID EXPUNGE", async {
                             let s = session
@@ -883,6 +867,25 @@ impl Intake {
         drain(session);
         Ok(())
     }
+}
+
+/// `UID STORE set +FLAGS.SILENT (flag)`, reading the (empty) answer.
+async fn add_flag(
+    session: &mut Session<Conn>,
+    io: Duration,
+    set: &str,
+    flag: &str,
+) -> Result<(), IntakeError> {
+    let query = format!("+FLAGS.SILENT ({flag})");
+    timed(io, "UID STORE", async {
+        let s = session
+            .uid_store(set, &query)
+            .await
+            .map_err(cmd_err("UID STORE"))?;
+        s.collect::<Vec<_>>().await;
+        Ok(())
+    })
+    .await
 }
 
 /// The server capabilities intake uses.
