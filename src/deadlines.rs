@@ -347,10 +347,7 @@ impl Scheduler {
             loop {
                 let tx = s.transaction()?;
                 let n = crate::workflow::build_pending_notifications(&tx, &ctx, 64)?;
-                tx.commit().map_err(|source| StoreError::Query {
-                    context: "building notifications",
-                    source,
-                })?;
+                crate::store::commit(tx, "building notifications")?;
                 fired += n;
                 if n < 64 {
                     break;
@@ -365,20 +362,14 @@ impl Scheduler {
             for row in rows {
                 let tx = s.transaction()?;
                 fired += self.fire(&tx, &row, now)?;
-                tx.commit().map_err(|source| StoreError::Query {
-                    context: "recording a reminder",
-                    source,
-                })?;
+                crate::store::commit(tx, "recording a reminder")?;
             }
         }
         let mut next = next_due(s.conn())?;
         if let Some(at) = self.cfg.sla.digest_at {
             let tx = s.transaction()?;
             let (sent, digest_next) = self.digest(&tx, at, now)?;
-            tx.commit().map_err(|source| StoreError::Query {
-                context: "recording a digest",
-                source,
-            })?;
+            crate::store::commit(tx, "recording a digest")?;
             fired += sent;
             next = Some(next.map_or(digest_next, |n| n.min(digest_next)));
         }

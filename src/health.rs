@@ -148,10 +148,7 @@ impl Health {
                 if let Some((since, true)) = recovered {
                     this.queue_notice(&tx, c, "recovery.txt", since, None, now)?;
                 }
-                tx.commit().map_err(|source| StoreError::Query {
-                    context: "saving health",
-                    source,
-                })?;
+                crate::store::commit(tx, "saving health")?;
                 Ok(())
             })
             .await;
@@ -282,10 +279,7 @@ impl Health {
                     h.last_error = err.clone();
                     store::put_health(&tx, &h)?;
                     this.queue_notice(&tx, c, "alert.txt", since, err.as_deref(), now)?;
-                    tx.commit().map_err(|source| StoreError::Query {
-                        context: "queueing an alert",
-                        source,
-                    })?;
+                    crate::store::commit(tx, "queueing an alert")?;
                     Ok(())
                 })
                 .await;

@@ -728,10 +728,7 @@ impl Intake {
                     },
                     now,
                 )?;
-                tx.commit().map_err(|source| StoreError::Query {
-                    context: "committing received mail",
-                    source,
-                })?;
+                crate::store::commit(tx, "committing received mail")?;
                 Ok(outcomes)
             })
             .await?;

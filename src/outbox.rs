@@ -297,10 +297,7 @@ fn record_many(
     for (item, result, now) in done {
         record(&tx, item, result, *now)?;
     }
-    tx.commit().map_err(|source| StoreError::Query {
-        context: "recording delivery attempts",
-        source,
-    })
+    crate::store::commit(tx, "recording delivery attempts")
 }
 
 /// Records the result of one attempt.

@@ -351,6 +351,11 @@ impl Store {
     }
 }
 
+/// Commits `tx`, naming what it recorded if that fails.
+pub fn commit(tx: Transaction<'_>, context: &'static str) -> Result<(), StoreError> {
+    tx.commit().ctx(context)
+}
+
 /// Runs a statement through the prepared-statement cache: intake runs the
 /// same few statements for every message, and re-parsing them took a fifth
 /// of its CPU (measured with perf by the benchmark).
