@@ -643,9 +643,7 @@ fn set_deadline(
         _ => anyhow::bail!("cannot set deadline {kind:?}: expected fix or embargo (acknowledge and respond follow sla.*)"),
     };
     let Some(due) = crate::deadlines::parse_date(date) else {
-        anyhow::bail!(
-            "date {date:?}: expected YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or an RFC 3339 time"
-        );
+        anyhow::bail!("date {date:?}: expected {}", crate::deadlines::DATE_FORMS);
     };
     let done = as_operator(cfg, |tx, ctx, actor| {
         case_must_exist(tx, id)?;
@@ -661,7 +659,7 @@ fn sla(cfg: &Config, since: Option<&str>, json: bool) -> anyhow::Result<std::pro
     let since = match since {
         None => None,
         Some(d) => Some(crate::deadlines::parse_date(d).ok_or_else(|| {
-            anyhow::anyhow!("--since {d:?}: expected YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or an RFC 3339 time")
+            anyhow::anyhow!("--since {d:?}: expected {}", crate::deadlines::DATE_FORMS)
         })?),
     };
     let s = open_store(cfg)?;

@@ -248,7 +248,8 @@ fn parse_line(line: &str) -> Result<Command, String> {
             }
             let due = crate::deadlines::parse_date(date).ok_or_else(|| {
                 bad(format!(
-                    "{date:?} is not a date: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or RFC 3339"
+                    "{date:?} is not a date: use {}",
+                    crate::deadlines::DATE_FORMS
                 ))
             })?;
             Ok(Command::Deadline {
@@ -262,7 +263,8 @@ fn parse_line(line: &str) -> Result<Command, String> {
                 .map(Command::Embargo)
                 .ok_or_else(|| {
                     bad(format!(
-                        "{date:?} is not a date: use YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or RFC 3339"
+                        "{date:?} is not a date: use {}",
+                        crate::deadlines::DATE_FORMS
                     ))
                 })
         }

@@ -880,6 +880,9 @@ pub fn report(
     })
 }
 
+/// The date forms [`parse_date`] accepts, for error messages.
+pub const DATE_FORMS: &str = "YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or RFC 3339";
+
 /// Parses a date given on the command line: RFC 3339, `YYYY-MM-DD HH:MM`
 /// (UTC) or `YYYY-MM-DD` (midnight UTC).
 pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
