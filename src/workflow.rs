@@ -98,10 +98,16 @@ fn to_handlers(
         return Ok(());
     }
     let root = thread_root(case, &ctx.cfg.mailbox.address);
-    let mut refs = vec![root.clone()];
-    if let Some(m) = reply_to_mid {
-        refs.push(m.to_owned());
-    }
+    // The new-case notification is the thread's root; everything else
+    // answers it (or the message named by `reply_to_mid`).
+    let (message_id, in_reply_to, references) = if purpose == "notification" {
+        (root, None, vec![])
+    } else {
+        let mut refs = vec![root.clone()];
+        refs.extend(reply_to_mid.map(str::to_owned));
+        let id = compose::new_message_id(purpose, Some(&case.id), &ctx.cfg.mailbox.address);
+        (id, Some(reply_to_mid.unwrap_or(&root).to_owned()), refs)
+    };
     let from_name = team_name(ctx);
     let draft = Draft {
         from_name: Some(&from_name),
@@ -109,9 +115,9 @@ fn to_handlers(
         to,
         subject,
         body,
-        message_id: compose::new_message_id(purpose, Some(&case.id), &ctx.cfg.mailbox.address),
-        in_reply_to: Some(reply_to_mid.unwrap_or(&root).to_owned()),
-        references: refs,
+        message_id,
+        in_reply_to,
+        references,
         auto_submitted: "auto-generated",
         date: ctx.now,
         attach,
@@ -209,38 +215,17 @@ pub fn notify_new_case(
             footer => footer(ctx, &case.id),
         },
     )?;
-    let root = thread_root(case, &ctx.cfg.mailbox.address);
-    let from_name = team_name(ctx);
-    let out = compose::build(Draft {
-        from_name: Some(&from_name),
-        from: &ctx.cfg.mailbox.address,
+    to_handlers(
+        conn,
+        ctx,
+        case,
         to,
+        "notification",
         subject,
         body,
-        message_id: root,
-        in_reply_to: None,
-        references: vec![],
-        auto_submitted: "auto-generated",
-        date: ctx.now,
-        attach: Some(raw),
-    });
-    match out {
-        Ok(out) => {
-            queue_outgoing(conn, ctx, Some(&case.id), "notification", &out)?;
-        }
-        Err(e) => {
-            store::add_event(
-                conn,
-                &case.id,
-                ctx.now,
-                "secintake",
-                "notification to handlers not sent",
-                Some(&e.to_string()),
-                None,
-            )?;
-        }
-    }
-    Ok(())
+        Some(raw),
+        None,
+    )
 }
 
 /// Builds and queues the notifications promised by new cases, at most
