@@ -344,7 +344,9 @@ impl Scheduler {
                 templates: &self.templates,
                 now,
             };
-            loop {
+            // Read first: an idle daemon should not take the write lock
+            // every tick for an empty table.
+            while !crate::store::pending_notifications(s.conn(), 1)?.is_empty() {
                 let tx = s.transaction()?;
                 let n = crate::workflow::build_pending_notifications(&tx, &ctx, 64)?;
                 crate::store::commit(tx, "building notifications")?;
@@ -367,10 +369,12 @@ impl Scheduler {
         }
         let mut next = next_due(s.conn())?;
         if let Some(at) = self.cfg.sla.digest_at {
-            let tx = s.transaction()?;
-            let (sent, digest_next) = self.digest(&tx, at, now)?;
-            crate::store::commit(tx, "recording a digest")?;
-            fired += sent;
+            let (due_day, digest_next) = self.digest_due(s.conn(), at, now)?;
+            if let Some(day) = due_day {
+                let tx = s.transaction()?;
+                fired += self.digest(&tx, &day, now)?;
+                crate::store::commit(tx, "recording a digest")?;
+            }
             next = Some(next.map_or(digest_next, |n| n.min(digest_next)));
         }
         Ok((fired, next))
@@ -558,12 +562,14 @@ impl Scheduler {
     }
 
     /// Sends today's digest once it is due; returns (mails queued, next digest time).
-    fn digest(
+    /// Today's digest day when it is due and not sent yet (a read only),
+    /// and when to look again.
+    fn digest_due(
         &self,
         conn: &Connection,
         at: chrono::NaiveTime,
         now: DateTime<Utc>,
-    ) -> Result<(usize, DateTime<Utc>), crate::cases::CaseError> {
+    ) -> Result<(Option<String>, DateTime<Utc>), StoreError> {
         let tz = self.cfg.sla.timezone;
         let local_day = now.with_timezone(&tz).date_naive();
         let when = |day: chrono::NaiveDate| -> DateTime<Utc> {
@@ -575,17 +581,34 @@ impl Scheduler {
         let today = when(local_day);
         let tomorrow = when(local_day.succ_opt().unwrap_or(local_day));
         if now < today {
-            return Ok((0, today));
+            return Ok((None, today));
         }
         let day = local_day.to_string();
-        let inserted = conn
-            .execute(
-                "INSERT INTO digests (day, sent_at) VALUES (?1, ?2) ON CONFLICT(day) DO NOTHING",
-                params![day, fmt_ts(now)],
-            )
-            .ctx("recording a digest")?;
+        let sent = crate::store::row(conn, "SELECT 1 FROM digests WHERE day = ?1", [&day], |_| {
+            Ok(())
+        })
+        .optional()
+        .ctx("reading digests")?
+        .is_some();
+        Ok(((!sent).then_some(day), tomorrow))
+    }
+
+    /// Sends the digest of `day` (once: the day is recorded in the same
+    /// transaction); returns how many mails were queued.
+    fn digest(
+        &self,
+        conn: &Connection,
+        day: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, crate::cases::CaseError> {
+        let inserted = crate::store::exec(
+            conn,
+            "INSERT INTO digests (day, sent_at) VALUES (?1, ?2) ON CONFLICT(day) DO NOTHING",
+            params![day, fmt_ts(now)],
+        )
+        .ctx("recording a digest")?;
         if inserted == 0 {
-            return Ok((0, tomorrow));
+            return Ok(0);
         }
         let open = open_cases_by_urgency(conn)?;
         // Mail filed without a case in the last day (robots that did not
@@ -601,7 +624,7 @@ impl Scheduler {
         )
         .ctx("counting mail without a case")?;
         if (open.is_empty() && unfiled == 0) || self.cfg.handlers.is_empty() {
-            return Ok((0, tomorrow));
+            return Ok(0);
         }
         let mut lines = String::new();
         for (case, next_deadline) in &open {
@@ -646,7 +669,7 @@ impl Scheduler {
                 sent += 1;
             }
         }
-        Ok((sent, tomorrow))
+        Ok(sent)
     }
 }
 
