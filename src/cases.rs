@@ -52,6 +52,9 @@ pub struct Incoming<'a> {
     /// Only the header was fetched because the message exceeds
     /// `limits.max_message_size`; the full message stays on the server.
     pub truncated: bool,
+    /// Processing this UID killed the daemon twice (intake's poison
+    /// guard): store it without handing it to the parser again.
+    pub poisoned: bool,
 }
 
 /// What the daemon knows while deciding.
@@ -67,6 +70,29 @@ impl Context<'_> {
         let mut v = vec![self.cfg.mailbox.address.clone()];
         v.extend(self.cfg.mailbox.comment_address.clone());
         v
+    }
+
+    /// What `addr` is when it is one of the project's own addresses (the
+    /// mailbox, the comment address, the announce list, a handler, an
+    /// escalation address), compared case- and plus-tag-insensitively.
+    /// Mail for a reporter is never sent to such an address.
+    pub fn project_address(&self, addr: &str) -> Option<&'static str> {
+        let key = classify::mailbox_key(addr);
+        let is = |a: &str| classify::mailbox_key(a) == key;
+        let m = &self.cfg.mailbox;
+        if is(&m.address) {
+            Some("the security mailbox itself")
+        } else if m.comment_address.as_deref().is_some_and(is) {
+            Some("the comment address")
+        } else if self.cfg.announce.list.as_deref().is_some_and(is) {
+            Some("the announce list")
+        } else if self.cfg.handlers.iter().any(|h| is(&h.email)) {
+            Some("a handler's address")
+        } else if self.cfg.sla.escalate_to.iter().any(|a| is(a)) {
+            Some("an escalation address")
+        } else {
+            None
+        }
     }
 }
 
@@ -104,12 +130,60 @@ impl Outcome {
     }
 }
 
-/// The key that makes a second delivery of the same message a duplicate.
-fn dedup_key(p: &ParsedMessage) -> String {
-    match &p.message_id {
-        Some(mid) => format!("mid:{mid}"),
-        None => format!("sha256:{}", p.content_hash),
+/// The key to store `p` under, or `None` when it is a second delivery of
+/// a stored message. A Message-ID alone does not make a duplicate: anyone
+/// can send a message first under the Message-ID a victim's report will
+/// carry. A known Message-ID with other content (trace fields aside) is a
+/// new message, stored under a key that adds its content; `reused` says so.
+fn dedup_key(conn: &Connection, p: &ParsedMessage) -> Result<Option<DedupKey>, StoreError> {
+    let Some(mid) = &p.message_id else {
+        let key = format!("sha256:{}", p.content_hash);
+        return Ok((!store::message_seen(conn, &key)?).then_some(DedupKey { key, reused: false }));
+    };
+    let key = format!("mid:{mid}");
+    match store::content_key_of(conn, &key)? {
+        None => Ok(Some(DedupKey { key, reused: false })),
+        // Stored before content keys existed: the old rule, a duplicate.
+        Some(None) => Ok(None),
+        Some(Some(k)) if k == p.content_key => Ok(None),
+        Some(Some(_)) => {
+            let key = format!("mid:{mid}#{}", p.content_key);
+            Ok((!store::message_seen(conn, &key)?).then_some(DedupKey { key, reused: true }))
+        }
     }
+}
+
+struct DedupKey {
+    key: String,
+    /// Another, different message was stored under the same Message-ID.
+    reused: bool,
+}
+
+/// What the handlers should know about how a message was read, recorded
+/// as an event on the case it opens or joins.
+fn intake_notes(m: &Incoming<'_>, p: &ParsedMessage, reused_id: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if m.poisoned {
+        notes.push(
+            "processing this message stopped the daemon twice; it was stored raw without \
+             being read again (see the attached original)"
+                .to_string(),
+        );
+    }
+    if p.too_complex {
+        notes.push(format!(
+            "the message declares more than {} MIME parts; only its header was read",
+            message::MAX_MIME_PARTS
+        ));
+    }
+    if reused_id {
+        notes.push(
+            "an earlier, different message carried the same Message-ID; this one was \
+             treated as new"
+                .to_string(),
+        );
+    }
+    notes
 }
 
 /// `SEC-2026-0007`.
@@ -189,11 +263,15 @@ pub fn ingest(
     ctx: &Context<'_>,
     m: &Incoming<'_>,
 ) -> Result<Outcome, CaseError> {
-    let p = message::parse(m.raw);
-    let key = dedup_key(&p);
-    if store::message_seen(conn, &key)? {
+    let p = if m.poisoned {
+        message::unparsed(m.raw)
+    } else {
+        message::parse(m.raw)
+    };
+    let Some(DedupKey { key, reused }) = dedup_key(conn, &p)? else {
         return Ok(Outcome::Duplicate);
-    }
+    };
+    let notes = intake_notes(m, &p, reused);
     let own = ctx.own_addresses();
     let rule = classify::robot_rule(&p, &own);
     let mut rec = new_record(m, &p, key);
@@ -229,25 +307,39 @@ pub fn ingest(
         });
     }
 
+    // A case belongs to its participants: the reporter and the handlers
+    // (a handler's address is checked for forgery below). Anyone else who
+    // threads into a case, by Message-ID or by its tag, opens a new case
+    // that names the one referred to, and never joins it.
+    let from = p.from.as_ref().map(|a| a.email.as_str());
+    let handler_address = from.is_some_and(|f| ctx.cfg.handlers.iter().any(|h| h.email == f));
+    let participant = |c: &str| -> Result<bool, StoreError> {
+        Ok(handler_address || from.map_or(Ok(false), |f| store::takes_part(conn, c, f))?)
+    };
+    let mut refers_to = None;
     let mut case_id = thread_by_headers(conn, &p)?;
+    if let Some(c) = &case_id {
+        if !participant(c)? {
+            refers_to = case_id.take();
+        }
+    }
     if case_id.is_none() {
-        if let (Some(subject), Some(from)) = (&p.subject, &p.from) {
-            for tag in subject_tags(subject) {
-                // Handlers take part in every case.
-                let handler = ctx.cfg.handlers.iter().any(|h| h.email == from.email);
-                if store::case(conn, &tag)?.is_some()
-                    && (handler || store::takes_part(conn, &tag, &from.email)?)
-                {
-                    case_id = Some(tag);
-                    break;
-                }
+        for tag in p.subject.as_deref().map(subject_tags).unwrap_or_default() {
+            if store::case(conn, &tag)?.is_none() {
+                continue;
             }
+            if participant(&tag)? {
+                case_id = Some(tag);
+                break;
+            }
+            refers_to.get_or_insert(tag);
         }
     }
     if let Some(c) = case_id {
         rec.kind = "follow-up";
         rec.case_id = Some(c.clone());
         store::insert_message(conn, &rec)?;
+        add_notes(conn, ctx, &c, &notes, p.message_id.as_deref())?;
         let who = p
             .from
             .as_ref()
@@ -302,10 +394,47 @@ pub fn ingest(
     rec.kind = "report";
     let msg_id = store::insert_message(conn, &rec)?;
     let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, received, "secintake")?;
+    add_notes(conn, ctx, &case_id, &notes, p.message_id.as_deref())?;
+    if let Some(other) = refers_to {
+        store::add_event(
+            conn,
+            &case_id,
+            ctx.now,
+            "secintake",
+            "refers to another case",
+            Some(&format!(
+                "this mail threads into {other}, but its sender ({}) is neither that case's \
+                 reporter nor a handler, so it opened a case of its own",
+                from.unwrap_or("no address")
+            )),
+            p.message_id.as_deref(),
+        )?;
+    }
     Ok(Outcome::NewCase {
         case_id,
         ack_queued,
     })
+}
+
+fn add_notes(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    notes: &[String],
+    mid: Option<&str>,
+) -> Result<(), StoreError> {
+    for note in notes {
+        store::add_event(
+            conn,
+            case_id,
+            ctx.now,
+            "secintake",
+            "intake note",
+            Some(note),
+            mid,
+        )?;
+    }
+    Ok(())
 }
 
 fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessage<'a> {
@@ -336,6 +465,7 @@ fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessag
         truncated: m.truncated,
         at: m.seen_at,
         raw: m.raw,
+        content_key: Some(p.content_key.clone()),
     }
 }
 
@@ -371,7 +501,16 @@ fn open_and_acknowledge(
     let now = ctx.now;
     let seq = store::next_case_seq(conn, now.year())?;
     let case_id = format_case_id(now.year(), seq);
-    let reply = classify::reply_address(p);
+    // Never answer ourselves: a Reply-To (or From) naming the mailbox, the
+    // comment address, the announce list or a handler would turn the
+    // acknowledgement, and every later relay, against the project.
+    let mut reply = classify::reply_address(p);
+    let refused = reply
+        .as_deref()
+        .and_then(|r| ctx.project_address(r).map(|what| (r.to_string(), what)));
+    if refused.is_some() {
+        reply = None;
+    }
     let ack_due = add(received, ctx.cfg.sla.acknowledge);
     let respond_due = add(received, ctx.cfg.sla.respond);
     store::insert_case(
@@ -421,7 +560,14 @@ fn open_and_acknowledge(
     )?;
 
     let Some(reply) = reply else {
-        not_acknowledged(conn, &case_id, now, "no usable reply address", mid)?;
+        let why = match refused {
+            Some((addr, what)) => format!(
+                "the report asks for answers at {addr}, {what}: nothing is sent there, and \
+                 the case has no reporter address"
+            ),
+            None => "no usable reply address".to_string(),
+        };
+        not_acknowledged(conn, &case_id, now, &why, mid)?;
         return Ok((case_id, false));
     };
     let limit = ctx.cfg.limits.acks_per_sender_per_day;
@@ -612,7 +758,7 @@ pub fn promote(
             },
         });
     }
-    let p = message::parse(&raw);
+    let p = message::reparse(&raw, row.parsed_ok);
     store::set_message_kind(conn, msg_id, "report")?;
     let (case_id, acked) = open_case(conn, ctx, msg_id, &p, ctx.now, actor)?;
     store::add_event(
@@ -668,6 +814,7 @@ mod tests {
             raw,
             size: raw.len() as u64,
             truncated: false,
+            poisoned: false,
         }
     }
 

@@ -669,13 +669,75 @@ impl Intake {
         Ok(out)
     }
 
-    /// Records a group of fetched messages and the folder's new last UID
-    /// in one transaction.
+    /// Records a group of fetched messages, behind the poison-message
+    /// guard: the attempt is committed before any message is touched. A
+    /// group that was being recorded when the daemon died is recorded one
+    /// message at a time, and a message that was being recorded alone when
+    /// it died again (a second death) is stored raw without being parsed,
+    /// so no single message can stop intake for good.
     async fn record(
         &self,
         fetched: Vec<Fetched>,
         uidvalidity: u32,
         max_uid: u32,
+    ) -> Result<(), IntakeError> {
+        let folder = self.cfg.imap.folder.clone();
+        let uids: Vec<u32> = fetched.iter().map(|f| f.uid).collect();
+        let prior = self
+            .db
+            .call(move |s| -> Result<Option<Vec<u32>>, IntakeError> {
+                let tx = s.transaction()?;
+                let prior = store::intake_attempts(&tx, &folder, uidvalidity, &uids)?;
+                if prior.iter().any(|a| *a > 0) {
+                    return Ok(Some(prior));
+                }
+                store::count_intake_attempt(&tx, &folder, uidvalidity, &uids)?;
+                crate::store::commit(tx, "counting an intake attempt")?;
+                Ok(None)
+            })
+            .await?;
+        let Some(prior) = prior else {
+            return self
+                .record_group(fetched, uidvalidity, max_uid, false)
+                .await;
+        };
+        tracing::warn!(
+            count = fetched.len(),
+            "the daemon stopped while recording these messages; recording them one at a time"
+        );
+        let last = fetched.len().saturating_sub(1);
+        for (i, (m, prior)) in fetched.into_iter().zip(prior).enumerate() {
+            let (folder, uid) = (self.cfg.imap.folder.clone(), m.uid);
+            self.db
+                .call(move |s| -> Result<(), IntakeError> {
+                    let tx = s.transaction()?;
+                    store::count_intake_attempt(&tx, &folder, uidvalidity, &[uid])?;
+                    crate::store::commit(tx, "counting an intake attempt")?;
+                    Ok(())
+                })
+                .await?;
+            let poisoned = prior >= 2;
+            if poisoned {
+                tracing::error!(
+                    uid,
+                    "processing this message stopped the daemon twice: storing it raw, unread"
+                );
+            }
+            let upto = if i == last { max_uid } else { uid };
+            self.record_group(vec![m], uidvalidity, upto, poisoned)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Records a group of fetched messages, the folder's new last UID and
+    /// the end of their attempts in one transaction.
+    async fn record_group(
+        &self,
+        fetched: Vec<Fetched>,
+        uidvalidity: u32,
+        max_uid: u32,
+        poisoned: bool,
     ) -> Result<(), IntakeError> {
         let cfg = self.cfg.clone();
         let templates = self.templates.clone();
@@ -713,12 +775,14 @@ impl Intake {
                         raw: &m.raw,
                         size: m.size,
                         truncated: m.truncated,
+                        poisoned,
                     };
                     outcomes.push((m.uid, cases::ingest(&tx, &ctx, &incoming)?));
                 }
                 // The UID FETCH completed OK: a UID of the group it did not
                 // return was expunged meanwhile, so moving past it loses nothing.
                 let new_last = expected;
+                store::clear_intake_attempts(&tx, &folder, uidvalidity, new_last)?;
                 store::set_folder_state(
                     &tx,
                     &folder,

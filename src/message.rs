@@ -51,6 +51,16 @@ const MAX_INLINE_PGP_SCAN_BYTES: usize = 4 * 1024 * 1024;
 const MAX_NESTED_TEXT_DEPTH: usize = 3;
 /// How many leading lines may be skipped while looking for the header block.
 const MAX_PREAMBLE_LINES: usize = 64;
+/// A message declaring more MIME parts than this (counted as Content-Type
+/// fields anywhere in the parsed window) is read for its header only.
+/// Real mail has a few dozen at most (the corpus: 31); every part is a node
+/// in mail-parser's tree, and a `message/rfc822` part nests a whole message,
+/// so the count also bounds the tree's depth. A 1.28 MB message nesting
+/// 40,000 levels crashed the daemon when the tree was freed (issue 7).
+pub const MAX_MIME_PARTS: usize = 500;
+/// At most this many top-level trace fields (Received,
+/// Authentication-Results) are kept, in header order.
+const MAX_TRACE_FIELDS: usize = 200;
 
 const PGP_MESSAGE_MARKER: &str = "-----BEGIN PGP MESSAGE-----";
 
@@ -124,6 +134,15 @@ pub struct ParsedMessage {
     pub report_type: Option<String>,
     /// Raw Authentication-Results values, in header order.
     pub authentication_results: Vec<String>,
+    /// Top-level Received and Authentication-Results fields in header
+    /// order, read from the raw bytes (names compared with whitespace
+    /// removed, so obsolete spellings are seen too). `auth` decides from
+    /// their order which verdicts the receiving server wrote.
+    pub trace: Vec<TraceField>,
+    /// The message declares more than [`MAX_MIME_PARTS`] parts: only its
+    /// header was parsed; `text_body` is `None` and the raw bytes are the
+    /// only copy of the content.
+    pub too_complex: bool,
     /// Best readable text: the text/plain bodies (HTML-only bodies converted
     /// crudely to text), joined, capped at [`MAX_TEXT_BODY_BYTES`].
     pub text_body: Option<String>,
@@ -134,36 +153,237 @@ pub struct ParsedMessage {
     pub encrypted: bool,
     /// Lowercase hex SHA-256 of the raw bytes, as received.
     pub content_hash: String,
+    /// Lowercase hex SHA-256 of the raw bytes without the trace fields
+    /// receiving servers prepend (Received, Delivered-To, ...): two
+    /// deliveries of one message share it, two messages that merely share
+    /// a Message-ID do not.
+    pub content_key: String,
+}
+
+/// One top-level trace field, see [`ParsedMessage::trace`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceField {
+    /// A `Received` field; `by` is the host named by its `by` clause,
+    /// lowercased, when there is one.
+    Received { by: Option<String> },
+    /// An `Authentication-Results` field. `exact_name` is false when the
+    /// name was not written exactly `Authentication-Results:` (whitespace
+    /// before the colon or inside the name): a border filter matching
+    /// `^Authentication-Results:` would not have removed it.
+    AuthResults { value: String, exact_name: bool },
 }
 
 /// Parses raw message bytes. Never panics; see the module docs for the limits.
 pub fn parse(raw: &[u8]) -> ParsedMessage {
+    #[cfg(debug_assertions)]
+    test_fault::abort_if_marked(raw);
     parse_guarded(raw, |body| {
-        MessageParser::default()
-            .parse(body)
-            .and_then(|msg| convert(&msg))
+        let parser = MessageParser::default();
+        if mime_parts_exceed(body, MAX_MIME_PARTS) {
+            let msg = parser.parse_headers(body)?;
+            let mut pm = convert(&msg)?;
+            pm.too_complex = true;
+            return Some(pm);
+        }
+        let msg = parser.parse(body)?;
+        let pm = convert(&msg);
+        free_flat(msg);
+        pm
     })
+}
+
+/// A fault hook for the tests of the intake's poison guard, compiled into
+/// debug builds only: when `SECINTAKE_TEST_ABORT_ON` is set, parsing a
+/// message that contains its value aborts the process, as a parser crash
+/// would. Release builds have no such hook.
+#[cfg(debug_assertions)]
+mod test_fault {
+    use std::sync::OnceLock;
+
+    pub fn abort_if_marked(raw: &[u8]) {
+        static MARK: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+        let mark = MARK.get_or_init(|| {
+            std::env::var_os("SECINTAKE_TEST_ABORT_ON")
+                .map(|v| v.into_encoded_bytes())
+                .filter(|v| !v.is_empty())
+        });
+        if let Some(mark) = mark {
+            if raw.windows(mark.len()).any(|w| w == mark.as_slice()) {
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// Frees a parsed tree without recursing per level. mail-parser's own drop
+/// recurses once per nested `message/rfc822` level (about four frames
+/// each), which overflowed a 2 MiB thread stack at ~35,000 levels; this
+/// detaches every nested message into a list first, so each one drops
+/// with no children left.
+fn free_flat(msg: Message<'_>) {
+    let mut pending = vec![msg];
+    while let Some(mut m) = pending.pop() {
+        for part in &mut m.parts {
+            if let PartType::Message(inner) = std::mem::take(&mut part.body) {
+                pending.push(inner);
+            }
+        }
+    }
+}
+
+/// Whether `raw` holds more than `max` Content-Type fields at the start of
+/// a line (the field name compared with whitespace removed, the way
+/// mail-parser reads it). One pass, no allocation.
+fn mime_parts_exceed(raw: &[u8], max: usize) -> bool {
+    const NAME: &[u8] = b"content-type";
+    let mut count = 0usize;
+    for line in raw.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().take(64).position(|&b| b == b':') else {
+            continue;
+        };
+        let mut name = line[..colon].iter().filter(|b| !b.is_ascii_whitespace());
+        let matches = NAME
+            .iter()
+            .all(|want| name.next().is_some_and(|b| b.eq_ignore_ascii_case(want)))
+            && name.next().is_none();
+        if matches {
+            count += 1;
+            if count > max {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The top-level Received and Authentication-Results fields of `raw`, in
+/// order, read straight from the header block (up to the first empty line).
+fn trace_fields(raw: &[u8]) -> Vec<TraceField> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < raw.len() && out.len() < MAX_TRACE_FIELDS {
+        // One field: its first line plus continuation lines.
+        let start = pos;
+        let (first, mut next) = line_at(raw, pos);
+        if trim_ascii(first).is_empty() {
+            break;
+        }
+        while next < raw.len() && matches!(raw[next], b' ' | b'\t') {
+            next = line_at(raw, next).1;
+        }
+        pos = next;
+        let field = &raw[start..next];
+        let Some(colon) = field.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name_raw = &field[..colon];
+        let name: Vec<u8> = name_raw
+            .iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .map(u8::to_ascii_lowercase)
+            .collect();
+        let value = &field[colon + 1..];
+        match name.as_slice() {
+            b"received" => out.push(TraceField::Received {
+                by: received_by(&unfold(value)),
+            }),
+            b"authentication-results" => out.push(TraceField::AuthResults {
+                value: unfold(value),
+                exact_name: name_raw.eq_ignore_ascii_case(b"authentication-results"),
+            }),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The host of a Received field's `by` clause (RFC 5321 4.4), lowercased.
+fn received_by(value: &str) -> Option<String> {
+    let value = strip_comments(value);
+    let mut words = value.split_whitespace();
+    while let Some(w) = words.next() {
+        if w.eq_ignore_ascii_case("by") {
+            let host = words.next()?.trim_end_matches(';').to_ascii_lowercase();
+            return (!host.is_empty()).then_some(host);
+        }
+    }
+    None
+}
+
+/// A message read for nothing but its hashes: `parsed_ok` is false. For
+/// bytes that must not reach the parser again (see the intake's poison
+/// guard) or that already failed to parse once.
+pub fn unparsed(raw: &[u8]) -> ParsedMessage {
+    ParsedMessage {
+        parsed_ok: false,
+        content_hash: hex::encode(Sha256::digest(raw)),
+        content_key: content_key(raw),
+        ..ParsedMessage::default()
+    }
+}
+
+/// Reads a stored message again: parsed when it parsed on arrival, else
+/// [`unparsed`], so bytes that crashed or defeated the parser once are
+/// never handed to it a second time.
+pub fn reparse(raw: &[u8], parsed_ok: bool) -> ParsedMessage {
+    if parsed_ok {
+        parse(raw)
+    } else {
+        unparsed(raw)
+    }
 }
 
 /// Hashes, finds the header block, caps the size, and runs `parser` under
 /// `catch_unwind`, so neither a parser bug nor ours can take the daemon down.
 fn parse_guarded(raw: &[u8], parser: impl FnOnce(&[u8]) -> Option<ParsedMessage>) -> ParsedMessage {
-    let content_hash = hex::encode(Sha256::digest(raw));
     let parsed = catch_unwind(AssertUnwindSafe(|| {
         let body = &raw[header_block_start(raw)..];
         parser(&body[..body.len().min(MAX_PARSE_BYTES)])
     }));
     match parsed {
         Ok(Some(mut pm)) => {
-            pm.content_hash = content_hash;
+            pm.content_hash = hex::encode(Sha256::digest(raw));
+            pm.content_key = content_key(raw);
             pm
         }
-        _ => ParsedMessage {
-            parsed_ok: false,
-            content_hash,
-            ..ParsedMessage::default()
-        },
+        _ => unparsed(raw),
     }
+}
+
+/// Field names that receiving servers prepend to a message on its way in
+/// (lowercase; `arc-`, `x-spam-` and `x-rspamd-` are prefixes).
+const TRACE_NAMES: &[&str] = &[
+    "received",
+    "return-path",
+    "delivered-to",
+    "x-original-to",
+    "authentication-results",
+    "received-spf",
+    "x-received",
+];
+const TRACE_PREFIXES: &[&str] = &["arc-", "x-spam-", "x-rspamd-", "x-virus-"];
+
+/// See [`ParsedMessage::content_key`]: the hash of everything from the
+/// first top-level field that is not a trace field on.
+fn content_key(raw: &[u8]) -> String {
+    let mut pos = header_block_start(raw);
+    while pos < raw.len() {
+        let (first, mut next) = line_at(raw, pos);
+        let Some(colon) = first.iter().position(|&b| b == b':') else {
+            break;
+        };
+        let name = String::from_utf8_lossy(trim_ascii(&first[..colon])).to_ascii_lowercase();
+        let trace = TRACE_NAMES.contains(&name.as_str())
+            || TRACE_PREFIXES.iter().any(|p| name.starts_with(p));
+        if !trace {
+            break;
+        }
+        while next < raw.len() && matches!(raw[next], b' ' | b'\t') {
+            next = line_at(raw, next).1;
+        }
+        pos = next;
+    }
+    hex::encode(Sha256::digest(&raw[pos..]))
 }
 
 /// Normalizes one Message-ID: the first `<...>` token without the brackets,
@@ -544,6 +764,7 @@ fn convert(msg: &Message<'_>) -> Option<ParsedMessage> {
                 .map(|s| s.to_ascii_lowercase());
         }
     }
+    pm.trace = trace_fields(msg.raw_message.as_ref());
     pm.text_body = text_body(msg, MAX_NESTED_TEXT_DEPTH);
     pm.encrypted = is_encrypted(msg);
     Some(pm)
@@ -649,6 +870,118 @@ mod tests {
 
     fn p(s: &str) -> ParsedMessage {
         parse(s.as_bytes())
+    }
+
+    /// A report wrapped in `levels` nested `message/rfc822` parts, the shape
+    /// that crashed the daemon at 40,000 levels (issue 7).
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut s = String::new();
+        for i in 0..levels {
+            s.push_str(&format!(
+                "From: a{i}@example.net\r\nSubject: level {i}\r\n\
+                 Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n\
+                 --b{i}\r\nContent-Type: message/rfc822\r\n\r\n"
+            ));
+        }
+        s.push_str("From: inner@example.net\r\nSubject: inner\r\n\r\nbody\r\n");
+        for i in (0..levels).rev() {
+            s.push_str(&format!("\r\n--b{i}--\r\n"));
+        }
+        s.into_bytes()
+    }
+
+    #[test]
+    fn forty_thousand_nested_messages_read_as_header_only() {
+        let raw = nested(40_000);
+        // Runs on the test harness's 2 MiB thread stack, like the blocking
+        // pool's threads in the daemon.
+        let m = parse(&raw);
+        assert!(m.parsed_ok);
+        assert!(m.too_complex);
+        assert_eq!(m.subject.as_deref(), Some("level 0"));
+        assert_eq!(m.text_body, None);
+        let small = parse(&nested(2));
+        assert!(!small.too_complex);
+        assert!(small.text_body.is_some_and(|t| t.contains("body")));
+    }
+
+    #[test]
+    fn a_deep_tree_is_freed_without_recursion() {
+        // Past the part cap on purpose: mail-parser's own drop of this tree
+        // overflows a 2 MiB stack; free_flat must not.
+        let raw = nested(40_000);
+        let done = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let msg = MessageParser::default().parse(&raw[..]).expect("parses");
+                free_flat(msg);
+            })
+            .expect("spawn")
+            .join();
+        assert!(done.is_ok());
+    }
+
+    #[test]
+    fn part_count_reads_names_as_the_parser_does() {
+        let many = "Content-Type: text/plain\n".repeat(MAX_MIME_PARTS + 1);
+        assert!(mime_parts_exceed(many.as_bytes(), MAX_MIME_PARTS));
+        let odd = "Content - Type : text/plain\n".repeat(MAX_MIME_PARTS + 1);
+        assert!(mime_parts_exceed(odd.as_bytes(), MAX_MIME_PARTS));
+        let few = "Content-Type: text/plain\n".repeat(MAX_MIME_PARTS);
+        assert!(!mime_parts_exceed(few.as_bytes(), MAX_MIME_PARTS));
+        assert!(!mime_parts_exceed(
+            b"X-Content-Type: a\nContent-Typed: b\n",
+            0
+        ));
+    }
+
+    #[test]
+    fn content_key_ignores_what_receivers_prepend() {
+        let body = "From: a@example.net\r\nMessage-ID: <x@y>\r\nSubject: s\r\n\r\nhello\r\n";
+        let a = parse(body.as_bytes());
+        let b = parse(
+            format!(
+                "Return-Path: <a@example.net>\r\nDelivered-To: security+comment@example.org\r\n\
+                 Received: from x\r\n\tby mx.example.org; Mon, 1 Jan 2026\r\n\
+                 ARC-Seal: i=1; a=rsa-sha256\r\n{body}"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(a.content_key, b.content_key);
+        assert_ne!(a.content_hash, b.content_hash);
+        let other = parse(body.replace("hello", "hellO").as_bytes());
+        assert_ne!(a.content_key, other.content_key);
+        assert_eq!(unparsed(body.as_bytes()).content_key, a.content_key);
+    }
+
+    #[test]
+    fn trace_fields_keep_order_and_obsolete_names() {
+        let m = p(
+            "Received: from a by mx.example.org (Postfix) with ESMTP; Mon, 1 Jan 2026\r\n\
+                   Authentication-Results: mx.example.org; dkim=none\r\n\
+                   Received: from x (by evil) by\r\n relay.example.net; x\r\n\
+                   Authentication-Results : mx.example.org; dkim=pass header.d=example.org\r\n\
+                   From: a@example.org\r\n\r\nReceived: by body.example\r\n",
+        );
+        assert_eq!(
+            m.trace,
+            vec![
+                TraceField::Received {
+                    by: Some("mx.example.org".into())
+                },
+                TraceField::AuthResults {
+                    value: "mx.example.org; dkim=none".into(),
+                    exact_name: true
+                },
+                TraceField::Received {
+                    by: Some("relay.example.net".into())
+                },
+                TraceField::AuthResults {
+                    value: "mx.example.org; dkim=pass header.d=example.org".into(),
+                    exact_name: false
+                },
+            ]
+        );
     }
 
     #[test]

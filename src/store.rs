@@ -225,6 +225,21 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE cases ADD COLUMN thread_root TEXT;
     "#,
+    // 7: hostile mail (issue 7). `content_key` tells a second message that
+    // reuses a known Message-ID from a redelivery of the first.
+    // `intake_attempts` is the poison-message guard: a row is committed
+    // before a UID is processed and removed in the transaction that records
+    // it, so a UID whose processing killed the daemon is known on restart.
+    r#"
+    ALTER TABLE messages ADD COLUMN content_key TEXT;
+    CREATE TABLE intake_attempts (
+        folder       TEXT NOT NULL,
+        uidvalidity  INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL,
+        PRIMARY KEY (folder, uidvalidity, uid)
+    ) STRICT;
+    "#,
 ];
 
 /// An open state file.
@@ -476,6 +491,8 @@ pub struct NewMessage<'a> {
     pub truncated: bool,
     pub at: DateTime<Utc>,
     pub raw: &'a [u8],
+    /// [`crate::message::ParsedMessage::content_key`]; `None` for mail we send.
+    pub content_key: Option<String>,
 }
 
 pub fn message_seen(conn: &Connection, dedup_key: &str) -> Result<bool, StoreError> {
@@ -490,12 +507,89 @@ pub fn message_seen(conn: &Connection, dedup_key: &str) -> Result<bool, StoreErr
     .map(|o| o.is_some())
 }
 
+/// The content key recorded with the message stored under `dedup_key`:
+/// `None` when there is no such message, `Some(None)` when it was stored
+/// before content keys existed.
+pub fn content_key_of(
+    conn: &Connection,
+    dedup_key: &str,
+) -> Result<Option<Option<String>>, StoreError> {
+    row(
+        conn,
+        "SELECT content_key FROM messages WHERE dedup_key = ?1",
+        [dedup_key],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("reading a stored message's content key")
+}
+
+/// Poison guard, before processing: the attempts already counted for each
+/// of `uids` (0 for none), in the order given.
+pub fn intake_attempts(
+    conn: &Connection,
+    folder: &str,
+    uidvalidity: u32,
+    uids: &[u32],
+) -> Result<Vec<u32>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT attempts FROM intake_attempts WHERE folder = ?1 AND uidvalidity = ?2 AND uid = ?3",
+        )
+        .ctx("reading intake attempts")?;
+    uids.iter()
+        .map(|uid| {
+            st.query_row(params![folder, uidvalidity, uid], |r| r.get(0))
+                .optional()
+                .map(|a: Option<u32>| a.unwrap_or(0))
+                .ctx("reading intake attempts")
+        })
+        .collect()
+}
+
+/// Poison guard: counts one more attempt at processing each of `uids`.
+/// The caller commits before touching the messages.
+pub fn count_intake_attempt(
+    conn: &Connection,
+    folder: &str,
+    uidvalidity: u32,
+    uids: &[u32],
+) -> Result<(), StoreError> {
+    for uid in uids {
+        exec(
+            conn,
+            "INSERT INTO intake_attempts (folder, uidvalidity, uid, attempts) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (folder, uidvalidity, uid) DO UPDATE SET attempts = attempts + 1",
+            params![folder, uidvalidity, uid],
+        )
+        .ctx("counting an intake attempt")?;
+    }
+    Ok(())
+}
+
+/// Poison guard: the UIDs up to `max_uid` are recorded; forget their
+/// attempts (in the transaction that records them).
+pub fn clear_intake_attempts(
+    conn: &Connection,
+    folder: &str,
+    uidvalidity: u32,
+    max_uid: u32,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "DELETE FROM intake_attempts WHERE folder = ?1 AND (uidvalidity <> ?2 OR uid <= ?3)",
+        params![folder, uidvalidity, max_uid],
+    )
+    .ctx("clearing intake attempts")?;
+    Ok(())
+}
+
 pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, StoreError> {
     exec(conn,
         "INSERT INTO messages (direction, dedup_key, folder, uidvalidity, uid, message_id, case_id,
              kind, robot_rule, from_addr, to_addrs, subject, in_reply_to, refs, parsed_ok,
-             encrypted, size, truncated, at, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+             encrypted, size, truncated, at, raw, content_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         params![
             m.direction,
             m.dedup_key,
@@ -517,6 +611,7 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, Stor
             m.truncated,
             fmt_ts(m.at),
             m.raw,
+            m.content_key,
         ],
     )
     .ctx("storing a message")?;
@@ -549,13 +644,15 @@ pub fn kind_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>
     .ctx("looking up a Message-ID")
 }
 
-/// Whether `addr` already takes part in the case: its reporter, or the
-/// sender of one of its messages.
+/// Whether `addr` takes part in the case: its reporter, or the sender of
+/// its report (when the reporter asked for answers at a Reply-To).
+/// Handlers are checked by the caller; nobody else joins a case.
 pub fn takes_part(conn: &Connection, case_id: &str, addr: &str) -> Result<bool, StoreError> {
     let n: i64 = conn
         .query_row(
             "SELECT (SELECT count(*) FROM cases WHERE id = ?1 AND reporter = ?2)
-                  + (SELECT count(*) FROM messages WHERE case_id = ?1 AND from_addr = ?2)",
+                  + (SELECT count(*) FROM messages
+                     WHERE case_id = ?1 AND kind = 'report' AND from_addr = ?2)",
             params![case_id, addr],
             |r| r.get(0),
         )

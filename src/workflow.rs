@@ -238,10 +238,10 @@ pub fn build_pending_notifications(
 ) -> Result<usize, CaseError> {
     let pending = store::pending_notifications(conn, limit)?;
     for (case_id, msg) in &pending {
-        if let (Some(case), Some((_, raw))) =
+        if let (Some(case), Some((row, raw))) =
             (store::case(conn, case_id)?, store::message(conn, *msg)?)
         {
-            let p = crate::message::parse(&raw);
+            let p = crate::message::reparse(&raw, row.parsed_ok);
             notify_new_case(conn, ctx, &case, &p, &raw)?;
         }
         store::done_pending_notification(conn, case_id)?;
@@ -468,18 +468,26 @@ fn relay(
     text: &str,
     source: Option<&str>,
 ) -> Result<(), CaseError> {
-    let Some(reporter) = case.reporter.clone() else {
+    let refused = match case.reporter.as_deref() {
+        None => Some("the report has no usable reply address".to_string()),
+        // Cases opened before the rule existed may name one (issue 7).
+        Some(r) => ctx
+            .project_address(r)
+            .map(|what| format!("the reporter address {r} is {what}")),
+    };
+    if let Some(why) = refused {
         store::add_event(
             conn,
             &case.id,
             ctx.now,
             email,
             "reply not relayed",
-            Some("the report has no usable reply address"),
+            Some(&why),
             source,
         )?;
         return Ok(());
-    };
+    }
+    let reporter = case.reporter.clone().unwrap_or_default();
     let (in_reply_to, references) = reporter_thread(conn, case)?;
     let from_name = format!(
         "{} via {} security",
@@ -1072,7 +1080,9 @@ fn quotes_the_report(
         let Some((_, raw)) = store::message(conn, m.id)? else {
             continue;
         };
-        let report = crate::message::parse(&raw).text_body.unwrap_or_default();
+        let report = crate::message::reparse(&raw, m.parsed_ok)
+            .text_body
+            .unwrap_or_default();
         for line in report
             .lines()
             .map(str::trim)

@@ -194,8 +194,10 @@ fn corpus_through_the_daemon() {
     let mut opened_by: HashMap<String, usize> = HashMap::new();
     for (i, (path, category)) in files.iter().enumerate() {
         let uid = i as u32 + 1;
+        // A duplicate shares the Message-ID and the content (trace fields
+        // aside): a different message under a known Message-ID is new.
         let key = match &parsed[i].message_id {
-            Some(m) => format!("mid:{m}"),
+            Some(m) => format!("mid:{m}#{}", parsed[i].content_key),
             None => format!("sha256:{}", parsed[i].content_hash),
         };
         let first = *first_with_key.entry(key).or_insert(i);
@@ -211,7 +213,7 @@ fn corpus_through_the_daemon() {
         };
         if first != i {
             problems.push(format!(
-                "{path}: same Message-ID as {} but recorded twice",
+                "{path}: same Message-ID and content as {} but recorded twice",
                 files[first].0
             ));
         }

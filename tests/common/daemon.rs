@@ -16,6 +16,12 @@ impl Daemon {
     /// Starts `secintake --config CONFIG run`, logging to `log_dir/daemon-N.log`
     /// (appends a number so restarts keep earlier logs).
     pub fn start(config: &Path, log_dir: &Path) -> Daemon {
+        Self::start_with_env(config, log_dir, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables (e.g. the debug
+    /// build's fault hook, `SECINTAKE_TEST_ABORT_ON`).
+    pub fn start_with_env(config: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut n = 0;
         let log = loop {
             let p = log_dir.join(format!("daemon-{n}.log"));
@@ -30,6 +36,7 @@ impl Daemon {
             .arg(config)
             .arg("run")
             .env("SECINTAKE_LOG", "secintake=debug,info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -70,6 +77,23 @@ impl Daemon {
                     "daemon did not exit within {timeout:?} after SIGTERM\n{}",
                     self.log_text()
                 );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; returns
+    /// its exit status, or `None` when it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(st) = c.try_wait().expect("wait daemon") {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -1,0 +1,388 @@
+//! End to end: hostile mail (issue 7), with the real `secintake` binary
+//! against a real private Dovecot + Postfix (tests/common).
+//!
+//! Why: security@ is a public address that attackers write to. Each test
+//! here is one attack that worked before issue 7: a message that crashed
+//! the daemon for good, a Message-ID that made a victim's report vanish,
+//! an outsider who joined a case, a forged verdict that ran commands, a
+//! Reply-To that turned the acknowledgement against the project's own
+//! lists, and a flood of spoofed reports.
+//!
+//! Each test has its own mail stack, state folder and daemon, so they run
+//! in parallel. "Nothing more arrives" is checked after the daemon has
+//! processed everything (`status --json` last_uid, empty outbox) plus a
+//! short settle time.
+
+mod common;
+
+use common::daemon::{cases, cli, cli_json, eventually, Daemon};
+use common::{header, MailStack};
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SECURITY: &str = "security@example.org";
+const REPORTER: &str = "reporter@example.net";
+const ALICE: &str = "alice@example.org";
+/// How long any one expected thing may take.
+const T: Duration = Duration::from_secs(20);
+/// What issue 7 promises: a normal report sent after the attack is
+/// acknowledged within this.
+const PROMPT: Duration = Duration::from_secs(5);
+/// How long we wait for something that must NOT happen.
+const SETTLE: Duration = Duration::from_secs(3);
+
+fn mail(from: &str, subject: &str, extra: &[&str], body: &str) -> (Vec<u8>, String) {
+    common::text_mail("hostile", from, SECURITY, subject, extra, body)
+}
+
+fn status(config: &Path) -> Option<Value> {
+    let (code, out, _) = cli(config, &["status", "--json"]);
+    (code == 0)
+        .then(|| serde_json::from_str(&out).ok())
+        .flatten()
+}
+
+/// Sends `raw` to security@ over SMTP and waits until it is in the
+/// mailbox.
+fn deliver(stack: &MailStack, from: &str, raw: &[u8]) {
+    let before = stack.message_count(SECURITY);
+    stack.send_raw(from, &[SECURITY], raw);
+    eventually(T, "delivery to security@", None, || {
+        (stack.message_count(SECURITY) > before).then_some(())
+    });
+}
+
+/// Waits until the daemon has recorded every message in the folder and
+/// sent everything it queued.
+fn wait_idle(config: &Path, stack: &MailStack, daemon: &Daemon) {
+    let want = stack.message_count(SECURITY) as u64;
+    eventually(T, "the daemon to catch up", Some(daemon), || {
+        let s = status(config)?;
+        let done = s["last_uid"].as_u64()? >= want && s["outbox"]["backlog"].as_u64()? == 0;
+        done.then_some(())
+    });
+}
+
+fn subjects(msgs: &[Vec<u8>]) -> String {
+    msgs.iter()
+        .map(|m| header(m, "Subject").unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn events(config: &Path, case_id: &str) -> Vec<Value> {
+    cli_json(config, &["cases", "show", case_id])["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Sends a normal report now and asserts its acknowledgement arrives within
+/// [`PROMPT`]: intake is still running.
+fn normal_report_is_acknowledged_promptly(stack: &MailStack, daemon: &mut Daemon) {
+    let reporter = "later@example.net";
+    let before = stack.fetch_all(reporter).len();
+    let (raw, mid) = mail(reporter, "SQL injection in search", &[], "details");
+    let sent = Instant::now();
+    stack.send_raw(reporter, &[SECURITY], &raw);
+    let acks = stack.wait_for(reporter, |m| m.len() > before, T);
+    let took = sent.elapsed();
+    assert!(daemon.alive(), "the daemon died:\n{}", daemon.log_text());
+    assert_eq!(
+        header(&acks[before], "In-Reply-To").unwrap_or_default(),
+        format!("<{mid}>")
+    );
+    assert!(
+        took <= PROMPT,
+        "the report after the attack took {took:?} to be acknowledged"
+    );
+}
+
+/// A report wrapped in `levels` nested `message/rfc822` parts.
+fn nested(levels: usize) -> Vec<u8> {
+    let mut s = String::from(
+        "From: nester@example.net\r\nTo: security@example.org\r\nSubject: nested\r\n\
+         Message-ID: <nested.1@example.net>\r\nMIME-Version: 1.0\r\n",
+    );
+    for i in 0..levels {
+        if i > 0 {
+            s.push_str("Subject: inner\r\n");
+        }
+        s.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n\
+             Content-Type: message/rfc822\r\n\r\n"
+        ));
+    }
+    s.push_str("From: inner@example.net\r\nSubject: core\r\n\r\nbody\r\n");
+    for i in (0..levels).rev() {
+        s.push_str(&format!("\r\n--b{i}--\r\n"));
+    }
+    s.into_bytes()
+}
+
+// -------------------------------------------------------------- tests --
+
+/// Finding 1: a 1.28 MB message nesting `message/rfc822` 40,000 levels deep
+/// killed the daemon (stack overflow freeing the parse tree) on every
+/// start. Now it opens a case read from its header only, and intake goes on.
+#[test]
+fn forty_thousand_nested_levels_do_not_stop_intake() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let mut daemon = Daemon::start(&config, dir.path());
+    let raw = nested(40_000);
+    assert!(raw.len() > 1_200_000, "{} bytes", raw.len());
+    stack.send_raw("nester@example.net", &[SECURITY], &raw);
+    let acks = stack.wait_for("nester@example.net", |m| !m.is_empty(), T);
+    assert_eq!(acks.len(), 1, "{}", subjects(&acks));
+    let all = cases(&config);
+    let case = all
+        .iter()
+        .find(|c| c["reporter"] == "nester@example.net")
+        .unwrap_or_else(|| panic!("no case for the nested message: {all:#?}"));
+    let ev = events(&config, case["id"].as_str().unwrap());
+    assert!(
+        ev.iter()
+            .any(|e| e["detail"].as_str().unwrap_or("").contains("MIME parts")),
+        "no note that only the header was read: {ev:#?}"
+    );
+    normal_report_is_acknowledged_promptly(&stack, &mut daemon);
+}
+
+/// The poison-message guard: a message whose processing kills the daemon
+/// (the debug build's fault hook stands in for a parser crash) kills it at
+/// most twice; the third start stores it raw, opens a case the handlers
+/// are told about, and records the report queued behind it.
+#[test]
+fn a_message_that_kills_the_daemon_twice_is_stored_raw() {
+    const MARK: &str = "POISON-c0ffee-PILL";
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let (poison, _) = mail("poisoner@example.net", "crash me", &[], MARK);
+    let (report, report_mid) = mail(REPORTER, "XSS in the wiki", &[], "details");
+    stack.inject(SECURITY, &poison);
+    stack.inject(SECURITY, &report);
+
+    let env = [("SECINTAKE_TEST_ABORT_ON", MARK)];
+    let mut deaths = 0;
+    let mut daemon = loop {
+        let mut d = Daemon::start_with_env(&config, dir.path(), &env);
+        match d.wait_exit(Duration::from_secs(8)) {
+            Some(st) => {
+                assert!(!st.success(), "the daemon exited cleanly: {st:?}");
+                deaths += 1;
+                assert!(
+                    deaths <= 2,
+                    "the poison message killed the daemon {deaths} times:\n{}",
+                    d.log_text()
+                );
+            }
+            None => break d,
+        }
+    };
+    assert_eq!(deaths, 2, "the fault hook never fired");
+
+    let acks = stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    assert_eq!(
+        header(&acks[0], "In-Reply-To").unwrap_or_default(),
+        format!("<{report_mid}>")
+    );
+    wait_idle(&config, &stack, &daemon);
+    let all = cases(&config);
+    assert_eq!(all.len(), 2, "{all:#?}");
+    let poisoned = all
+        .iter()
+        .find(|c| c["reporter"].is_null())
+        .unwrap_or_else(|| panic!("no unparsed case: {all:#?}"));
+    let id = poisoned["id"].as_str().unwrap();
+    let shown = cli_json(&config, &["cases", "show", id]);
+    assert_eq!(shown["unparsed"], true, "{shown:#}");
+    let ev = events(&config, id);
+    assert!(
+        ev.iter().any(|e| e["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stopped the daemon twice")),
+        "{ev:#?}"
+    );
+    // The handlers are told, with the raw bytes attached.
+    let notes = stack.wait_for(ALICE, |m| m.iter().any(|x| contains(x, id)), T);
+    assert!(notes.iter().any(|m| contains(m, id) && contains(m, MARK)));
+    // Nobody was acknowledged for the unreadable message.
+    assert!(stack.fetch_all("poisoner@example.net").is_empty());
+    normal_report_is_acknowledged_promptly(&stack, &mut daemon);
+}
+
+/// Finding 6: a mail sent first with the Message-ID a victim's report will
+/// carry made the real report a "duplicate": no case, no acknowledgement.
+/// Different content under a known Message-ID is a new message.
+#[test]
+fn a_squatted_message_id_does_not_swallow_the_report() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let daemon = Daemon::start(&config, dir.path());
+    let mid = "victim-report.4711@example.net";
+    let squat = format!(
+        "From: squatter@example.net\r\nTo: {SECURITY}\r\nSubject: hello\r\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{mid}>\r\n\r\nfirst!\r\n"
+    );
+    stack.send_raw("squatter@example.net", &[SECURITY], squat.as_bytes());
+    stack.wait_for("squatter@example.net", |m| !m.is_empty(), T);
+    let report = format!(
+        "From: {REPORTER}\r\nTo: {SECURITY}\r\nSubject: RCE in the importer\r\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{mid}>\r\n\r\nthe real report\r\n"
+    );
+    stack.send_raw(REPORTER, &[SECURITY], report.as_bytes());
+    let acks = stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    assert_eq!(acks.len(), 1);
+    wait_idle(&config, &stack, &daemon);
+    let all = cases(&config);
+    let case = all
+        .iter()
+        .find(|c| c["reporter"] == REPORTER)
+        .unwrap_or_else(|| panic!("the victim's report opened no case: {all:#?}"));
+    let ev = events(&config, case["id"].as_str().unwrap());
+    assert!(
+        ev.iter().any(|e| e["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("same Message-ID")),
+        "{ev:#?}"
+    );
+    // A second delivery of the very same report is still a duplicate.
+    deliver(&stack, REPORTER, report.as_bytes());
+    wait_idle(&config, &stack, &daemon);
+    std::thread::sleep(SETTLE);
+    assert_eq!(stack.fetch_all(REPORTER).len(), 1);
+    assert_eq!(cases(&config).len(), 2);
+}
+
+/// Finding 7: an outsider who knew the report's Message-ID joined the case,
+/// and after that the case tag alone was enough. Now such mail opens a case
+/// of its own that names the one it refers to.
+#[test]
+fn an_outsider_cannot_join_a_case() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let daemon = Daemon::start(&config, dir.path());
+    let (report, mid) = mail(REPORTER, "Auth bypass", &[], "the report");
+    stack.send_raw(REPORTER, &[SECURITY], &report);
+    stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    let first = cases(&config);
+    let id = first[0]["id"].as_str().unwrap().to_owned();
+
+    let outsider = "mallory@example.net";
+    let refs = format!("In-Reply-To: <{mid}>");
+    let (by_mid, _) = mail(outsider, "Re: Auth bypass", &[&refs], "let me in");
+    deliver(&stack, outsider, &by_mid);
+    let subject = format!("Re: Auth bypass [{id}]");
+    let (by_tag, _) = mail(outsider, &subject, &[], "and now by tag");
+    deliver(&stack, outsider, &by_tag);
+    wait_idle(&config, &stack, &daemon);
+
+    let all = cli_json(&config, &["cases", "list"]);
+    let all = all.as_array().unwrap();
+    let theirs: Vec<&Value> = all.iter().filter(|c| c["reporter"] == outsider).collect();
+    assert_eq!(theirs.len(), 2, "{all:#?}");
+    for c in theirs {
+        let ev = events(&config, c["id"].as_str().unwrap());
+        assert!(
+            ev.iter().any(|e| e["what"] == "refers to another case"
+                && e["detail"].as_str().unwrap_or("").contains(&id)),
+            "{ev:#?}"
+        );
+    }
+    let shown = cli_json(&config, &["cases", "show", &id]);
+    let msgs = shown["messages"].as_array().unwrap();
+    assert!(
+        !msgs.iter().any(|m| m["from"] == outsider),
+        "the outsider's mail joined {id}: {msgs:#?}"
+    );
+    // The reporter's own follow-up still joins.
+    let (follow, _) = mail(REPORTER, &format!("Re: Auth bypass [{id}]"), &[], "more");
+    deliver(&stack, REPORTER, &follow);
+    wait_idle(&config, &stack, &daemon);
+    let shown = cli_json(&config, &["cases", "show", &id]);
+    assert_eq!(
+        shown["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["direction"] == "in")
+            .count(),
+        2,
+        "{shown:#}"
+    );
+}
+
+fn contains(raw: &[u8], needle: &str) -> bool {
+    raw.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Finding 4: a report's Reply-To pointed the acknowledgement (attacker's
+/// subject, From security@) at the announce list, and a handler's address
+/// got acknowledgements too. Such a report opens a case with no reporter
+/// address, and the case says why.
+#[test]
+fn the_acknowledgement_never_goes_to_the_projects_own_addresses() {
+    const ANNOUNCE: &str = "announce@example.org";
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |c| {
+        c.extra = format!("[announce]\nlist = \"{ANNOUNCE}\"\n");
+    });
+    let daemon = Daemon::start(&config, dir.path());
+    let targets = [
+        (
+            "Reply-To: Announce <ANNOUNCE@Example.org>",
+            "the announce list",
+        ),
+        ("Reply-To: alice+acks@example.org", "a handler's address"),
+        (
+            "Reply-To: security+x@example.org",
+            "the security mailbox itself",
+        ),
+    ];
+    for (i, (reply_to, _)) in targets.iter().enumerate() {
+        let subject = format!("URGENT: upgrade to evil-1.0 #{i}");
+        let (raw, _) = mail("mallory@example.net", &subject, &[reply_to], "x");
+        deliver(&stack, "mallory@example.net", &raw);
+    }
+    wait_idle(&config, &stack, &daemon);
+    std::thread::sleep(SETTLE);
+    assert!(
+        stack.fetch_all(ANNOUNCE).is_empty(),
+        "mail reached the announce list: {}",
+        subjects(&stack.fetch_all(ANNOUNCE))
+    );
+    let to_alice = stack.fetch_all(ALICE);
+    assert!(
+        to_alice.iter().all(|m| !header(m, "Subject")
+            .unwrap_or_default()
+            .starts_with("Re: URGENT")),
+        "a handler got an acknowledgement: {}",
+        subjects(&to_alice)
+    );
+    assert!(stack.fetch_all("mallory@example.net").is_empty());
+    let all = cases(&config);
+    assert_eq!(all.len(), targets.len(), "{all:#?}");
+    for c in &all {
+        assert!(c["reporter"].is_null(), "{c:#}");
+        let ev = events(&config, c["id"].as_str().unwrap());
+        let why = ev
+            .iter()
+            .find(|e| e["what"] == "not acknowledged")
+            .and_then(|e| e["detail"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            targets.iter().any(|(_, what)| why.contains(what)),
+            "{why:?} names none of the project's addresses"
+        );
+    }
+}
