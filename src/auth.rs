@@ -1,24 +1,37 @@
 //! Is this mail really from a handler? (pure, no I/O)
 //!
 //! Anyone can write a handler's address in a From line, and mail from a
-//! handler changes things (a direct reply to the reporter stops the
-//! response reminders). So handler mail counts only when it is
-//! authenticated: DKIM or SPF `pass` for the From domain in an
-//! `Authentication-Results` header (RFC 8601) whose authserv-id is the
-//! operator's own mail server. Headers naming any other host are ignored:
-//! a sender can write them too. The operator's border MTA strips headers
-//! that claim its own id on arrival (RFC 8601 section 5).
+//! handler changes things (commands, relays to the reporter, advisories).
+//! So handler mail counts only when the operator's own receiving server
+//! says so, in an `Authentication-Results` header (RFC 8601) that this
+//! server wrote:
+//!
+//! - Only fields naming the trusted authserv-id count, and only those
+//!   above every `Received` field added by another host (the receiving
+//!   server prepends its verdict; anything below came with the message).
+//! - Any other field claiming the trusted id (below a foreign `Received`,
+//!   or under an obsolete spelling like `Authentication-Results :` that a
+//!   border filter matching `^Authentication-Results:` would not strip),
+//!   and two verdicts for the same method, make the mail forged: nothing
+//!   it asks for is done, and the handlers are alerted.
+//! - Alignment is strict: DKIM `d=` is the From domain itself (never a
+//!   parent, never a public suffix) and `header.i` names no other user;
+//!   SPF counts only for an `smtp.mailfrom` that is the From address.
+//!
+//! The border MTA must remove `Authentication-Results` fields that claim
+//! its id on arrival (RFC 8601 section 5); `check-config` repeats this.
 
 use crate::config::{Config, HandlerAuth};
-use crate::message::ParsedMessage;
+use crate::message::{ParsedMessage, TraceField};
 
 /// The verdict on a message's From address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sender {
     /// A configured handler, authenticated (or trusted by configuration).
     Handler { email: String, how: String },
-    /// From names a handler, but nothing proves it.
-    ForgedHandler { email: String },
+    /// From names a handler, but nothing proves it (or a verdict was
+    /// forged); `why` says which, in one line.
+    ForgedHandler { email: String, why: String },
     /// Not a handler address.
     Other,
 }
@@ -31,19 +44,153 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
     if !cfg.handlers.iter().any(|h| h.email == from.email) {
         return Sender::Other;
     }
-    match authenticated(&cfg.handler_auth, &from.email, &msg.authentication_results) {
-        Some(how) => Sender::Handler {
-            email: from.email.clone(),
-            how,
-        },
+    let email = from.email.clone();
+    let own = match own_verdicts(&cfg.handler_auth, &msg.trace) {
+        Ok(own) => own,
+        Err(why) => return Sender::ForgedHandler { email, why },
+    };
+    match authenticated(&cfg.handler_auth, &from.email, &own) {
+        Some(how) => Sender::Handler { email, how },
         None if cfg.handler_auth.trust_unauthenticated => Sender::Handler {
-            email: from.email.clone(),
+            email,
             how: "trusted without authentication (handler_auth.trust_unauthenticated)".into(),
         },
-        None => Sender::ForgedHandler {
-            email: from.email.clone(),
-        },
+        None => {
+            let why = match cfg.handler_auth.trusted_authserv_id.as_deref() {
+                Some(id) => format!(
+                    "no DKIM, SPF or auth pass for {email} in an Authentication-Results \
+                     header from {id}"
+                ),
+                None => "handler_auth.trusted_authserv_id is not set".to_string(),
+            };
+            Sender::ForgedHandler { email, why }
+        }
     }
+}
+
+/// Whether the receiving server verified the From domain by DMARC
+/// (`dmarc=pass` with `header.from` equal to the From domain), for
+/// `limits.ack_only_if = "dmarc-pass"`.
+pub fn dmarc_pass(auth: &HandlerAuth, msg: &ParsedMessage) -> bool {
+    let Some(domain) = msg
+        .from
+        .as_ref()
+        .and_then(|a| a.email.rsplit_once('@'))
+        .map(|(_, d)| d.to_ascii_lowercase())
+    else {
+        return false;
+    };
+    let Ok(own) = own_verdicts(auth, &msg.trace) else {
+        return false;
+    };
+    own.iter().any(|h| {
+        results(h).any(|r| {
+            r.method == "dmarc" && r.pass && r.prop("header.from").is_some_and(|d| d == domain)
+        })
+    })
+}
+
+/// The `Authentication-Results` values the receiving server wrote, topmost
+/// first; `Err` says why the header block holds a forged one. Empty when
+/// no authserv-id is trusted.
+pub fn own_verdicts<'t>(
+    auth: &HandlerAuth,
+    trace: &'t [TraceField],
+) -> Result<Vec<&'t str>, String> {
+    let Some(trusted) = auth.trusted_authserv_id.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let own_host = |h: &str| h == trusted || auth.border_hosts.iter().any(|b| b == h);
+    let mut foreign: Option<&str> = None;
+    let mut own = Vec::new();
+    for field in trace {
+        match field {
+            TraceField::Received { by } => {
+                if foreign.is_none() && !by.as_deref().is_some_and(own_host) {
+                    foreign = Some(by.as_deref().unwrap_or("an unnamed host"));
+                }
+            }
+            TraceField::AuthResults { value, exact_name } => {
+                if authserv_id(value).as_deref() != Some(trusted) {
+                    continue;
+                }
+                if !exact_name {
+                    return Err(format!(
+                        "an Authentication-Results field with a non-standard name claims {trusted}"
+                    ));
+                }
+                if let Some(host) = foreign {
+                    return Err(format!(
+                        "an Authentication-Results field claiming {trusted} sits below a Received \
+                         field added by {host}: it came with the message"
+                    ));
+                }
+                own.push(value.as_str());
+            }
+        }
+    }
+    let mut methods: Vec<String> = Vec::new();
+    for value in &own {
+        let mut here: Vec<String> = results(value).map(|r| r.method).collect();
+        here.sort();
+        here.dedup();
+        for m in here {
+            if methods.contains(&m) {
+                return Err(format!(
+                    "two Authentication-Results fields claiming {trusted} both give a {m} result"
+                ));
+            }
+            methods.push(m);
+        }
+    }
+    Ok(own)
+}
+
+/// The authserv-id of an Authentication-Results value, lowercased.
+fn authserv_id(value: &str) -> Option<String> {
+    parts(value)
+        .into_iter()
+        .next()
+        .and_then(|p| p.into_iter().next())
+        .map(|id| id.to_ascii_lowercase())
+}
+
+/// One `method=result prop=value ...` of an Authentication-Results value.
+struct Resinfo {
+    /// Lowercased method, without a version (`dkim/1` -> `dkim`).
+    method: String,
+    pass: bool,
+    props: Vec<(String, String)>,
+}
+
+impl Resinfo {
+    /// A property value without quotes, lowercased.
+    fn prop(&self, name: &str) -> Option<&str> {
+        self.props
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The results of one Authentication-Results value (its authserv-id part
+/// skipped).
+fn results(value: &str) -> impl Iterator<Item = Resinfo> {
+    parts(value).into_iter().skip(1).filter_map(|words| {
+        let (method, result) = words.first()?.split_once('=')?;
+        let props = words[1..]
+            .iter()
+            .filter_map(|w| {
+                let (k, v) = w.split_once('=')?;
+                Some((k.to_ascii_lowercase(), unquote(v)))
+            })
+            .collect();
+        Some(Resinfo {
+            method: method.split('/').next().unwrap_or("").to_ascii_lowercase(),
+            pass: result.eq_ignore_ascii_case("pass"),
+            props,
+        })
+    })
 }
 
 /// Splits an Authentication-Results value into its `;`-separated parts,
@@ -108,62 +255,50 @@ fn unquote(v: &str) -> String {
     v.trim_matches('"').to_ascii_lowercase()
 }
 
-/// Returns how `from` is authenticated by a trusted header, if it is:
-/// `auth=pass` with `smtp.auth` = the address itself, `dkim=pass` for its
-/// domain, or `spf=pass` for its domain (with a full `smtp.mailfrom`
-/// address, that exact address).
-pub fn authenticated(auth: &HandlerAuth, from: &str, headers: &[String]) -> Option<String> {
+/// Whether `domain` is a public suffix (`org`, `co.uk`, `github.io`):
+/// a signature for it vouches for every site under it.
+fn public_suffix(domain: &str) -> bool {
+    psl::suffix(domain.as_bytes())
+        .is_some_and(|s| s.is_known() && s.as_bytes().eq_ignore_ascii_case(domain.as_bytes()))
+}
+
+/// Returns how `from` is authenticated by one of the receiving server's
+/// own verdicts (see [`own_verdicts`]), if it is: `auth=pass` with
+/// `smtp.auth` the address itself; `dkim=pass` whose `d=` is the From
+/// domain exactly, not a public suffix, with no `header.i` naming another
+/// user; or `spf=pass` whose `smtp.mailfrom` is the From address itself.
+pub fn authenticated(auth: &HandlerAuth, from: &str, own: &[&str]) -> Option<String> {
     let trusted = auth.trusted_authserv_id.as_deref()?;
     let from = from.to_ascii_lowercase();
-    let domain = from.rsplit_once('@')?.1.to_owned();
-    let aligned = |d: &str| d == domain || domain.ends_with(&format!(".{d}"));
-    for h in headers {
-        let mut parts = parts(h).into_iter();
-        let Some(id) = parts.next().and_then(|p| p.into_iter().next()) else {
-            continue;
-        };
-        if id.to_ascii_lowercase() != trusted {
-            continue;
-        }
-        for resinfo in parts {
-            let Some((method, result)) = resinfo.first().and_then(|w| w.split_once('=')) else {
-                continue;
-            };
-            let method = method.split('/').next().unwrap_or("").to_ascii_lowercase();
-            if !result.eq_ignore_ascii_case("pass") {
-                continue;
+    let (local, domain) = from.rsplit_once('@')?;
+    if public_suffix(domain) {
+        return None;
+    }
+    let own = own
+        .iter()
+        .filter(|h| authserv_id(h).as_deref() == Some(trusted));
+    for r in own.flat_map(|h| results(h)).filter(|r| r.pass) {
+        match r.method.as_str() {
+            "auth" if r.prop("smtp.auth") == Some(from.as_str()) => {
+                return Some(format!("auth=pass smtp.auth={from} ({trusted})"));
             }
-            let prop = |name: &str| {
-                resinfo[1..].iter().find_map(|w| {
-                    let (k, v) = w.split_once('=')?;
-                    k.eq_ignore_ascii_case(name).then(|| unquote(v))
-                })
-            };
-            match method.as_str() {
-                "auth" if prop("smtp.auth").is_some_and(|a| a == from) => {
-                    return Some(format!("auth=pass smtp.auth={from} ({trusted})"));
+            "dkim" => {
+                let i = r.prop("header.i");
+                let d = r
+                    .prop("header.d")
+                    .or_else(|| i.and_then(|i| i.rsplit_once('@')).map(|(_, d)| d));
+                let i_ok = i.is_none_or(|i| match i.rsplit_once('@') {
+                    Some((il, id)) => (il.is_empty() || il == local) && id == domain,
+                    None => false,
+                });
+                if d == Some(domain) && i_ok {
+                    return Some(format!("dkim=pass header.d={domain} ({trusted})"));
                 }
-                "dkim" => {
-                    let d = prop("header.d").or_else(|| {
-                        prop("header.i").map(|i| i.rsplit('@').next().unwrap_or("").to_owned())
-                    });
-                    if let Some(d) = d.filter(|d| aligned(d)) {
-                        return Some(format!("dkim=pass header.d={d} ({trusted})"));
-                    }
-                }
-                "spf" => {
-                    if let Some(mf) = prop("smtp.mailfrom") {
-                        let ok = match mf.rsplit_once('@') {
-                            Some(_) => mf == from,
-                            None => aligned(&mf),
-                        };
-                        if ok {
-                            return Some(format!("spf=pass smtp.mailfrom={mf} ({trusted})"));
-                        }
-                    }
-                }
-                _ => {}
             }
+            "spf" if r.prop("smtp.mailfrom") == Some(from.as_str()) => {
+                return Some(format!("spf=pass smtp.mailfrom={from} ({trusted})"));
+            }
+            _ => {}
         }
     }
     None
@@ -176,31 +311,32 @@ mod tests {
     fn auth(id: &str) -> HandlerAuth {
         HandlerAuth {
             trusted_authserv_id: Some(id.into()),
-            trust_unauthenticated: false,
+            ..HandlerAuth::default()
+        }
+    }
+
+    fn ok(a: &HandlerAuth, from: &str, h: &str) -> bool {
+        authenticated(a, from, &[h]).is_some()
+    }
+
+    #[test]
+    fn dkim_spf_or_auth_pass_from_the_trusted_host_counts() {
+        let a = auth("mx.example.org");
+        for h in [
+            "mx.example.org; dkim=pass header.d=example.org header.s=k1; spf=fail",
+            "mx.example.org 1; spf=pass smtp.mailfrom=alice@example.org",
+            "MX.example.org; dkim=pass header.d=Example.org",
+            "mx.example.org (postfix); auth=pass (PLAIN) smtp.auth=Alice@example.org",
+            "mx.example.org; dkim=pass (good sig) header.d=\"example.org\"",
+            "mx.example.org; dkim=pass header.d=example.org header.i=@example.org",
+            "mx.example.org; dkim=pass header.d=example.org header.i=alice@example.org",
+        ] {
+            assert!(ok(&a, "alice@example.org", h), "{h}");
         }
     }
 
     #[test]
-    fn dkim_or_spf_pass_from_the_trusted_host_counts() {
-        let a = auth("mx.example.org");
-        let h = vec![
-            "mx.example.org; dkim=pass header.d=example.org header.s=k1; spf=fail".to_string(),
-        ];
-        assert!(authenticated(&a, "alice@example.org", &h).is_some());
-        let h = vec!["mx.example.org 1; spf=pass smtp.mailfrom=alice@example.org".to_string()];
-        assert!(authenticated(&a, "alice@example.org", &h).is_some());
-        let h = vec!["MX.example.org; dkim=pass header.d=example.org".to_string()];
-        assert!(authenticated(&a, "alice@mail.example.org", &h).is_some());
-        let h = vec![
-            "mx.example.org (postfix); auth=pass (PLAIN) smtp.auth=Alice@example.org".to_string(),
-        ];
-        assert!(authenticated(&a, "alice@example.org", &h).is_some());
-        let h = vec!["mx.example.org; dkim=pass (good sig) header.d=\"example.org\"".to_string()];
-        assert!(authenticated(&a, "alice@example.org", &h).is_some());
-    }
-
-    #[test]
-    fn other_hosts_failures_and_foreign_domains_do_not() {
+    fn failures_foreign_domains_and_loose_alignment_do_not() {
         let a = auth("mx.example.org");
         for h in [
             "evil.example.net; dkim=pass header.d=example.org",
@@ -215,15 +351,114 @@ mod tests {
             // SPF vouches for the envelope address, not its neighbours.
             "mx.example.org; spf=pass smtp.mailfrom=mallory@example.org",
             "mx.example.org; auth=pass smtp.auth=bob@example.org",
+            // Issue 7, finding 3: each of these was accepted as Alice.
+            "mx.example.org; dkim=pass header.d=org",
+            "mx.example.org; spf=pass smtp.mailfrom=example.org",
+            "mx.example.org; dkim=pass header.d=example.org header.i=mallory@example.org",
+            "mx.example.org; dkim=pass header.i=mallory@example.org",
         ] {
-            assert_eq!(
-                authenticated(&a, "alice@example.org", &[h.to_string()]),
-                None,
-                "{h}"
-            );
+            assert!(!ok(&a, "alice@example.org", h), "{h}");
         }
+        // A parent domain does not vouch for a subdomain's users.
+        let parent = "mx.example.org; dkim=pass header.d=example.org";
+        assert!(!ok(&a, "alice@mail.example.org", parent));
         let none = HandlerAuth::default();
-        let h = vec!["mx.example.org; dkim=pass header.d=example.org".to_string()];
-        assert_eq!(authenticated(&none, "alice@example.org", &h), None);
+        assert_eq!(
+            authenticated(
+                &none,
+                "alice@example.org",
+                &["mx.example.org; dkim=pass header.d=example.org"]
+            ),
+            None
+        );
+        // Nobody at a public suffix is a handler by DKIM.
+        assert!(!ok(
+            &a,
+            "alice@github.io",
+            "mx.example.org; dkim=pass header.d=github.io"
+        ));
+    }
+
+    fn rcv(by: &str) -> TraceField {
+        TraceField::Received {
+            by: Some(by.into()),
+        }
+    }
+    fn ar(v: &str) -> TraceField {
+        TraceField::AuthResults {
+            value: v.into(),
+            exact_name: true,
+        }
+    }
+
+    #[test]
+    fn only_verdicts_above_foreign_received_fields_are_the_servers() {
+        let a = auth("mx.example.org");
+        let own = "mx.example.org; dkim=pass header.d=example.org";
+        let trace = [rcv("mx.example.org"), ar(own), rcv("mail.sender.example")];
+        assert_eq!(own_verdicts(&a, &trace), Ok(vec![own]));
+        // Other hosts' verdicts are ignored, wherever they are.
+        let trace = [
+            ar("other.example; dkim=pass header.d=example.org"),
+            rcv("x.example"),
+        ];
+        assert_eq!(own_verdicts(&a, &trace), Ok(vec![]));
+        // Finding 2: a forged verdict below the server's own, or below a
+        // foreign Received, or spelled `Authentication-Results :`.
+        let forged = [
+            vec![
+                ar("mx.example.org; dkim=none; spf=softfail smtp.mailfrom=alice@example.org"),
+                ar("mx.example.org; dkim=pass header.d=example.org"),
+            ],
+            vec![rcv("relay.example.net"), ar(own)],
+            vec![TraceField::AuthResults {
+                value: own.into(),
+                exact_name: false,
+            }],
+            vec![
+                rcv("mx.example.org"),
+                TraceField::Received { by: None },
+                ar(own),
+            ],
+        ];
+        for trace in forged {
+            assert!(own_verdicts(&a, &trace).is_err(), "{trace:?}");
+        }
+        // A border host named in border_hosts is not foreign.
+        let mut b = auth("mx.example.org");
+        b.border_hosts = vec!["lmtp.example.org".into()];
+        let trace = [rcv("lmtp.example.org"), ar(own), rcv("mx.example.org")];
+        assert_eq!(own_verdicts(&b, &trace), Ok(vec![own]));
+        // Several milters of one server: one method each is fine.
+        let trace = [
+            ar("mx.example.org; dmarc=pass header.from=example.org"),
+            ar(own),
+        ];
+        assert_eq!(own_verdicts(&a, &trace).map(|v| v.len()), Ok(2));
+    }
+
+    #[test]
+    fn dmarc_pass_needs_the_servers_own_verdict_for_the_from_domain() {
+        let a = auth("mx.example.org");
+        let msg = |trace: Vec<TraceField>, from: &str| ParsedMessage {
+            from: Some(crate::message::Address {
+                name: None,
+                email: from.into(),
+            }),
+            trace,
+            ..ParsedMessage::default()
+        };
+        let pass = "mx.example.org; dmarc=pass (p=reject) header.from=example.net";
+        assert!(dmarc_pass(&a, &msg(vec![ar(pass)], "bob@example.net")));
+        assert!(!dmarc_pass(&a, &msg(vec![ar(pass)], "bob@other.example")));
+        let fail = "mx.example.org; dmarc=fail header.from=example.net";
+        assert!(!dmarc_pass(&a, &msg(vec![ar(fail)], "bob@example.net")));
+        // Below a foreign Received: came with the message.
+        let forged = vec![rcv("relay.example"), ar(pass)];
+        assert!(!dmarc_pass(&a, &msg(forged, "bob@example.net")));
+        assert!(!dmarc_pass(
+            &HandlerAuth::default(),
+            &msg(vec![ar(pass)], "bob@example.net")
+        ));
     }
 }

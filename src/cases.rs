@@ -360,8 +360,8 @@ pub fn ingest(
                     let to_comment = workflow::to_comment_address(ctx, &p);
                     workflow::handler_mail(conn, ctx, &c, &p, &email, to_comment)?;
                 }
-                auth::Sender::ForgedHandler { email } => {
-                    workflow::forged(conn, ctx, &case, &email, p.message_id.as_deref())?;
+                auth::Sender::ForgedHandler { email, why } => {
+                    workflow::forged(conn, ctx, &case, &email, &why, p.message_id.as_deref())?;
                 }
                 auth::Sender::Other => workflow::forward_follow_up(conn, ctx, &case, &p, m.raw)?,
             }
@@ -572,7 +572,8 @@ fn open_and_acknowledge(
     };
     let limit = ctx.cfg.limits.acks_per_sender_per_day;
     let since = now - chrono::Duration::days(1);
-    if store::acks_to_since(conn, &reply, since)? >= limit {
+    let key = classify::mailbox_key(&reply);
+    if store::acks_to_since(conn, &key, since)? >= limit {
         let why = format!(
             "{reply} already got {limit} acknowledgements in the last 24 hours \
              (limits.acks_per_sender_per_day)"
@@ -596,6 +597,30 @@ fn open_and_acknowledge(
             return Ok((case_id, false));
         }
     };
+    if let Some(why) = hold_reason(conn, ctx, p)? {
+        let message = store_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
+        let held = store::HeldAck {
+            case_id: case_id.clone(),
+            message,
+            recipient: reply.clone(),
+            reason: why.clone(),
+            held_at: fmt_ts(now),
+        };
+        store::hold_ack(conn, &held, &key)?;
+        store::add_event(
+            conn,
+            &case_id,
+            now,
+            "secintake",
+            "acknowledgement held",
+            Some(&format!(
+                "{why}; `secintake mail release {case_id}` sends it to {reply}"
+            )),
+            mid,
+        )?;
+        workflow::acks_held_alert(conn, ctx, &case_id, &why)?;
+        return Ok((case_id, false));
+    }
     queue_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
     deadlines::set(
         conn,
@@ -615,6 +640,79 @@ fn open_and_acknowledge(
         mid,
     )?;
     Ok((case_id, true))
+}
+
+/// Why an acknowledgement must be held rather than sent, if it must:
+/// the sender is not verified while `limits.ack_only_if = "dmarc-pass"`,
+/// or `limits.acks_per_hour` acknowledgements went out in the last hour
+/// (300 spoofed reports in 9 s made 300 acknowledgements to 300 victims).
+fn hold_reason(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    p: &ParsedMessage,
+) -> Result<Option<String>, StoreError> {
+    let limits = &ctx.cfg.limits;
+    if limits.ack_only_if_dmarc_pass && !auth::dmarc_pass(&ctx.cfg.handler_auth, p) {
+        return Ok(Some(
+            "the receiving server did not verify the sender's From by DMARC \
+             (limits.ack_only_if = \"dmarc-pass\")"
+                .into(),
+        ));
+    }
+    let hour_ago = ctx.now - chrono::Duration::hours(1);
+    if store::acks_since(conn, hour_ago)? >= limits.acks_per_hour {
+        return Ok(Some(format!(
+            "{} acknowledgements already went out in the last hour (limits.acks_per_hour)",
+            limits.acks_per_hour
+        )));
+    }
+    Ok(None)
+}
+
+/// Sends held acknowledgements: `case_id`'s, or all of them. Returns the
+/// cases whose acknowledgement was queued.
+pub fn release_held(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: Option<&str>,
+    actor: &str,
+) -> Result<Vec<String>, StoreError> {
+    let sla = &ctx.cfg.sla;
+    let mut released = Vec::new();
+    for h in store::held_acks(conn, case_id)? {
+        store::enqueue(
+            conn,
+            h.message,
+            Some(&h.case_id),
+            "ack",
+            &ctx.cfg.mailbox.address,
+            std::slice::from_ref(&h.recipient),
+            ctx.now,
+        )?;
+        store::unhold_ack(conn, &h.case_id)?;
+        deadlines::set(
+            conn,
+            sla,
+            &h.case_id,
+            Kind::AckQueued,
+            add(ctx.now, sla.ack_alert_after),
+            ctx.now,
+        )?;
+        store::add_event(
+            conn,
+            &h.case_id,
+            ctx.now,
+            actor,
+            "acknowledgement released",
+            Some(&format!(
+                "to {}; it was held because {}",
+                h.recipient, h.reason
+            )),
+            None,
+        )?;
+        released.push(h.case_id);
+    }
+    Ok(released)
 }
 
 /// Records why no acknowledgement goes out, and waives the acknowledgement
@@ -706,6 +804,26 @@ pub fn queue_outgoing(
     purpose: &'static str,
     out: &compose::Outgoing,
 ) -> Result<i64, StoreError> {
+    let id = store_outgoing(conn, ctx, case_id, purpose, out)?;
+    store::enqueue(
+        conn,
+        id,
+        case_id,
+        purpose,
+        &ctx.cfg.mailbox.address,
+        &out.to,
+        ctx.now,
+    )
+}
+
+/// Stores an outgoing message without queueing it; returns its id.
+fn store_outgoing(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: Option<&str>,
+    purpose: &'static str,
+    out: &compose::Outgoing,
+) -> Result<i64, StoreError> {
     let rec = NewMessage {
         direction: "out",
         dedup_key: format!("out:{}", out.message_id),
@@ -721,16 +839,7 @@ pub fn queue_outgoing(
         raw: &out.raw,
         ..NewMessage::default()
     };
-    let id = store::insert_message(conn, &rec)?;
-    store::enqueue(
-        conn,
-        id,
-        case_id,
-        purpose,
-        &ctx.cfg.mailbox.address,
-        &out.to,
-        ctx.now,
-    )
+    store::insert_message(conn, &rec)
 }
 
 /// Opens a case from a stored message that was filed as auto-generated or

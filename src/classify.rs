@@ -384,9 +384,12 @@ fn is_usable_addr_spec(email: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && email
-            .chars()
-            .all(|c| !c.is_whitespace() && !c.is_control() && !"<>()[],;:\\\"".contains(c))
+        && email.chars().all(|c| {
+            !c.is_whitespace()
+                && !c.is_control()
+                && !crate::compose::invisible(c)
+                && !"<>()[],;:\\\"".contains(c)
+        })
 }
 
 #[cfg(test)]

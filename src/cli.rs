@@ -133,6 +133,20 @@ pub enum MailCommand {
         /// Message id as shown by `mail list`.
         id: i64,
     },
+    /// List acknowledgements held back by [limits] acks_per_hour or ack_only_if.
+    Held {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send held acknowledgements: those of the given cases, or --all.
+    Release {
+        /// Case ids, e.g. SEC-2026-0007.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every held acknowledgement.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Parses arguments, runs the command, returns the exit code.
@@ -212,6 +226,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Cases(CasesCommand::Show { id, json }) => case_show(&cfg, &id, json),
         Command::Mail(MailCommand::List { robots, json }) => mail_list(&cfg, robots, json),
         Command::Mail(MailCommand::Promote { id }) => promote(cfg, id),
+        Command::Mail(MailCommand::Held { json }) => held(&cfg, json),
+        Command::Mail(MailCommand::Release { ids, all }) => release(&cfg, &ids, all),
         Command::Sla { since, json } => sla(&cfg, since.as_deref(), json),
         Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),
         Command::Cases(CasesCommand::Met { id, kind }) => met(&cfg, &id, &kind),
@@ -331,6 +347,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
     let smtp = store::health(c, "smtp")?;
     let (backlog, oldest) = store::outbox_backlog(c)?;
     let failed = store::outbox_failed_count(c)?;
+    let held = store::held_acks(c, None)?.len();
     let open: i64 = c
         .query_row(
             "SELECT count(*) FROM cases WHERE state NOT IN ('closed')",
@@ -347,6 +364,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
             "imap": imap,
             "smtp": smtp,
             "outbox": { "backlog": backlog, "oldest_unsent_at": oldest, "failed": failed },
+            "held_acks": held,
             "open_cases": open,
         }))?;
     } else {
@@ -530,6 +548,56 @@ fn mail_list(cfg: &Config, robots: bool, json: bool) -> anyhow::Result<std::proc
                 m.subject.as_deref().unwrap_or("")
             );
         }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn held(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
+    let s = open_store(cfg)?;
+    let rows = store::held_acks(s.conn(), None)?;
+    if json {
+        print_json(&rows)?;
+    } else if rows.is_empty() {
+        println!("no held acknowledgements");
+    } else {
+        println!("{:<15} {:<24} {:<30} why", "CASE", "HELD AT", "TO");
+        for h in rows {
+            println!(
+                "{:<15} {:<24} {:<30} {}",
+                h.case_id,
+                h.held_at,
+                crate::compose::printable(&h.recipient),
+                h.reason
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn release(cfg: &Config, ids: &[String], all: bool) -> anyhow::Result<std::process::ExitCode> {
+    let released = as_operator(cfg, |tx, ctx, actor| {
+        if all {
+            return Ok(crate::cases::release_held(tx, ctx, None, actor)?);
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            case_must_exist(tx, id)?;
+            let r = crate::cases::release_held(tx, ctx, Some(id), actor)?;
+            if r.is_empty() {
+                anyhow::bail!("case {id} has no held acknowledgement (see `secintake mail held`)");
+            }
+            out.extend(r);
+        }
+        Ok(out)
+    })?;
+    if released.is_empty() {
+        println!("no held acknowledgements");
+    } else {
+        println!(
+            "released {} acknowledgement(s): {} (the running daemon sends them)",
+            released.len(),
+            released.join(", ")
+        );
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -31,12 +31,40 @@ pub enum ComposeError {
 /// attackers send 100 KB subjects.
 const MAX_SUBJECT_CHARS: usize = 200;
 
-/// Removes CR, LF and other control characters, collapses whitespace and
-/// caps the length, so nothing a reporter writes can inject a header.
+/// Characters that change how text around them is shown without being
+/// seen: bidirectional overrides and isolates (U+202E makes "exe.txt" read
+/// "txt.exe"), zero-width characters, the BOM, invisible operators. Never
+/// copied into mail we send or CLI output.
+pub fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// `s` for a terminal or a header: control and invisible characters
+/// (see [`invisible`]) replaced by U+FFFD, so they show instead of acting.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || invisible(c) {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Removes CR, LF and other control characters and invisible ones (see
+/// [`invisible`]), collapses whitespace and caps the length, so nothing a
+/// reporter writes can inject a header or disguise a subject.
 pub fn clean_subject(s: &str) -> String {
     let mut out = String::with_capacity(s.len().min(MAX_SUBJECT_CHARS * 4));
     let mut space = false;
     for c in s.chars() {
+        if invisible(c) {
+            continue;
+        }
         if c.is_control() || c.is_whitespace() {
             space = !out.is_empty();
             continue;
@@ -143,7 +171,12 @@ fn attachment(raw: &[u8]) -> lettre::message::SinglePart {
 pub fn build(d: Draft<'_>) -> Result<Outgoing, ComposeError> {
     let mut b = lettre::Message::builder()
         .from(mailbox(d.from_name, d.from)?)
-        .subject(d.subject.clone())
+        .subject(
+            d.subject
+                .chars()
+                .filter(|c| !invisible(*c))
+                .collect::<String>(),
+        )
         .message_id(Some(format!("<{}>", d.message_id)))
         .date(d.date.into());
     for to in &d.to {
@@ -185,6 +218,14 @@ pub fn build(d: Draft<'_>) -> Result<Outgoing, ComposeError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invisible_characters_never_reach_a_subject_or_a_terminal() {
+        let evil = "Invoice\u{202E}fdp.exe\u{200B} [SEC-2026-0001]";
+        assert_eq!(clean_subject(evil), "Invoicefdp.exe [SEC-2026-0001]");
+        assert_eq!(printable("a\u{202E}b\x1b[31m"), "a\u{FFFD}b\u{FFFD}[31m");
+        assert_eq!(printable("Grüße 日本"), "Grüße 日本");
+    }
+
     use super::*;
 
     #[test]

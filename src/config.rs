@@ -97,10 +97,20 @@ const SLA_KEYS: &[&str] = &[
     "timezone",
 ];
 const HANDLER_KEYS: &[&str] = &["name", "email"];
-const LIMITS_KEYS: &[&str] = &["acks_per_sender_per_day", "max_message_size", "alert_after"];
+const LIMITS_KEYS: &[&str] = &[
+    "acks_per_sender_per_day",
+    "acks_per_hour",
+    "ack_only_if",
+    "max_message_size",
+    "alert_after",
+];
 const TEMPLATES_KEYS: &[&str] = &["dir"];
 const INTAKE_KEYS: &[&str] = &["backfill", "batch_size"];
-const HANDLER_AUTH_KEYS: &[&str] = &["trusted_authserv_id", "trust_unauthenticated"];
+const HANDLER_AUTH_KEYS: &[&str] = &[
+    "trusted_authserv_id",
+    "trust_unauthenticated",
+    "border_hosts",
+];
 const WORKFLOW_KEYS: &[&str] = &["assign"];
 const ANNOUNCE_KEYS: &[&str] = &["list"];
 
@@ -164,6 +174,10 @@ pub struct HandlerAuth {
     /// Believe handler mail without DKIM/SPF proof. Default false; only for
     /// closed setups (`check-config` warns).
     pub trust_unauthenticated: bool,
+    /// Hosts of the operator's own mail system besides the authserv-id
+    /// (e.g. the IMAP server's LMTP, an internal relay), lowercased: their
+    /// `Received` fields are not "another host" (see `auth`).
+    pub border_hosts: Vec<String>,
 }
 
 /// `[mailbox]`: the security@ address itself.
@@ -329,7 +343,15 @@ pub struct Handler {
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// At most this many acknowledgements to one sender per day: default 5.
+    /// Senders are compared case- and plus-tag-insensitively.
     pub acks_per_sender_per_day: u32,
+    /// At most this many acknowledgements in any hour, all senders
+    /// together: default 20. Beyond it acknowledgements are held (not
+    /// dropped) until `secintake mail release`, and the handlers are told.
+    pub acks_per_hour: u32,
+    /// Acknowledge only senders whose From the receiving server verified
+    /// (`"dmarc-pass"`); others are held. Default: anyone (`"any"`).
+    pub ack_only_if_dmarc_pass: bool,
     /// Messages larger than this (bytes) are not fetched whole: default 50MiB.
     pub max_message_size: u64,
     /// Alert when a problem (e.g. IMAP down) lasts this long: default 15m.
@@ -1557,6 +1579,21 @@ fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
             .map(|f| f.boolean())
             .transpose()?
             .unwrap_or(false),
+        border_hosts: match s.get("border_hosts") {
+            None => Vec::new(),
+            Some(f) => f
+                .list()?
+                .iter()
+                .map(|h| {
+                    let h = h.trim().to_ascii_lowercase();
+                    let ok = !h.is_empty()
+                        && h.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                    ok.then_some(h)
+                        .ok_or_else(|| f.fail("expected host names like \"mx.example.org\""))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        },
     })
 }
 
@@ -1609,8 +1646,29 @@ fn limits_from(mut s: Section<'_>) -> Result<Limits, ConfigError> {
         .map(|f| f.duration_min(Duration::from_secs(1)))
         .transpose()?
         .unwrap_or(Duration::from_secs(15 * 60));
+    let acks_per_hour = s
+        .get("acks_per_hour")
+        .map(|f| {
+            f.integer(
+                1,
+                u64::from(u32::MAX),
+                "expected a whole number from 1 to 4294967295",
+            )
+        })
+        .transpose()?
+        .unwrap_or(20) as u32;
+    let ack_only_if_dmarc_pass = match s.get("ack_only_if") {
+        None => false,
+        Some(f) => match f.text()?.trim().to_ascii_lowercase().as_str() {
+            "any" => false,
+            "dmarc-pass" => true,
+            _ => return Err(f.fail("expected one of \"any\", \"dmarc-pass\"")),
+        },
+    };
     Ok(Limits {
         acks_per_sender_per_day: acks,
+        acks_per_hour,
+        ack_only_if_dmarc_pass,
         max_message_size,
         alert_after,
     })

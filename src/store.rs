@@ -232,6 +232,20 @@ const MIGRATIONS: &[&str] = &[
     // it, so a UID whose processing killed the daemon is known on restart.
     r#"
     ALTER TABLE messages ADD COLUMN content_key TEXT;
+    -- Backscatter limits: acknowledgements are counted per mailbox key
+    -- (case and +tag folded) and per hour; those over a limit are held.
+    ALTER TABLE outbox ADD COLUMN recipient_key TEXT;
+    CREATE INDEX outbox_ack_keys ON outbox(purpose, recipient_key, created_at);
+    CREATE INDEX outbox_purpose_created ON outbox(purpose, created_at);
+    CREATE TABLE held_acks (
+        case_id        TEXT PRIMARY KEY REFERENCES cases(id),
+        message        INTEGER NOT NULL REFERENCES messages(id),
+        recipient      TEXT NOT NULL,
+        recipient_key  TEXT NOT NULL,
+        reason         TEXT NOT NULL,
+        held_at        TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX held_acks_key ON held_acks(recipient_key, held_at);
     CREATE TABLE intake_attempts (
         folder       TEXT NOT NULL,
         uidvalidity  INTEGER NOT NULL,
@@ -1111,29 +1125,107 @@ pub fn enqueue(
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
     let rcpts = recipients.join(",");
+    let key = match recipients {
+        [one] => Some(crate::classify::mailbox_key(one)),
+        _ => None,
+    };
     exec(
         conn,
         "INSERT INTO outbox (message, case_id, purpose, envelope_from, recipients, status,
-             next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'scheduled', ?6, ?6)",
-        params![message, case_id, purpose, envelope_from, rcpts, fmt_ts(now)],
+             next_attempt_at, created_at, recipient_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'scheduled', ?6, ?6, ?7)",
+        params![
+            message,
+            case_id,
+            purpose,
+            envelope_from,
+            rcpts,
+            fmt_ts(now),
+            key
+        ],
     )
     .ctx("queueing outgoing mail")?;
     Ok(conn.last_insert_rowid())
 }
 
-/// Acknowledgements queued to `addr` since `since` (for the per-sender limit).
+/// Acknowledgements queued or held for the mailbox `key` (see
+/// [`crate::classify::mailbox_key`]) since `since`, for the per-sender limit.
 pub fn acks_to_since(
     conn: &Connection,
-    addr: &str,
+    key: &str,
     since: DateTime<Utc>,
 ) -> Result<u32, StoreError> {
-    row(conn,
-        "SELECT count(*) FROM outbox WHERE purpose = 'ack' AND recipients = ?1 AND created_at >= ?2",
-        params![addr, fmt_ts(since)],
+    row(
+        conn,
+        "SELECT (SELECT count(*) FROM outbox
+                 WHERE purpose = 'ack' AND recipient_key = ?1 AND created_at >= ?2)
+              + (SELECT count(*) FROM held_acks WHERE recipient_key = ?1 AND held_at >= ?2)",
+        params![key, fmt_ts(since)],
         |r| r.get(0),
     )
     .ctx("counting acknowledgements")
+}
+
+/// Acknowledgements queued for anyone since `since`, for the hourly limit.
+pub fn acks_since(conn: &Connection, since: DateTime<Utc>) -> Result<u32, StoreError> {
+    row(
+        conn,
+        "SELECT count(*) FROM outbox WHERE purpose = 'ack' AND created_at >= ?1",
+        [fmt_ts(since)],
+        |r| r.get(0),
+    )
+    .ctx("counting acknowledgements")
+}
+
+/// An acknowledgement held back by a limit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldAck {
+    pub case_id: String,
+    /// The stored outgoing message.
+    pub message: i64,
+    pub recipient: String,
+    pub reason: String,
+    pub held_at: String,
+}
+
+pub fn hold_ack(conn: &Connection, h: &HeldAck, key: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO held_acks (case_id, message, recipient, recipient_key, reason, held_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![h.case_id, h.message, h.recipient, key, h.reason, h.held_at],
+    )
+    .ctx("holding an acknowledgement")?;
+    Ok(())
+}
+
+/// Held acknowledgements, oldest first; only `case_id`'s when given.
+pub fn held_acks(conn: &Connection, case_id: Option<&str>) -> Result<Vec<HeldAck>, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT case_id, message, recipient, reason, held_at FROM held_acks
+             WHERE ?1 IS NULL OR case_id = ?1 ORDER BY held_at, case_id",
+        )
+        .ctx("listing held acknowledgements")?;
+    let rows = st
+        .query_map([case_id], |r| {
+            Ok(HeldAck {
+                case_id: r.get(0)?,
+                message: r.get(1)?,
+                recipient: r.get(2)?,
+                reason: r.get(3)?,
+                held_at: r.get(4)?,
+            })
+        })
+        .ctx("listing held acknowledgements")?;
+    rows.collect::<Result<_, _>>()
+        .ctx("listing held acknowledgements")
+}
+
+pub fn unhold_ack(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
+    exec(conn, "DELETE FROM held_acks WHERE case_id = ?1", [case_id])
+        .ctx("releasing a held acknowledgement")?;
+    Ok(())
 }
 
 /// Due outbox rows: acknowledgements first (the promise to reporters is

@@ -297,6 +297,7 @@ pub fn forged(
     ctx: &Context<'_>,
     case: &CaseRow,
     email: &str,
+    why: &str,
     mid: Option<&str>,
 ) -> Result<(), CaseError> {
     store::add_event(
@@ -305,19 +306,17 @@ pub fn forged(
         ctx.now,
         "secintake",
         "unauthenticated mail from a handler address ignored",
-        Some(&format!(
-            "From {email}, but no DKIM/SPF pass from handler_auth.trusted_authserv_id; nothing was changed"
-        )),
+        Some(&format!("From {email}, but {why}; nothing was changed")),
         mid,
     )?;
     tracing::warn!(case = %case.id, "unauthenticated mail from a handler address ignored");
     if store::first_forged_alert(conn, &case.id)? {
         let body = format!(
             "secintake received mail on {} whose From is {email}, a handler address,\n\
-             but it carries no DKIM or SPF pass from your mail server\n\
-             (handler_auth.trusted_authserv_id). It was stored and did nothing:\n\
-             no command ran, nothing was relayed.\n\n\
-             If that was you, check that your mail server adds Authentication-Results.\n\
+             but it is not proven to be from that handler:\n  {why}.\n\
+             It was stored and did nothing: no command ran, nothing was relayed.\n\n\
+             If that was you, check that your mail server adds Authentication-Results\n\
+             (see [handler_auth] in the example config, or `secintake check-config`).\n\
              If not, someone is forging a handler's address.\n\
              (This alert is sent once per case; `secintake cases show {}` lists every such mail.)\n",
             case.id, case.id
@@ -335,6 +334,49 @@ pub fn forged(
         )?;
     }
     Ok(())
+}
+
+/// Tells the handlers, at most once an hour, that acknowledgements are
+/// being held (`limits`); threaded in the case that tripped the limit.
+pub fn acks_held_alert(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    why: &str,
+) -> Result<(), CaseError> {
+    const KEY: &str = "acks_held_alerted_at";
+    let recent = store::setting(conn, KEY)?
+        .and_then(|t| crate::clock::parse_ts(&t))
+        .is_some_and(|t| ctx.now - t < chrono::Duration::hours(1));
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
+    if recent {
+        return Ok(());
+    }
+    store::set_setting(conn, KEY, &crate::clock::fmt_ts(ctx.now))?;
+    tracing::warn!(case = %case_id, "acknowledgements held by a limit; handlers alerted");
+    let body = format!(
+        "secintake is holding acknowledgements back: {why}.\n\n\
+         Cases are still opened and you are notified of each; only the mail to\n\
+         the senders waits. A flood of reports in a short time is usually forged\n\
+         senders (backscatter): their acknowledgements would go to innocent people.\n\n\
+         See them:          secintake mail held\n\
+         Send them all:     secintake mail release --all\n\
+         Send one:          secintake mail release {case_id}\n\n\
+         (At most one such alert an hour.)\n"
+    );
+    to_handlers(
+        conn,
+        ctx,
+        &case,
+        all_handlers(ctx),
+        "alert",
+        format!("[{case_id}] Acknowledgements held"),
+        body,
+        None,
+        None,
+    )
 }
 
 /// Cuts the quoted part of a reply: everything from the first quoted line

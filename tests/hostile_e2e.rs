@@ -386,3 +386,82 @@ fn the_acknowledgement_never_goes_to_the_projects_own_addresses() {
         );
     }
 }
+
+/// Finding 5, one victim: 40 plus-address variants and 3 case variants put
+/// 43 acknowledgements into one mailbox. The per-sender cap now counts the
+/// mailbox, not the spelling; 300 such spoofed reports leave intake running
+/// and a normal report afterwards is acknowledged promptly.
+#[test]
+fn plus_address_variants_share_the_per_sender_cap() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let mut daemon = Daemon::start(&config, dir.path());
+    let flood: Vec<Vec<u8>> = (0..300)
+        .map(|i| {
+            let from = match i % 3 {
+                0 => format!("victim+{i}@example.net"),
+                1 => format!("Victim+{i}@EXAMPLE.net"),
+                _ => "VICTIM@example.net".to_string(),
+            };
+            mail(&from, &format!("report {i}"), &[], "spoofed").0
+        })
+        .collect();
+    stack.inject_many(SECURITY, &flood);
+    wait_idle(&config, &stack, &daemon);
+    std::thread::sleep(SETTLE);
+    let got = stack.fetch_all("victim@example.net");
+    assert_eq!(got.len(), 5, "{}", subjects(&got));
+    assert_eq!(cases(&config).len(), 300);
+    normal_report_is_acknowledged_promptly(&stack, &mut daemon);
+}
+
+/// Finding 5, many victims: 300 spoofed reports made 300 acknowledgements
+/// to 300 people. Past `limits.acks_per_hour` acknowledgements are held,
+/// not dropped: cases open, the handlers are alerted once, `mail held` and
+/// `status` show them, and `mail release` sends them.
+#[test]
+fn acknowledgements_past_the_hourly_cap_are_held_until_released() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |c| c.acks_per_hour = 3);
+    let daemon = Daemon::start(&config, dir.path());
+    let senders: Vec<String> = (0..8).map(|i| format!("person{i}@example.net")).collect();
+    let flood: Vec<Vec<u8>> = senders
+        .iter()
+        .map(|s| mail(s, "help", &[], "spoofed").0)
+        .collect();
+    stack.inject_many(SECURITY, &flood);
+    wait_idle(&config, &stack, &daemon);
+    std::thread::sleep(SETTLE);
+    let acked: Vec<&String> = senders
+        .iter()
+        .filter(|s| !stack.fetch_all(s).is_empty())
+        .collect();
+    assert_eq!(acked.len(), 3, "{acked:?}");
+    assert_eq!(cases(&config).len(), 8);
+    let held = cli_json(&config, &["mail", "held"]);
+    assert_eq!(held.as_array().unwrap().len(), 5, "{held:#}");
+    assert_eq!(status(&config).unwrap()["held_acks"], 5);
+    let alerts: Vec<Vec<u8>> = stack
+        .fetch_all(ALICE)
+        .into_iter()
+        .filter(|m| {
+            header(m, "Subject")
+                .unwrap_or_default()
+                .contains("Acknowledgements held")
+        })
+        .collect();
+    assert_eq!(alerts.len(), 1, "{}", subjects(&stack.fetch_all(ALICE)));
+    assert!(contains(&alerts[0], "secintake mail release --all"));
+
+    let (code, out, err) = cli(&config, &["mail", "release", "--all"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for s in &senders {
+        stack.wait_for(s, |m| m.len() == 1, T);
+    }
+    assert_eq!(status(&config).unwrap()["held_acks"], 0);
+    let (code, _, err) = cli(&config, &["mail", "release", "SEC-1999-0001"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("SEC-1999-0001"), "{err}");
+}
