@@ -162,28 +162,35 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// Crates that log raw protocol traffic (whole messages, LOGIN with the
-/// password) at debug/trace: capped whatever `SECINTAKE_LOG` asks, because
-/// a report body or a secret must never reach a log line.
-const PROTOCOL_LOG_CAPS: &[&str] = &["async_imap=info", "imap_proto=info", "lettre=info"];
+/// Whether an event may be logged whatever `SECINTAKE_LOG` says: other
+/// crates only up to info. Their debug and trace output carries what they
+/// see on the wire (async-imap logs `LOGIN "user" "password"` and whole
+/// messages at trace), and a per-target directive such as
+/// `async_imap::imap_stream=trace` is more specific than any cap added to
+/// the filter, so the cap is a separate filter the directive cannot reach.
+fn within_log_cap(meta: &tracing::Metadata<'_>) -> bool {
+    let ours = meta.target() == "secintake" || meta.target().starts_with("secintake::");
+    ours || *meta.level() <= tracing::Level::INFO
+}
 
 fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
-    let mut filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for cap in PROTOCOL_LOG_CAPS {
-        if let Ok(d) = cap.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().init(),
-    }
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(tracing_subscriber::filter::filter_fn(within_log_cap)))
+        .with(filter)
+        .init();
 }
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -264,6 +271,19 @@ fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::Exit
     println!("config ok: {}", cfg.mailbox.address);
     for w in cfg.warnings() {
         println!("warning: {w}");
+    }
+    if let Some(id) = &cfg.handler_auth.trusted_authserv_id {
+        let mut hosts = vec![id.clone()];
+        hosts.extend(cfg.handler_auth.border_hosts.iter().cloned());
+        println!(
+            "handler mail is believed only on an Authentication-Results header from {id} \
+             above every Received field added by a host other than {}. Your border MTA must:\n\
+             \x20 1. remove Authentication-Results fields claiming {id} from arriving mail \
+             (RFC 8601 section 5),\n\
+             \x20 2. add its own verdict (DKIM, SPF or DMARC) at the top of the header,\n\
+             \x20 3. name one of those hosts in the 'by' clause of its Received field.",
+            hosts.join(", ")
+        );
     }
     let mut failed = false;
     match crate::templates::Templates::load(cfg.templates.dir.as_deref()) {

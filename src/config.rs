@@ -148,6 +148,10 @@ pub struct Config {
     pub workflow: Workflow,
     /// Where `/announce` sends advisories.
     pub announce: Announce,
+    /// Problems with the files the configuration was read from, found at
+    /// load (a password in a file other users can read); part of
+    /// [`Config::warnings`].
+    pub file_warnings: Vec<String>,
 }
 
 /// `[workflow]`.
@@ -482,7 +486,11 @@ impl Config {
             base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         };
         match built {
-            Ok(root) => loader.config(root),
+            Ok(root) => {
+                let mut cfg = loader.config(root)?;
+                cfg.file_warnings = secret_file_warnings(path, &text);
+                Ok(cfg)
+            }
             Err(config::ConfigError::FileParse { cause, .. }) => Err(ConfigError::Syntax {
                 path: path.to_path_buf(),
                 detail: toml_detail(&cause.to_string()),
@@ -497,7 +505,7 @@ impl Config {
 
     /// Non-fatal problems worth logging at startup.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.file_warnings.clone();
         if !self.handlers.is_empty()
             && self.handler_auth.trusted_authserv_id.is_none()
             && !self.handler_auth.trust_unauthenticated
@@ -951,6 +959,7 @@ impl Loader {
             announce: announce_from(announce)?,
             mailbox,
             handlers,
+            file_warnings: Vec::new(),
         })
     }
 
@@ -1701,6 +1710,47 @@ fn intake_from(mut s: Section<'_>) -> Result<Intake, ConfigError> {
         backfill,
         batch_size,
     })
+}
+
+/// Warnings for secrets other users can read: the config file holding
+/// `imap.password` or `smtp.password` itself, or a `*_password_file`,
+/// with group or other read permission.
+fn secret_file_warnings(path: &Path, text: &str) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let readable_by_others = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+            .filter(|mode| mode & 0o044 != 0)
+    };
+    let file_only = config::Config::builder()
+        .add_source(config::File::from_str(text, FileFormat::Toml))
+        .build();
+    let Ok(file_only) = file_only else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for section in ["imap", "smtp"] {
+        if file_only.get_string(&format!("{section}.password")).is_ok() {
+            if let Some(mode) = readable_by_others(path) {
+                out.push(format!(
+                    "{} holds {section}.password and other users can read it (mode {mode:o}): \
+                     chmod 600 it, or move the password to {section}.password_file",
+                    path.display()
+                ));
+            }
+        }
+        if let Ok(secret) = file_only.get_string(&format!("{section}.password_file")) {
+            let p = path.parent().unwrap_or(Path::new("")).join(secret);
+            if let Some(mode) = readable_by_others(&p) {
+                out.push(format!(
+                    "{section}.password_file {} can be read by other users (mode {mode:o}): chmod 600 it",
+                    p.display()
+                ));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

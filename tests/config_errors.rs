@@ -744,3 +744,23 @@ fn env_malformed_name_is_refused_not_ignored() {
         );
     }
 }
+
+/// Issue 7: a password in a config file other users can read is named, with
+/// its mode and the way out; a private file, or the password from the
+/// environment, gives no such warning.
+#[test]
+fn a_password_in_a_world_readable_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let case = Case::new(BASE);
+    let warned = |c: &Config| {
+        c.warnings()
+            .into_iter()
+            .find(|w| w.contains("imap.password and other users can read it"))
+    };
+    std::fs::set_permissions(&case.path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let w = warned(&case.load(&[]).unwrap()).expect("a warning for the 0644 file");
+    assert!(w.contains("mode 644") && w.contains("chmod 600"), "{w}");
+    assert!(w.contains(&case.path.display().to_string()), "{w}");
+    std::fs::set_permissions(&case.path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(warned(&case.load(&[]).unwrap()), None);
+}
