@@ -49,8 +49,8 @@ pub struct Incoming<'a> {
     pub raw: &'a [u8],
     /// Size on the server (RFC822.SIZE); larger than `raw` when truncated.
     pub size: u64,
-    /// Only the header was fetched because the message exceeds
-    /// `limits.max_message_size`; the full message stays on the server.
+    /// Only the first bytes were fetched (a partial FETCH) because the
+    /// message exceeds `limits.max_message_size`; it stays on the server.
     pub truncated: bool,
     /// Processing this UID killed the daemon twice (intake's poison
     /// guard): store it without handing it to the parser again.

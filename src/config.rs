@@ -356,7 +356,8 @@ pub struct Limits {
     /// Acknowledge only senders whose From the receiving server verified
     /// (`"dmarc-pass"`); others are held. Default: anyone (`"any"`).
     pub ack_only_if_dmarc_pass: bool,
-    /// Messages larger than this (bytes) are not fetched whole: default 50MiB.
+    /// Messages larger than this (bytes) are not fetched whole, and no mail
+    /// to handlers is larger: default 50MiB.
     pub max_message_size: u64,
     /// Alert when a problem (e.g. IMAP down) lasts this long: default 15m.
     pub alert_after: Duration,

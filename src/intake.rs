@@ -273,6 +273,11 @@ struct Fetched {
 /// Largest sum of message sizes fetched in one round trip; keeps memory
 /// bounded whatever the mailbox holds (two groups are in flight at most).
 const BATCH_BYTES: u64 = 8 << 20;
+/// How much of a message over `limits.max_message_size` is fetched and
+/// stored: its first bytes, header included, by a partial FETCH. Fetching
+/// `BODY[HEADER]` instead was unbounded: a 56 MB message that was nearly
+/// all header was stored whole and sent on to handlers.
+const OVERSIZED_PREFIX: u32 = 256 * 1024;
 /// UIDs whose sizes are asked for before their bodies: the pipeline of
 /// body fetches runs without a pause within a window (~40 bytes each).
 const SIZE_WINDOW: usize = 10_000;
@@ -626,9 +631,10 @@ impl Intake {
             .iter()
             .partition(|u| sizes.get(u).is_some_and(|(s, _)| *s > max));
         let mut out = Vec::with_capacity(uids.len());
+        let prefix = format!("(UID BODY.PEEK[]<0.{OVERSIZED_PREFIX}>)");
         for (set, query, truncated) in [
             (normal, "(UID BODY.PEEK[])", false),
-            (big, "(UID BODY.PEEK[HEADER])", true),
+            (big, prefix.as_str(), true),
         ] {
             if set.is_empty() {
                 continue;
@@ -650,7 +656,7 @@ impl Intake {
                     if !set.contains(&uid) {
                         continue;
                     }
-                    let raw = if truncated { f.header() } else { f.body() };
+                    let raw = f.body();
                     let Some(raw) = raw else { continue };
                     let (size, internal_date) =
                         sizes.get(&uid).copied().unwrap_or((raw.len() as u64, None));

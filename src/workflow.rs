@@ -90,12 +90,26 @@ fn to_handlers(
     to: Vec<String>,
     purpose: &'static str,
     subject: String,
-    body: String,
-    attach: Option<&[u8]>,
+    mut body: String,
+    mut attach: Option<&[u8]>,
     reply_to_mid: Option<&str>,
 ) -> Result<(), CaseError> {
     if to.is_empty() {
         return Ok(());
+    }
+    // No mail to handlers is larger than limits.max_message_size: base64
+    // makes an attachment a third larger, and a 56 MB header once became
+    // a 58 MB notification.
+    if let Some(raw) = attach {
+        if attached_size(raw.len(), body.len()) > ctx.cfg.limits.max_message_size {
+            attach = None;
+            body.push_str(&format!(
+                "\n[The original message ({} bytes) is not attached: with it this mail would \
+                 exceed limits.max_message_size. It is kept in the state file and in the \
+                 mailbox.]\n",
+                raw.len()
+            ));
+        }
     }
     let root = thread_root(case, &ctx.cfg.mailbox.address);
     // The new-case notification is the thread's root; everything else
@@ -139,6 +153,13 @@ fn to_handlers(
         }
     }
     Ok(())
+}
+
+/// About how large a mail with `body` and an attachment of `raw` bytes
+/// is: base64 in 76-character lines, plus room for the headers.
+fn attached_size(raw: usize, body: usize) -> u64 {
+    let b64 = raw.div_ceil(3) * 4;
+    (b64 + b64 / 76 * 2 + body + 8 * 1024) as u64
 }
 
 /// Text of a message for people, capped.

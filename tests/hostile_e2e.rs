@@ -465,3 +465,71 @@ fn acknowledgements_past_the_hourly_cap_are_held_until_released() {
     assert_ne!(code, 0);
     assert!(err.contains("SEC-1999-0001"), "{err}");
 }
+
+/// Finding 8: a 56 MB message that is nearly all header was stored whole
+/// (the header fetch was unbounded) and sent to the handlers as a 58 MB
+/// notification. Now a partial FETCH stores its first 256 KiB, the
+/// notification stays small, and intake goes on.
+#[test]
+fn a_56_mb_header_is_fetched_bounded() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let mut daemon = Daemon::start(&config, dir.path());
+    let mut raw = String::from(
+        "From: big@example.net\r\nTo: security@example.org\r\nSubject: big header\r\n\
+         Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <big.1@example.net>\r\n",
+    );
+    let filler = "x".repeat(990);
+    while raw.len() < 56 << 20 {
+        raw.push_str(&format!("X-Filler: {filler}\r\n"));
+    }
+    raw.push_str("\r\nthe report\r\n");
+    stack.inject(SECURITY, raw.as_bytes());
+    let acks = stack.wait_for("big@example.net", |m| !m.is_empty(), T);
+    assert_eq!(acks.len(), 1);
+    wait_idle(&config, &stack, &daemon);
+    let notes = stack.fetch_all(ALICE);
+    assert_eq!(notes.len(), 1, "{}", subjects(&notes));
+    assert!(
+        notes[0].len() < 1 << 20,
+        "the notification is {} bytes",
+        notes[0].len()
+    );
+    let all = cases(&config);
+    let id = all[0]["id"].as_str().unwrap();
+    let msgs = cli_json(&config, &["cases", "show", id])["messages"].clone();
+    let stored = &msgs.as_array().unwrap()[0];
+    assert_eq!(stored["truncated"], true, "{msgs:#}");
+    let db = std::fs::metadata(dir.path().join("state.db"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(dir.path().join("state.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    assert!(db < 8 << 20, "state file holds {db} bytes");
+    normal_report_is_acknowledged_promptly(&stack, &mut daemon);
+}
+
+/// No mail to the handlers is larger than `limits.max_message_size`: an
+/// original that would push the notification past it is not attached, and
+/// the notification says so.
+#[test]
+fn notifications_stay_under_the_size_limit() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |c| {
+        c.max_message_size = "1MiB".into();
+    });
+    let daemon = Daemon::start(&config, dir.path());
+    let body = "A".repeat(76).repeat(12_000); // ~0.9 MiB, under the limit
+    let (raw, _) = mail(REPORTER, "big but allowed", &[], &body);
+    assert!(raw.len() < 1 << 20);
+    stack.inject(SECURITY, &raw);
+    stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    wait_idle(&config, &stack, &daemon);
+    let notes = stack.fetch_all(ALICE);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].len() <= 1 << 20, "{} bytes", notes[0].len());
+    assert!(contains(&notes[0], "is not attached"));
+}
