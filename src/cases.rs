@@ -659,8 +659,7 @@ fn hold_reason(
                 .into(),
         ));
     }
-    let hour_ago = ctx.now - chrono::Duration::hours(1);
-    if store::acks_since(conn, hour_ago)? >= limits.acks_per_hour {
+    if store::acks_last_hour(conn, ctx.now)? >= limits.acks_per_hour {
         return Ok(Some(format!(
             "{} acknowledgements already went out in the last hour (limits.acks_per_hour)",
             limits.acks_per_hour

@@ -350,6 +350,8 @@ impl Scheduler {
                 let tx = s.transaction()?;
                 let n = crate::workflow::build_pending_notifications(&tx, &ctx, 64)?;
                 crate::store::commit(tx, "building notifications")?;
+                // Each notification attaches its report: give the copies back.
+                crate::memory::trim_after(usize::MAX);
                 fired += n;
                 if n < 64 {
                     break;

@@ -745,6 +745,7 @@ impl Intake {
         max_uid: u32,
         poisoned: bool,
     ) -> Result<(), IntakeError> {
+        let bytes: usize = fetched.iter().map(|m| m.raw.len()).sum();
         let cfg = self.cfg.clone();
         let templates = self.templates.clone();
         let clock = self.clock.clone();
@@ -802,6 +803,7 @@ impl Intake {
                 Ok(outcomes)
             })
             .await?;
+        crate::memory::trim_after(bytes);
         let mut wake = false;
         for (uid, o) in &outcomes {
             wake |= o.changed_cases();

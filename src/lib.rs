@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod deadlines;
 pub mod health;
 pub mod intake;
+pub mod memory;
 pub mod message;
 pub mod outbox;
 pub mod store;

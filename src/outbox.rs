@@ -59,6 +59,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const IDLE_RECHECK: Duration = Duration::from_secs(2);
 /// Rows fetched from the outbox per round.
 const BATCH: u32 = 64;
+/// At most this much raw mail per round (at least one message).
+const BATCH_BYTES: usize = 16 << 20;
 
 /// TLS parameters for lettre (STARTTLS), trusting `smtp.ca_file` too.
 fn tls_parameters(cfg: &Smtp) -> Result<TlsParameters, OutboxError> {
@@ -419,7 +421,7 @@ pub async fn run(
         backlog.wait_idle().await;
         let now = clock.now();
         let items = db
-            .call(move |s| store::due_outbox(s.conn(), now, BATCH))
+            .call(move |s| store::due_outbox(s.conn(), now, BATCH, BATCH_BYTES))
             .await?;
         let mut failing = false;
         // Results are recorded a few at a time: one fsync per send made the
@@ -457,11 +459,14 @@ pub async fn run(
             }
         }
         flush(&db, &health, &mut done).await?;
+        let (had_items, bytes) = (!items.is_empty(), items.iter().map(|i| i.raw.len()).sum());
+        drop(items);
+        crate::memory::trim_after(bytes);
         if shutdown.is_cancelled() {
             client.close().await;
             return Ok(());
         }
-        if !items.is_empty() && !failing {
+        if had_items && !failing {
             continue;
         }
         client.close_if_idle().await;

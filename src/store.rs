@@ -236,7 +236,13 @@ const MIGRATIONS: &[&str] = &[
     -- (case and +tag folded) and per hour; those over a limit are held.
     ALTER TABLE outbox ADD COLUMN recipient_key TEXT;
     CREATE INDEX outbox_ack_keys ON outbox(purpose, recipient_key, created_at);
-    CREATE INDEX outbox_purpose_created ON outbox(purpose, created_at);
+    -- Acknowledgements queued per minute, for the hourly limit: summing
+    -- 60 rows stays cheap where counting outbox rows grew with the
+    -- backlog (once per new case).
+    CREATE TABLE ack_minutes (
+        minute  INTEGER PRIMARY KEY,
+        n       INTEGER NOT NULL
+    ) STRICT;
     CREATE TABLE held_acks (
         case_id        TEXT PRIMARY KEY REFERENCES cases(id),
         message        INTEGER NOT NULL REFERENCES messages(id),
@@ -1145,7 +1151,24 @@ pub fn enqueue(
         ],
     )
     .ctx("queueing outgoing mail")?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    if purpose == "ack" {
+        let minute = now.timestamp().div_euclid(60);
+        exec(
+            conn,
+            "INSERT INTO ack_minutes (minute, n) VALUES (?1, 1)
+             ON CONFLICT (minute) DO UPDATE SET n = n + 1",
+            [minute],
+        )
+        .ctx("counting an acknowledgement")?;
+        exec(
+            conn,
+            "DELETE FROM ack_minutes WHERE minute < ?1",
+            [minute - 120],
+        )
+        .ctx("counting an acknowledgement")?;
+    }
+    Ok(id)
 }
 
 /// Acknowledgements queued or held for the mailbox `key` (see
@@ -1166,12 +1189,14 @@ pub fn acks_to_since(
     .ctx("counting acknowledgements")
 }
 
-/// Acknowledgements queued for anyone since `since`, for the hourly limit.
-pub fn acks_since(conn: &Connection, since: DateTime<Utc>) -> Result<u32, StoreError> {
+/// Acknowledgements queued for anyone in the 60 minutes up to `now` (by
+/// whole minutes), for the hourly limit.
+pub fn acks_last_hour(conn: &Connection, now: DateTime<Utc>) -> Result<u32, StoreError> {
+    let minute = now.timestamp().div_euclid(60);
     row(
         conn,
-        "SELECT count(*) FROM outbox WHERE purpose = 'ack' AND created_at >= ?1",
-        [fmt_ts(since)],
+        "SELECT coalesce(sum(n), 0) FROM ack_minutes WHERE minute > ?1 AND minute <= ?2",
+        [minute - 60, minute],
         |r| r.get(0),
     )
     .ctx("counting acknowledgements")
@@ -1230,10 +1255,14 @@ pub fn unhold_ack(conn: &Connection, case_id: &str) -> Result<(), StoreError> {
 
 /// Due outbox rows: acknowledgements first (the promise to reporters is
 /// the one with a clock), then oldest first.
+/// Due outbox rows, at most `limit` of them and, past the first, at most
+/// `max_bytes` of raw mail: a notification attaches the whole report, so
+/// 64 rows could otherwise hold gigabytes.
 pub fn due_outbox(
     conn: &Connection,
     now: DateTime<Utc>,
     limit: u32,
+    max_bytes: usize,
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let mut st = conn
         .prepare_cached(
@@ -1259,7 +1288,17 @@ pub fn due_outbox(
             })
         })
         .ctx("reading the outbox")?;
-    rows.collect::<Result<_, _>>().ctx("reading the outbox")
+    let mut out: Vec<OutboxItem> = Vec::new();
+    let mut bytes = 0;
+    for item in rows {
+        let item = item.ctx("reading the outbox")?;
+        bytes += item.raw.len();
+        out.push(item);
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// When the next scheduled outbox row falls due, if any.
@@ -1390,6 +1429,37 @@ pub fn put_health(conn: &Connection, h: &Health) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_hourly_ack_count_is_a_sliding_window_of_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        let c = s.conn();
+        let t0 = crate::clock::parse_ts("2026-03-01T12:00:30Z").unwrap();
+        let msg = |n: i64| {
+            c.execute(
+                "INSERT INTO messages (direction, dedup_key, kind, size, at, raw)
+                 VALUES ('out', ?1, 'ack', 1, '2026-03-01T12:00:00Z', x'00')",
+                [format!("k{n}")],
+            )
+            .unwrap();
+            c.last_insert_rowid()
+        };
+        let to = vec!["a@example.net".to_string()];
+        for (i, minutes) in [0i64, 10, 59, 59].iter().enumerate() {
+            let at = t0 + chrono::Duration::minutes(*minutes);
+            enqueue(c, msg(i as i64), None, "ack", "s@x", &to, at).unwrap();
+        }
+        enqueue(c, msg(9), None, "notification", "s@x", &to, t0).unwrap();
+        let at = |m: i64| t0 + chrono::Duration::minutes(m);
+        assert_eq!(acks_last_hour(c, at(59)).unwrap(), 4);
+        assert_eq!(acks_last_hour(c, at(60)).unwrap(), 3);
+        assert_eq!(acks_last_hour(c, at(70)).unwrap(), 2);
+        assert_eq!(acks_last_hour(c, at(200)).unwrap(), 0);
+        // The per-sender count folds case and +tags.
+        let since = t0 - chrono::Duration::days(1);
+        assert_eq!(acks_to_since(c, "a@example.net", since).unwrap(), 4);
+    }
 
     #[test]
     fn creates_private_file_and_migrates_twice() {
