@@ -4,6 +4,7 @@
 //! README.md); the text output is for people and may change.
 
 use crate::clock::{Clock, SystemClock};
+use crate::compose::printable;
 use crate::config::Config;
 use crate::store::{self, Store};
 use anyhow::Context as _;
@@ -442,8 +443,8 @@ fn cases_list(
                 r.id,
                 r.state,
                 &r.received_at[..r.received_at.len().min(19)],
-                r.reporter.as_deref().unwrap_or("-"),
-                r.subject.as_deref().unwrap_or("")
+                printable(r.reporter.as_deref().unwrap_or("-")),
+                printable(r.subject.as_deref().unwrap_or(""))
             );
         }
     }
@@ -468,7 +469,10 @@ fn case_show(cfg: &Config, id: &str, json: bool) -> anyhow::Result<std::process:
         return Ok(std::process::ExitCode::SUCCESS);
     }
     println!("{}  [{}]", case.id, case.state);
-    println!("subject       {}", case.subject.as_deref().unwrap_or(""));
+    println!(
+        "subject       {}",
+        printable(case.subject.as_deref().unwrap_or(""))
+    );
     println!(
         "reporter      {}",
         case.reporter
@@ -517,8 +521,8 @@ fn case_show(cfg: &Config, id: &str, json: bool) -> anyhow::Result<std::process:
             m.at,
             m.direction,
             m.kind,
-            m.from.as_deref().unwrap_or("-"),
-            m.subject.as_deref().unwrap_or(""),
+            printable(m.from.as_deref().unwrap_or("-")),
+            printable(m.subject.as_deref().unwrap_or("")),
             m.robot_rule
                 .as_deref()
                 .map(|r| format!(" (robot: {r})"))
@@ -534,7 +538,7 @@ fn case_show(cfg: &Config, id: &str, json: bool) -> anyhow::Result<std::process:
             e.what,
             e.detail
                 .as_deref()
-                .map(|d| format!(": {d}"))
+                .map(|d| format!(": {}", printable(d)))
                 .unwrap_or_default()
         );
     }
@@ -564,8 +568,8 @@ fn mail_list(cfg: &Config, robots: bool, json: bool) -> anyhow::Result<std::proc
                 m.at,
                 m.robot_rule.as_deref().unwrap_or(&m.kind),
                 m.case_id.as_deref().unwrap_or("-"),
-                m.from.as_deref().unwrap_or("-"),
-                m.subject.as_deref().unwrap_or("")
+                printable(m.from.as_deref().unwrap_or("-")),
+                printable(m.subject.as_deref().unwrap_or(""))
             );
         }
     }
@@ -586,7 +590,7 @@ fn held(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
                 "{:<15} {:<24} {:<30} {}",
                 h.case_id,
                 h.held_at,
-                crate::compose::printable(&h.recipient),
+                printable(&h.recipient),
                 h.reason
             );
         }
