@@ -134,6 +134,12 @@ pub enum MailCommand {
         /// Message id as shown by `mail list`.
         id: i64,
     },
+    /// Write a stored message's raw bytes to standard output (e.g. an
+    /// original too large to attach to the notification).
+    Export {
+        /// Message id as shown by `cases show` or `mail list`.
+        id: i64,
+    },
     /// List acknowledgements held back by [limits] acks_per_hour or ack_only_if.
     Held {
         #[arg(long)]
@@ -235,6 +241,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Mail(MailCommand::List { robots, json }) => mail_list(&cfg, robots, json),
         Command::Mail(MailCommand::Promote { id }) => promote(cfg, id),
         Command::Mail(MailCommand::Held { json }) => held(&cfg, json),
+        Command::Mail(MailCommand::Export { id }) => export(&cfg, id),
         Command::Mail(MailCommand::Release { ids, all }) => release(&cfg, &ids, all),
         Command::Sla { since, json } => sla(&cfg, since.as_deref(), json),
         Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),
@@ -573,6 +580,20 @@ fn mail_list(cfg: &Config, robots: bool, json: bool) -> anyhow::Result<std::proc
             );
         }
     }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn export(cfg: &Config, id: i64) -> anyhow::Result<std::process::ExitCode> {
+    use std::io::Write;
+    let s = open_store(cfg)?;
+    let Some((_, raw)) = store::message(s.conn(), id)? else {
+        anyhow::bail!("no stored message with id {id} (see `secintake cases show` or `mail list`)");
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(&raw)
+        .context("writing the message to standard output")?;
+    out.flush()
+        .context("writing the message to standard output")?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -97,17 +97,21 @@ fn to_handlers(
     if to.is_empty() {
         return Ok(());
     }
-    // No mail to handlers is larger than limits.max_message_size: base64
+    // No mail to handlers is larger than limits.max_message_size (base64
     // makes an attachment a third larger, and a 56 MB header once became
-    // a 58 MB notification.
+    // a 58 MB notification), nor carries an original over
+    // ATTACH_ORIGINAL_MAX (see there).
     if let Some(raw) = attach {
-        if attached_size(raw.len(), body.len()) > ctx.cfg.limits.max_message_size {
+        let too_big = raw.len() > ATTACH_ORIGINAL_MAX
+            || attached_size(raw.len(), body.len()) > ctx.cfg.limits.max_message_size;
+        if too_big {
             attach = None;
             body.push_str(&format!(
-                "\n[The original message ({} bytes) is not attached: with it this mail would \
-                 exceed limits.max_message_size. It is kept in the state file and in the \
-                 mailbox.]\n",
-                raw.len()
+                "\n[The original message ({} bytes) is not attached: too large to send on. \
+                 `secintake cases show {}` lists the case's messages and `secintake mail \
+                 export ID` writes one out.]\n",
+                raw.len(),
+                case.id
             ));
         }
     }
@@ -154,6 +158,14 @@ fn to_handlers(
     }
     Ok(())
 }
+
+/// Originals larger than this are not attached to mail for handlers.
+/// Many mail systems cap a message at 25-35 MB (Microsoft 365's default
+/// is 35 MB; a handler forwarding it from Gmail may send at most 25 MB),
+/// and base64 makes a 20 MiB report 27 MiB; building such a mail also
+/// took three more copies of the report in memory (186 MiB peak for a
+/// 27 MiB report, issue 7).
+pub const ATTACH_ORIGINAL_MAX: usize = 10 << 20;
 
 /// About how large a mail with `body` and an attachment of `raw` bytes
 /// is: base64 in 76-character lines, plus room for the headers.

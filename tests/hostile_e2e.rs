@@ -532,4 +532,16 @@ fn notifications_stay_under_the_size_limit() {
     assert_eq!(notes.len(), 1);
     assert!(notes[0].len() <= 1 << 20, "{} bytes", notes[0].len());
     assert!(contains(&notes[0], "is not attached"));
+    // The handlers can still have the original.
+    let id = cases(&config)[0]["id"].as_str().unwrap().to_owned();
+    let shown = cli_json(&config, &["cases", "show", &id]);
+    let msg = shown["messages"][0]["id"].as_i64().unwrap().to_string();
+    let out = std::process::Command::new(common::secintake_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["mail", "export", &msg])
+        .output()
+        .expect("run mail export");
+    assert!(out.status.success());
+    assert!(out.stdout.ends_with(&raw), "export differs from the report");
 }
