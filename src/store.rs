@@ -604,7 +604,24 @@ pub fn clear_intake_attempts(
     Ok(())
 }
 
+/// Messages at least this large are written into a zeroblob through
+/// SQLite's incremental blob I/O: a bound blob parameter is copied whole
+/// first (SQLITE_TRANSIENT), one more copy of a large report at the peak.
+const BLOB_STREAM_BYTES: usize = 256 * 1024;
+
 pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, StoreError> {
+    use rusqlite::blob::ZeroBlob;
+    use rusqlite::types::ToSqlOutput;
+    let stream = m.raw.len() >= BLOB_STREAM_BYTES;
+    let raw: ToSqlOutput<'_> = if stream {
+        let len = i32::try_from(m.raw.len()).map_err(|_| StoreError::Query {
+            context: "storing a message over 2 GiB",
+            source: rusqlite::Error::ToSqlConversionFailure("message too large".into()),
+        })?;
+        ToSqlOutput::ZeroBlob(ZeroBlob(len).0)
+    } else {
+        ToSqlOutput::from(m.raw)
+    };
     exec(conn,
         "INSERT INTO messages (direction, dedup_key, folder, uidvalidity, uid, message_id, case_id,
              kind, robot_rule, from_addr, to_addrs, subject, in_reply_to, refs, parsed_ok,
@@ -630,12 +647,23 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, Stor
             m.size as i64,
             m.truncated,
             fmt_ts(m.at),
-            m.raw,
+            raw,
             m.content_key,
         ],
     )
     .ctx("storing a message")?;
-    Ok(conn.last_insert_rowid())
+    let id = conn.last_insert_rowid();
+    if stream {
+        use std::io::Write;
+        let mut blob = conn
+            .blob_open(rusqlite::DatabaseName::Main, "messages", "raw", id, false)
+            .ctx("storing a message")?;
+        blob.write_all(m.raw).map_err(|e| StoreError::Query {
+            context: "storing a message",
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
+    }
+    Ok(id)
 }
 
 /// The case a Message-ID belongs to, if any message we stored (in or out)
@@ -1459,6 +1487,34 @@ mod tests {
         // The per-sender count folds case and +tags.
         let since = t0 - chrono::Duration::days(1);
         assert_eq!(acks_to_since(c, "a@example.net", since).unwrap(), 4);
+    }
+
+    #[test]
+    fn large_messages_are_streamed_into_the_blob_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.db")).unwrap();
+        for (n, len) in [
+            (1, 10),
+            (2, BLOB_STREAM_BYTES),
+            (3, 3 * BLOB_STREAM_BYTES + 7),
+        ] {
+            let raw: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let m = NewMessage {
+                direction: "in",
+                dedup_key: format!("k{n}"),
+                kind: "report",
+                size: len as u64,
+                at: crate::clock::parse_ts("2026-03-01T12:00:00Z").unwrap(),
+                raw: &raw,
+                ..NewMessage::default()
+            };
+            let id = insert_message(s.conn(), &m).unwrap();
+            assert_eq!(
+                message(s.conn(), id).unwrap().unwrap().1,
+                raw,
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]
