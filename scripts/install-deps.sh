@@ -5,7 +5,10 @@
 # Needs root only when something is missing.
 set -euo pipefail
 
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix swaks s-nail openssl sqlite3 ca-certificates procps"
+# opendkim + opendkim-tools (opendkim-genkey): the stack's DKIM signer and
+# verifier.  libnet-ssleay-perl: lets swaks speak TLS (--tls, --tlsc) to the
+# submission ports when checking the stack by hand.
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps"
 
 missing=()
 for p in $PACKAGES; do

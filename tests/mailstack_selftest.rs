@@ -2,11 +2,14 @@
 //! proves the private mail system behaves like a real one before any
 //! secintake test relies on it.  Inbound SMTP → IMAPS, authenticated
 //! submission, genuine DSN bounces, plus-addressing, vacation replies,
-//! outages, bulk injection and several stacks at once.
+//! outages, bulk injection, several stacks at once, and real DKIM: signing
+//! on submission, verification + Authentication-Results everywhere.
 
 mod common;
 
-use common::{header, simple_message, MailStack};
+use common::{
+    header, header_fields, headers, simple_message, MailStack, AUTHSERV_ID, DKIM_SELECTOR,
+};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
@@ -217,4 +220,161 @@ fn config_writer_produces_the_documented_shape() {
     assert!(text.contains("idle = false\n"));
     assert!(text.contains("project = \"Quote \\\"me\\\"\"\n"));
     assert!(text.contains("[[handlers]]\nname = \"Alice\"\n"));
+}
+
+/// Names of the header fields down to and including the `n`-th
+/// `Received`, e.g. ["Return-Path", "Delivered-To", "Received", ...].
+fn trace_names(raw: &[u8], received: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut seen = 0;
+    for (name, _) in header_fields(raw) {
+        names.push(name.clone());
+        if name.eq_ignore_ascii_case("Received") {
+            seen += 1;
+            if seen == received {
+                break;
+            }
+        }
+    }
+    names
+}
+
+fn find<'a>(msgs: &'a [Vec<u8>], subject: &str) -> &'a [u8] {
+    msgs.iter()
+        .find(|m| header(m, "Subject").as_deref() == Some(subject))
+        .unwrap_or_else(|| panic!("no message {subject:?}"))
+}
+
+/// The real OpenDKIM in the stack: submitted mail is signed and arrives
+/// with dkim=pass; inbound mail is verified, never signed (even with a From:
+/// at a test domain), and stamped dkim=none / dkim=fail; forged
+/// Authentication-Results headers survive for the daemon to judge.  Also
+/// pins the header order documented in mailstack.sh.
+#[test]
+fn dkim_signs_submissions_and_stamps_everything() {
+    let ms = MailStack::start();
+    let sec = "security@example.org";
+    let ar_none = format!("{AUTHSERV_ID}; dkim=none; dkim-atps=neutral");
+
+    // Inbound, unsigned; and inbound claiming to be from a test domain.
+    let raw = simple_message("reporter@example.net", sec, "dkim inbound", "x");
+    ms.send_raw("reporter@example.net", &[sec], &raw);
+    let raw = simple_message("alice@example.org", sec, "dkim spoof", "x");
+    ms.send_raw("alice@example.org", &[sec], &raw);
+    // Inbound with a forged Authentication-Results naming our authserv-id.
+    let forged = format!("{AUTHSERV_ID}; dkim=pass header.d=example.org header.s={DKIM_SELECTOR}");
+    let raw = format!(
+        "Authentication-Results: {forged}\r\n{}",
+        String::from_utf8(simple_message("alice@example.org", sec, "dkim forged", "x")).unwrap()
+    );
+    ms.send_raw("alice@example.org", &[sec], raw.as_bytes());
+    // Submitted, from both test domains and from a foreign one.
+    let raw = simple_message("alice@example.org", sec, "dkim submitted", "Body.\n");
+    ms.submit("alice@example.org", "alice@example.org", &[sec], &raw);
+    let raw = simple_message("bob@example.net", sec, "dkim submitted net", "x");
+    ms.submit("bob@example.net", "bob@example.net", &[sec], &raw);
+    let raw = simple_message("someone@elsewhere.test", sec, "dkim foreign", "x");
+    ms.submit("alice@example.org", "alice@example.org", &[sec], &raw);
+
+    let msgs = ms.wait_for(sec, |m| m.len() >= 6, T);
+
+    for subject in ["dkim inbound", "dkim spoof"] {
+        let m = find(&msgs, subject);
+        assert_eq!(
+            header(m, "Authentication-Results"),
+            Some(ar_none.clone()),
+            "{subject}"
+        );
+        assert_eq!(header(m, "DKIM-Signature"), None, "{subject} was signed");
+        assert_eq!(
+            trace_names(m, 2),
+            [
+                "Return-Path",
+                "Delivered-To",
+                "Received",
+                "Authentication-Results",
+                "Received"
+            ],
+            "{subject}"
+        );
+    }
+
+    let m = find(&msgs, "dkim forged");
+    assert_eq!(
+        headers(m, "Authentication-Results"),
+        [ar_none.clone(), forged]
+    );
+
+    for (subject, domain) in [
+        ("dkim submitted", "example.org"),
+        ("dkim submitted net", "example.net"),
+    ] {
+        let m = find(&msgs, subject);
+        let ar = headers(m, "Authentication-Results");
+        assert_eq!(ar.len(), 1, "{subject}: {ar:?}");
+        assert!(
+            ar[0].starts_with(&format!("{AUTHSERV_ID}; dkim=pass ")),
+            "{subject}: {ar:?}"
+        );
+        assert!(
+            ar[0].contains(&format!(" header.d={domain} ")),
+            "{subject}: {ar:?}"
+        );
+        assert!(
+            ar[0].contains(&format!(" header.s={DKIM_SELECTOR} ")),
+            "{subject}: {ar:?}"
+        );
+        let sig = header(m, "DKIM-Signature").expect("signed");
+        assert!(sig.contains(&format!(" d={domain};")), "{sig}");
+        assert_eq!(
+            trace_names(m, 3),
+            [
+                "Return-Path",
+                "Delivered-To",
+                "Received",
+                "Authentication-Results",
+                "Received",
+                "DKIM-Signature",
+                "Received"
+            ],
+            "{subject}"
+        );
+        for r in headers(m, "Received") {
+            assert!(r.contains(&format!(" by {AUTHSERV_ID} ")), "{r}");
+        }
+    }
+
+    let m = find(&msgs, "dkim foreign");
+    assert_eq!(headers(m, "Authentication-Results"), [ar_none.clone()]);
+    assert_eq!(header(m, "DKIM-Signature"), None);
+
+    // The inbound verifier checks real signatures: a replay of the signed
+    // message passes, a tampered one fails.
+    let signed = find(&msgs, "dkim submitted");
+    let text = String::from_utf8_lossy(signed);
+    let start = text.find("DKIM-Signature:").unwrap();
+    let replay = text[start..].to_string();
+    ms.send_raw(
+        "alice@example.org",
+        &["replay@example.org"],
+        replay.as_bytes(),
+    );
+    let tampered = replay.replace("Body.", "Tampered.");
+    ms.send_raw(
+        "alice@example.org",
+        &["tampered@example.org"],
+        tampered.as_bytes(),
+    );
+    let m = &ms.wait_for("replay@example.org", |m| !m.is_empty(), T)[0];
+    let ar = header(m, "Authentication-Results").unwrap();
+    assert!(
+        ar.starts_with(&format!("{AUTHSERV_ID}; dkim=pass ")),
+        "{ar}"
+    );
+    let m = &ms.wait_for("tampered@example.org", |m| !m.is_empty(), T)[0];
+    let ar = header(m, "Authentication-Results").unwrap();
+    assert!(
+        ar.starts_with(&format!("{AUTHSERV_ID}; dkim=fail ")),
+        "{ar}"
+    );
 }

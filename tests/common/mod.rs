@@ -1,9 +1,13 @@
 //! Test support shared by the integration tests (`mod common;`).
 //!
 //! Why: secintake is tested against a real mail system, not mocks.
-//! [`MailStack`] starts a private Dovecot + Postfix on loopback through
-//! `tests/mailstack/mailstack.sh` (see that script for what runs where) and
-//! tears it down on drop.  Around it: a tiny blocking SMTP client for the
+//! [`MailStack`] starts a private Dovecot + Postfix + OpenDKIM on loopback
+//! through `tests/mailstack/mailstack.sh` (see that script for what runs
+//! where, and for the exact header order of delivered mail) and tears it
+//! down on drop.  Mail submitted with a From: at example.org / example.net
+//! is DKIM-signed; every delivered message carries an
+//! `Authentication-Results: mail.example.org; dkim=...` header from the
+//! stack ([`AUTHSERV_ID`]).  Around it: a tiny blocking SMTP client for the
 //! inbound port, authenticated submission through lettre, an IMAPS reader
 //! (async-imap + rustls, trusting the stack's private CA), fast mailbox
 //! injection for backlog tests, and a writer for the daemon's TOML config.
@@ -25,10 +29,24 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Path of the mail stack script.
+/// Path of the mail stack script (`MAILSTACK_SCRIPT` overrides it, e.g.
+/// to try a changed stack beside the committed one).
 pub fn mailstack_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mailstack/mailstack.sh")
+    match std::env::var_os("MAILSTACK_SCRIPT") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mailstack/mailstack.sh"),
+    }
 }
+
+/// The authserv-id of the stack's DKIM verifier (OpenDKIM): the top
+/// `Authentication-Results` header of every message the stack delivers
+/// starts with `mail.example.org;` (also Postfix's and Dovecot's host name,
+/// so every `Received` header names it in its `by` clause).
+pub const AUTHSERV_ID: &str = "mail.example.org";
+
+/// The DKIM selector the stack signs with (`s=mailstack`, for both
+/// `d=example.org` and `d=example.net`).
+pub const DKIM_SELECTOR: &str = "mailstack";
 
 /// Path of the daemon binary built for this test run.
 pub fn secintake_bin() -> PathBuf {
@@ -157,6 +175,12 @@ impl MailStack {
 
     /// Sends `raw` over plain SMTP to the inbound port (like mail from the
     /// internet arriving at port 25). Panics if the server refuses it.
+    ///
+    /// Such mail is never DKIM-signed, whatever its From: says; it is
+    /// verified and delivered with `Authentication-Results:
+    /// mail.example.org; dkim=none` (unsigned), `dkim=pass` / `dkim=fail`
+    /// (a signature it carries), above any such headers it already had
+    /// (those are kept, forged or not).
     pub fn send_raw(&self, envelope_from: &str, rcpt: &[&str], raw: &[u8]) {
         if let Err(e) = self.try_send_raw(envelope_from, rcpt, raw) {
             panic!("send_raw failed: {e}\n{}", self.logs());
@@ -176,6 +200,12 @@ impl MailStack {
 
     /// Sends `raw` through authenticated submission (STARTTLS, SASL as
     /// `user`), using lettre and the stack's CA, as a real mail client would.
+    ///
+    /// Submitted mail whose From: is at example.org or example.net is
+    /// DKIM-signed (`d=` that domain, `s=mailstack`), then passes the
+    /// stack's verifier like inbound mail, so it is delivered with a genuine
+    /// `Authentication-Results: mail.example.org; dkim=pass
+    /// header.d=example.org ...` on top (other From: domains: `dkim=none`).
     pub fn submit(&self, user: &str, envelope_from: &str, rcpt: &[&str], raw: &[u8]) {
         use lettre::transport::smtp::authentication::Credentials;
         use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -595,6 +625,39 @@ pub fn text_mail(
     (raw.into_bytes(), mid)
 }
 
+/// The unfolded values of every header `name` (case-insensitive) of a raw
+/// message, top to bottom, without decoding.
+pub fn headers(raw: &[u8], name: &str) -> Vec<String> {
+    header_fields(raw)
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Every header field of a raw message as (name, unfolded value), top to
+/// bottom: the header order, e.g. to check where `Authentication-Results`
+/// sits among the `Received` lines.
+pub fn header_fields(raw: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(raw);
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break; // end of the header section
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = out.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((key, value)) = line.split_once(':') {
+            out.push((key.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
 /// The unfolded value of the first header `name` (case-insensitive) of a
 /// raw message, without decoding.
 pub fn header(raw: &[u8], name: &str) -> Option<String> {
@@ -676,6 +739,10 @@ pub struct TestConfig {
     /// (name, email)
     pub handlers: Vec<(String, String)>,
     pub acks_per_sender_per_day: u32,
+    /// `[limits] acks_per_hour`. High by default, so tests that send
+    /// hundreds of reports (and the benchmark) measure intake, not the
+    /// backscatter limit; hostile_e2e sets it low.
+    pub acks_per_hour: u32,
     pub max_message_size: String,
     pub alert_after: String,
     /// `[workflow] assign`: "none" by default here, so a case stays in
@@ -712,6 +779,7 @@ impl TestConfig {
             respond: "72h".into(),
             handlers: vec![("Alice".into(), "alice@example.org".into())],
             acks_per_sender_per_day: 5,
+            acks_per_hour: 100_000,
             max_message_size: "50MiB".into(),
             alert_after: "15m".into(),
             assign: "none".into(),
@@ -761,6 +829,7 @@ impl TestConfig {
             "acks_per_sender_per_day = {}\n",
             self.acks_per_sender_per_day
         ));
+        t.push_str(&format!("acks_per_hour = {}\n", self.acks_per_hour));
         t.push_str(&format!(
             "max_message_size = {}\n",
             q(&self.max_message_size)

@@ -3,33 +3,107 @@
 #
 # Why: secintake talks IMAP and SMTP to real servers; mocks would hide the
 # behaviour that matters (IDLE timing, STARTTLS, SASL, DSN bounces, vacation
-# auto-replies, outages).  This script runs a private Dovecot (IMAP, IMAPS,
-# LMTP, Pigeonhole sieve) and a private Postfix (inbound SMTP, submission with
-# STARTTLS + SASL, implicit-TLS submission) entirely under one state folder,
-# on high loopback ports, so several stacks can run at once and nothing
-# touches the machine's own mail setup.  Mail for any domain other than the
-# test domains is bounced locally (default_transport = error): nothing leaves.
+# auto-replies, outages, DKIM results).  This script runs a private Dovecot
+# (IMAP, IMAPS, LMTP, Pigeonhole sieve), a private Postfix (inbound SMTP,
+# submission with STARTTLS + SASL, implicit-TLS submission) and private
+# OpenDKIM milters (DKIM signing of submitted mail; verification, with an
+# Authentication-Results header naming authserv-id mail.example.org, of
+# inbound and of submitted mail; details below) entirely under one state
+# folder, on high loopback ports, so several stacks can run at once and
+# nothing touches the machine's own mail setup.  Mail for any domain other
+# than the test domains is bounced locally (default_transport = nowhere, a
+# pipe that fails): nothing leaves.
 #
 # Usage (Postfix needs root):
 #   mailstack.sh start DIR [BASEPORT]   create + start everything, wait for ports
 #   mailstack.sh stop DIR               stop everything (DIR is kept)
-#   mailstack.sh stop-smtp DIR | start-smtp DIR     Postfix only (outage tests)
+#   mailstack.sh stop-smtp DIR | start-smtp DIR     Postfix only (outage tests;
+#                      OpenDKIM keeps running; start-smtp restarts it if not)
 #   mailstack.sh stop-imap DIR | start-imap DIR     Dovecot only (IMAP + LMTP)
 #   mailstack.sh env DIR                print KEY=VALUE lines (also in DIR/env)
 #   mailstack.sh vacation DIR USER [SUBJECT]   install a sieve vacation script
 #
 # DIR must be short (unix socket paths are limited) and it and every parent
-# must be searchable by the mail users (dovenull, postfix): e.g. /tmp/ms-XXXX
-# with mode 0755.  Ports are BASEPORT + offset:
+# must be searchable by the mail users (dovenull, postfix, opendkim): e.g.
+# /tmp/ms-XXXX with mode 0755.  Ports are BASEPORT + offset:
 #   +0 IMAP (STARTTLS offered)  +1 IMAPS  +2 LMTP
 #   +3 SMTP inbound (no auth, test domains only)
 #   +4 submission (STARTTLS required, SASL)  +5 smtps (implicit TLS, SASL)
+#   +6 internal re-injection smtpd (submitted mail after signing; loopback
+#      only, no auth; not for tests)
+# OpenDKIM listens on unix sockets: DIR/dkim/sign.sock, DIR/dkim/verify.sock.
 # Every user at example.org / example.net exists; every password is "secret".
 # Plus-addressing: security+x@example.org lands in security@example.org.
+#
+# DKIM: two private OpenDKIM milters (config, keys, unix sockets, pid files
+# all in DIR/dkim; /etc/opendkim.conf and system services are never used):
+#   - Mail SUBMITTED (+4, +5; SASL) with a From: at example.org / example.net
+#     is DKIM-signed by the "sign" instance: d=example.org / d=example.net,
+#     s=mailstack, relaxed/relaxed, rsa-sha256, 1024-bit keys made per stack
+#     by opendkim-genkey at `start`.  Those smtpd services pass
+#     milter_macro_daemon_name=ORIGINATING (OpenDKIM's `MTA` setting).  Other
+#     From domains go out unsigned.
+#   - Submitted mail is then re-injected (content_filter "reinject" -> the
+#     internal smtpd on +6) and VERIFIED there like inbound mail.  So mail a
+#     handler submits is delivered with a genuine
+#     "Authentication-Results: mail.example.org; dkim=pass header.d=example.org".
+#   - Mail on the INBOUND port (+3) is only verified ("verify" instance,
+#     Mode v; loopback is not in InternalHosts), never signed, whatever its
+#     From: says.
+#   - Every message through +3 or +6 gets an Authentication-Results header
+#     with authserv-id mail.example.org (AuthservID); unsigned mail gets
+#     dkim=none (AlwaysAddARHeader).  Debian's OpenDKIM always appends
+#     "dkim-atps=neutral" (compiled-in ATPS).  Authentication-Results headers
+#     already in the message are KEPT, even forged ones naming
+#     mail.example.org (KeepAuthResults: by default OpenDKIM deletes those
+#     that carry a dkim result): distrusting them is the daemon's job, and
+#     the tests must be able to prove that it does.
+#   - No DNS: the verifier reads public keys from DIR/dkim/public-keys
+#     (TestPublicKeys), one "mailstack._domainkey.<domain> <TXT record>" line
+#     per test domain.  A signature by any other domain cannot be checked
+#     (no key): dkim=permerror.
+#   - Postfix's milter_default_action is tempfail: while OpenDKIM is down
+#     the smtpd ports answer 451 instead of passing mail unauthenticated.
+#   - Bounces (DSNs) and other mail Postfix makes itself pass no milter.
+#
+# Header order of DELIVERED mail (Postfix 3.7, Dovecot 2.3, OpenDKIM 2.11,
+# checked by hand and by mailstack_selftest; top down, i.e. newest first).
+# OpenDKIM's header lands ABOVE the Received line of the smtpd pass that ran
+# it (Postfix hides its own Received header from milters).
+#   inbound (+3), unsigned or not:
+#     Return-Path: <reporter@example.net>
+#     Delivered-To: security@example.org
+#     Received: from mail.example.org ([127.0.0.1])
+#             by mail.example.org with LMTP id ... (envelope-from <...>) for <...>; DATE
+#     Authentication-Results: mail.example.org; dkim=none; dkim-atps=neutral
+#     Received: from client.test (localhost [127.0.0.1])
+#             by mail.example.org (Postfix) with ESMTP id QID for <...>; DATE
+#     ...the header as sent (any Authentication-Results it had, kept)...
+#   submitted (+4/+5) with From: alice@example.org:
+#     Return-Path: <alice@example.org>
+#     Delivered-To: security@example.org
+#     Received: from mail.example.org ([127.0.0.1])
+#             by mail.example.org with LMTP id ... (envelope-from <...>) for <...>; DATE
+#     Authentication-Results: mail.example.org;
+#             dkim=pass (1024-bit key) header.d=example.org header.i=@example.org
+#             header.a=rsa-sha256 header.s=mailstack header.b=XXXXXXXX;
+#             dkim-atps=neutral
+#     Received: from mail.example.org (localhost [127.0.0.1])          (pass 2: +6)
+#             by mail.example.org (Postfix) with ESMTP id QID2 for <...>; DATE
+#     DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.org;
+#             s=mailstack; t=...; bh=...; h=Date:To:From:Subject:From; b=...
+#     Received: from client.test (localhost [127.0.0.1])               (pass 1: +4/+5)
+#             by mail.example.org (Postfix) with ESMTPSA id QID1 for <...>; DATE
+#     ...the header as sent...
+#   (Submitted with another From: domain: the same minus DKIM-Signature, and
+#   dkim=none.)  Every Received line names mail.example.org in its "by".
 
 set -euo pipefail
 
 DOMAINS="example.org example.net"
+AUTHSERV_ID="mail.example.org"           # = Postfix myhostname, Dovecot hostname
+DKIM_SELECTOR="mailstack"
+DKIM_USER="opendkim"                     # made by Debian's opendkim package
 PASSWORD="secret"
 PORT_RESERVATIONS=/tmp/mailstack-ports   # one folder per BASEPORT in use
 START_TIMEOUT=20
@@ -69,7 +143,7 @@ reserve_baseport() { # DIR [BASEPORT] -> echoes BASEPORT
         fi
         echo "$dir" > "$PORT_RESERVATIONS/$base/dir"
         busy=
-        for p in 0 1 2 3 4 5; do
+        for p in 0 1 2 3 4 5 6; do
             if port_listening $((base + p)); then busy=$((base + p)); break; fi
         done
         if [ -n "$busy" ]; then
@@ -263,16 +337,33 @@ smtpd_sasl_path = $d/run/auth-postfix
 smtpd_sasl_auth_enable = no
 smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination
 smtpd_recipient_restrictions =
+# OpenDKIM: the submission services sign (their -o smtpd_milters), every
+# other smtpd (inbound, re-injection) verifies.
+smtpd_milters = unix:$d/dkim/verify.sock
+non_smtpd_milters =
+milter_default_action = tempfail
 EOF
     local sub="-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes"
     sub="$sub -o smtpd_client_restrictions=permit_sasl_authenticated,reject"
     sub="$sub -o smtpd_relay_restrictions=permit_sasl_authenticated,reject"
+    # Sign (OpenDKIM's MTA setting), then re-inject for the verifying pass.
+    sub="$sub -o smtpd_milters=unix:$d/dkim/sign.sock -o milter_macro_daemon_name=ORIGINATING"
+    sub="$sub -o content_filter=reinject:[127.0.0.1]:$((b + 6))"
+    # Re-injection listener: loopback only; relays anything so that mail to
+    # unknown domains still reaches "nowhere" and bounces with a real DSN.
+    local rei="-o syslog_name=postfix/reinject"
+    rei="$rei -o smtpd_client_restrictions=permit_mynetworks,reject"
+    rei="$rei -o smtpd_relay_restrictions=permit_mynetworks,reject"
     cat > "$pf/master.cf" <<EOF
 # Private Postfix instance of mailstack.sh (generated; do not edit)
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 127.0.0.1:$((b + 3)) inet n - n - - smtpd
 127.0.0.1:$((b + 4)) inet n - n - - smtpd -o syslog_name=postfix/submission -o smtpd_tls_security_level=encrypt $sub
 127.0.0.1:$((b + 5)) inet n - n - - smtpd -o syslog_name=postfix/smtps -o smtpd_tls_wrappermode=yes $sub
+127.0.0.1:$((b + 6)) inet n - n - - smtpd $rei
+# The content filter's client.  Postfix's "loops back to myself" check only
+# applies to port 25, so talking to our own smtpd on +6 is fine.
+reinject   unix  -       -       n       -       -       smtp -o syslog_name=postfix/reinject
 pickup     unix  n       -       n       60      1       pickup
 cleanup    unix  n       -       n       -       0       cleanup
 qmgr       unix  n       -       n       300     1       qmgr
@@ -310,6 +401,92 @@ EOF
     touch -d '-1 min' "$pf/main.cf" "$pf/master.cf"
 }
 
+# One RSA key per test domain (opendkim-genkey, in the background while the
+# servers start), the KeyTable and SigningTable that sign with them, and the
+# file of public keys that the verifier reads instead of DNS (TestPublicKeys).
+# 1024 bits, the RFC 8301 minimum: a 2048-bit key takes 0.1-0.4 s of CPU to
+# make, and every test starts a stack.
+make_dkim_keys() { # DIR
+    local k=$1/dkim dom pids=() pid
+    mkdir -p "$k/keys"
+    for dom in $DOMAINS; do
+        mkdir -p "$k/keys/$dom"
+        opendkim-genkey -b 1024 -h sha256 -D "$k/keys/$dom" -d "$dom" -s "$DKIM_SELECTOR" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || return 1; done
+    : > "$k/key-table"
+    : > "$k/signing-table"
+    echo "# <selector>._domainkey.<domain> <TXT record> (OpenDKIM TestPublicKeys)" > "$k/public-keys"
+    for dom in $DOMAINS; do
+        echo "$dom $dom:$DKIM_SELECTOR:$k/keys/$dom/$DKIM_SELECTOR.private" >> "$k/key-table"
+        echo "$dom $dom" >> "$k/signing-table"
+        # The .txt file is a zone-file record split into quoted strings.
+        printf '%s._domainkey.%s %s\n' "$DKIM_SELECTOR" "$dom" \
+            "$(grep -o '"[^"]*"' "$k/keys/$dom/$DKIM_SELECTOR.txt" | tr -d '"\n')" >> "$k/public-keys"
+    done
+    # The signer reads its keys after dropping root.
+    chown "$DKIM_USER" "$k"/keys/*/*.private
+    chmod 0600 "$k"/keys/*/*.private
+}
+
+# Two OpenDKIM instances: "sign" (Mode s) behind the submission services and
+# "verify" (Mode v) behind the inbound and re-injection smtpd.  One instance
+# in Mode sv would also verify (and stamp a second Authentication-Results on)
+# submitted mail it cannot sign, e.g. one with a From: at another domain.
+DKIM_ROLES="sign verify"
+
+write_opendkim_conf() { # DIR BASE
+    local d=$1 b=$2 k=$1/dkim role
+    # InternalHosts defaults to 127.0.0.1: everything sent on the inbound
+    # port would count as "ours", which makes a signer sign it and a
+    # verifier skip it.  Name a host that never connects instead.
+    cat > "$k/internal-hosts" <<EOF
+# Nothing is "internal": only submitted mail (daemon name ORIGINATING, SMTP
+# AUTH) is signed.  192.0.2.1 is TEST-NET-1 and never connects here.
+192.0.2.1
+EOF
+    for role in $DKIM_ROLES; do
+        cat > "$k/$role.conf" <<EOF
+# Private OpenDKIM instance ($role) of mailstack.sh (generated; do not edit)
+Socket              local:$k/$role.sock
+PidFile             $k/$role.pid
+UserID              $DKIM_USER
+UMask               0111
+Background          yes
+Syslog              yes
+SyslogName          opendkim-mailstack-$b-$role
+InternalHosts       file:$k/internal-hosts
+# Never refuse or delay mail over a DKIM problem: unsignable mail goes out
+# unsigned, and verification results go into Authentication-Results.
+On-Default          accept
+EOF
+    done
+    cat >> "$k/sign.conf" <<EOF
+Mode                s
+# The submission services set milter_macro_daemon_name=ORIGINATING.
+MTA                 ORIGINATING
+KeyTable            file:$k/key-table
+SigningTable        file:$k/signing-table
+Canonicalization    relaxed/relaxed
+SignatureAlgorithm  rsa-sha256
+OversignHeaders     From
+# The keys live under /tmp, which is world-writable: OpenDKIM would call them
+# unsafe and refuse to sign.
+RequireSafeKeys     no
+EOF
+    cat >> "$k/verify.conf" <<EOF
+Mode                v
+# Public keys come from a file, never from DNS.
+TestPublicKeys      $k/public-keys
+AuthservID          $AUTHSERV_ID
+AlwaysAddARHeader   yes
+# Keep Authentication-Results headers already in the message, even forged
+# ones naming $AUTHSERV_ID: the daemon must be the one to distrust them.
+KeepAuthResults     yes
+EOF
+}
+
 write_env() { # DIR BASE
     local d=$1 b=$2
     cat > "$d/env" <<EOF
@@ -321,10 +498,14 @@ MS_LMTP_PORT=$((b + 2))
 MS_SMTP_PORT=$((b + 3))
 MS_SUBMISSION_PORT=$((b + 4))
 MS_SMTPS_PORT=$((b + 5))
+MS_REINJECT_PORT=$((b + 6))
 MS_CA_FILE=$d/tls/ca.pem
 MS_DOVECOT_CONF=$d/dovecot.conf
 MS_POSTFIX_DIR=$d/postfix
 MS_PASSWORD=$PASSWORD
+MS_AUTHSERV_ID=$AUTHSERV_ID
+MS_DKIM_SELECTOR=$DKIM_SELECTOR
+MS_DKIM_PUBLIC_KEYS=$d/dkim/public-keys
 EOF
 }
 
@@ -339,6 +520,50 @@ alive() { # PID
     [ -n "$1" ] || return 1
     st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
     [[ $st != Z* ]]
+}
+
+dkim_pid() { cat "$1/dkim/$2.pid" 2>/dev/null || true; } # DIR ROLE
+
+start_dkim() { # DIR: returns at once; wait_dkim waits for the sockets
+    local role
+    for role in $DKIM_ROLES; do
+        alive "$(dkim_pid "$1" "$role")" && continue
+        rm -f "$1/dkim/$role.sock"
+        opendkim -x "$1/dkim/$role.conf" </dev/null >>"$1/log/start.log" 2>&1 \
+            || { show_logs "$1"; die "opendkim ($role) failed to start"; }
+    done
+}
+
+wait_dkim() { # DIR
+    local deadline=$((SECONDS + START_TIMEOUT)) pid role
+    for role in $DKIM_ROLES; do
+        until [ -S "$1/dkim/$role.sock" ]; do
+            pid=$(dkim_pid "$1" "$role")
+            if [ "$SECONDS" -ge "$deadline" ] || { [ -n "$pid" ] && ! alive "$pid"; }; then
+                [ -S "$1/dkim/$role.sock" ] && break
+                show_logs "$1"
+                die "opendkim ($role) did not open $1/dkim/$role.sock"
+            fi
+            sleep 0.02
+        done
+    done
+}
+
+# OpenDKIM (libmilter) notices SIGTERM only when its listener's 5-second poll
+# times out, so a polite stop takes ~5 s.  It keeps no state worth a clean
+# shutdown: kill it outright.
+stop_dkim() { # DIR
+    local role pid pids=() i
+    for role in $DKIM_ROLES; do
+        pid=$(dkim_pid "$1" "$role")
+        alive "$pid" || continue
+        kill -9 "$pid" 2>/dev/null || true
+        pids+=("$pid")
+    done
+    for pid in "${pids[@]}"; do
+        for i in $(seq 100); do alive "$pid" || break; sleep 0.02; done
+    done
+    for role in $DKIM_ROLES; do rm -f "$1/dkim/$role.sock" "$1/dkim/$role.pid"; done
 }
 
 start_imap() { # DIR
@@ -401,7 +626,7 @@ wait_ports() { # DIR PORT...
 }
 
 cmd_start() { # DIR [BASEPORT]
-    local d=$1 base
+    local d=$1 base keys
     [ "$(id -u)" = 0 ] || die "start needs root (Postfix refuses to run otherwise)"
     mkdir -p "$d"
     d=$(cd "$d" && pwd -P)
@@ -411,14 +636,25 @@ cmd_start() { # DIR [BASEPORT]
     base=$(reserve_baseport "$d" "${2:-}")
     mkdir -p "$d/log" "$d/home" "$d/run" "$d/state"
     chown dovenull:dovenull "$d/home"
+    # OpenDKIM makes its sockets here after dropping root.
+    mkdir -p "$d/dkim"
+    chown "$DKIM_USER:$DKIM_USER" "$d/dkim"
+    make_dkim_keys "$d" >"$d/log/genkey.log" 2>&1 &
+    keys=$!
     make_certs "$d"
     write_dovecot_conf "$d" "$base"
     write_postfix_conf "$d" "$base"
+    write_opendkim_conf "$d" "$base"
     write_env "$d" "$base"
     start_imap "$d"
+    # Postfix needs the milters only once mail arrives, and nothing can
+    # arrive before this script returns: start it while the keys are made.
     start_smtp "$d"
-    wait_ports "$d" $((base + 0)) $((base + 1)) $((base + 2)) $((base + 3)) $((base + 4)) $((base + 5))
-    echo "mailstack: up in $d (ports $base-$((base + 5)))" >&2
+    wait "$keys" || { cat "$d/log/genkey.log" >&2; die "opendkim-genkey failed"; }
+    start_dkim "$d"
+    wait_dkim "$d"
+    wait_ports "$d" $((base + 0)) $((base + 1)) $((base + 2)) $((base + 3)) $((base + 4)) $((base + 5)) $((base + 6))
+    echo "mailstack: up in $d (ports $base-$((base + 6)))" >&2
 }
 
 cmd_vacation() { # DIR USER [SUBJECT]
@@ -446,13 +682,14 @@ main() {
         stop)
             [ -d "$dir" ] || exit 0
             stop_smtp "$dir" &
+            stop_dkim "$dir" &
             stop_imap "$dir"
             wait
             release_baseport "$dir"
             ;;
         stop-smtp) load_env "$dir"; stop_smtp "$dir" ;;
-        start-smtp) load_env "$dir"; start_smtp "$dir"
-            wait_ports "$dir" "$MS_SMTP_PORT" "$MS_SUBMISSION_PORT" "$MS_SMTPS_PORT" ;;
+        start-smtp) load_env "$dir"; start_dkim "$dir"; start_smtp "$dir"; wait_dkim "$dir"
+            wait_ports "$dir" "$MS_SMTP_PORT" "$MS_SUBMISSION_PORT" "$MS_SMTPS_PORT" "$MS_REINJECT_PORT" ;;
         stop-imap) load_env "$dir"; stop_imap "$dir" ;;
         start-imap) load_env "$dir"; start_imap "$dir"
             wait_ports "$dir" "$MS_IMAP_PORT" "$MS_IMAPS_PORT" "$MS_LMTP_PORT"
