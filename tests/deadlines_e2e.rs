@@ -664,7 +664,10 @@ fn response_before_reminder_means_no_reminder() {
             c.acknowledge = "30s".into();
             c.respond = "10s".into();
             c.handlers = handlers(&[ALICE, BOB]);
-            c.extra = "[handler_auth]\ntrusted_authserv_id = \"mx.test\"\n".into();
+            c.extra = format!(
+                "[handler_auth]\ntrusted_authserv_id = \"{}\"\n",
+                common::AUTHSERV_ID
+            );
         },
         &sla_lines("6s", "4s", ""),
     );
@@ -691,22 +694,21 @@ fn response_before_reminder_means_no_reminder() {
 
     // A: the operator records the response.
     w.cli_ok(&["cases", "responded", &ida]);
-    // B: Alice answers the reporter directly, security@ in Cc, DKIM-verified
-    // by our own border MTA.
+    // B: Alice answers the reporter directly, security@ in Cc, submitted on
+    // the authenticated port: DKIM-signed, and verified by the stack's
+    // border (a genuine Authentication-Results pass).
     let (reply_b, _) = mail(
         ALICE,
         &[rb],
         &[SECURITY],
         &format!("Re: Report B: answered by mail [{idb}]"),
         &[
-            "Authentication-Results: mx.test; dkim=pass header.d=example.org header.s=sel"
-                .to_string(),
             format!("In-Reply-To: <{mid_b}>"),
             format!("References: <{mid_b}>"),
         ],
         "Thanks, we confirmed the issue; details below.",
     );
-    w.stack.send_raw(ALICE, &[rb, SECURITY], &reply_b);
+    w.stack.submit(ALICE, ALICE, &[rb, SECURITY], &reply_b);
     // C: the same, but nothing proves it is Alice.
     let (reply_c, _) = mail(
         ALICE,

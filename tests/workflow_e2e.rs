@@ -5,9 +5,11 @@
 //! Bob) and the reporter answer with s-nail, a real command-line mail
 //! client, replying to the very messages they received over IMAPS, so
 //! In-Reply-To, References, subjects and quoting come from real client
-//! behaviour, not from hand-made headers. Handler mail carries the
-//! `Authentication-Results` header the operator's MTA would add (s-nail's
-//! `customhdr`); the forged-mail test leaves it out.
+//! behaviour, not from hand-made headers. Handler mail is submitted on the
+//! stack's authenticated port, DKIM-signed there and verified on delivery
+//! by OpenDKIM, which stamps a genuine `Authentication-Results:
+//! mail.example.org; dkim=pass`; forged handler mail goes to the inbound
+//! port like any stranger's (and one carries a hand-written verdict).
 //!
 //! Why: workflow.rs and commands.rs are unit-tested, but only the whole
 //! loop shows that a handler's reply reaches the reporter in the reporter's
@@ -32,8 +34,10 @@ const ANNOUNCE: &str = "announce@example.org";
 const REPORTER: &str = "reporter@example.net";
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
-/// The header the operator's MTA adds to authenticated handler mail.
-const AUTH_HEADER: &str = "Authentication-Results: mx.test; dkim=pass header.d=example.org";
+/// A verdict a forger writes into their own mail, naming the stack's
+/// authserv-id: it arrives below the stack's Received field.
+const FORGED_VERDICT: &str =
+    "Authentication-Results: mail.example.org; dkim=pass header.d=example.org";
 /// How long any one expected thing may take.
 const T: Duration = Duration::from_secs(20);
 /// How long we wait for something that must NOT happen after the daemon
@@ -120,8 +124,9 @@ struct World {
 }
 
 impl World {
-    /// Handlers Alice and Bob, handler mail authenticated by `mx.test`,
-    /// the comment address and the announce list configured.
+    /// Handlers Alice and Bob, handler mail authenticated by the stack's
+    /// OpenDKIM (`mail.example.org`), the comment address and the announce
+    /// list configured.
     fn start(round_robin: bool) -> World {
         let stack = MailStack::start();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -131,7 +136,8 @@ impl World {
             cfg.assign = "round-robin".into();
         }
         cfg.extra = format!(
-            "[handler_auth]\ntrusted_authserv_id = \"mx.test\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n"
+            "[handler_auth]\ntrusted_authserv_id = \"{}\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n",
+            common::AUTHSERV_ID
         );
         // comment_address belongs in [mailbox], which TestConfig writes first.
         let policy = format!("policy_url = {}\n", common::toml_str(&cfg.policy_url));
@@ -281,8 +287,9 @@ impl World {
     }
 
     /// Runs s-nail as `user` on its own IMAPS INBOX with `script` on stdin.
-    /// `authenticated`: add the Authentication-Results header the
-    /// operator's MTA would add to the handler's mail.
+    /// `authenticated`: submit on the authenticated port (the mail is
+    /// DKIM-signed and gets a genuine pass); otherwise send it to the
+    /// inbound port without logging in, as a forger would.
     fn snail(&self, user: &str, authenticated: bool, settings: &[String], script: &str) {
         let enc = user.replace('@', "%40");
         let pw = &self.stack.password;
@@ -299,12 +306,7 @@ impl World {
                 "-S",
                 "hold",
             ])
-            .arg("-S")
-            .arg(format!(
-                "mta=smtp://{enc}:{pw}@localhost:{}",
-                self.stack.submission_port
-            ))
-            .args(["-S", "smtp-use-starttls", "-S", "nosave"])
+            .args(["-S", "nosave"])
             .arg("-S")
             .arg(format!("tls-ca-file={}", self.stack.ca_file.display()))
             .arg("-S")
@@ -312,7 +314,16 @@ impl World {
             // What most users configure: quote with "> ".
             .args(["-S", "indentprefix=> "]);
         if authenticated {
-            cmd.arg("-S").arg(format!("customhdr={AUTH_HEADER}"));
+            cmd.arg("-S")
+                .arg(format!(
+                    "mta=smtp://{enc}:{pw}@localhost:{}",
+                    self.stack.submission_port
+                ))
+                .args(["-S", "smtp-use-starttls"]);
+        } else {
+            cmd.arg("-S")
+                .arg(format!("mta=smtp://localhost:{}", self.stack.smtp_port))
+                .args(["-S", "smtp-auth=none"]);
         }
         for v in settings {
             cmd.arg("-S").arg(v);
@@ -334,7 +345,8 @@ impl World {
             .expect("write to s-nail");
         let out = child.wait_with_output().expect("wait for s-nail");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() || stderr.to_ascii_lowercase().contains("error") {
+        let lower = stderr.to_ascii_lowercase();
+        if !out.status.success() || lower.contains("error") || lower.contains("not sent") {
             self.fail(&format!(
                 "s-nail as {user} failed ({}):\nscript:\n{script}\nstdout:\n{}\nstderr:\n{stderr}",
                 out.status,
@@ -347,6 +359,19 @@ impl World {
     /// message `mid` in their INBOX. `body` is typed first (top-posting);
     /// with `quote` the original follows, quoted the way s-nail does (`~Q`).
     fn reply(&self, user: &str, authenticated: bool, mid: &str, body: &str, quote: Quote) {
+        self.reply_with(user, authenticated, &[], mid, body, quote);
+    }
+
+    /// [`World::reply`] with extra s-nail settings (e.g. a `customhdr`).
+    fn reply_with(
+        &self,
+        user: &str,
+        authenticated: bool,
+        extra: &[String],
+        mid: &str,
+        body: &str,
+        quote: Quote,
+    ) {
         let mails = self.mails(user);
         let n = mails
             .iter()
@@ -354,7 +379,7 @@ impl World {
             .unwrap_or_else(|| self.fail(&format!("{user} has no message <{mid}>")))
             + 1;
         let mut script = format!("Reply {n}\n{body}\n");
-        let mut settings = Vec::new();
+        let mut settings = extra.to_vec();
         match quote {
             Quote::No => {}
             Quote::SNail => script.push_str("\n~Q\n"),
@@ -983,7 +1008,7 @@ fn forged_handler_command_changes_nothing() {
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
 
-    // Alice's address, but no Authentication-Results from mx.test.
+    // Alice's address, sent like any stranger's mail: dkim=none.
     w.reply(
         ALICE,
         false,
@@ -1000,10 +1025,13 @@ fn forged_handler_command_changes_nothing() {
     for h in [ALICE, BOB] {
         w.wait_one(h, "the forged-mail alert", |m| m.subject == subject);
     }
-    // A second one on the same case: recorded, no second alert.
-    w.reply(
+    // A second one on the same case, with a hand-written pass naming the
+    // trusted server (issue 7): it sits below the server's own Received
+    // field and verdict, so it is forged too. Recorded, no second alert.
+    w.reply_with(
         ALICE,
         false,
+        &[format!("customhdr={FORGED_VERDICT}")],
         &root,
         "/take\n/severity low\nFORGED-TEXT again.",
         Quote::No,
@@ -1016,6 +1044,29 @@ fn forged_handler_command_changes_nothing() {
     w.wait_outbox_empty();
     quiet();
 
+    // The second one is recognised for what it is: a verdict that came
+    // with the message. Sent straight to the border (no foreign Received
+    // field above it), it is caught as a second dkim verdict beside the
+    // border's own dkim=none.
+    let details: Vec<&str> = show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"] == "unauthenticated mail from a handler address ignored")
+        .filter_map(|e| e["detail"].as_str())
+        .collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("no DKIM, SPF or auth pass")),
+        "{details:#?}"
+    );
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("two Authentication-Results fields claiming mail.example.org")),
+        "{details:#?}"
+    );
     assert_eq!(show["state"], "acknowledged", "forged /close did nothing");
     assert!(
         show["primary_handler"].is_null(),
