@@ -345,7 +345,10 @@ fn dkim_signs_submissions_and_stamps_everything() {
     }
 
     let m = find(&msgs, "dkim foreign");
-    assert_eq!(headers(m, "Authentication-Results"), std::slice::from_ref(&ar_none));
+    assert_eq!(
+        headers(m, "Authentication-Results"),
+        std::slice::from_ref(&ar_none)
+    );
     assert_eq!(header(m, "DKIM-Signature"), None);
 
     // The inbound verifier checks real signatures: a replay of the signed
