@@ -545,3 +545,85 @@ fn notifications_stay_under_the_size_limit() {
     assert!(out.status.success());
     assert!(out.stdout.ends_with(&raw), "export differs from the report");
 }
+
+/// Finding 2, on genuine verdicts: the stack's OpenDKIM stamps
+/// `Authentication-Results: mail.example.org` on every delivery. A forged
+/// pass naming that server, written below a Received field of another host
+/// or spelled `Authentication-Results :`, ran commands and published an
+/// advisory before; now nothing acts and the handlers are alerted. The
+/// same handler's genuinely signed mail still acts.
+#[test]
+fn forged_verdicts_do_nothing_genuine_ones_act() {
+    const ANNOUNCE: &str = "announce@example.org";
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |c| {
+        c.extra = format!(
+            "[handler_auth]\ntrusted_authserv_id = \"{}\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n",
+            common::AUTHSERV_ID
+        );
+    });
+    let daemon = Daemon::start(&config, dir.path());
+    let (report, _) = mail(REPORTER, "RCE in the importer", &[], "details");
+    deliver(&stack, REPORTER, &report);
+    stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    let id = cases(&config)[0]["id"].as_str().unwrap().to_owned();
+    let root = common::daemon::thread_root(&dir.path().join("state.db"), &id);
+    let in_reply = format!("In-Reply-To: <{root}>");
+    let subject = format!("Re: [{id}] New report: RCE in the importer");
+    let body = "/state confirmed\nUpgrade to evil-1.0 from http://attacker.example/now";
+    let pass = format!(
+        "Authentication-Results: {}; dkim=pass header.d=example.org",
+        common::AUTHSERV_ID
+    );
+    let foreign =
+        "Received: from x by relay.example.net with ESMTP; Mon, 1 Jan 2024 00:00:00 +0000";
+    let obsolete = pass.replacen(':', " :", 1);
+    let (below_foreign, _) = mail(ALICE, &subject, &[foreign, &pass, &in_reply], body);
+    deliver(&stack, ALICE, &below_foreign);
+    // Postfix rewrites `Name :` to `Name:`; a border that keeps the
+    // spelling delivers it as written (here: straight into the mailbox).
+    let (spelled, _) = mail(ALICE, &subject, &[&obsolete, &in_reply], body);
+    stack.inject(SECURITY, &spelled);
+    wait_idle(&config, &stack, &daemon);
+    std::thread::sleep(SETTLE);
+    let shown = cli_json(&config, &["cases", "show", &id]);
+    assert_eq!(shown["state"], "acknowledged", "a forged command ran");
+    assert_eq!(
+        stack.fetch_all(REPORTER).len(),
+        1,
+        "forged text was relayed"
+    );
+    assert!(stack.fetch_all(ANNOUNCE).is_empty());
+    let reasons: Vec<String> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"] == "unauthenticated mail from a handler address ignored")
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:#?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("relay.example.net")),
+        "{reasons:#?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("non-standard name")),
+        "{reasons:#?}"
+    );
+    let alerts = stack
+        .fetch_all(ALICE)
+        .into_iter()
+        .filter(|m| contains(m, "Forged handler mail ignored"))
+        .count();
+    assert_eq!(alerts, 1, "one alert per case");
+
+    // Alice's real mail, DKIM-signed on submission and verified by the
+    // border, acts.
+    let (genuine, _) = mail(ALICE, &subject, &[&in_reply], "/state triage");
+    stack.submit(ALICE, ALICE, &[SECURITY], &genuine);
+    eventually(T, "the genuine command", Some(&daemon), || {
+        let s = cli_json(&config, &["cases", "show", &id]);
+        (s["state"] == "triage").then_some(())
+    });
+}
