@@ -392,8 +392,7 @@ pub fn ingest(
     }
 
     rec.kind = "report";
-    let msg_id = store::insert_message(conn, &rec)?;
-    let (case_id, ack_queued) = open_case(conn, ctx, msg_id, &p, received, "secintake")?;
+    let (case_id, ack_queued) = open_case(conn, ctx, Report::New(rec), &p, received, "secintake")?;
     add_notes(conn, ctx, &case_id, &notes, p.message_id.as_deref())?;
     if let Some(other) = refers_to {
         store::add_event(
@@ -469,18 +468,28 @@ fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessag
     }
 }
 
-/// Opens a case for stored message `msg_id`, queues its acknowledgement
-/// and promises the handlers' notification. Returns the case id and
-/// whether an acknowledgement was queued.
+/// The message a case is opened for.
+enum Report<'a> {
+    /// Not stored yet: stored with the case's id already set. Updating a
+    /// stored row later makes SQLite read and rewrite the whole row, raw
+    /// bytes included: two more copies of a 27 MiB report at the peak.
+    New(NewMessage<'a>),
+    /// Already stored, by id (`mail promote`).
+    Stored(i64),
+}
+
+/// Opens a case for `report`, queues its acknowledgement and promises the
+/// handlers' notification. Returns the case id and whether an
+/// acknowledgement was queued.
 fn open_case(
     conn: &Connection,
     ctx: &Context<'_>,
-    msg_id: i64,
+    report: Report<'_>,
     p: &ParsedMessage,
     received: DateTime<Utc>,
     actor: &str,
 ) -> Result<(String, bool), CaseError> {
-    let (case_id, acked) = open_and_acknowledge(conn, ctx, msg_id, p, received, actor)?;
+    let (case_id, msg_id, acked) = open_and_acknowledge(conn, ctx, report, p, received, actor)?;
     if !ctx.cfg.handlers.is_empty() {
         // Built after this commit (workflow::build_pending_notifications):
         // intake records a backlog faster without composing a second mail
@@ -493,11 +502,11 @@ fn open_case(
 fn open_and_acknowledge(
     conn: &Connection,
     ctx: &Context<'_>,
-    msg_id: i64,
+    report: Report<'_>,
     p: &ParsedMessage,
     received: DateTime<Utc>,
     actor: &str,
-) -> Result<(String, bool), CaseError> {
+) -> Result<(String, i64, bool), CaseError> {
     let now = ctx.now;
     let seq = store::next_case_seq(conn, now.year())?;
     let case_id = format_case_id(now.year(), seq);
@@ -539,7 +548,16 @@ fn open_and_acknowledge(
             )),
         },
     )?;
-    store::set_message_case(conn, msg_id, &case_id)?;
+    let msg_id = match report {
+        Report::New(mut rec) => {
+            rec.case_id = Some(case_id.clone());
+            store::insert_message(conn, &rec)?
+        }
+        Report::Stored(id) => {
+            store::set_message_case(conn, id, &case_id)?;
+            id
+        }
+    };
     let sla = &ctx.cfg.sla;
     deadlines::set(conn, sla, &case_id, Kind::Acknowledge, ack_due, now)?;
     deadlines::set(conn, sla, &case_id, Kind::Respond, respond_due, now)?;
@@ -568,7 +586,7 @@ fn open_and_acknowledge(
             None => "no usable reply address".to_string(),
         };
         not_acknowledged(conn, &case_id, now, &why, mid)?;
-        return Ok((case_id, false));
+        return Ok((case_id, msg_id, false));
     };
     let limit = ctx.cfg.limits.acks_per_sender_per_day;
     let since = now - chrono::Duration::days(1);
@@ -579,7 +597,7 @@ fn open_and_acknowledge(
              (limits.acks_per_sender_per_day)"
         );
         not_acknowledged(conn, &case_id, now, &why, mid)?;
-        return Ok((case_id, false));
+        return Ok((case_id, msg_id, false));
     }
     let out = match acknowledgement(ctx, &case_id, p, &reply, respond_due) {
         Ok(out) => out,
@@ -594,7 +612,7 @@ fn open_and_acknowledge(
                 }
             };
             not_acknowledged(conn, &case_id, now, &why, mid)?;
-            return Ok((case_id, false));
+            return Ok((case_id, msg_id, false));
         }
     };
     if let Some(why) = hold_reason(conn, ctx, p)? {
@@ -619,7 +637,7 @@ fn open_and_acknowledge(
             mid,
         )?;
         workflow::acks_held_alert(conn, ctx, &case_id, &why)?;
-        return Ok((case_id, false));
+        return Ok((case_id, msg_id, false));
     }
     queue_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
     deadlines::set(
@@ -639,7 +657,7 @@ fn open_and_acknowledge(
         Some(&format!("to {reply}, Message-ID <{}>", out.message_id)),
         mid,
     )?;
-    Ok((case_id, true))
+    Ok((case_id, msg_id, true))
 }
 
 /// Why an acknowledgement must be held rather than sent, if it must:
@@ -868,7 +886,7 @@ pub fn promote(
     }
     let p = message::reparse(&raw, row.parsed_ok);
     store::set_message_kind(conn, msg_id, "report")?;
-    let (case_id, acked) = open_case(conn, ctx, msg_id, &p, ctx.now, actor)?;
+    let (case_id, acked) = open_case(conn, ctx, Report::Stored(msg_id), &p, ctx.now, actor)?;
     store::add_event(
         conn,
         &case_id,

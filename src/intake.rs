@@ -686,7 +686,8 @@ impl Intake {
     }
 
     /// Records a group of fetched messages, behind the poison-message
-    /// guard: the attempt is committed before any message is touched. A
+    /// guard: the attempt is committed (crash-safe, without an fsync: see
+    /// `Store::hint_transaction`) before any message is touched. A
     /// group that was being recorded when the daemon died is recorded one
     /// message at a time, and a message that was being recorded alone when
     /// it died again (a second death) is stored raw without being parsed,
@@ -701,15 +702,15 @@ impl Intake {
         let uids: Vec<u32> = fetched.iter().map(|f| f.uid).collect();
         let prior = self
             .db
-            .call(move |s| -> Result<Option<Vec<u32>>, IntakeError> {
-                let tx = s.transaction()?;
-                let prior = store::intake_attempts(&tx, &folder, uidvalidity, &uids)?;
-                if prior.iter().any(|a| *a > 0) {
-                    return Ok(Some(prior));
-                }
-                store::count_intake_attempt(&tx, &folder, uidvalidity, &uids)?;
-                crate::store::commit(tx, "counting an intake attempt")?;
-                Ok(None)
+            .call(move |s| {
+                s.hint_transaction(|tx| {
+                    let prior = store::intake_attempts(tx, &folder, uidvalidity, &uids)?;
+                    if prior.iter().any(|a| *a > 0) {
+                        return Ok(Some(prior));
+                    }
+                    store::count_intake_attempt(tx, &folder, uidvalidity, &uids)?;
+                    Ok(None)
+                })
             })
             .await?;
         let Some(prior) = prior else {
@@ -725,11 +726,10 @@ impl Intake {
         for (i, (m, prior)) in fetched.into_iter().zip(prior).enumerate() {
             let (folder, uid) = (self.cfg.imap.folder.clone(), m.uid);
             self.db
-                .call(move |s| -> Result<(), IntakeError> {
-                    let tx = s.transaction()?;
-                    store::count_intake_attempt(&tx, &folder, uidvalidity, &[uid])?;
-                    crate::store::commit(tx, "counting an intake attempt")?;
-                    Ok(())
+                .call(move |s| {
+                    s.hint_transaction(|tx| {
+                        store::count_intake_attempt(tx, &folder, uidvalidity, &[uid])
+                    })
                 })
                 .await?;
             let poisoned = prior >= 2;
