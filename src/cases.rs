@@ -392,7 +392,14 @@ pub fn ingest(
     }
 
     rec.kind = "report";
-    let (case_id, ack_queued) = open_case(conn, ctx, Report::New(rec), &p, received, "secintake")?;
+    let (case_id, ack_queued) = open_case(
+        conn,
+        ctx,
+        Report::New(Box::new(rec)),
+        &p,
+        received,
+        "secintake",
+    )?;
     add_notes(conn, ctx, &case_id, &notes, p.message_id.as_deref())?;
     if let Some(other) = refers_to {
         store::add_event(
@@ -473,7 +480,7 @@ enum Report<'a> {
     /// Not stored yet: stored with the case's id already set. Updating a
     /// stored row later makes SQLite read and rewrite the whole row, raw
     /// bytes included: two more copies of a 27 MiB report at the peak.
-    New(NewMessage<'a>),
+    New(Box<NewMessage<'a>>),
     /// Already stored, by id (`mail promote`).
     Stored(i64),
 }
@@ -868,7 +875,9 @@ pub fn promote(
     msg_id: i64,
     actor: &str,
 ) -> Result<(String, bool), CaseError> {
-    let (row, raw) = store::message(conn, msg_id)?.ok_or(CaseError::NoSuchMessage(msg_id))?;
+    let max = message::MAX_PARSE_BYTES;
+    let (row, raw, _) =
+        store::message_prefix(conn, msg_id, max)?.ok_or(CaseError::NoSuchMessage(msg_id))?;
     if row.direction != "in" || !(row.kind == "robot" || row.kind == "old") || row.case_id.is_some()
     {
         return Err(CaseError::NotPromotable {

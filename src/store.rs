@@ -252,6 +252,14 @@ const MIGRATIONS: &[&str] = &[
         held_at        TEXT NOT NULL
     ) STRICT;
     CREATE INDEX held_acks_key ON held_acks(recipient_key, held_at);
+    -- The raw bytes of messages of 256 KiB and more (messages.raw is then
+    -- empty). A zeroblob is written in place only as a row's last column;
+    -- in messages it no longer is, and SQLite built the whole blob in
+    -- memory twice for a large report.
+    CREATE TABLE message_raw (
+        id   INTEGER PRIMARY KEY REFERENCES messages(id),
+        raw  BLOB NOT NULL
+    ) STRICT;
     CREATE TABLE intake_attempts (
         folder       TEXT NOT NULL,
         uidvalidity  INTEGER NOT NULL,
@@ -633,24 +641,20 @@ pub fn clear_intake_attempts(
     Ok(())
 }
 
-/// Messages at least this large are written into a zeroblob through
-/// SQLite's incremental blob I/O: a bound blob parameter is copied whole
-/// first (SQLITE_TRANSIENT), one more copy of a large report at the peak.
+/// Messages at least this large are kept in `message_raw` and written into
+/// a zeroblob through SQLite's incremental blob I/O: a bound blob parameter
+/// is copied whole first (SQLITE_TRANSIENT), one more copy of a large
+/// report at the peak. Smaller ones stay in `messages.raw`: one insert
+/// each keeps the backlog fast.
 const BLOB_STREAM_BYTES: usize = 256 * 1024;
+
+/// The raw bytes of message `m` (an alias of `messages`), wherever they are.
+const RAW_OF_M: &str = "coalesce((SELECT raw FROM message_raw WHERE id = m.id), m.raw)";
 
 pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, StoreError> {
     use rusqlite::blob::ZeroBlob;
-    use rusqlite::types::ToSqlOutput;
     let stream = m.raw.len() >= BLOB_STREAM_BYTES;
-    let raw: ToSqlOutput<'_> = if stream {
-        let len = i32::try_from(m.raw.len()).map_err(|_| StoreError::Query {
-            context: "storing a message over 2 GiB",
-            source: rusqlite::Error::ToSqlConversionFailure("message too large".into()),
-        })?;
-        ToSqlOutput::ZeroBlob(ZeroBlob(len).0)
-    } else {
-        ToSqlOutput::from(m.raw)
-    };
+    let raw: &[u8] = if stream { &[] } else { m.raw };
     exec(conn,
         "INSERT INTO messages (direction, dedup_key, folder, uidvalidity, uid, message_id, case_id,
              kind, robot_rule, from_addr, to_addrs, subject, in_reply_to, refs, parsed_ok,
@@ -684,8 +688,24 @@ pub fn insert_message(conn: &Connection, m: &NewMessage<'_>) -> Result<i64, Stor
     let id = conn.last_insert_rowid();
     if stream {
         use std::io::Write;
+        let len = i32::try_from(m.raw.len()).map_err(|_| StoreError::Query {
+            context: "storing a message over 2 GiB",
+            source: rusqlite::Error::ToSqlConversionFailure("message too large".into()),
+        })?;
+        exec(
+            conn,
+            "INSERT INTO message_raw (id, raw) VALUES (?1, ?2)",
+            params![id, ZeroBlob(len)],
+        )
+        .ctx("storing a message")?;
         let mut blob = conn
-            .blob_open(rusqlite::DatabaseName::Main, "messages", "raw", id, false)
+            .blob_open(
+                rusqlite::DatabaseName::Main,
+                "message_raw",
+                "raw",
+                id,
+                false,
+            )
             .ctx("storing a message")?;
         blob.write_all(m.raw).map_err(|e| StoreError::Query {
             context: "storing a message",
@@ -832,12 +852,60 @@ pub fn unattached_messages(conn: &Connection) -> Result<Vec<MessageRow>, StoreEr
 pub fn message(conn: &Connection, id: i64) -> Result<Option<(MessageRow, Vec<u8>)>, StoreError> {
     row(
         conn,
-        &format!("SELECT {MESSAGE_COLS}, raw FROM messages WHERE id = ?1"),
+        &format!("SELECT {MESSAGE_COLS}, {RAW_OF_M} FROM messages m WHERE id = ?1"),
         [id],
         |r| Ok((message_row(r)?, r.get(14)?)),
     )
     .optional()
     .ctx("reading a message")
+}
+
+/// A stored message and at most the first `max` bytes of its raw bytes,
+/// read through incremental blob I/O, with the full length: building a
+/// handler mail for a 27 MiB report read it whole twice (SQLite's value
+/// and its copy).
+pub fn message_prefix(
+    conn: &Connection,
+    id: i64,
+    max: usize,
+) -> Result<Option<(MessageRow, Vec<u8>, usize)>, StoreError> {
+    use std::io::Read;
+    let Some(row) = row(
+        conn,
+        &format!("SELECT {MESSAGE_COLS} FROM messages m WHERE id = ?1"),
+        [id],
+        message_row,
+    )
+    .optional()
+    .ctx("reading a message")?
+    else {
+        return Ok(None);
+    };
+    let table = if row_exists(conn, "SELECT 1 FROM message_raw WHERE id = ?1", id)? {
+        "message_raw"
+    } else {
+        "messages"
+    };
+    let mut blob = conn
+        .blob_open(rusqlite::DatabaseName::Main, table, "raw", id, true)
+        .ctx("reading a message")?;
+    let len = blob.len();
+    let mut raw = Vec::with_capacity(len.min(max));
+    (&mut blob)
+        .take(max as u64)
+        .read_to_end(&mut raw)
+        .map_err(|e| StoreError::Query {
+            context: "reading a message",
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })?;
+    Ok(Some((row, raw, len)))
+}
+
+fn row_exists(conn: &Connection, sql: &str, id: i64) -> Result<bool, StoreError> {
+    row(conn, sql, [id], |_| Ok(()))
+        .optional()
+        .map(|o| o.is_some())
+        .ctx("reading a message")
 }
 
 pub fn set_message_kind(conn: &Connection, id: i64, kind: &str) -> Result<(), StoreError> {
@@ -1322,13 +1390,13 @@ pub fn due_outbox(
     max_bytes: usize,
 ) -> Result<Vec<OutboxItem>, StoreError> {
     let mut st = conn
-        .prepare_cached(
+        .prepare_cached(&format!(
             "SELECT o.id, o.message, o.case_id, o.purpose, o.envelope_from, o.recipients,
-                    o.attempts, m.raw
+                    o.attempts, {RAW_OF_M}
              FROM outbox o INDEXED BY outbox_order JOIN messages m ON m.id = o.message
              WHERE o.status = 'scheduled' AND o.next_attempt_at <= ?1
-             ORDER BY o.status, (o.purpose <> 'ack'), o.next_attempt_at, o.id LIMIT ?2",
-        )
+             ORDER BY o.status, (o.purpose <> 'ack'), o.next_attempt_at, o.id LIMIT ?2"
+        ))
         .ctx("reading the outbox")?;
     let rows = st
         .query_map(params![fmt_ts(now), limit], |r| {
@@ -1543,6 +1611,11 @@ mod tests {
                 raw,
                 "{len} bytes"
             );
+            let (_, head, total) = message_prefix(s.conn(), id, 1000).unwrap().unwrap();
+            assert_eq!(total, len);
+            assert_eq!(head, raw[..len.min(1000)]);
+            let (_, whole, _) = message_prefix(s.conn(), id, len).unwrap().unwrap();
+            assert_eq!(whole, raw);
         }
     }
 

@@ -91,7 +91,7 @@ fn to_handlers(
     purpose: &'static str,
     subject: String,
     mut body: String,
-    mut attach: Option<&[u8]>,
+    original: Option<Original<'_>>,
     reply_to_mid: Option<&str>,
 ) -> Result<(), CaseError> {
     if to.is_empty() {
@@ -101,17 +101,19 @@ fn to_handlers(
     // makes an attachment a third larger, and a 56 MB header once became
     // a 58 MB notification), nor carries an original over
     // ATTACH_ORIGINAL_MAX (see there).
-    if let Some(raw) = attach {
-        let too_big = raw.len() > ATTACH_ORIGINAL_MAX
-            || attached_size(raw.len(), body.len()) > ctx.cfg.limits.max_message_size;
-        if too_big {
-            attach = None;
+    let mut attach = None;
+    if let Some(o) = original {
+        let fits = o.bytes.len() == o.len
+            && o.len <= ATTACH_ORIGINAL_MAX
+            && attached_size(o.len, body.len()) <= ctx.cfg.limits.max_message_size;
+        if fits {
+            attach = Some(o.bytes);
+        } else {
             body.push_str(&format!(
                 "\n[The original message ({} bytes) is not attached: too large to send on. \
                  `secintake cases show {}` lists the case's messages and `secintake mail \
                  export ID` writes one out.]\n",
-                raw.len(),
-                case.id
+                o.len, case.id
             ));
         }
     }
@@ -157,6 +159,24 @@ fn to_handlers(
         }
     }
     Ok(())
+}
+
+/// A received message to attach to a mail for handlers: `bytes` may be
+/// only the start of it when `len` is more (see `store::message_prefix`);
+/// such a prefix is never attached.
+#[derive(Debug, Clone, Copy)]
+pub struct Original<'a> {
+    pub bytes: &'a [u8],
+    pub len: usize,
+}
+
+impl<'a> Original<'a> {
+    pub fn whole(bytes: &'a [u8]) -> Self {
+        Original {
+            bytes,
+            len: bytes.len(),
+        }
+    }
 }
 
 /// Originals larger than this are not attached to mail for handlers.
@@ -220,7 +240,7 @@ pub fn notify_new_case(
     ctx: &Context<'_>,
     case: &CaseRow,
     p: &ParsedMessage,
-    raw: &[u8],
+    original: Original<'_>,
 ) -> Result<(), CaseError> {
     let to = all_handlers(ctx);
     if to.is_empty() {
@@ -256,7 +276,7 @@ pub fn notify_new_case(
         "notification",
         subject,
         body,
-        Some(raw),
+        Some(original),
         None,
     )
 }
@@ -271,11 +291,15 @@ pub fn build_pending_notifications(
 ) -> Result<usize, CaseError> {
     let pending = store::pending_notifications(conn, limit)?;
     for (case_id, msg) in &pending {
-        if let (Some(case), Some((row, raw))) =
-            (store::case(conn, case_id)?, store::message(conn, *msg)?)
-        {
+        // Never more than an attachable original, or the parser's window.
+        let max = ATTACH_ORIGINAL_MAX.max(crate::message::MAX_PARSE_BYTES);
+        if let (Some(case), Some((row, raw, len))) = (
+            store::case(conn, case_id)?,
+            store::message_prefix(conn, *msg, max)?,
+        ) {
             let p = crate::message::reparse(&raw, row.parsed_ok);
-            notify_new_case(conn, ctx, &case, &p, &raw)?;
+            let original = Original { bytes: &raw, len };
+            notify_new_case(conn, ctx, &case, &p, original)?;
         }
         store::done_pending_notification(conn, case_id)?;
     }
@@ -318,7 +342,7 @@ pub fn forward_follow_up(
         "forward",
         subject,
         body,
-        Some(raw),
+        Some(Original::whole(raw)),
         None,
     )
 }
@@ -1152,7 +1176,8 @@ fn quotes_the_report(
         if m.kind != "report" {
             continue;
         }
-        let Some((_, raw)) = store::message(conn, m.id)? else {
+        let max = crate::message::MAX_PARSE_BYTES;
+        let Some((_, raw, _)) = store::message_prefix(conn, m.id, max)? else {
             continue;
         };
         let report = crate::message::reparse(&raw, m.parsed_ok)
