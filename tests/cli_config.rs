@@ -216,3 +216,26 @@ fn check_config_with_smtp_down() {
         started.elapsed()
     );
 }
+
+/// Issue 7: check-config says what the border MTA must do for handler mail
+/// to be believed, and warns about a password other users can read.
+#[test]
+fn check_config_states_the_border_requirements() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secintake.toml");
+    let toml = format!(
+        "{BASE}\n[handler_auth]\ntrusted_authserv_id = \"mx.example.org\"\nborder_hosts = [\"lmtp.example.org\"]\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out, err) = cli(&path, &["check-config", "--offline"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for needle in [
+        "remove Authentication-Results fields claiming mx.example.org",
+        "mx.example.org, lmtp.example.org",
+        "holds imap.password and other users can read it (mode 640)",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+}

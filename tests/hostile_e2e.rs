@@ -627,3 +627,87 @@ fn forged_verdicts_do_nothing_genuine_ones_act() {
         (s["state"] == "triage").then_some(())
     });
 }
+
+/// Finding 3: loose alignment. Each of these verdicts, written by the
+/// trusted server itself (injected at the top of the header, as the border
+/// would prepend it), was accepted as Alice: a DKIM pass for a public
+/// suffix, an SPF pass for a bare domain, a DKIM identity naming another
+/// user, a parent domain's signature for a subdomain address.
+#[test]
+fn loosely_aligned_verdicts_do_not_make_a_handler() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |c| {
+        c.handlers = vec![
+            ("Alice".into(), ALICE.into()),
+            ("Sub".into(), "sub@dev.example.org".into()),
+        ];
+        c.extra = format!(
+            "[handler_auth]\ntrusted_authserv_id = \"{}\"\n",
+            common::AUTHSERV_ID
+        );
+    });
+    let daemon = Daemon::start(&config, dir.path());
+    let (report, _) = mail(REPORTER, "XXE in the importer", &[], "details");
+    deliver(&stack, REPORTER, &report);
+    stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    let id = cases(&config)[0]["id"].as_str().unwrap().to_owned();
+    let subject = format!("Re: [{id}] New report: XXE in the importer");
+    let id_ = common::AUTHSERV_ID;
+    let verdicts = [
+        (ALICE, format!("{id_}; dkim=pass header.d=org")),
+        (ALICE, format!("{id_}; spf=pass smtp.mailfrom=example.org")),
+        (
+            ALICE,
+            format!("{id_}; dkim=pass header.d=example.org header.i=mallory@example.org"),
+        ),
+        (
+            "sub@dev.example.org",
+            format!("{id_}; dkim=pass header.d=example.org"),
+        ),
+    ];
+    for (from, v) in &verdicts {
+        let ar = format!("Authentication-Results: {v}");
+        let (m, _) = common::text_mail("align", from, SECURITY, &subject, &[], "/state triage");
+        let mut raw = format!("{ar}\r\n").into_bytes();
+        raw.extend_from_slice(&m);
+        stack.inject(SECURITY, &raw);
+    }
+    wait_idle(&config, &stack, &daemon);
+    let shown = cli_json(&config, &["cases", "show", &id]);
+    assert_eq!(
+        shown["state"], "acknowledged",
+        "a loosely aligned verdict acted"
+    );
+    let ignored = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"] == "unauthenticated mail from a handler address ignored")
+        .count();
+    assert_eq!(ignored, verdicts.len(), "{shown:#}");
+}
+
+/// Finding 10: bidi controls (U+202E) in a report's subject were kept in
+/// the subject of the acknowledgement; now they never reach mail we send.
+#[test]
+fn invisible_characters_never_reach_outgoing_subjects() {
+    let stack = MailStack::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = common::write_config(dir.path(), &stack, |_| {});
+    let _daemon = Daemon::start(&config, dir.path());
+    // "Invoice.pdf" to the eye, ending in ".exe", in an encoded word.
+    let subject = "=?utf-8?b?SW52b2ljZSDigK5mZHAuZXhl4oCLIFBvQw==?=";
+    let (raw, _) = mail(REPORTER, subject, &[], "details");
+    deliver(&stack, REPORTER, &raw);
+    let acks = stack.wait_for(REPORTER, |m| !m.is_empty(), T);
+    let notes = stack.wait_for(ALICE, |m| !m.is_empty(), T);
+    for m in [&acks[0], &notes[0]] {
+        let decoded = secintake::message::parse(m).subject.unwrap_or_default();
+        assert!(decoded.contains("Invoice"), "{decoded:?}");
+        assert!(
+            !decoded.chars().any(secintake::compose::invisible),
+            "invisible characters in {decoded:?}"
+        );
+    }
+}
