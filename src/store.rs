@@ -236,6 +236,7 @@ const MIGRATIONS: &[&str] = &[
     -- (case and +tag folded) and per hour; those over a limit are held.
     ALTER TABLE outbox ADD COLUMN recipient_key TEXT;
     CREATE INDEX outbox_ack_keys ON outbox(purpose, recipient_key, created_at);
+    DROP INDEX outbox_acks;
     -- Acknowledgements queued per minute, for the hourly limit: summing
     -- 60 rows stays cheap where counting outbox rows grew with the
     -- backlog (once per new case).
@@ -1279,19 +1280,23 @@ pub fn enqueue(
     let id = conn.last_insert_rowid();
     if purpose == "ack" {
         let minute = now.timestamp().div_euclid(60);
-        exec(
+        let n: i64 = row(
             conn,
             "INSERT INTO ack_minutes (minute, n) VALUES (?1, 1)
-             ON CONFLICT (minute) DO UPDATE SET n = n + 1",
+             ON CONFLICT (minute) DO UPDATE SET n = n + 1 RETURNING n",
             [minute],
+            |r| r.get(0),
         )
         .ctx("counting an acknowledgement")?;
-        exec(
-            conn,
-            "DELETE FROM ack_minutes WHERE minute < ?1",
-            [minute - 120],
-        )
-        .ctx("counting an acknowledgement")?;
+        // A new minute: forget the ones no hour looks at any more.
+        if n == 1 {
+            exec(
+                conn,
+                "DELETE FROM ack_minutes WHERE minute < ?1",
+                [minute - 120],
+            )
+            .ctx("counting an acknowledgement")?;
+        }
     }
     Ok(id)
 }

@@ -234,6 +234,23 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
     )
 }
 
+/// The reporter as the new-case notification shows it: the address, and
+/// why the acknowledgement did not go out when it did not (no usable
+/// address, the project's own address, a limit; issue 7).
+fn reporter_line(conn: &Connection, case: &CaseRow) -> Result<String, StoreError> {
+    let why = store::events_of_case(conn, &case.id)?
+        .into_iter()
+        .rev()
+        .find(|e| e.what == "not acknowledged" || e.what == "acknowledgement held")
+        .map(|e| format!("{}: {}", e.what, e.detail.unwrap_or_default()));
+    Ok(match (&case.reporter, why) {
+        (Some(r), None) => r.clone(),
+        (Some(r), Some(why)) => format!("{r} ({why})"),
+        (None, Some(why)) => format!("none ({why})"),
+        (None, None) => "none (no usable reply address: not acknowledged)".into(),
+    })
+}
+
 /// The new-case notification to every handler: the thread root.
 pub fn notify_new_case(
     conn: &Connection,
@@ -255,7 +272,7 @@ pub fn notify_new_case(
         "notification.txt",
         minijinja::context! {
             case_id => case.id,
-            reporter => case.reporter.as_deref().unwrap_or("(no usable reply address: not acknowledged)"),
+            reporter => reporter_line(conn, case)?,
             from => p.from.as_ref().map(|a| a.email.as_str()).unwrap_or("(none)"),
             subject => case.subject.as_deref().unwrap_or(""),
             received_at => case.received_at,

@@ -371,6 +371,15 @@ fn the_acknowledgement_never_goes_to_the_projects_own_addresses() {
     assert!(stack.fetch_all("mallory@example.net").is_empty());
     let all = cases(&config);
     assert_eq!(all.len(), targets.len(), "{all:#?}");
+    // Each notification says why nobody was acknowledged.
+    for (_, what) in &targets {
+        assert!(
+            to_alice
+                .iter()
+                .any(|m| contains(m, "New report") && contains(m, what)),
+            "no notification names {what:?}"
+        );
+    }
     for c in &all {
         assert!(c["reporter"].is_null(), "{c:#}");
         let ev = events(&config, c["id"].as_str().unwrap());
