@@ -140,6 +140,16 @@ pub struct Parsed {
 }
 
 /// Splits the command lines at the top of `body` from the rest.
+/// Whether `line` (trimmed) reads as a command: a `/` and a command word
+/// `parse_line` knows, whatever its arguments. Used to refuse mail with
+/// command lines below other text (they would otherwise be relayed).
+pub fn is_command_line(line: &str) -> bool {
+    line.starts_with('/') && !matches!(parse_line(line), Err(e) if e.starts_with(UNKNOWN))
+}
+
+/// How `parse_line` starts the error for a word that is no command.
+const UNKNOWN: &str = "unknown command";
+
 pub fn parse(body: &str) -> Parsed {
     let mut out = Parsed::default();
     let mut lines = body.lines().peekable();
@@ -268,9 +278,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
                     ))
                 })
         }
-        _ => Err(bad(format!(
-            "unknown command {name}; known commands: {KNOWN}"
-        ))),
+        _ => Err(bad(format!("{UNKNOWN} {name}; known commands: {KNOWN}"))),
     }
 }
 
@@ -287,6 +295,28 @@ fn valid_cve(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_lines_are_recognised_anywhere() {
+        for l in [
+            "/take",
+            "/state confirmed",
+            "/STATE bogus",
+            "/cve",
+            "/announce dry-run",
+        ] {
+            assert!(is_command_line(l), "{l}");
+        }
+        for l in [
+            "/usr/bin/foo is affected",
+            "/etc/passwd",
+            "no slash",
+            "/ take",
+            "",
+        ] {
+            assert!(!is_command_line(l), "{l}");
+        }
+    }
 
     #[test]
     fn commands_at_the_top_are_split_from_the_text() {

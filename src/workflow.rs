@@ -506,7 +506,22 @@ fn replies_to_internal(conn: &Connection, p: &ParsedMessage) -> Result<bool, Sto
     ))
 }
 
-/// What a handler's mail does to a case.
+/// What a handler's mail does to a case. Fail closed: text reaches the
+/// reporter only when the mail is unambiguously an answer to them, and
+/// every handler mail gets a confirmation saying what happened.
+///
+/// The rules, in order:
+/// 1. Command lines after other text (a greeting, then `/take`): nothing
+///    runs, nothing is relayed; the confirmation says commands go first.
+/// 2. Commands at the very top run; the text after them follows 3-6.
+/// 3. Internal (a note, never relayed): mail to the comment address; a
+///    reply to internal mail (note copy, reminder, confirmation, alert,
+///    digest); mail whose To/Cc names another handler; mail that names the
+///    security address in neither To nor Cc (it came as a Bcc: unsure).
+/// 4. A direct answer to the reporter with the security address in Cc is
+///    recorded as the response; nothing is relayed.
+/// 5. Otherwise the new text (quote cut) is relayed, unless it repeats a
+///    line of internal mail about the case (the leak guard).
 pub fn handler_mail(
     conn: &Connection,
     ctx: &Context<'_>,
@@ -518,6 +533,33 @@ pub fn handler_mail(
     let mid = p.message_id.as_deref();
     let body = p.text_body.clone().unwrap_or_default();
     let parsed = commands::parse(&body);
+    let text = strip_quote(&parsed.rest);
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
+    let misplaced: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| commands::is_command_line(l))
+        .collect();
+    if !misplaced.is_empty() {
+        let why = format!(
+            "command lines come after other text ({}). Commands go at the very top of \
+             the mail, one per line, before any text; send it again that way. Nothing \
+             ran and nothing was sent to the reporter.",
+            misplaced.join(", ")
+        );
+        store::add_event(
+            conn,
+            case_id,
+            ctx.now,
+            email,
+            "handler mail not acted on",
+            Some(&why),
+            mid,
+        )?;
+        return confirm(conn, ctx, &case, email, p, &[], &Outcome::NothingDone(why));
+    }
     let mut results = Vec::new();
     let mut announced = false;
     for (line, c) in &parsed.commands {
@@ -532,25 +574,46 @@ pub fn handler_mail(
         };
         results.push((line.clone(), result));
     }
-    let text = strip_quote(&parsed.rest);
     let Some(case) = store::case(conn, case_id)? else {
         return Ok(());
     };
-    let direct = case
-        .reporter
-        .as_ref()
-        .is_some_and(|r| p.to.iter().chain(p.cc.iter()).any(|a| &a.email == r));
-    // A reply to internal mail (a note copy, a reminder, a command reply,
-    // an alert) stays internal: only replies to the notification, to a
-    // forwarded follow-up or a relay, or mail naming the case by its tag,
-    // reach the reporter.
-    let internal = replies_to_internal(conn, p)?;
-    if announced {
+    let named = |addr: &str| {
+        let key = crate::classify::mailbox_key(addr);
+        p.to.iter()
+            .chain(p.cc.iter())
+            .any(|a| crate::classify::mailbox_key(&a.email) == key)
+    };
+    let direct = case.reporter.as_deref().is_some_and(named);
+    let other_handler = ctx
+        .cfg
+        .handlers
+        .iter()
+        .find(|h| h.email != email && named(&h.email))
+        .map(|h| h.email.clone());
+    let internal_why = if to_comment {
+        Some("it was sent to the comment address".to_string())
+    } else if replies_to_internal(conn, p)? {
+        Some("it answers internal mail (a note, reminder, confirmation or alert)".to_string())
+    } else if let Some(h) = other_handler.filter(|_| !direct) {
+        Some(format!("it is addressed to another handler ({h})"))
+    } else if !direct && !named(&ctx.cfg.mailbox.address) {
+        Some(format!(
+            "{} is in neither To nor Cc (a Bcc), so it is not clearly meant for the reporter",
+            ctx.cfg.mailbox.address
+        ))
+    } else {
+        None
+    };
+    let outcome = if announced {
         // The text below /announce was the advisory; it went where
         // /announce sends it and nowhere else.
-    } else if to_comment || (internal && !direct) {
-        if !text.is_empty() {
+        Outcome::CommandsOnly
+    } else if let Some(why) = internal_why {
+        if text.is_empty() {
+            Outcome::CommandsOnly
+        } else {
             note(conn, ctx, &case, email, &text, mid)?;
+            Outcome::Note { why, text }
         }
     } else if direct {
         record_response(
@@ -566,13 +629,44 @@ pub fn handler_mail(
             "directly, with the mailbox in Cc; nothing relayed",
             mid,
         )?;
-    } else if !text.is_empty() {
-        relay(conn, ctx, &case, email, &text, mid)?;
+        Outcome::Direct
+    } else if text.is_empty() {
+        Outcome::CommandsOnly
+    } else {
+        match relay(conn, ctx, &case, email, &text, mid)? {
+            Relay::Sent => Outcome::Relayed(text),
+            Relay::Refused(why) => Outcome::NothingDone(format!(
+                "your text was not sent to the reporter: {why}. Write the answer without \
+                 quoting internal mail and send it again."
+            )),
+        }
+    };
+    if results.is_empty() && matches!(outcome, Outcome::CommandsOnly) {
+        let why = "the mail had no commands and no new text (only quoted text).".to_string();
+        return confirm(conn, ctx, &case, email, p, &[], &Outcome::NothingDone(why));
     }
-    if !results.is_empty() {
-        command_reply(conn, ctx, &case, email, p, &results)?;
-    }
-    Ok(())
+    confirm(conn, ctx, &case, email, p, &results, &outcome)
+}
+
+/// What a handler's mail did with its text, for the confirmation.
+enum Outcome {
+    /// Relayed to the reporter, this exact text.
+    Relayed(String),
+    /// Recorded as an internal note, and why it was internal.
+    Note { why: String, text: String },
+    /// The handler answered the reporter directly; recorded as such.
+    Direct,
+    /// Only commands (or an advisory) in the mail.
+    CommandsOnly,
+    /// Nothing done with the text, and the one step to do it right.
+    NothingDone(String),
+}
+
+/// What became of a handler's text meant for the reporter.
+enum Relay {
+    Sent,
+    /// Not sent, and why (one line for the handler).
+    Refused(String),
 }
 
 /// Relays a handler's text to the reporter, in the reporter's thread.
@@ -583,7 +677,7 @@ fn relay(
     email: &str,
     text: &str,
     source: Option<&str>,
-) -> Result<(), CaseError> {
+) -> Result<Relay, CaseError> {
     let refused = match case.reporter.as_deref() {
         None => Some("the report has no usable reply address".to_string()),
         // Cases opened before the rule existed may name one (issue 7).
@@ -601,7 +695,32 @@ fn relay(
             Some(&why),
             source,
         )?;
-        return Ok(());
+        return Ok(Relay::Refused(why));
+    }
+    // The leak guard: nothing that internal mail about this case said goes
+    // to the reporter, however it was quoted (">" lines are cut before
+    // this; Outlook blocks and HTML quotes are not always recognisable).
+    let leaked = leaked_lines(text, &internal_lines(conn, case)?);
+    if !leaked.is_empty() {
+        let why = format!(
+            "it contains {} line(s) of internal mail about this case: {}",
+            leaked.len(),
+            leaked
+                .iter()
+                .map(|l| format!("\"{l}\""))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        store::add_event(
+            conn,
+            &case.id,
+            ctx.now,
+            email,
+            "reply not relayed",
+            Some(&why),
+            source,
+        )?;
+        return Ok(Relay::Refused(why));
     }
     let reporter = case.reporter.clone().unwrap_or_default();
     let (in_reply_to, references) = reporter_thread(conn, case)?;
@@ -635,7 +754,7 @@ fn relay(
                 Some(&e.to_string()),
                 source,
             )?;
-            return Ok(());
+            return Ok(Relay::Refused(e.to_string()));
         }
     };
     queue_outgoing(conn, ctx, Some(&case.id), "relay", &out)?;
@@ -652,7 +771,73 @@ fn relay(
         &format!("Message-ID <{}>", out.message_id),
         source,
     )?;
-    Ok(())
+    Ok(Relay::Sent)
+}
+
+/// Outgoing kinds that are internal: only handlers ever see them.
+const INTERNAL_KINDS: &[&str] = &[
+    "notification",
+    "note",
+    "command-reply",
+    "reminder",
+    "alert",
+    "digest",
+];
+
+/// The normalised, non-trivial lines of the internal mail about `case`
+/// (notification, notes, confirmations, reminders, alerts), without the
+/// reporter's own words (which the notification quotes and which may go
+/// back to them).
+fn internal_lines(
+    conn: &Connection,
+    case: &CaseRow,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    use std::collections::HashSet;
+    let mut internal = HashSet::new();
+    let mut reporters_words = HashSet::new();
+    for m in store::messages_of_case(conn, &case.id)? {
+        let from_reporter = m.direction == "in"
+            && (m.kind == "report" || m.from.is_some() && m.from == case.reporter);
+        let internal_mail = m.direction == "out" && INTERNAL_KINDS.contains(&m.kind.as_str());
+        if !from_reporter && !internal_mail {
+            continue;
+        }
+        let max = crate::message::MAX_PARSE_BYTES;
+        let Some((_, raw, _)) = store::message_prefix(conn, m.id, max)? else {
+            continue;
+        };
+        let text = crate::message::reparse(&raw, m.parsed_ok)
+            .text_body
+            .unwrap_or_default();
+        let set = if from_reporter {
+            &mut reporters_words
+        } else {
+            &mut internal
+        };
+        set.extend(text.lines().filter_map(leak_key));
+    }
+    internal.retain(|l| !reporters_words.contains(l));
+    Ok(internal)
+}
+
+/// A line as the leak guard compares it: quote markers and surrounding
+/// space removed, inner whitespace collapsed; `None` for lines too short
+/// to tell anything ("Thanks,", "--", a date).
+fn leak_key(line: &str) -> Option<String> {
+    let t = line.trim_start_matches(|c: char| c == '>' || c == '|' || c.is_whitespace());
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    (t.chars().count() >= 20).then_some(t)
+}
+
+/// The lines of `text` that internal mail said too.
+fn leaked_lines(text: &str, internal: &std::collections::HashSet<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in text.lines().filter_map(leak_key) {
+        if internal.contains(&key) && !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
 }
 
 /// Records an answer to the reporter: the first one is the response the
@@ -738,16 +923,40 @@ pub fn note(
     )
 }
 
-/// Tells the handler what their commands did.
-fn command_reply(
+/// Tells the handler, in the case's thread, exactly what their mail did:
+/// the text relayed (verbatim), the note recorded, each command's result,
+/// or why nothing was done.
+fn confirm(
     conn: &Connection,
     ctx: &Context<'_>,
     case: &CaseRow,
     email: &str,
     p: &ParsedMessage,
     results: &[(String, Result<String, String>)],
+    outcome: &Outcome,
 ) -> Result<(), CaseError> {
     let mut body = String::new();
+    let quoted = |t: &str| t.lines().map(|l| format!("  | {l}\n")).collect::<String>();
+    match outcome {
+        Outcome::Relayed(text) => body.push_str(&format!(
+            "Relayed to the reporter ({}), exactly this:\n\n{}\n",
+            case.reporter.as_deref().unwrap_or("-"),
+            quoted(text)
+        )),
+        Outcome::Note { why, text } => body.push_str(&format!(
+            "Recorded as an internal note, copied to the other handlers, NOT sent to the \
+             reporter, because {why}:\n\n{}\n",
+            quoted(text)
+        )),
+        Outcome::Direct => body.push_str(
+            "Recorded as your direct answer to the reporter (the security address was in \
+             Cc); nothing relayed.\n\n",
+        ),
+        Outcome::CommandsOnly => {}
+        Outcome::NothingDone(why) => {
+            body.push_str(&format!("Nothing done: {why}\n\n"));
+        }
+    }
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     for (line, r) in results {
         match r {
@@ -756,21 +965,32 @@ fn command_reply(
         }
     }
     body.push_str(&format!(
-        "\n{} is now in state \"{}\".\n",
+        "\n{} is now in state \"{}\".\n{}\n",
         case.id,
         store::case(conn, &case.id)?
             .map(|c| c.state)
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        how_to_reach_reporter(ctx, &case.id)
     ));
-    let subject = format!(
-        "[{}] Commands: {}",
-        case.id,
-        if failed == 0 {
-            "done".to_owned()
-        } else {
-            format!("{failed} error(s)")
-        }
-    );
+    let subject = if !results.is_empty() {
+        format!(
+            "[{}] Commands: {}",
+            case.id,
+            if failed == 0 {
+                "done".to_owned()
+            } else {
+                format!("{failed} error(s)")
+            }
+        )
+    } else {
+        let what = match outcome {
+            Outcome::Relayed(_) => "Relayed to the reporter",
+            Outcome::Note { .. } => "Internal note recorded",
+            Outcome::Direct => "Direct answer recorded",
+            Outcome::CommandsOnly | Outcome::NothingDone(_) => "Nothing done",
+        };
+        format!("[{}] {what}", case.id)
+    };
     to_handlers(
         conn,
         ctx,
@@ -781,6 +1001,16 @@ fn command_reply(
         body,
         None,
         p.message_id.as_deref(),
+    )
+}
+
+/// The one line every internal mail carries about reaching the reporter.
+fn how_to_reach_reporter(ctx: &Context<'_>, case_id: &str) -> String {
+    format!(
+        "To answer the reporter: reply to the [{case_id}] New report notification (your \
+         new text, without the quoted part, is relayed), or write to them yourself with \
+         {} in Cc.",
+        ctx.cfg.mailbox.address
     )
 }
 
@@ -1228,6 +1458,31 @@ pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_leak_guard_matches_lines_however_they_were_quoted() {
+        let internal: std::collections::HashSet<String> = [
+            "Primary handler: Alice <alice@example.org>",
+            "Respond by 2026-12-04T10:00:00Z (the policy promises 72 hours)",
+        ]
+        .iter()
+        .filter_map(|l| leak_key(l))
+        .collect();
+        let reply = "We are looking into it.\n\
+                     >   Primary handler:   Alice <alice@example.org>\n\
+                     | Respond by 2026-12-04T10:00:00Z (the policy promises 72 hours)\n\
+                     Thanks,\n";
+        assert_eq!(
+            leaked_lines(reply, &internal),
+            vec![
+                "Primary handler: Alice <alice@example.org>".to_string(),
+                "Respond by 2026-12-04T10:00:00Z (the policy promises 72 hours)".to_string()
+            ]
+        );
+        assert!(leaked_lines("We are looking into it.\nThanks,", &internal).is_empty());
+        // Short lines tell nothing and are never compared.
+        assert_eq!(leak_key("Thanks,"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -1437,3 +1437,129 @@ fn reply_to_a_note_stays_internal() {
     );
     assert!(w.show(&id)["responded_at"].is_null());
 }
+
+/// Issue 8, "fail closed, and always say what happened", with mail written
+/// by s-nail: a greeting before the commands, a mail to another handler
+/// with security@ in Cc, a note sent to the comment address only as Bcc,
+/// and a reply that repeats internal lines without quote marks each reach
+/// the reporter with nothing; every one gets a confirmation saying why; a
+/// plain answer is relayed and confirmed with its exact text.
+#[test]
+fn the_handler_channel_fails_closed_and_confirms() {
+    let w = World::start(false);
+    let (id, _, _ack) = w.report(REPORTER, "CSRF in settings", "The form lacks a token.");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+
+    // 1. A line to a colleague, then commands: nothing runs, nothing goes out.
+    w.reply(
+        ALICE,
+        true,
+        &root,
+        "GREETING-LEAK: Bob, I can take this one since you're busy.\n/take\n/severity critical",
+        Quote::No,
+    );
+    let c = w.wait_one(ALICE, "the refusal", |m| {
+        m.subject == format!("[{id}] Nothing done")
+    });
+    assert!(c.body.contains("Commands go at the very top"), "{}", c.body);
+    assert!(c.body.contains("/take"), "{}", c.body);
+    assert!(
+        c.body.contains(SECURITY),
+        "no way to the reporter: {}",
+        c.body
+    );
+    let shown = w.show(&id);
+    assert!(shown["primary_handler"].is_null() && shown["severity"].is_null());
+
+    // 2. To Bob, security@ in Cc: internal, Bob gets the note copy too.
+    w.compose(
+        ALICE,
+        true,
+        BOB,
+        Some(SECURITY),
+        &format!("Re: [{id}] bounty?"),
+        "BETWEEN-US: should we pay a bounty for this one?",
+    );
+    let c = w.wait_one(ALICE, "the note confirmation", |m| {
+        m.subject == format!("[{id}] Internal note recorded")
+    });
+    assert!(
+        c.body.contains("another handler (bob@example.org)"),
+        "{}",
+        c.body
+    );
+    assert!(c.body.contains("BETWEEN-US"), "{}", c.body);
+    w.wait_one(BOB, "the note copy", |m| {
+        m.subject == format!("[{id}] Note from Alice") && m.body.contains("BETWEEN-US")
+    });
+
+    // 3. The comment address only as a Bcc.
+    let script = format!(
+        "mail {ALICE}\n~s [{id}] for the record\n~b {COMMENT}\nBCC-NOTE: reproduced on 2.3.\n~.\nquit\n"
+    );
+    w.snail(ALICE, true, &[], &script);
+    let c = w.wait_matching(ALICE, "the Bcc note confirmation", 2, |m| {
+        m.subject == format!("[{id}] Internal note recorded")
+    });
+    assert!(c.iter().any(|m| m.body.contains("BCC-NOTE")), "{c:#?}");
+
+    // 4. Internal lines pasted without quote marks (an Outlook-style quote
+    // the cutter does not know): the leak guard holds the whole text back.
+    let footer = notification
+        .body
+        .lines()
+        .find(|l| l.contains("Commands go at the very top of your mail"))
+        .expect("footer line in the notification")
+        .to_owned();
+    w.reply(
+        ALICE,
+        true,
+        &root,
+        &format!("PASTED-LEAK: see below.\n\n{footer}"),
+        Quote::No,
+    );
+    let c = w.wait_matching(ALICE, "the leak refusal", 2, |m| {
+        m.subject == format!("[{id}] Nothing done")
+    });
+    assert!(
+        c.iter()
+            .any(|m| m.body.contains("internal mail about this case")),
+        "{c:#?}"
+    );
+
+    // 5. A plain answer is relayed, and the confirmation quotes it.
+    w.reply(
+        ALICE,
+        true,
+        &root,
+        "PLAIN-ANSWER: thanks, we confirmed it.",
+        Quote::SNail,
+    );
+    let c = w.wait_one(ALICE, "the relay confirmation", |m| {
+        m.subject == format!("[{id}] Relayed to the reporter")
+    });
+    assert!(
+        c.body.contains("| PLAIN-ANSWER: thanks, we confirmed it."),
+        "{}",
+        c.body
+    );
+    let relayed = w.wait_matching(REPORTER, "the relay", 2, |_| true);
+    w.wait_outbox_empty();
+    quiet();
+    let reporter = w.mails(REPORTER);
+    assert_eq!(reporter.len(), 2, "{}", subjects(&reporter));
+    for leak in [
+        "GREETING-LEAK",
+        "BETWEEN-US",
+        "BCC-NOTE",
+        "PASTED-LEAK",
+        "/take",
+    ] {
+        assert!(
+            !relayed.iter().any(|m| m.body.contains(leak)),
+            "{leak} reached the reporter"
+        );
+    }
+}
