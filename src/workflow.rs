@@ -494,6 +494,42 @@ pub fn strip_quote(text: &str) -> String {
     kept.trim().to_owned()
 }
 
+/// How a reply's own text sits around its `>` quote.
+#[derive(Debug, PartialEq, Eq)]
+enum Layout {
+    /// No `>` quote, or text above it (top-posting: `strip_quote` applies).
+    Top,
+    /// Written below the quote: these lines.
+    Bottom(String),
+    /// Own lines between quoted ones: the quoted lines are someone else's
+    /// words (here: the notification's), so this is never relayed.
+    Interleaved,
+}
+
+/// See [`Layout`]. Attribution lines ("… wrote:") and blank lines count
+/// as part of the quote.
+fn layout(text: &str) -> Layout {
+    let quoted = |l: &str| l.trim_start().starts_with('>');
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(first_q) = lines.iter().position(|l| quoted(l)) else {
+        return Layout::Top;
+    };
+    let own = |l: &&str| !l.trim().is_empty() && !quoted(l) && !l.trim_end().ends_with("wrote:");
+    if lines[..first_q].iter().any(own) {
+        return Layout::Top;
+    }
+    let last_q = lines.iter().rposition(|l| quoted(l)).unwrap_or(first_q);
+    if lines[first_q..last_q].iter().any(own) {
+        return Layout::Interleaved;
+    }
+    let below = lines[last_q + 1..].join("\n").trim().to_owned();
+    if below.is_empty() {
+        Layout::Top
+    } else {
+        Layout::Bottom(below)
+    }
+}
+
 /// Whether `p` answers mail that only handlers get (notes, reminders,
 /// command replies, alerts, digests).
 fn replies_to_internal(conn: &Connection, p: &ParsedMessage) -> Result<bool, StoreError> {
@@ -533,7 +569,12 @@ pub fn handler_mail(
     let mid = p.message_id.as_deref();
     let body = p.text_body.clone().unwrap_or_default();
     let parsed = commands::parse(&body);
-    let text = strip_quote(&parsed.rest);
+    let layout = layout(&parsed.rest);
+    let text = match &layout {
+        Layout::Bottom(below) => below.clone(),
+        Layout::Top => strip_quote(&parsed.rest),
+        Layout::Interleaved => String::new(),
+    };
     let Some(case) = store::case(conn, case_id)? else {
         return Ok(());
     };
@@ -640,6 +681,25 @@ pub fn handler_mail(
                  quoting internal mail and send it again."
             )),
         }
+    };
+    let unread = if layout == Layout::Interleaved {
+        Some(
+            "answers written between quoted lines are not relayed (the quoted lines are \
+             internal mail): write your answer above or below the quote and send it again"
+                .to_string(),
+        )
+    } else if p.encrypted && p.text_body.is_none() {
+        Some(
+            "the mail is encrypted to a key secintake does not hold, so it cannot be read or \
+             relayed: answer the reporter yourself with the security address in Cc"
+                .to_string(),
+        )
+    } else {
+        None
+    };
+    let outcome = match (outcome, unread) {
+        (Outcome::CommandsOnly, Some(why)) => Outcome::NothingDone(why),
+        (outcome, _) => outcome,
     };
     if results.is_empty() && matches!(outcome, Outcome::CommandsOnly) {
         let why = "the mail had no commands and no new text (only quoted text).".to_string();
@@ -1458,6 +1518,21 @@ pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reply_layouts() {
+        assert_eq!(layout("Top text.\n\n> quote\n"), Layout::Top);
+        assert_eq!(layout("no quote at all"), Layout::Top);
+        assert_eq!(
+            layout("Alice wrote:\n> quote\n> more\n\nMy answer below.\nSecond line.\n"),
+            Layout::Bottom("My answer below.\nSecond line.".into())
+        );
+        assert_eq!(
+            layout("> question one\nanswer one\n> question two\nanswer two\n"),
+            Layout::Interleaved
+        );
+        assert_eq!(layout("> only a quote\n"), Layout::Top);
+    }
+
     #[test]
     fn the_leak_guard_matches_lines_however_they_were_quoted() {
         let internal: std::collections::HashSet<String> = [

@@ -271,9 +271,23 @@ const NEW_REPORT: &str = "New report: ";
 
 /// Deadline mail about `case_id`: reminders, escalations, ack-stuck alerts.
 fn deadline_mail(msgs: &[Vec<u8>], case_id: &str) -> usize {
+    // Not deadline mail: the notification, and the confirmation a handler
+    // gets for each of their own mails.
+    const CONFIRMATIONS: &[&str] = &[
+        "Direct answer recorded",
+        "Relayed to the reporter",
+        "Internal note recorded",
+        "Nothing done",
+        "Commands:",
+    ];
     msgs.iter()
         .filter(|m| subject(m).contains(&format!("[{case_id}]")))
         .filter(|m| !subject(m).starts_with(&format!("[{case_id}] {NEW_REPORT}")))
+        .filter(|m| {
+            !CONFIRMATIONS
+                .iter()
+                .any(|c| subject(m).starts_with(&format!("[{case_id}] {c}")))
+        })
         .count()
 }
 

@@ -378,10 +378,13 @@ impl World {
             .position(|m| m.message_id == mid)
             .unwrap_or_else(|| self.fail(&format!("{user} has no message <{mid}>")))
             + 1;
-        let mut script = format!("Reply {n}\n{body}\n");
+        let mut script = match quote {
+            Quote::Below => format!("Reply {n}\n~Q\n\n{body}\n"),
+            _ => format!("Reply {n}\n{body}\n"),
+        };
         let mut settings = extra.to_vec();
         match quote {
-            Quote::No => {}
+            Quote::No | Quote::Below => {}
             Quote::SNail => script.push_str("\n~Q\n"),
             Quote::Compact => {
                 script.push_str("\n~Q\n");
@@ -459,6 +462,8 @@ enum Quote {
     /// The attribution line directly above the quoted lines (Thunderbird
     /// style).
     Compact,
+    /// s-nail's quote first, the text below it (bottom-posting).
+    Below,
 }
 
 /// Events of a `cases show --json` value whose `what` is `what`.
@@ -1529,7 +1534,49 @@ fn the_handler_channel_fails_closed_and_confirms() {
         "{c:#?}"
     );
 
-    // 5. A plain answer is relayed, and the confirmation quotes it.
+    // 5. Written between quoted lines of the notification: not relayed.
+    let first_line = notification
+        .body
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap()
+        .to_owned();
+    let n = w
+        .mails(ALICE)
+        .iter()
+        .position(|m| m.message_id == root)
+        .unwrap()
+        + 1;
+    let script =
+        format!("Reply {n}\n> {first_line}\nINLINE-ANSWER: yes.\n> {first_line}\n~.\nquit\n");
+    w.snail(ALICE, true, &[], &script);
+    let c = w.wait_matching(ALICE, "the inline refusal", 3, |m| {
+        m.subject == format!("[{id}] Nothing done")
+    });
+    assert!(
+        c.iter().any(|m| m.body.contains("between quoted lines")),
+        "{c:#?}"
+    );
+
+    // 6. Bottom-posted: the text below the quote is relayed.
+    w.reply(
+        ALICE,
+        true,
+        &root,
+        "BOTTOM-ANSWER: fixed in 2.4.1.",
+        Quote::Below,
+    );
+    let c = w.wait_one(ALICE, "the bottom-post confirmation", |m| {
+        m.subject == format!("[{id}] Relayed to the reporter")
+    });
+    assert!(
+        c.body.contains("| BOTTOM-ANSWER: fixed in 2.4.1."),
+        "{}",
+        c.body
+    );
+    w.wait_matching(REPORTER, "the bottom-posted relay", 2, |_| true);
+
+    // 7. A plain answer is relayed, and the confirmation quotes it.
     w.reply(
         ALICE,
         true,
@@ -1537,24 +1584,26 @@ fn the_handler_channel_fails_closed_and_confirms() {
         "PLAIN-ANSWER: thanks, we confirmed it.",
         Quote::SNail,
     );
-    let c = w.wait_one(ALICE, "the relay confirmation", |m| {
+    let c = w.wait_matching(ALICE, "the relay confirmation", 2, |m| {
         m.subject == format!("[{id}] Relayed to the reporter")
     });
     assert!(
-        c.body.contains("| PLAIN-ANSWER: thanks, we confirmed it."),
-        "{}",
-        c.body
+        c.iter()
+            .any(|m| m.body.contains("| PLAIN-ANSWER: thanks, we confirmed it.")),
+        "{c:#?}"
     );
-    let relayed = w.wait_matching(REPORTER, "the relay", 2, |_| true);
+    let relayed = w.wait_matching(REPORTER, "the relays", 3, |_| true);
     w.wait_outbox_empty();
     quiet();
     let reporter = w.mails(REPORTER);
-    assert_eq!(reporter.len(), 2, "{}", subjects(&reporter));
+    assert_eq!(reporter.len(), 3, "{}", subjects(&reporter));
+    assert!(relayed.iter().any(|m| m.body.contains("BOTTOM-ANSWER")));
     for leak in [
         "GREETING-LEAK",
         "BETWEEN-US",
         "BCC-NOTE",
         "PASTED-LEAK",
+        "INLINE-ANSWER",
         "/take",
     ] {
         assert!(
