@@ -764,7 +764,10 @@ fn set_deadline(
             tx, ctx, id, kind, due, actor, None,
         )?)
     })?;
-    println!("{id}: {}", done.unwrap_or_else(|e| e));
+    match done {
+        Ok(done) => println!("{id}: {done}"),
+        Err(e) => anyhow::bail!("{id}: {e}"),
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

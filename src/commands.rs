@@ -86,9 +86,14 @@ impl State {
         self.next().contains(&to)
     }
 
-    /// Whether the case still needs work.
+    /// Whether the case is still in progress: rejected, duplicate,
+    /// announced and closed cases need no more work (no reminders, not in
+    /// the digest).
     pub fn is_open(self) -> bool {
-        self != State::Closed
+        !matches!(
+            self,
+            State::Closed | State::Rejected | State::Duplicate | State::Announced
+        )
     }
 }
 

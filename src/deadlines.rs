@@ -20,6 +20,7 @@
 
 use crate::cases::{queue_outgoing, Context};
 use crate::clock::{add, fmt_ts, parse_ts, Clock};
+use crate::commands::State;
 use crate::compose::{self, Draft};
 use crate::config::{Config, Sla};
 use crate::store::{Ctx, Db, StoreError};
@@ -713,7 +714,7 @@ fn open_cases_by_urgency(
     let cases = crate::store::cases(conn, None)?;
     let mut out = Vec::new();
     for c in cases {
-        if c.state == "closed" {
+        if !State::parse(&c.state).is_some_and(State::is_open) {
             continue;
         }
         let next: Option<(String, String)> = conn

@@ -1109,16 +1109,27 @@ pub fn move_state(
         Some(&format!("{} → {}", from.as_str(), to.as_str())),
         source,
     )?;
-    if to == State::Closed {
-        for kind in [
-            Kind::Acknowledge,
-            Kind::Respond,
-            Kind::Fix,
-            Kind::Embargo,
-            Kind::AckQueued,
-        ] {
-            deadlines::meet(conn, case_id, kind, now, "waived: case closed")?;
+    // Deadlines follow the state: a case that needs no more work stops
+    // every reminder and escalation (a rejected case once sent one handler
+    // 69 mails in 18 minutes); the fix deadline is met when the fix is
+    // ready, not when the case is closed.
+    match to {
+        State::Rejected | State::Duplicate | State::Announced | State::Closed => {
+            let how = format!("waived: case {}", to.as_str());
+            for kind in [
+                Kind::Acknowledge,
+                Kind::Respond,
+                Kind::Fix,
+                Kind::Embargo,
+                Kind::AckQueued,
+            ] {
+                deadlines::meet(conn, case_id, kind, now, &how)?;
+            }
         }
+        State::FixReady => {
+            deadlines::meet(conn, case_id, Kind::Fix, now, "met: fix ready")?;
+        }
+        _ => {}
     }
     Ok(Ok(format!("state {} → {}", from.as_str(), to.as_str())))
 }
@@ -1319,6 +1330,13 @@ pub fn set_deadline(
     actor: &str,
     source: Option<&str>,
 ) -> Result<Result<String, String>, CaseError> {
+    if due < ctx.now {
+        return Ok(Err(format!(
+            "{} is in the past (it is now {}): give a later date",
+            fmt_ts(due),
+            fmt_ts(ctx.now)
+        )));
+    }
     deadlines::set(conn, &ctx.cfg.sla, case_id, kind, due, ctx.now)?;
     store::add_event(
         conn,

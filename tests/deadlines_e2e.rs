@@ -1289,3 +1289,70 @@ fn reminder_goes_to_the_primary_handler_escalation_to_all() {
     assert_eq!(count(&bob, &id, REMINDER), 0, "bob is not primary: {ctx}");
     assert_reminder_headers(about(&bob, &id, OVERDUE)[0], &id, &[ALICE, BOB]);
 }
+
+/// Issue 8, "deadlines that follow the state": a rejected case stops its
+/// reminders and escalations at once (a rejected case once sent a handler
+/// 69 mails in 18 minutes), and a deadline date in the past is refused.
+#[test]
+fn rejected_cases_stop_reminding_and_past_dates_are_refused() {
+    let w = World::start(
+        |c| {
+            c.acknowledge = "30s".into();
+            c.respond = "8s".into();
+            c.handlers = handlers(&[ALICE]);
+            c.extra = format!(
+                "[handler_auth]\ntrusted_authserv_id = \"{}\"\n",
+                common::AUTHSERV_ID
+            );
+        },
+        &sla_lines("4s", "3s", ""),
+    );
+    let (rr, rk) = ("reporter-r@example.net", "reporter-k@example.net");
+    w.report(rr, "Report R: rejected");
+    w.report(rk, "Report K: kept");
+    let all = w.wait_acked_cases(2);
+    let id_of = |r: &str| {
+        all.iter()
+            .find(|c| c["reporter"] == r)
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let (idr, idk) = (id_of(rr), id_of(rk));
+    let db = w.dir.path().join("state.db");
+    let root = common::daemon::thread_root(&db, &idr);
+    let (cmd, _) = mail(
+        ALICE,
+        &[SECURITY],
+        &[],
+        &format!("Re: [{idr}] New report: Report R: rejected"),
+        &[
+            format!("In-Reply-To: <{root}>"),
+            format!("References: <{root}>"),
+        ],
+        "/reject not a vulnerability: the endpoint needs admin rights\n/deadline fix 2001-01-01",
+    );
+    w.stack.submit(ALICE, ALICE, &[SECURITY], &cmd);
+    let reply = w.wait_mail(ALICE, T, |m| count(m, &idr, "Commands:") >= 1);
+    let reply = about(&reply, &idr, "Commands:")[0].clone();
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(text.contains("is in the past"), "{text}");
+
+    // K is overdue 8 s after receipt and escalates every 3 s; wait for two
+    // escalations of K, then R must have had none of it.
+    w.wait_mail(ALICE, Duration::from_secs(30), |m| {
+        count(m, &idk, OVERDUE) >= 2
+    });
+    let msgs = w.stack.fetch_all(ALICE);
+    assert_eq!(count(&msgs, &idr, REMINDER), 0, "{}", subjects(&msgs));
+    assert_eq!(count(&msgs, &idr, OVERDUE), 0, "{}", subjects(&msgs));
+    let shown = w.show(&idr);
+    assert_eq!(shown["state"], "rejected");
+    let deadlines = shown["deadlines"].as_array().unwrap();
+    assert!(
+        deadlines
+            .iter()
+            .filter(|d| d["kind"] == "respond")
+            .all(|d| d["met_how"] == "waived: case rejected"),
+        "{deadlines:#?}"
+    );
+}
