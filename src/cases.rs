@@ -358,7 +358,7 @@ pub fn ingest(
             match auth::sender(ctx.cfg, &p) {
                 auth::Sender::Handler { email, .. } => {
                     let to_comment = workflow::to_comment_address(ctx, &p);
-                    workflow::handler_mail(conn, ctx, &c, &p, &email, to_comment)?;
+                    workflow::handler_mail(conn, ctx, &c, &p, m.raw, &email, to_comment)?;
                 }
                 auth::Sender::ForgedHandler { email, why } => {
                     workflow::forged(conn, ctx, &case, &email, &why, p.message_id.as_deref())?;

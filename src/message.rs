@@ -215,6 +215,73 @@ mod test_fault {
     }
 }
 
+/// What a handler's reply says in its own words, when it has no plain-text
+/// body: its HTML converted to text (html2text) without the containers in
+/// which mail clients quote the message being answered. `None` when the
+/// message has a text/plain body (its `>` quotes are cut by the caller) or
+/// no HTML at all. Converting an HTML-only reply naively relayed the
+/// notification's internal text (issue 8).
+pub fn reply_text(raw: &[u8]) -> Option<String> {
+    let html = catch_unwind(AssertUnwindSafe(|| reply_html(raw))).ok()??;
+    // Outlook puts the quoted message after these markers as siblings,
+    // not inside them, so the HTML is cut there.
+    let cut = OUTLOOK_QUOTE_STARTS
+        .iter()
+        .filter_map(|m| html.find(m))
+        .min()
+        .unwrap_or(html.len());
+    let config = html2text::config::plain()
+        .add_css(QUOTE_CSS)
+        .ok()?
+        .no_link_wrapping();
+    let text = catch_unwind(AssertUnwindSafe(|| {
+        config.string_from_read(html[..cut].as_bytes(), 10_000)
+    }))
+    .ok()?
+    .ok()?;
+    Some(cap_string(text.trim().to_string(), MAX_TEXT_BODY_BYTES))
+}
+
+/// The containers in which clients quote the message being answered:
+/// Gmail (`gmail_quote`), Apple Mail and Thunderbird (`blockquote
+/// type=cite`, `moz-cite-prefix`), Yahoo, and any other blockquote.
+const QUOTE_CSS: &str = "blockquote, .gmail_quote, .gmail_attr, .moz-cite-prefix, \
+    .yahoo_quoted, [type=cite] { display: none }";
+
+/// Where Outlook (desktop and web) starts the quoted message.
+const OUTLOOK_QUOTE_STARTS: &[&str] = &[
+    "<div id=\"appendonsend\"",
+    "<div id=\"divRplyFwdMsg\"",
+    "<div id=\"mail-editor-reference-message-container\"",
+];
+
+/// The HTML body of a reply that has no text/plain body, decoded.
+fn reply_html(raw: &[u8]) -> Option<String> {
+    let body = &raw[header_block_start(raw)..];
+    let body = &body[..body.len().min(MAX_PARSE_BYTES)];
+    if mime_parts_exceed(body, MAX_MIME_PARTS) {
+        return None;
+    }
+    let msg = MessageParser::default().parse(body)?;
+    let has_plain = msg.text_body.iter().any(|id| {
+        msg.parts
+            .get(*id as usize)
+            .is_some_and(|p| matches!(p.body, PartType::Text(_)))
+    });
+    let html = if has_plain {
+        None
+    } else {
+        msg.html_body
+            .iter()
+            .find_map(|id| match &msg.parts.get(*id as usize)?.body {
+                PartType::Html(h) => Some(h.to_string()),
+                _ => None,
+            })
+    };
+    free_flat(msg);
+    html
+}
+
 /// Frees a parsed tree without recursing per level. mail-parser's own drop
 /// recurses once per nested `message/rfc822` level (about four frames
 /// each), which overflowed a 2 MiB thread stack at ~35,000 levels; this
@@ -933,6 +1000,60 @@ mod tests {
             b"X-Content-Type: a\nContent-Typed: b\n",
             0
         ));
+    }
+
+    fn html_mail(html: &str) -> Vec<u8> {
+        format!(
+            "From: alice@example.org\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn html_replies_lose_the_quote_containers_of_real_clients() {
+        let samples = [
+            // Gmail
+            "<div dir=\"ltr\">NEW TEXT here</div><br><div class=\"gmail_quote\">\
+             <div dir=\"ltr\" class=\"gmail_attr\">On Mon, Example security wrote:<br></div>\
+             <blockquote class=\"gmail_quote\">INTERNAL primary handler Alice</blockquote></div>",
+            // Outlook
+            "<div>NEW TEXT here</div><div id=\"appendonsend\"></div><hr>\
+             <div id=\"divRplyFwdMsg\"><b>From:</b> Example security</div>\
+             <div>INTERNAL primary handler Alice</div>",
+            // Apple Mail
+            "<div>NEW TEXT here</div><div><br><blockquote type=\"cite\">\
+             <div>INTERNAL primary handler Alice</div></blockquote></div>",
+            // Thunderbird
+            "<p>NEW TEXT here</p><div class=\"moz-cite-prefix\">On 01.12.26 Example wrote:</div>\
+             <blockquote type=\"cite\">INTERNAL primary handler Alice</blockquote>",
+        ];
+        for html in samples {
+            let text = reply_text(&html_mail(html)).expect("text");
+            assert!(text.contains("NEW TEXT here"), "{text:?}");
+            assert!(!text.contains("INTERNAL"), "{text:?}");
+            assert!(!text.contains("wrote:"), "{text:?}");
+        }
+        // A plain-text body is left to the caller's quote cutting.
+        assert_eq!(reply_text(b"From: a@b.c\r\n\r\nplain\r\n"), None);
+    }
+
+    #[test]
+    fn a_corpus_gmail_reply_keeps_only_its_own_text() {
+        let raw = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/corpus/new-report-like/talon-gmail.eml"
+        ))
+        .unwrap();
+        // It has a text/plain alternative, which the caller cuts by `>`.
+        assert_eq!(reply_text(&raw), None);
+        // Its HTML alternative alone, as an HTML-only client would send it.
+        let text = String::from_utf8_lossy(&raw);
+        let start = text.find("Content-Type: text/html").unwrap();
+        let body_start = start + text[start..].find("\n\n").unwrap() + 2;
+        let end = body_start + text[body_start..].find("\n--=====").unwrap();
+        let html_only = html_mail(&text[body_start..end]);
+        assert_eq!(reply_text(&html_only).as_deref(), Some("Hello"));
     }
 
     #[test]

@@ -563,11 +563,15 @@ pub fn handler_mail(
     ctx: &Context<'_>,
     case_id: &str,
     p: &ParsedMessage,
+    raw: &[u8],
     email: &str,
     to_comment: bool,
 ) -> Result<(), CaseError> {
     let mid = p.message_id.as_deref();
-    let body = p.text_body.clone().unwrap_or_default();
+    // An HTML-only reply: its own words, without the client's quote.
+    let body = crate::message::reply_text(raw)
+        .or_else(|| p.text_body.clone())
+        .unwrap_or_default();
     let parsed = commands::parse(&body);
     let layout = layout(&parsed.rest);
     let text = match &layout {

@@ -1612,3 +1612,54 @@ fn the_handler_channel_fails_closed_and_confirms() {
         );
     }
 }
+
+/// Issue 8: a Gmail-style HTML-only reply quoting the notification relayed
+/// the notification's internal text. Now the quote container is dropped:
+/// the reporter gets the handler's new text only, and the handler a
+/// confirmation with that text.
+#[test]
+fn html_only_reply_relays_only_the_new_text() {
+    let w = World::start(false);
+    let (id, _, _) = w.report(
+        REPORTER,
+        "Open redirect",
+        "The next= parameter is not checked.",
+    );
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+    let quoted: String = notification
+        .body
+        .lines()
+        .map(|l| format!("{l}<br>\r\n"))
+        .collect();
+    let raw = format!(
+        "From: Alice <{ALICE}>\r\nTo: {SECURITY}\r\nSubject: Re: {}\r\n\
+         Message-ID: <html-reply.{}@example.org>\r\nIn-Reply-To: <{root}>\r\n\
+         References: <{root}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n\
+         <div dir=\"ltr\">HTML-ANSWER: we reproduced it and are working on a fix.</div><br>\r\n\
+         <div class=\"gmail_quote\"><div dir=\"ltr\" class=\"gmail_attr\">On Tue, Example \
+         security &lt;{SECURITY}&gt; wrote:<br></div>\r\n\
+         <blockquote class=\"gmail_quote\">\r\n{quoted}</blockquote></div>\r\n",
+        notification.subject,
+        std::process::id()
+    );
+    w.stack.submit(ALICE, ALICE, &[SECURITY], raw.as_bytes());
+    let c = w.wait_one(ALICE, "the relay confirmation", |m| {
+        m.subject == format!("[{id}] Relayed to the reporter")
+    });
+    assert!(c.body.contains("HTML-ANSWER"), "{}", c.body);
+    let relayed = w.wait_matching(REPORTER, "the relay", 2, |_| true);
+    let relay = relayed
+        .iter()
+        .find(|m| m.body.contains("HTML-ANSWER"))
+        .expect("the relay");
+    for line in notification.body.lines().filter(|l| l.trim().len() >= 20) {
+        assert!(
+            !relay.body.contains(line.trim()),
+            "a notification line reached the reporter: {line:?}\n{}",
+            relay.body
+        );
+    }
+}
