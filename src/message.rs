@@ -235,7 +235,7 @@ pub fn reply_text(raw: &[u8]) -> Option<String> {
         .ok()?
         .no_link_wrapping();
     let text = catch_unwind(AssertUnwindSafe(|| {
-        config.string_from_read(html[..cut].as_bytes(), 10_000)
+        config.string_from_read(&html.as_bytes()[..cut], 10_000)
     }))
     .ok()?
     .ok()?;
