@@ -124,16 +124,24 @@ pub enum Command {
     Reject(String),
     Responded,
     Close,
-    Announce { dry_run: bool },
-    Deadline { kind: String, due: DateTime<Utc> },
+    Announce {
+        dry_run: bool,
+    },
+    Deadline {
+        kind: String,
+        due: DateTime<Utc>,
+    },
     Embargo(DateTime<Utc>),
+    /// `/quiet` (true) or `/quiet off`: no reporter updates for this case.
+    Quiet(bool),
 }
 
 /// The command names, for "unknown command" replies.
 pub const KNOWN: &str =
     "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
-/reject <reason>, /responded, /close, /announce [dry-run], /deadline fix <date>, /embargo <date>";
+/reject <reason>, /responded, /close, /announce [dry-run], /deadline fix <date>, /embargo <date>, \
+/quiet [off]";
 
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -246,6 +254,11 @@ fn parse_line(line: &str) -> Result<Command, String> {
         "/reject" => need("<reason>").map(Command::Reject),
         "/responded" => none(Command::Responded),
         "/close" => none(Command::Close),
+        "/quiet" => match arg.to_ascii_lowercase().as_str() {
+            "" | "on" => Ok(Command::Quiet(true)),
+            "off" => Ok(Command::Quiet(false)),
+            _ => Err(bad(format!("{name} takes \"off\" or nothing"))),
+        },
         "/announce" => match arg.to_ascii_lowercase().as_str() {
             "" => Ok(Command::Announce { dry_run: false }),
             "dry-run" => Ok(Command::Announce { dry_run: true }),

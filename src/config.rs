@@ -57,6 +57,7 @@ const SECTIONS: &[&str] = &[
     "handler_auth",
     "workflow",
     "announce",
+    "reporter",
 ];
 const MAILBOX_KEYS: &[&str] = &["address", "project", "policy_url", "comment_address"];
 const IMAP_KEYS: &[&str] = &[
@@ -113,6 +114,7 @@ const HANDLER_AUTH_KEYS: &[&str] = &[
 ];
 const WORKFLOW_KEYS: &[&str] = &["assign"];
 const ANNOUNCE_KEYS: &[&str] = &["list"];
+const REPORTER_KEYS: &[&str] = &["updates"];
 
 const DURATION_EXPECTED: &str =
     "expected a duration like \"60s\", \"25m\", \"48h\", \"7d\" or \"1h 30m\"";
@@ -148,6 +150,8 @@ pub struct Config {
     pub workflow: Workflow,
     /// Where `/announce` sends advisories.
     pub announce: Announce,
+    /// What reporters are told after the acknowledgement.
+    pub reporter: Reporter,
     /// Problems with the files the configuration was read from, found at
     /// load (a password in a file other users can read); part of
     /// [`Config::warnings`].
@@ -160,6 +164,15 @@ pub struct Workflow {
     /// "round-robin" (default): each new case gets the next handler as its
     /// primary; "none": nobody until someone sends /take.
     pub round_robin: bool,
+}
+
+/// `[reporter]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reporter {
+    /// Tell the reporter when their case is confirmed, rejected, marked
+    /// duplicate, given a CVE, fix-ready, announced or closed (template
+    /// `update.txt`). Default true; `/quiet` turns it off for one case.
+    pub updates: bool,
 }
 
 /// `[announce]`.
@@ -944,6 +957,7 @@ impl Loader {
         let handler_auth = self.section(&mut root, "handler_auth", HANDLER_AUTH_KEYS)?;
         let workflow = self.section(&mut root, "workflow", WORKFLOW_KEYS)?;
         let announce = self.section(&mut root, "announce", ANNOUNCE_KEYS)?;
+        let reporter = self.section(&mut root, "reporter", REPORTER_KEYS)?;
 
         let mailbox = mailbox_from(mailbox)?;
         let handlers = handlers_from(handlers, &mailbox)?;
@@ -958,6 +972,7 @@ impl Loader {
             handler_auth: handler_auth_from(handler_auth)?,
             workflow: workflow_from(workflow)?,
             announce: announce_from(announce)?,
+            reporter: reporter_from(reporter)?,
             mailbox,
             handlers,
             file_warnings: Vec::new(),
@@ -1572,6 +1587,16 @@ fn workflow_from(mut s: Section<'_>) -> Result<Workflow, ConfigError> {
     Ok(Workflow { round_robin })
 }
 
+fn reporter_from(mut s: Section<'_>) -> Result<Reporter, ConfigError> {
+    Ok(Reporter {
+        updates: s
+            .get("updates")
+            .map(|f| f.boolean())
+            .transpose()?
+            .unwrap_or(true),
+    })
+}
+
 fn announce_from(mut s: Section<'_>) -> Result<Announce, ConfigError> {
     Ok(Announce {
         list: s.get("list").map(|f| f.address()).transpose()?,
@@ -1789,7 +1814,7 @@ mod tests {
     #[test]
     fn example_config_documents_every_key() {
         let text = include_str!("../config/secintake.example.toml");
-        let sections: [(&str, &[&str]); 12] = [
+        let sections: [(&str, &[&str]); 13] = [
             ("[mailbox]", MAILBOX_KEYS),
             ("[imap]", IMAP_KEYS),
             ("[smtp]", SMTP_KEYS),
@@ -1802,6 +1827,7 @@ mod tests {
             ("[handler_auth]", HANDLER_AUTH_KEYS),
             ("[workflow]", WORKFLOW_KEYS),
             ("[announce]", ANNOUNCE_KEYS),
+            ("[reporter]", REPORTER_KEYS),
         ];
         for (header, keys) in sections {
             let start = text

@@ -257,6 +257,10 @@ const MIGRATIONS: &[&str] = &[
     -- empty). A zeroblob is written in place only as a row's last column;
     -- in messages it no longer is, and SQLite built the whole blob in
     -- memory twice for a large report.
+    -- Cases whose reporter gets no updates (/quiet).
+    CREATE TABLE quiet_cases (
+        case_id  TEXT PRIMARY KEY REFERENCES cases(id)
+    ) STRICT;
     CREATE TABLE message_raw (
         id   INTEGER PRIMARY KEY REFERENCES messages(id),
         raw  BLOB NOT NULL
@@ -882,7 +886,7 @@ pub fn message_prefix(
     else {
         return Ok(None);
     };
-    let table = if row_exists(conn, "SELECT 1 FROM message_raw WHERE id = ?1", id)? {
+    let table = if exists(conn, "SELECT 1 FROM message_raw WHERE id = ?1", [id])? {
         "message_raw"
     } else {
         "messages"
@@ -902,11 +906,35 @@ pub fn message_prefix(
     Ok(Some((row, raw, len)))
 }
 
-fn row_exists(conn: &Connection, sql: &str, id: i64) -> Result<bool, StoreError> {
-    row(conn, sql, [id], |_| Ok(()))
+/// Whether `sql` (a `SELECT 1 …`) finds a row.
+fn exists<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> Result<bool, StoreError> {
+    row(conn, sql, params, |_| Ok(()))
         .optional()
         .map(|o| o.is_some())
-        .ctx("reading a message")
+        .ctx("looking up a row")
+}
+
+/// Whether the case's reporter gets no updates (`/quiet`).
+pub fn is_quiet(conn: &Connection, case_id: &str) -> Result<bool, StoreError> {
+    exists(
+        conn,
+        "SELECT 1 FROM quiet_cases WHERE case_id = ?1",
+        [case_id],
+    )
+}
+
+pub fn set_quiet(conn: &Connection, case_id: &str, quiet: bool) -> Result<(), StoreError> {
+    let sql = if quiet {
+        "INSERT INTO quiet_cases (case_id) VALUES (?1) ON CONFLICT DO NOTHING"
+    } else {
+        "DELETE FROM quiet_cases WHERE case_id = ?1"
+    };
+    exec(conn, sql, [case_id]).ctx("setting /quiet")?;
+    Ok(())
 }
 
 pub fn set_message_kind(conn: &Connection, id: i64, kind: &str) -> Result<(), StoreError> {

@@ -25,11 +25,16 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../config/templates/notification.txt"),
     ),
     ("alert.txt", include_str!("../config/templates/alert.txt")),
+    ("update.txt", include_str!("../config/templates/update.txt")),
     (
         "recovery.txt",
         include_str!("../config/templates/recovery.txt"),
     ),
 ];
+
+/// Templates a `[templates] dir` may lack (it was copied before they
+/// existed): the built-in copy is used.
+const ADDED_LATER: &[&str] = &["update.txt"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -68,9 +73,19 @@ impl Templates {
             let source = match dir {
                 None => (*builtin).to_owned(),
                 Some(dir) => {
+                    // A template added after a directory was copied from
+                    // an older secintake falls back to the built-in one;
+                    // the original set must all be there.
                     let path = dir.join(name);
-                    std::fs::read_to_string(&path)
-                        .map_err(|source| TemplateError::Read { path, source })?
+                    match std::fs::read_to_string(&path) {
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::NotFound
+                                && ADDED_LATER.contains(name) =>
+                        {
+                            (*builtin).to_owned()
+                        }
+                        read => read.map_err(|source| TemplateError::Read { path, source })?,
+                    }
                 }
             };
             env.add_template_owned(*name, source)
@@ -98,6 +113,10 @@ impl Templates {
                 self.render(name, sample(kind, component, flag))?;
             }
         }
+        for event in UPDATE_EVENTS {
+            let ctx = minijinja::context! { event => event, ..sample("reminder", "imap", true) };
+            self.render("update.txt", ctx)?;
+        }
         Ok(())
     }
 
@@ -114,6 +133,17 @@ impl Templates {
             .map_err(syntax)
     }
 }
+
+/// The `event`s the reporter update (`update.txt`) is rendered for.
+pub const UPDATE_EVENTS: &[&str] = &[
+    "confirmed",
+    "rejected",
+    "duplicate",
+    "cve",
+    "fix-ready",
+    "announced",
+    "closed",
+];
 
 /// Every variable any template gets, with plausible values.
 fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
@@ -135,6 +165,8 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         failing_since => "2026-01-01T00:00:00.000Z", failing_for => "15m",
         alert_after => "15 minutes", last_error => "connection refused",
         recovered_at => "2026-01-01T00:20:00.000Z", backlog => 0,
+        event => "confirmed", reason => "needs admin rights", cve => "CVE-2026-12345",
+        fix_date => if flag { "2026-02-01" } else { "" }, advisory => "[security] …",
     }
 }
 

@@ -229,7 +229,7 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
            /take  /assign <handler>  /state <state>  /severity critical|high|medium|low\n  \
            /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
            /duplicate <case id>  /reject <reason>  /responded  /close\n  \
-           /deadline fix <date>  /embargo <date>  /announce [dry-run]\n",
+           /deadline fix <date>  /embargo <date>  /announce [dry-run]  /quiet [off]\n",
         addr = ctx.cfg.mailbox.address
     )
 }
@@ -1209,7 +1209,7 @@ pub fn apply(
         store::add_event(conn, case_id, ctx.now, actor, what, Some(v), source)?;
         Ok(Ok(format!("{what}: {v}")))
     };
-    Ok(match cmd {
+    let result = match cmd {
         Command::Take if !is_handler(ctx, actor) => Err(format!(
             "only a handler can take a case; {actor} is not one of [[handlers]]: use /assign <handler>"
         )),
@@ -1321,7 +1321,154 @@ pub fn apply(
             set_deadline(conn, ctx, case_id, Kind::Embargo, *due, actor, source)?
         }
         Command::Announce { dry_run } => announce(conn, ctx, &case, actor, text, *dry_run, source)?,
-    })
+        Command::Quiet(on) => {
+            store::set_quiet(conn, case_id, *on)?;
+            let what = if *on {
+                "reporter updates off"
+            } else {
+                "reporter updates on"
+            };
+            store::add_event(conn, case_id, ctx.now, actor, what, None, source)?;
+            Ok(if *on {
+                "the reporter gets no updates on this case (/quiet off turns them on)".into()
+            } else {
+                "the reporter gets updates on this case again".into()
+            })
+        }
+    };
+    // Tell the reporter what changed for them (issue 8): only on a real
+    // change, so a repeated command does not mail them twice.
+    let Ok(done) = result else {
+        return Ok(result);
+    };
+    let after = store::case(conn, case_id)?;
+    let update = after.as_ref().and_then(|after| {
+        let moved = after.state != case.state;
+        let event = match cmd {
+            Command::State(State::Confirmed) if moved => "confirmed",
+            Command::State(State::FixReady) if moved => "fix-ready",
+            Command::State(State::Closed) | Command::Close if moved => "closed",
+            Command::Reject(_) if moved => "rejected",
+            Command::Duplicate(_) if moved => "duplicate",
+            Command::Announce { dry_run: false } if moved => "announced",
+            Command::Cve(_) if after.cve != case.cve => "cve",
+            _ => return None,
+        };
+        Some((after, event))
+    });
+    let Some((after, event)) = update else {
+        return Ok(Ok(done));
+    };
+    let reason = match cmd {
+        Command::Reject(r) => r.as_str(),
+        _ => "",
+    };
+    let told = reporter_update(conn, ctx, &after, event, reason, text, actor, source)?;
+    Ok(Ok(format!("{done}; {told}")))
+}
+
+/// Tells the reporter, in their thread, that their case was `event`
+/// (template `update.txt`); returns what happened, for the confirmation.
+/// Fail closed: nothing goes out for a `/quiet` case, with `[reporter]
+/// updates = false`, or without a reporter address that is not the
+/// project's own. The first word to the reporter after the
+/// acknowledgement counts as the response the policy promises.
+#[allow(clippy::too_many_arguments)]
+fn reporter_update(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    event: &str,
+    reason: &str,
+    advisory: &str,
+    actor: &str,
+    source: Option<&str>,
+) -> Result<String, CaseError> {
+    let skip = if !ctx.cfg.reporter.updates {
+        Some("reporter updates are off ([reporter] updates = false)".to_string())
+    } else if store::is_quiet(conn, &case.id)? {
+        Some("reporter updates are off for this case (/quiet)".to_string())
+    } else {
+        match case.reporter.as_deref() {
+            None => Some("the case has no reporter address".to_string()),
+            Some(r) => ctx
+                .project_address(r)
+                .map(|what| format!("the reporter address {r} is {what}")),
+        }
+    };
+    if let Some(why) = skip {
+        store::add_event(
+            conn,
+            &case.id,
+            ctx.now,
+            "secintake",
+            "reporter not told",
+            Some(&format!("{event}: {why}")),
+            source,
+        )?;
+        return Ok(format!("the reporter was not told: {why}"));
+    }
+    let reporter = case.reporter.clone().unwrap_or_default();
+    let fix_date = deadlines::of_case(conn, &case.id)?
+        .into_iter()
+        .find(|d| d.kind == Kind::Fix.as_str())
+        .map(|d| d.due_at.chars().take(10).collect::<String>())
+        .unwrap_or_default();
+    let body = ctx.templates.render(
+        "update.txt",
+        minijinja::context! {
+            project => ctx.cfg.mailbox.project, address => ctx.cfg.mailbox.address,
+            policy_url => ctx.cfg.mailbox.policy_url, case_id => case.id, event => event,
+            reason => reason, cve => case.cve.as_deref().unwrap_or(""), fix_date => fix_date,
+            advisory => strip_quote(advisory),
+        },
+    )?;
+    let (in_reply_to, references) = reporter_thread(conn, case)?;
+    let from_name = format!("{} security", ctx.cfg.mailbox.project);
+    let out = compose::build(Draft {
+        from_name: Some(&from_name),
+        from: &ctx.cfg.mailbox.address,
+        to: vec![reporter.clone()],
+        subject: compose::reply_subject(case.subject.as_deref(), &case.id),
+        body,
+        message_id: compose::new_message_id("update", Some(&case.id), &ctx.cfg.mailbox.address),
+        in_reply_to,
+        references,
+        auto_submitted: "auto-generated",
+        date: ctx.now,
+        attach: None,
+    });
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            let why = e.to_string();
+            store::add_event(
+                conn,
+                &case.id,
+                ctx.now,
+                "secintake",
+                "reporter not told",
+                Some(&format!("{event}: {why}")),
+                source,
+            )?;
+            return Ok(format!("the reporter was not told: {why}"));
+        }
+    };
+    queue_outgoing(conn, ctx, Some(&case.id), "update", &out)?;
+    record_response(
+        conn,
+        ctx.now,
+        &case.id,
+        actor,
+        &format!("update ({event}) by {actor}"),
+        [
+            "response sent to the reporter (an update)",
+            "update sent to the reporter",
+        ],
+        &format!("{event}, Message-ID <{}>", out.message_id),
+        source,
+    )?;
+    Ok(format!("the reporter was told ({event})"))
 }
 
 /// Sets (or moves) a fix or embargo deadline, recording who did it.

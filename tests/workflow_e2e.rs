@@ -709,7 +709,21 @@ fn full_case_by_email() {
     // What each mailbox holds.
     w.wait_outbox_empty();
     quiet();
-    let rep = w.mails(REPORTER);
+    let all = w.mails(REPORTER);
+    // Besides them, one update per change the reporter is told about
+    // (issue 8): confirmed, CVE, fix-ready, announced (with the
+    // advisory), closed.
+    let (updates, rep): (Vec<Mail>, Vec<Mail>) = all
+        .iter()
+        .cloned()
+        .partition(|m| m.message_id.starts_with("update."));
+    let said = |needle: &str| updates.iter().filter(|m| m.body.contains(needle)).count();
+    assert_eq!(updates.len(), 5, "{}", subjects(&all));
+    assert_eq!(said("we have confirmed the issue"), 1);
+    assert_eq!(said("has been assigned CVE-2026-12345"), 1);
+    assert_eq!(said("a fix for the issue you reported"), 1);
+    assert_eq!(said("upgrade to 2.4.1"), 1, "the advisory");
+    assert_eq!(said("we have closed case"), 1);
     assert_eq!(
         rep.len(),
         3,
@@ -717,7 +731,7 @@ fn full_case_by_email() {
         subjects(&rep)
     );
     assert_eq!(rep[0].message_id, ack.message_id);
-    for m in &rep {
+    for m in rep.iter().chain(updates.iter()) {
         assert_eq!(m.subject, ack.subject);
         for leak in [
             "/take",
@@ -1373,6 +1387,7 @@ fn cli_mirrors() {
 
     // A legal close: Alice marks it a duplicate by mail, the CLI closes it.
     let (other, _, _) = w.report("someone@example.net", "XXE in importer, again", "Same.");
+    let other_case_id = other.clone();
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let r = w.commands(ALICE, &id, &root, &format!("/duplicate {other}"));
     assert_eq!(r.subject, format!("[{id}] Commands: done"), "{}", r.body);
@@ -1393,12 +1408,26 @@ fn cli_mirrors() {
     w.wait_outbox_empty();
     quiet();
     let rep = w.mails(REPORTER);
+    // The ack, and one update per change the reporter is told about
+    // (issue 8): confirmed (by the CLI), duplicate (by mail), closed.
+    let (updates, other): (Vec<&Mail>, Vec<&Mail>) = rep
+        .iter()
+        .partition(|m| m.message_id.starts_with("update."));
     assert_eq!(
-        rep.len(),
+        other.len(),
         1,
-        "only the ack reached the reporter:\n{}",
+        "only the ack besides updates:\n{}",
         subjects(&rep)
     );
+    let said = |needle: &str| updates.iter().filter(|m| m.body.contains(needle)).count();
+    assert_eq!(updates.len(), 3, "{}", subjects(&rep));
+    assert_eq!(said("we have confirmed the issue"), 1);
+    assert_eq!(said("already reported"), 1);
+    assert_eq!(said("we have closed case"), 1);
+    // The duplicate update never names the other case or its reporter.
+    assert!(updates
+        .iter()
+        .all(|m| !m.body.contains(&other_case_id) && !m.body.contains("someone@")));
 }
 
 /// A reply to internal mail (here Bob answering Alice's note copy) stays
@@ -1662,4 +1691,55 @@ fn html_only_reply_relays_only_the_new_text() {
             relay.body
         );
     }
+}
+
+/// Issue 8, "reporters kept informed": `/reject <reason>` tells the
+/// reporter, with the reason, in their own thread, and counts as the
+/// response; `/quiet` stops such updates for a case, and the handler's
+/// confirmation says whether the reporter was told.
+#[test]
+fn reporters_are_told_with_the_reason_unless_quiet() {
+    let w = World::start(false);
+    let (id1, _, ack1) = w.report(REPORTER, "Crash in the CLI", "It crashes on --foo.");
+    let (id2, _, _) = w.report("quiet@example.net", "Odd header", "X-Foo is echoed.");
+    let db = w.dir.path().join("state.db");
+    let (root1, root2) = (
+        common::daemon::thread_root(&db, &id1),
+        common::daemon::thread_root(&db, &id2),
+    );
+    w.wait_one(ALICE, "notification 1", |m| m.message_id == root1);
+    w.wait_one(ALICE, "notification 2", |m| m.message_id == root2);
+    w.wait_state(&id2, "acknowledged");
+
+    let r = w.commands(
+        ALICE,
+        &id1,
+        &root1,
+        "/reject REJECT-REASON: a local crash on bad input is not a vulnerability",
+    );
+    assert!(
+        r.body.contains("the reporter was told (rejected)"),
+        "{}",
+        r.body
+    );
+    let got = w.wait_matching(REPORTER, "the rejection", 2, |_| true);
+    let update = got
+        .iter()
+        .find(|m| m.message_id.starts_with("update."))
+        .expect("an update");
+    assert!(update.body.contains("REJECT-REASON"), "{}", update.body);
+    assert_eq!(update.subject, ack1.subject);
+    assert!(update.references.contains(&ack1.message_id), "{update:?}");
+    assert!(w.show(&id1)["responded_at"].is_string());
+
+    let r = w.commands(
+        ALICE,
+        &id2,
+        &root2,
+        "/quiet\n/state triage\n/state confirmed",
+    );
+    assert!(r.body.contains("the reporter was not told"), "{}", r.body);
+    w.wait_outbox_empty();
+    quiet();
+    assert_eq!(w.mails("quiet@example.net").len(), 1, "only the ack");
 }
