@@ -1363,7 +1363,7 @@ pub fn apply(
         Command::Reject(r) => r.as_str(),
         _ => "",
     };
-    let told = reporter_update(conn, ctx, &after, event, reason, text, actor, source)?;
+    let told = reporter_update(conn, ctx, after, event, reason, text, actor, source)?;
     Ok(Ok(format!("{done}; {told}")))
 }
 
