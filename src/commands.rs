@@ -124,8 +124,11 @@ pub enum Command {
     Reject(String),
     Responded,
     Close,
+    /// `/announce`, `/announce dry-run` (handlers only), `/announce now`
+    /// (even before the embargo date).
     Announce {
         dry_run: bool,
+        now: bool,
     },
     Deadline {
         kind: String,
@@ -140,8 +143,8 @@ pub enum Command {
 pub const KNOWN: &str =
     "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
-/reject <reason>, /responded, /close, /announce [dry-run], /deadline fix <date>, /embargo <date>, \
-/quiet [off]";
+/reject <reason>, /responded, /close, /announce [dry-run|now], /deadline fix <date>, \
+/embargo <date>, /quiet [off]";
 
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -260,10 +263,20 @@ fn parse_line(line: &str) -> Result<Command, String> {
             _ => Err(bad(format!("{name} takes \"off\" or nothing"))),
         },
         "/announce" => match arg.to_ascii_lowercase().as_str() {
-            "" => Ok(Command::Announce { dry_run: false }),
-            "dry-run" => Ok(Command::Announce { dry_run: true }),
+            "" => Ok(Command::Announce {
+                dry_run: false,
+                now: false,
+            }),
+            "dry-run" => Ok(Command::Announce {
+                dry_run: true,
+                now: false,
+            }),
+            "now" => Ok(Command::Announce {
+                dry_run: false,
+                now: true,
+            }),
             other => Err(bad(format!(
-                "/announce takes no argument or \"dry-run\", not {other:?}"
+                "/announce takes no argument, \"dry-run\" or \"now\", not {other:?}"
             ))),
         },
         "/deadline" => {
@@ -401,7 +414,13 @@ mod tests {
             p.commands[2].1,
             Ok(Command::Duplicate("SEC-2026-0001".into()))
         );
-        assert_eq!(p.commands[3].1, Ok(Command::Announce { dry_run: true }));
+        assert_eq!(
+            p.commands[3].1,
+            Ok(Command::Announce {
+                dry_run: true,
+                now: false
+            })
+        );
         assert!(matches!(p.commands[4].1, Ok(Command::Deadline { .. })));
     }
 

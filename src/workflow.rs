@@ -229,7 +229,7 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
            /take  /assign <handler>  /state <state>  /severity critical|high|medium|low\n  \
            /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
            /duplicate <case id>  /reject <reason>  /responded  /close\n  \
-           /deadline fix <date>  /embargo <date>  /announce [dry-run]  /quiet [off]\n",
+           /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]\n",
         addr = ctx.cfg.mailbox.address
     )
 }
@@ -1320,7 +1320,9 @@ pub fn apply(
         Command::Embargo(due) => {
             set_deadline(conn, ctx, case_id, Kind::Embargo, *due, actor, source)?
         }
-        Command::Announce { dry_run } => announce(conn, ctx, &case, actor, text, *dry_run, source)?,
+        Command::Announce { dry_run, now } => {
+            announce(conn, ctx, &case, actor, text, (*dry_run, *now), source)?
+        }
         Command::Quiet(on) => {
             store::set_quiet(conn, case_id, *on)?;
             let what = if *on {
@@ -1350,7 +1352,7 @@ pub fn apply(
             Command::State(State::Closed) | Command::Close if moved => "closed",
             Command::Reject(_) if moved => "rejected",
             Command::Duplicate(_) if moved => "duplicate",
-            Command::Announce { dry_run: false } if moved => "announced",
+            Command::Announce { dry_run: false, .. } if moved => "announced",
             Command::Cve(_) if after.cve != case.cve => "cve",
             _ => return None,
         };
@@ -1512,7 +1514,7 @@ fn announce(
     case: &CaseRow,
     actor: &str,
     text: &str,
-    dry_run: bool,
+    (dry_run, now): (bool, bool),
     source: Option<&str>,
 ) -> Result<Result<String, String>, CaseError> {
     let text = strip_quote(text);
@@ -1542,6 +1544,19 @@ fn announce(
                 state.as_str()
             )));
         }
+        // The embargo agreed with the reporter holds unless the handler
+        // says otherwise: /announce once went out two weeks early.
+        let embargo = deadlines::of_case(conn, &case.id)?
+            .into_iter()
+            .find(|d| d.kind == Kind::Embargo.as_str() && d.met_at.is_none())
+            .filter(|d| crate::clock::parse_ts(&d.due_at).is_some_and(|t| t > ctx.now));
+        if let (Some(e), false) = (embargo, now) {
+            return Ok(Err(format!(
+                "the embargo lasts until {}: announce after it, or send /announce now to \
+                 publish before it; nothing was sent",
+                e.due_at
+            )));
+        }
         match &ctx.cfg.announce.list {
             Some(l) => vec![l.clone()],
             None => {
@@ -1551,7 +1566,18 @@ fn announce(
             }
         }
     };
-    let subject = format!("[security] {first}");
+    // A dry run must not look like the real thing: marked in the subject,
+    // and threaded in the case with the rest of the handlers' mail.
+    let (subject, in_reply_to, references) = if dry_run {
+        let root = thread_root(case, &ctx.cfg.mailbox.address);
+        (
+            format!("[DRY RUN] [security] {first}"),
+            Some(root.clone()),
+            vec![root],
+        )
+    } else {
+        (format!("[security] {first}"), None, vec![])
+    };
     let from_name = team_name(ctx);
     let out = compose::build(Draft {
         from_name: Some(&from_name),
@@ -1560,8 +1586,8 @@ fn announce(
         subject: subject.clone(),
         body,
         message_id: compose::new_message_id("announce", Some(&case.id), &ctx.cfg.mailbox.address),
-        in_reply_to: None,
-        references: vec![],
+        in_reply_to,
+        references,
         auto_submitted: "no",
         date: ctx.now,
         attach: None,

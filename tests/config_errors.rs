@@ -162,7 +162,7 @@ fn unknown_section() {
         case.error(&[]),
         format!(
             "{}unknown key \"handler\" (expected one of: mailbox, imap, smtp, storage, sla, handlers, \
-             limits, templates, intake, handler_auth, workflow, announce)",
+             limits, templates, intake, handler_auth, workflow, announce, reporter)",
             case.prefix()
         )
     );

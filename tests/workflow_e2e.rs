@@ -673,10 +673,13 @@ fn full_case_by_email() {
     assert_eq!(r.subject, format!("[{id}] Commands: done"), "{}", r.body);
     assert!(r.body.contains("dry run"), "{}", r.body);
     last = r.message_id;
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     for h in [ALICE, BOB] {
+        // Marked, and threaded in the case: it cannot pass for the real one.
         let a = w.wait_one(h, "the dry-run advisory", |m| {
-            m.subject == format!("[security] {title}")
+            m.subject == format!("[DRY RUN] [security] {title}")
         });
+        assert_eq!(a.in_reply_to, vec![root.clone()]);
         assert!(
             a.body.contains("Versions before 2.4 are affected"),
             "{}",
@@ -686,7 +689,28 @@ fn full_case_by_email() {
     }
     assert_eq!(w.show(&id)["state"], "fix-ready");
 
-    let r = w.commands(ALICE, &id, &last, &format!("/announce\n\n{advisory}"));
+    // An embargo agreed with the reporter holds: /announce is refused
+    // before its date unless it says /announce now.
+    let r = w.commands(ALICE, &id, &last, "/embargo 2099-01-01");
+    assert_eq!(r.subject, format!("[{id}] Commands: done"), "{}", r.body);
+    let r = w.commands(
+        ALICE,
+        &id,
+        &r.message_id,
+        &format!("/announce\n\n{advisory}"),
+    );
+    assert!(
+        r.body.contains("the embargo lasts until 2099-01-01"),
+        "{}",
+        r.body
+    );
+    assert_eq!(w.show(&id)["state"], "fix-ready");
+    let r = w.commands(
+        ALICE,
+        &id,
+        &r.message_id,
+        &format!("/announce now\n\n{advisory}"),
+    );
     assert_eq!(r.subject, format!("[{id}] Commands: done"), "{}", r.body);
     last = r.message_id;
     let a = w.wait_one(ANNOUNCE, "the advisory", |m| {
@@ -775,8 +799,8 @@ fn full_case_by_email() {
         .count();
     assert_eq!(
         cmd_replies,
-        8,
-        "one command reply per command mail:\n{}",
+        10,
+        "one command reply per command mail (8, plus /embargo and the refused /announce):\n{}",
         subjects(&alice)
     );
 
