@@ -137,6 +137,8 @@ pub enum Command {
     Embargo(DateTime<Utc>),
     /// `/quiet` (true) or `/quiet off`: no reporter updates for this case.
     Quiet(bool),
+    /// `/show`: the case's facts, in the confirmation.
+    Show,
 }
 
 /// The command names, for "unknown command" replies.
@@ -144,7 +146,7 @@ pub const KNOWN: &str =
     "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
 /reject <reason>, /responded, /close, /announce [dry-run|now], /deadline fix <date>, \
-/embargo <date>, /quiet [off]";
+/embargo <date>, /quiet [off], /show";
 
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -257,6 +259,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
         "/reject" => need("<reason>").map(Command::Reject),
         "/responded" => none(Command::Responded),
         "/close" => none(Command::Close),
+        "/show" => none(Command::Show),
         "/quiet" => match arg.to_ascii_lowercase().as_str() {
             "" | "on" => Ok(Command::Quiet(true)),
             "off" => Ok(Command::Quiet(false)),
@@ -386,7 +389,7 @@ mod tests {
             ("/take now", "/take takes no argument"),
             (
                 "/announce please",
-                "/announce takes no argument or \"dry-run\"",
+                "/announce takes no argument, \"dry-run\" or \"now\"",
             ),
             ("/deadline fix soon", "is not a date"),
             (
@@ -394,6 +397,8 @@ mod tests {
                 "/deadline sets the fix date",
             ),
             ("/embargo", "/embargo needs an argument"),
+            ("/quiet loudly", "/quiet takes \"off\" or nothing"),
+            ("/show me", "/show takes no argument"),
         ] {
             let p = parse(line);
             let err = p.commands[0].1.clone().unwrap_err();

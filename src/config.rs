@@ -112,7 +112,7 @@ const HANDLER_AUTH_KEYS: &[&str] = &[
     "trust_unauthenticated",
     "border_hosts",
 ];
-const WORKFLOW_KEYS: &[&str] = &["assign"];
+const WORKFLOW_KEYS: &[&str] = &["assign", "team_copies"];
 const ANNOUNCE_KEYS: &[&str] = &["list"];
 const REPORTER_KEYS: &[&str] = &["updates"];
 
@@ -164,6 +164,9 @@ pub struct Workflow {
     /// "round-robin" (default): each new case gets the next handler as its
     /// primary; "none": nobody until someone sends /take.
     pub round_robin: bool,
+    /// Copy each relay, state change, take/assign, audit note and
+    /// announcement to the other handlers (default true).
+    pub team_copies: bool,
 }
 
 /// `[reporter]`.
@@ -1584,7 +1587,15 @@ fn workflow_from(mut s: Section<'_>) -> Result<Workflow, ConfigError> {
             _ => return Err(f.fail("expected one of \"round-robin\", \"none\"")),
         },
     };
-    Ok(Workflow { round_robin })
+    let team_copies = s
+        .get("team_copies")
+        .map(|f| f.boolean())
+        .transpose()?
+        .unwrap_or(true);
+    Ok(Workflow {
+        round_robin,
+        team_copies,
+    })
 }
 
 fn reporter_from(mut s: Section<'_>) -> Result<Reporter, ConfigError> {

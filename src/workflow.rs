@@ -229,7 +229,7 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
            /take  /assign <handler>  /state <state>  /severity critical|high|medium|low\n  \
            /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
            /duplicate <case id>  /reject <reason>  /responded  /close\n  \
-           /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]\n",
+           /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]  /show\n",
         addr = ctx.cfg.mailbox.address
     )
 }
@@ -538,7 +538,7 @@ fn replies_to_internal(conn: &Connection, p: &ParsedMessage) -> Result<bool, Sto
     };
     Ok(matches!(
         store::kind_of_message_id(conn, parent)?.as_deref(),
-        Some("note" | "reminder" | "command-reply" | "alert" | "digest")
+        Some("note" | "reminder" | "command-reply" | "alert" | "digest" | "team-copy")
     ))
 }
 
@@ -709,7 +709,59 @@ pub fn handler_mail(
         let why = "the mail had no commands and no new text (only quoted text).".to_string();
         return confirm(conn, ctx, &case, email, p, &[], &Outcome::NothingDone(why));
     }
-    confirm(conn, ctx, &case, email, p, &results, &outcome)
+    confirm(conn, ctx, &case, email, p, &results, &outcome)?;
+    team_copy(conn, ctx, &case, email, &results, &outcome)
+}
+
+/// Copies to the other handlers what a handler's mail did for everyone
+/// to see: a relay to the reporter (its text), and each command that
+/// changed the case. Notes have their own copy; `/show` changes nothing.
+fn team_copy(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    results: &[(String, Result<String, String>)],
+    outcome: &Outcome,
+) -> Result<(), CaseError> {
+    if !ctx.cfg.workflow.team_copies {
+        return Ok(());
+    }
+    let name = handler_name(ctx, email);
+    let mut body = String::new();
+    if let Outcome::Relayed(text) = outcome {
+        body.push_str(&format!("{name} answered the reporter:\n\n"));
+        body.extend(text.lines().map(|l| format!("  | {l}\n")));
+        body.push('\n');
+    }
+    let done: Vec<String> = results
+        .iter()
+        .filter(|(line, r)| r.is_ok() && !line.to_ascii_lowercase().starts_with("/show"))
+        .map(|(line, r)| format!("{line}\n  done: {}\n", r.as_deref().unwrap_or("")))
+        .collect();
+    if !done.is_empty() {
+        body.push_str(&format!("{name} ran:\n\n{}\n", done.concat()));
+    }
+    if body.is_empty() {
+        return Ok(());
+    }
+    body.push_str(&how_to_reach_reporter(ctx, &case.id));
+    body.push('\n');
+    let others: Vec<String> = all_handlers(ctx)
+        .into_iter()
+        .filter(|h| h != email)
+        .collect();
+    to_handlers(
+        conn,
+        ctx,
+        case,
+        others,
+        "team-copy",
+        format!("[{}] {name}: what was done", case.id),
+        body,
+        None,
+        None,
+    )
 }
 
 /// What a handler's mail did with its text, for the confirmation.
@@ -842,6 +894,7 @@ fn relay(
 const INTERNAL_KINDS: &[&str] = &[
     "notification",
     "note",
+    "team-copy",
     "command-reply",
     "reminder",
     "alert",
@@ -1323,6 +1376,7 @@ pub fn apply(
         Command::Announce { dry_run, now } => {
             announce(conn, ctx, &case, actor, text, (*dry_run, *now), source)?
         }
+        Command::Show => Ok(case_summary(conn, &case)?),
         Command::Quiet(on) => {
             store::set_quiet(conn, case_id, *on)?;
             let what = if *on {
@@ -1367,6 +1421,40 @@ pub fn apply(
     };
     let told = reporter_update(conn, ctx, after, event, reason, text, actor, source)?;
     Ok(Ok(format!("{done}; {told}")))
+}
+
+/// The case's facts for `/show`: state, people, versions, CVE, deadlines
+/// and the last events.
+fn case_summary(conn: &Connection, case: &CaseRow) -> Result<String, StoreError> {
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "the facts of {}:\n    state {}; primary {}; severity {}\n    reporter {}\n    \
+         affected {}; fixed in {}; CVE {}\n",
+        case.id,
+        case.state,
+        or(&case.primary_handler),
+        or(&case.severity),
+        or(&case.reporter),
+        or(&case.affected),
+        or(&case.fixed_in),
+        or(&case.cve)
+    );
+    for d in deadlines::of_case(conn, &case.id)? {
+        out.push_str(&format!(
+            "    deadline {} {}{}\n",
+            d.kind,
+            d.due_at,
+            d.met_how
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
+        ));
+    }
+    let events = store::events_of_case(conn, &case.id)?;
+    for e in events.iter().rev().take(8).rev() {
+        out.push_str(&format!("    {} {} {}\n", e.at, e.actor, e.what));
+    }
+    Ok(out)
 }
 
 /// Tells the reporter, in their thread, that their case was `event`

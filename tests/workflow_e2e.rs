@@ -780,7 +780,19 @@ fn full_case_by_email() {
         "one advisory on the list:\n{}",
         subjects(&ann)
     );
-    let bob = w.mails(BOB);
+    // Besides the team copies of what Alice did (issue 8):
+    let all_bob = w.mails(BOB);
+    let (copies, bob): (Vec<Mail>, Vec<Mail>) = all_bob
+        .iter()
+        .cloned()
+        .partition(|m| m.subject.ends_with("Alice: what was done"));
+    assert!(
+        copies
+            .iter()
+            .any(|m| m.body.contains("Alice answered the reporter")),
+        "{}",
+        subjects(&all_bob)
+    );
     assert_eq!(
         bob.len(),
         3,
@@ -930,7 +942,7 @@ fn quoted_reply_relays_only_the_new_text() {
         Quote::SNail,
     );
     let a = w.wait_one(BOB, "the dry-run advisory", |m| {
-        m.subject == "[security] Timing leak fixed in 3.1"
+        m.subject == "[DRY RUN] [security] Timing leak fixed in 3.1"
     });
     assert_eq!(
         a.body.trim(),
@@ -1247,11 +1259,17 @@ fn every_command_error_path_replies() {
         "only the ack reached the reporter"
     );
     assert!(w.mails(ANNOUNCE).is_empty(), "nothing was announced");
+    // Bob holds the notification, and the team copy of the one command
+    // that changed something (/take) — no copy of an error.
     let bob = w.mails(BOB);
-    assert_eq!(
-        bob.len(),
-        1,
-        "Bob holds only the notification:\n{}",
+    let copies: Vec<&Mail> = bob
+        .iter()
+        .filter(|m| m.subject.ends_with("Alice: what was done"))
+        .collect();
+    assert_eq!(bob.len() - copies.len(), 1, "{}", subjects(&bob));
+    assert!(
+        copies.iter().all(|m| !m.body.contains("ERROR")),
+        "{}",
         subjects(&bob)
     );
 }
@@ -1766,4 +1784,49 @@ fn reporters_are_told_with_the_reason_unless_quiet() {
     w.wait_outbox_empty();
     quiet();
     assert_eq!(w.mails("quiet@example.net").len(), 1, "only the ack");
+}
+
+/// Issue 8: `/show` answers with the case's facts, and what one handler
+/// does (a relay, a state change) is copied to the others, threaded in the
+/// case; a copy answered stays internal.
+#[test]
+fn show_and_team_copies() {
+    let w = World::start(false);
+    let (id, _, _) = w.report(REPORTER, "Path traversal", "../../etc/passwd works.");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+    let r = w.commands(
+        ALICE,
+        &id,
+        &root,
+        "/take\n/severity high\n/show\n\nTEAM-RELAY: thanks, we are on it.",
+    );
+    assert!(r.body.contains("the facts of"), "{}", r.body);
+    assert!(r.body.contains("severity high"), "{}", r.body);
+    assert!(r.body.contains("deadline respond"), "{}", r.body);
+    let copy = w.wait_one(BOB, "the team copy", |m| {
+        m.subject == format!("[{id}] Alice: what was done")
+    });
+    assert!(copy.body.contains("| TEAM-RELAY"), "{}", copy.body);
+    assert!(copy.body.contains("/severity high"), "{}", copy.body);
+    assert!(!copy.body.contains("/show"), "{}", copy.body);
+    assert!(copy.references.contains(&root), "{copy:?}");
+    // Bob answering the copy writes an internal note, not to the reporter.
+    w.reply(
+        BOB,
+        true,
+        &copy.message_id,
+        "TEAM-ANSWER: nice.",
+        Quote::SNail,
+    );
+    w.wait_one(ALICE, "Bob's note", |m| {
+        m.subject == format!("[{id}] Note from Bob") && m.body.contains("TEAM-ANSWER")
+    });
+    w.wait_outbox_empty();
+    quiet();
+    assert!(!w
+        .mails(REPORTER)
+        .iter()
+        .any(|m| m.body.contains("TEAM-ANSWER")));
 }
