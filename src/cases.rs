@@ -816,6 +816,7 @@ fn acknowledgement(
         auto_submitted: "auto-replied",
         date: ctx.now,
         attach: None,
+        files: &[],
     })
     .map_err(AckError::Compose)
 }

@@ -143,6 +143,8 @@ pub struct Draft<'a> {
     /// A message to attach whole (message/rfc822), e.g. the original report
     /// in a handler notification.
     pub attach: Option<&'a [u8]>,
+    /// Files to attach as they are (a handler's patch in a relay).
+    pub files: &'a [crate::message::Attachment],
 }
 
 /// The attachment part: message/rfc822 when the raw message can travel
@@ -200,13 +202,23 @@ pub fn build(d: Draft<'_>) -> Result<Outgoing, ComposeError> {
             "All".to_owned(),
         ));
     }
-    let msg = match d.attach {
-        None => b.header(ContentType::TEXT_PLAIN).body(d.body)?,
-        Some(raw) => b.multipart(
-            lettre::message::MultiPart::mixed()
-                .singlepart(lettre::message::SinglePart::plain(d.body))
-                .singlepart(attachment(raw)),
-        )?,
+    let msg = if d.attach.is_none() && d.files.is_empty() {
+        b.header(ContentType::TEXT_PLAIN).body(d.body)?
+    } else {
+        let mut parts = lettre::message::MultiPart::mixed()
+            .singlepart(lettre::message::SinglePart::plain(d.body));
+        if let Some(raw) = d.attach {
+            parts = parts.singlepart(attachment(raw));
+        }
+        for f in d.files {
+            let ct = ContentType::parse(&f.content_type)
+                .or_else(|_| ContentType::parse("application/octet-stream"))
+                .unwrap_or(ContentType::TEXT_PLAIN);
+            parts = parts.singlepart(
+                lettre::message::Attachment::new(clean_subject(&f.name)).body(f.bytes.clone(), ct),
+            );
+        }
+        b.multipart(parts)?
     };
     Ok(Outgoing {
         message_id: d.message_id,
@@ -262,6 +274,7 @@ mod tests {
             auto_submitted: "auto-replied",
             date: Utc::now(),
             attach: None,
+            files: &[],
         })
         .unwrap();
         let text = String::from_utf8(out.raw).unwrap();
@@ -288,6 +301,7 @@ mod tests {
             auto_submitted: "auto-generated",
             date: Utc::now(),
             attach: None,
+            files: &[],
         });
         assert!(matches!(r, Err(ComposeError::Address(_))));
     }

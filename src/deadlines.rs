@@ -518,6 +518,7 @@ impl Scheduler {
             auto_submitted: "auto-generated",
             date: now,
             attach: None,
+            files: &[],
         });
         let out = match out {
             Ok(o) => o,
@@ -661,6 +662,7 @@ impl Scheduler {
                 auto_submitted: "auto-generated",
                 date: now,
                 attach: None,
+                files: &[],
             });
             if let Ok(out) = out {
                 let ctx = Context {

@@ -237,6 +237,7 @@ impl Health {
             auto_submitted: "auto-generated",
             date: now,
             attach: None,
+            files: &[],
         });
         match out {
             Ok(out) => {

@@ -282,6 +282,92 @@ fn reply_html(raw: &[u8]) -> Option<String> {
     html
 }
 
+/// A file a handler attached to a reply (a patch, a PoC), to go on to the
+/// reporter with the relayed text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// File name without any path, printable.
+    pub name: String,
+    /// `type/subtype`, lowercased.
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// At most this many attachments, and this many bytes in all, go on with
+/// a relay; past either, none do (the caller says so).
+pub const MAX_RELAY_ATTACHMENTS: usize = 10;
+pub const MAX_RELAY_ATTACHMENT_BYTES: usize = 10 << 20;
+
+/// The files attached to a message (its own parts, not attached
+/// messages, not signatures), decoded; `Err` with the reason when there
+/// are more than [`MAX_RELAY_ATTACHMENTS`] or they are larger than
+/// [`MAX_RELAY_ATTACHMENT_BYTES`] together.
+pub fn attachments(raw: &[u8]) -> Result<Vec<Attachment>, String> {
+    let body = &raw[header_block_start(raw)..];
+    if body.len() > MAX_PARSE_BYTES {
+        return Err("the mail is larger than secintake reads whole".into());
+    }
+    if mime_parts_exceed(body, MAX_MIME_PARTS) {
+        return Err("the mail has too many parts".into());
+    }
+    let found = catch_unwind(AssertUnwindSafe(|| {
+        let Some(msg) = MessageParser::default().parse(body) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut total = 0;
+        for id in &msg.attachments {
+            let Some(part) = msg.parts.get(*id as usize) else {
+                continue;
+            };
+            let content_type = part
+                .content_type()
+                .map(|ct| {
+                    let sub = ct.subtype().unwrap_or("octet-stream");
+                    format!("{}/{sub}", ct.ctype()).to_ascii_lowercase()
+                })
+                .unwrap_or_else(|| "application/octet-stream".into());
+            let skip = matches!(
+                content_type.as_str(),
+                "message/rfc822"
+                    | "application/pgp-signature"
+                    | "application/pkcs7-signature"
+                    | "application/x-pkcs7-signature"
+            );
+            let bytes: &[u8] = match &part.body {
+                PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
+                PartType::Binary(b) | PartType::InlineBinary(b) => b.as_ref(),
+                PartType::Message(_) | PartType::Multipart(_) => continue,
+            };
+            if skip {
+                continue;
+            }
+            let name = part
+                .attachment_name()
+                .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).to_string())
+                .map(|n| n.chars().filter(|c| !c.is_control()).collect::<String>())
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("attachment-{}", out.len() + 1));
+            total += bytes.len();
+            out.push(Attachment {
+                name,
+                content_type,
+                bytes: bytes.to_vec(),
+            });
+            if out.len() > MAX_RELAY_ATTACHMENTS || total > MAX_RELAY_ATTACHMENT_BYTES {
+                free_flat(msg);
+                return Err(format!(
+                    "more than {MAX_RELAY_ATTACHMENTS} attachments or {} MiB",
+                    MAX_RELAY_ATTACHMENT_BYTES >> 20
+                ));
+            }
+        }
+        free_flat(msg);
+        Ok(out)
+    }));
+    found.unwrap_or_else(|_| Err("the attachments could not be read".into()))
+}
+
 /// Frees a parsed tree without recursing per level. mail-parser's own drop
 /// recurses once per nested `message/rfc822` level (about four frames
 /// each), which overflowed a 2 MiB thread stack at ~35,000 levels; this
@@ -1054,6 +1140,23 @@ mod tests {
         let end = body_start + text[body_start..].find("\n--=====").unwrap();
         let html_only = html_mail(&text[body_start..end]);
         assert_eq!(reply_text(&html_only).as_deref(), Some("Hello"));
+    }
+
+    #[test]
+    fn a_patch_attached_to_a_reply_is_found_and_a_signature_is_not() {
+        let raw = "From: alice@example.org\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n\
+                   Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+                   --b\r\nContent-Type: text/plain\r\n\r\nPatch attached.\r\n\
+                   --b\r\nContent-Type: text/x-patch; name=\"fix.patch\"\r\n\
+                   Content-Disposition: attachment; filename=\"../../fix.patch\"\r\n\r\n\
+                   --- a/x.c\r\n+++ b/x.c\r\n\
+                   --b\r\nContent-Type: application/pgp-signature\r\n\r\nSIG\r\n--b--\r\n";
+        let files = attachments(raw.as_bytes()).unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].name, "fix.patch");
+        assert_eq!(files[0].content_type, "text/x-patch");
+        assert!(String::from_utf8_lossy(&files[0].bytes).contains("+++ b/x.c"));
+        assert_eq!(attachments(b"From: a@b.c\r\n\r\nplain\r\n"), Ok(vec![]));
     }
 
     #[test]

@@ -141,6 +141,7 @@ fn to_handlers(
         auto_submitted: "auto-generated",
         date: ctx.now,
         attach,
+        files: &[],
     };
     match compose::build(draft) {
         Ok(out) => {
@@ -678,12 +679,27 @@ pub fn handler_mail(
     } else if text.is_empty() {
         Outcome::CommandsOnly
     } else {
-        match relay(conn, ctx, &case, email, &text, mid)? {
-            Relay::Sent => Outcome::Relayed(text),
-            Relay::Refused(why) => Outcome::NothingDone(format!(
-                "your text was not sent to the reporter: {why}. Write the answer without \
-                 quoting internal mail and send it again."
+        match crate::message::attachments(raw) {
+            // Never the text without the files it may refer to.
+            Err(why) => Outcome::NothingDone(format!(
+                "your attachments cannot go to the reporter ({why}), so nothing was sent: \
+                 send fewer or smaller files, or a link"
             )),
+            Ok(files) => match relay(conn, ctx, &case, email, &text, &files, mid)? {
+                Relay::Sent => Outcome::Relayed {
+                    text,
+                    files: files
+                        .iter()
+                        .map(|f| {
+                            format!("{} ({}, {} bytes)", f.name, f.content_type, f.bytes.len())
+                        })
+                        .collect(),
+                },
+                Relay::Refused(why) => Outcome::NothingDone(format!(
+                    "your text was not sent to the reporter: {why}. Write the answer without \
+                     quoting internal mail and send it again."
+                )),
+            },
         }
     };
     let unread = if layout == Layout::Interleaved {
@@ -729,9 +745,10 @@ fn team_copy(
     }
     let name = handler_name(ctx, email);
     let mut body = String::new();
-    if let Outcome::Relayed(text) = outcome {
+    if let Outcome::Relayed { text, files } = outcome {
         body.push_str(&format!("{name} answered the reporter:\n\n"));
         body.extend(text.lines().map(|l| format!("  | {l}\n")));
+        body.extend(files.iter().map(|f| format!("  attached: {f}\n")));
         body.push('\n');
     }
     let done: Vec<String> = results
@@ -766,8 +783,8 @@ fn team_copy(
 
 /// What a handler's mail did with its text, for the confirmation.
 enum Outcome {
-    /// Relayed to the reporter, this exact text.
-    Relayed(String),
+    /// Relayed to the reporter: this exact text, and these files.
+    Relayed { text: String, files: Vec<String> },
     /// Recorded as an internal note, and why it was internal.
     Note { why: String, text: String },
     /// The handler answered the reporter directly; recorded as such.
@@ -792,6 +809,7 @@ fn relay(
     case: &CaseRow,
     email: &str,
     text: &str,
+    files: &[crate::message::Attachment],
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
     let refused = match case.reporter.as_deref() {
@@ -816,7 +834,15 @@ fn relay(
     // The leak guard: nothing that internal mail about this case said goes
     // to the reporter, however it was quoted (">" lines are cut before
     // this; Outlook blocks and HTML quotes are not always recognisable).
-    let leaked = leaked_lines(text, &internal_lines(conn, case)?);
+    let internal = internal_lines(conn, case)?;
+    let mut leaked = leaked_lines(text, &internal);
+    for f in files.iter().filter(|f| f.content_type.starts_with("text/")) {
+        for l in leaked_lines(&String::from_utf8_lossy(&f.bytes), &internal) {
+            if !leaked.contains(&l) {
+                leaked.push(l);
+            }
+        }
+    }
     if !leaked.is_empty() {
         let why = format!(
             "it contains {} line(s) of internal mail about this case: {}",
@@ -857,6 +883,7 @@ fn relay(
         auto_submitted: "no",
         date: ctx.now,
         attach: None,
+        files,
     });
     let out = match out {
         Ok(o) => o,
@@ -1055,11 +1082,19 @@ fn confirm(
     let mut body = String::new();
     let quoted = |t: &str| t.lines().map(|l| format!("  | {l}\n")).collect::<String>();
     match outcome {
-        Outcome::Relayed(text) => body.push_str(&format!(
-            "Relayed to the reporter ({}), exactly this:\n\n{}\n",
-            case.reporter.as_deref().unwrap_or("-"),
-            quoted(text)
-        )),
+        Outcome::Relayed { text, files } => {
+            body.push_str(&format!(
+                "Relayed to the reporter ({}), exactly this:\n\n{}\n",
+                case.reporter.as_deref().unwrap_or("-"),
+                quoted(text)
+            ));
+            for f in files {
+                body.push_str(&format!("  attached: {f}\n"));
+            }
+            if !files.is_empty() {
+                body.push('\n');
+            }
+        }
         Outcome::Note { why, text } => body.push_str(&format!(
             "Recorded as an internal note, copied to the other handlers, NOT sent to the \
              reporter, because {why}:\n\n{}\n",
@@ -1101,7 +1136,7 @@ fn confirm(
         )
     } else {
         let what = match outcome {
-            Outcome::Relayed(_) => "Relayed to the reporter",
+            Outcome::Relayed { .. } => "Relayed to the reporter",
             Outcome::Note { .. } => "Internal note recorded",
             Outcome::Direct => "Direct answer recorded",
             Outcome::CommandsOnly | Outcome::NothingDone(_) => "Nothing done",
@@ -1527,6 +1562,7 @@ fn reporter_update(
         auto_submitted: "auto-generated",
         date: ctx.now,
         attach: None,
+        files: &[],
     });
     let out = match out {
         Ok(o) => o,
@@ -1679,6 +1715,7 @@ fn announce(
         auto_submitted: "no",
         date: ctx.now,
         attach: None,
+        files: &[],
     });
     let out = match out {
         Ok(o) => o,
@@ -1748,6 +1785,7 @@ pub fn no_case_reply(
         auto_submitted: "auto-replied",
         date: ctx.now,
         attach: None,
+        files: &[],
     });
     if let Ok(out) = out {
         queue_outgoing(conn, ctx, None, "command-reply", &out)?;

@@ -1830,3 +1830,47 @@ fn show_and_team_copies() {
         .iter()
         .any(|m| m.body.contains("TEAM-ANSWER")));
 }
+
+/// Issue 8: a reply with `fix.patch` attached lost the attachment. Now the
+/// patch goes to the reporter with the relayed text, and the confirmation
+/// lists it.
+#[test]
+fn a_patch_attached_to_a_reply_reaches_the_reporter() {
+    let w = World::start(false);
+    let (id, _, _) = w.report(REPORTER, "Integer overflow", "len * 2 overflows.");
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+    let raw = format!(
+        "From: Alice <{ALICE}>\r\nTo: {SECURITY}\r\nSubject: Re: {}\r\n\
+         Message-ID: <patch-reply.{}@example.org>\r\nIn-Reply-To: <{root}>\r\n\
+         References: <{root}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         PATCH-TEXT: could you test the attached fix?\r\n\
+         --b\r\nContent-Type: text/x-patch; name=\"fix.patch\"\r\n\
+         Content-Disposition: attachment; filename=\"fix.patch\"\r\n\r\n\
+         --- a/len.c\r\n+++ b/len.c\r\n-len * 2\r\n+checked_mul(len, 2)\r\n--b--\r\n",
+        notification.subject,
+        std::process::id()
+    );
+    w.stack.submit(ALICE, ALICE, &[SECURITY], raw.as_bytes());
+    let c = w.wait_one(ALICE, "the relay confirmation", |m| {
+        m.subject == format!("[{id}] Relayed to the reporter")
+    });
+    assert!(
+        c.body.contains("attached: fix.patch (text/x-patch"),
+        "{}",
+        c.body
+    );
+    w.wait_matching(REPORTER, "the relay", 2, |m| m.body.contains("PATCH-TEXT"));
+    let raw_relay = w
+        .stack
+        .fetch_all(REPORTER)
+        .into_iter()
+        .find(|r| r.windows(10).any(|x| x == b"PATCH-TEXT"))
+        .expect("raw relay");
+    let text = String::from_utf8_lossy(&raw_relay);
+    assert!(text.contains("fix.patch"), "{text}");
+    assert!(text.contains("checked_mul"), "{text}");
+}
