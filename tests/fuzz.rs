@@ -953,6 +953,7 @@ impl Pipeline {
             auto_submitted: "auto-replied",
             date: fixed_now(),
             attach: (raw.len() <= MAX_ATTACH).then_some(raw),
+            files: &[],
         };
         let Ok(out) = compose::build(draft) else {
             return false;
