@@ -1874,3 +1874,99 @@ fn a_patch_attached_to_a_reply_reaches_the_reporter() {
     assert!(text.contains("fix.patch"), "{text}");
     assert!(text.contains("checked_mul"), "{text}");
 }
+
+/// Issue 8: every internal mail of a case (notification, note copy,
+/// confirmation, team copy) fed back as a reply in four forms — `>`
+/// quoted, Outlook-style, Gmail-style HTML, and pasted without any quote
+/// mark — and the reporter receives none of their lines.
+#[test]
+fn no_line_of_internal_mail_reaches_the_reporter() {
+    let w = World::start(false);
+    let report_body = "The upload form writes to ../ paths.";
+    let (id, _, _) = w.report(REPORTER, "Upload path traversal", report_body);
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+    // A note from Bob, a command of Alice's (confirmation), a command of
+    // Bob's (team copy to Alice).
+    w.compose(
+        BOB,
+        true,
+        COMMENT,
+        None,
+        &format!("[{id}] internal"),
+        "NOTE: the fix needs a canonical path check first.",
+    );
+    let note = w.wait_one(ALICE, "Bob's note", |m| {
+        m.subject == format!("[{id}] Note from Bob")
+    });
+    let conf = w.commands(ALICE, &id, &root, "/severity low");
+    w.reply(
+        BOB,
+        true,
+        &root,
+        "/audit checked the other upload handlers too",
+        Quote::No,
+    );
+    let copy = w.wait_one(ALICE, "Bob's team copy", |m| {
+        m.subject == format!("[{id}] Bob: what was done")
+    });
+    let internal = [&notification, &note, &conf, &copy];
+
+    let mut n = 0;
+    for m in internal {
+        for form in ["plain", "outlook", "html", "pasted"] {
+            n += 1;
+            let new = format!("Answer {n}.");
+            let (ctype, body) = match form {
+                "plain" => (
+                    "text/plain",
+                    format!("{new}\r\n\r\nOn Tue, security wrote:\r\n{}", m.body.lines().map(|l| format!("> {l}\r\n")).collect::<String>()),
+                ),
+                "outlook" => (
+                    "text/plain",
+                    format!("{new}\r\n\r\n________________________________\r\nFrom: Example security\r\nSent: Tuesday\r\n{}", m.body.replace('\n', "\r\n")),
+                ),
+                "html" => (
+                    "text/html",
+                    format!("<div>{new}</div><div class=\"gmail_quote\"><blockquote class=\"gmail_quote\">{}</blockquote></div>", m.body.lines().map(|l| format!("{l}<br>\r\n")).collect::<String>()),
+                ),
+                _ => ("text/plain", format!("{new}\r\n\r\n{}", m.body.replace('\n', "\r\n"))),
+            };
+            let raw = format!(
+                "From: Alice <{ALICE}>\r\nTo: {SECURITY}\r\nSubject: Re: [{id}] New report\r\n\
+                 Message-ID: <leak-{n}.{}@example.org>\r\nIn-Reply-To: <{root}>\r\n\
+                 References: <{root}>\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: {ctype}; charset=utf-8\r\n\r\n{body}\r\n",
+                std::process::id()
+            );
+            w.stack.submit(ALICE, ALICE, &[SECURITY], raw.as_bytes());
+        }
+    }
+    // Each of the n mails is confirmed one way or another.
+    w.wait_matching(ALICE, "a confirmation per mail", n, |m| {
+        m.subject == format!("[{id}] Relayed to the reporter")
+            || m.subject == format!("[{id}] Nothing done")
+    });
+    w.wait_outbox_empty();
+    quiet();
+    let to_reporter: String = w
+        .mails(REPORTER)
+        .iter()
+        .filter(|m| !m.message_id.starts_with("ack."))
+        .map(|m| m.body.clone())
+        .collect();
+    assert!(to_reporter.contains("Answer 1."), "nothing relayed at all");
+    let mut leaked = Vec::new();
+    for m in internal {
+        for line in m.body.lines().map(str::trim).filter(|l| l.len() >= 20) {
+            if !report_body.contains(line) && to_reporter.contains(line) {
+                leaked.push(line.to_owned());
+            }
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "internal lines reached the reporter: {leaked:#?}"
+    );
+}
