@@ -812,95 +812,40 @@ fn relay(
     files: &[crate::message::Attachment],
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
-    let refused = match case.reporter.as_deref() {
-        None => Some("the report has no usable reply address".to_string()),
-        // Cases opened before the rule existed may name one (issue 7).
-        Some(r) => ctx
-            .project_address(r)
-            .map(|what| format!("the reporter address {r} is {what}")),
-    };
-    if let Some(why) = refused {
-        store::add_event(
-            conn,
-            &case.id,
-            ctx.now,
-            email,
-            "reply not relayed",
-            Some(&why),
-            source,
-        )?;
-        return Ok(Relay::Refused(why));
-    }
-    // The leak guard: nothing that internal mail about this case said goes
-    // to the reporter, however it was quoted (">" lines are cut before
-    // this; Outlook blocks and HTML quotes are not always recognisable).
-    let internal = internal_lines(conn, case)?;
-    let mut leaked = leaked_lines(text, &internal);
-    for f in files.iter().filter(|f| f.content_type.starts_with("text/")) {
-        for l in leaked_lines(&String::from_utf8_lossy(&f.bytes), &internal) {
-            if !leaked.contains(&l) {
-                leaked.push(l);
-            }
-        }
-    }
-    if !leaked.is_empty() {
-        let why = format!(
-            "it contains {} line(s) of internal mail about this case: {}",
-            leaked.len(),
-            leaked
-                .iter()
-                .map(|l| format!("\"{l}\""))
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        store::add_event(
-            conn,
-            &case.id,
-            ctx.now,
-            email,
-            "reply not relayed",
-            Some(&why),
-            source,
-        )?;
-        return Ok(Relay::Refused(why));
-    }
-    let reporter = case.reporter.clone().unwrap_or_default();
-    let (in_reply_to, references) = reporter_thread(conn, case)?;
     let from_name = format!(
         "{} via {} security",
         handler_name(ctx, email),
         ctx.cfg.mailbox.project
     );
-    let out = compose::build(Draft {
-        from_name: Some(&from_name),
-        from: &ctx.cfg.mailbox.address,
-        to: vec![reporter.clone()],
-        subject: compose::reply_subject(case.subject.as_deref(), &case.id),
+    let mail = ToReporter {
+        from_name: &from_name,
+        purpose: "relay",
         body: format!("{text}\n"),
-        message_id: compose::new_message_id("relay", Some(&case.id), &ctx.cfg.mailbox.address),
-        in_reply_to,
-        references,
         auto_submitted: "no",
-        date: ctx.now,
-        attach: None,
         files,
-    });
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
+    };
+    let sent = match unusable_reporter(ctx, case) {
+        Some(why) => Err(why),
+        None => match leak(conn, case, text, files)? {
+            Some(why) => Err(why),
+            None => send_to_reporter(conn, ctx, case, mail)?,
+        },
+    };
+    let out = match sent {
+        Ok(out) => out,
+        Err(why) => {
             store::add_event(
                 conn,
                 &case.id,
                 ctx.now,
                 email,
                 "reply not relayed",
-                Some(&e.to_string()),
+                Some(&why),
                 source,
             )?;
-            return Ok(Relay::Refused(e.to_string()));
+            return Ok(Relay::Refused(why));
         }
     };
-    queue_outgoing(conn, ctx, Some(&case.id), "relay", &out)?;
     record_response(
         conn,
         ctx.now,
@@ -915,6 +860,95 @@ fn relay(
         source,
     )?;
     Ok(Relay::Sent)
+}
+
+/// The leak guard: why `text` (and its text attachments) must not go to
+/// the reporter, if it must not: it repeats lines of the internal mail
+/// about the case, however they were quoted (`>` lines are cut before
+/// this; Outlook blocks, HTML quotes and pasted text are not always
+/// recognisable).
+fn leak(
+    conn: &Connection,
+    case: &CaseRow,
+    text: &str,
+    files: &[crate::message::Attachment],
+) -> Result<Option<String>, StoreError> {
+    let internal = internal_lines(conn, case)?;
+    let mut leaked = leaked_lines(text, &internal);
+    for f in files.iter().filter(|f| f.content_type.starts_with("text/")) {
+        for l in leaked_lines(&String::from_utf8_lossy(&f.bytes), &internal) {
+            if !leaked.contains(&l) {
+                leaked.push(l);
+            }
+        }
+    }
+    Ok((!leaked.is_empty()).then(|| {
+        format!(
+            "it contains {} line(s) of internal mail about this case: {}",
+            leaked.len(),
+            leaked
+                .iter()
+                .map(|l| format!("\"{l}\""))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    }))
+}
+
+/// Why mail must not go to the case's reporter address, if it must not:
+/// there is none, or it is one of the project's own (cases opened before
+/// that rule existed may name one, issue 7).
+fn unusable_reporter(ctx: &Context<'_>, case: &CaseRow) -> Option<String> {
+    match case.reporter.as_deref() {
+        None => Some("the case has no usable reporter address".to_string()),
+        Some(r) => ctx
+            .project_address(r)
+            .map(|what| format!("the reporter address {r} is {what}")),
+    }
+}
+
+/// Mail for a case's reporter (see [`send_to_reporter`]).
+struct ToReporter<'a> {
+    from_name: &'a str,
+    /// The outgoing kind: `relay`, `update`.
+    purpose: &'static str,
+    body: String,
+    auto_submitted: &'static str,
+    files: &'a [crate::message::Attachment],
+}
+
+/// Builds and queues mail to the case's reporter, in their own thread
+/// (their latest message or our acknowledgement), under the case's
+/// subject. `Ok(Err(why))` when it could not be built. The caller has
+/// checked [`unusable_reporter`].
+fn send_to_reporter(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    mail: ToReporter<'_>,
+) -> Result<Result<compose::Outgoing, String>, CaseError> {
+    let (in_reply_to, references) = reporter_thread(conn, case)?;
+    let out = compose::build(Draft {
+        from_name: Some(mail.from_name),
+        from: &ctx.cfg.mailbox.address,
+        to: vec![case.reporter.clone().unwrap_or_default()],
+        subject: compose::reply_subject(case.subject.as_deref(), &case.id),
+        body: mail.body,
+        message_id: compose::new_message_id(mail.purpose, Some(&case.id), &ctx.cfg.mailbox.address),
+        in_reply_to,
+        references,
+        auto_submitted: mail.auto_submitted,
+        date: ctx.now,
+        attach: None,
+        files: mail.files,
+    });
+    match out {
+        Ok(out) => {
+            queue_outgoing(conn, ctx, Some(&case.id), mail.purpose, &out)?;
+            Ok(Ok(out))
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 /// Outgoing kinds that are internal: only handlers ever see them.
@@ -946,13 +980,7 @@ fn internal_lines(
         if !from_reporter && !internal_mail {
             continue;
         }
-        let max = crate::message::MAX_PARSE_BYTES;
-        let Some((_, raw, _)) = store::message_prefix(conn, m.id, max)? else {
-            continue;
-        };
-        let text = crate::message::reparse(&raw, m.parsed_ok)
-            .text_body
-            .unwrap_or_default();
+        let text = stored_text(conn, &m)?;
         let set = if from_reporter {
             &mut reporters_words
         } else {
@@ -962,6 +990,18 @@ fn internal_lines(
     }
     internal.retain(|l| !reporters_words.contains(l));
     Ok(internal)
+}
+
+/// The readable text of a stored message (read within the parser's
+/// window; never re-parsed when it failed to parse on arrival).
+fn stored_text(conn: &Connection, m: &store::MessageRow) -> Result<String, StoreError> {
+    let max = crate::message::MAX_PARSE_BYTES;
+    Ok(match store::message_prefix(conn, m.id, max)? {
+        Some((_, raw, _)) => crate::message::reparse(&raw, m.parsed_ok)
+            .text_body
+            .unwrap_or_default(),
+        None => String::new(),
+    })
 }
 
 /// A line as the leak guard compares it: quote markers and surrounding
@@ -1514,60 +1554,39 @@ fn reporter_update(
     } else if store::is_quiet(conn, &case.id)? {
         Some("reporter updates are off for this case (/quiet)".to_string())
     } else {
-        match case.reporter.as_deref() {
-            None => Some("the case has no reporter address".to_string()),
-            Some(r) => ctx
-                .project_address(r)
-                .map(|what| format!("the reporter address {r} is {what}")),
+        unusable_reporter(ctx, case)
+    };
+    let sent = match skip {
+        Some(why) => Err(why),
+        None => {
+            let fix_date = deadlines::of_case(conn, &case.id)?
+                .into_iter()
+                .find(|d| d.kind == Kind::Fix.as_str())
+                .map(|d| d.due_at.chars().take(10).collect::<String>())
+                .unwrap_or_default();
+            let body = ctx.templates.render(
+                "update.txt",
+                minijinja::context! {
+                    project => ctx.cfg.mailbox.project, address => ctx.cfg.mailbox.address,
+                    policy_url => ctx.cfg.mailbox.policy_url, case_id => case.id, event => event,
+                    reason => reason, cve => case.cve.as_deref().unwrap_or(""),
+                    fix_date => fix_date, advisory => strip_quote(advisory),
+                },
+            )?;
+            let from_name = format!("{} security", ctx.cfg.mailbox.project);
+            let mail = ToReporter {
+                from_name: &from_name,
+                purpose: "update",
+                body,
+                auto_submitted: "auto-generated",
+                files: &[],
+            };
+            send_to_reporter(conn, ctx, case, mail)?
         }
     };
-    if let Some(why) = skip {
-        store::add_event(
-            conn,
-            &case.id,
-            ctx.now,
-            "secintake",
-            "reporter not told",
-            Some(&format!("{event}: {why}")),
-            source,
-        )?;
-        return Ok(format!("the reporter was not told: {why}"));
-    }
-    let reporter = case.reporter.clone().unwrap_or_default();
-    let fix_date = deadlines::of_case(conn, &case.id)?
-        .into_iter()
-        .find(|d| d.kind == Kind::Fix.as_str())
-        .map(|d| d.due_at.chars().take(10).collect::<String>())
-        .unwrap_or_default();
-    let body = ctx.templates.render(
-        "update.txt",
-        minijinja::context! {
-            project => ctx.cfg.mailbox.project, address => ctx.cfg.mailbox.address,
-            policy_url => ctx.cfg.mailbox.policy_url, case_id => case.id, event => event,
-            reason => reason, cve => case.cve.as_deref().unwrap_or(""), fix_date => fix_date,
-            advisory => strip_quote(advisory),
-        },
-    )?;
-    let (in_reply_to, references) = reporter_thread(conn, case)?;
-    let from_name = format!("{} security", ctx.cfg.mailbox.project);
-    let out = compose::build(Draft {
-        from_name: Some(&from_name),
-        from: &ctx.cfg.mailbox.address,
-        to: vec![reporter.clone()],
-        subject: compose::reply_subject(case.subject.as_deref(), &case.id),
-        body,
-        message_id: compose::new_message_id("update", Some(&case.id), &ctx.cfg.mailbox.address),
-        in_reply_to,
-        references,
-        auto_submitted: "auto-generated",
-        date: ctx.now,
-        attach: None,
-        files: &[],
-    });
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            let why = e.to_string();
+    let out = match sent {
+        Ok(out) => out,
+        Err(why) => {
             store::add_event(
                 conn,
                 &case.id,
@@ -1580,7 +1599,6 @@ fn reporter_update(
             return Ok(format!("the reporter was not told: {why}"));
         }
     };
-    queue_outgoing(conn, ctx, Some(&case.id), "update", &out)?;
     record_response(
         conn,
         ctx.now,
@@ -1804,13 +1822,7 @@ fn quotes_the_report(
         if m.kind != "report" {
             continue;
         }
-        let max = crate::message::MAX_PARSE_BYTES;
-        let Some((_, raw, _)) = store::message_prefix(conn, m.id, max)? else {
-            continue;
-        };
-        let report = crate::message::reparse(&raw, m.parsed_ok)
-            .text_body
-            .unwrap_or_default();
+        let report = stored_text(conn, &m)?;
         for line in report
             .lines()
             .map(str::trim)

@@ -1863,7 +1863,7 @@ fn a_patch_attached_to_a_reply_reaches_the_reporter() {
         "{}",
         c.body
     );
-    w.wait_matching(REPORTER, "the relay", 2, |m| m.body.contains("PATCH-TEXT"));
+    w.wait_matching(REPORTER, "the relay", 1, |m| m.body.contains("PATCH-TEXT"));
     let raw_relay = w
         .stack
         .fetch_all(REPORTER)
