@@ -235,6 +235,18 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
     )
 }
 
+/// A first line for the notification of a case opened by someone who
+/// threaded into another case without taking part in it (issue 7): which
+/// case, so a handler can merge them.
+fn refers_to(conn: &Connection, case: &CaseRow) -> Result<String, StoreError> {
+    Ok(store::events_of_case(conn, &case.id)?
+        .into_iter()
+        .find(|e| e.what == "refers to another case")
+        .and_then(|e| e.detail)
+        .map(|d| format!("[secintake: {d}]\n\n"))
+        .unwrap_or_default())
+}
+
 /// The reporter as the new-case notification shows it: the address, and
 /// why the acknowledgement did not go out when it did not (no usable
 /// address, the project's own address, a limit; issue 7).
@@ -282,7 +294,7 @@ pub fn notify_new_case(
             primary => case.primary_handler.as_deref().map(|e| format!("{} <{e}>", handler_name(ctx, e))).unwrap_or_else(|| "nobody yet (send /take)".into()),
             encrypted => p.encrypted,
             unparsed => !p.parsed_ok,
-            text => readable(p),
+            text => refers_to(conn, case)? + &readable(p),
             footer => footer(ctx, &case.id),
         },
     )?;
@@ -1099,8 +1111,9 @@ pub fn note(
         "note",
         format!("[{}] Note from {name}", case.id),
         format!(
-            "Internal note on {} by {name} (never sent to the reporter):\n\n{text}\n",
-            case.id
+            "Internal note on {} by {name} (never sent to the reporter):\n\n{text}\n\n{}\n",
+            case.id,
+            how_to_reach_reporter(ctx, &case.id)
         ),
         None,
         None,

@@ -297,6 +297,21 @@ fn an_outsider_cannot_join_a_case() {
             "{ev:#?}"
         );
     }
+    // The handlers' notifications of those cases name the case referred to.
+    eventually(
+        T,
+        "two notifications naming the case",
+        Some(&daemon),
+        || {
+            let refs = stack
+                .fetch_all(ALICE)
+                .iter()
+                .filter_map(|m| secintake::message::parse(m).text_body)
+                .filter(|t| t.contains(&format!("threads into {id}")))
+                .count();
+            (refs == 2).then_some(())
+        },
+    );
     let shown = cli_json(&config, &["cases", "show", &id]);
     let msgs = shown["messages"].as_array().unwrap();
     assert!(
