@@ -648,6 +648,7 @@ impl Scheduler {
                 minijinja::context! {
                     handler => h.name, project => self.cfg.mailbox.project,
                     day => day, count => open.len(), cases => lines, unfiled => unfiled,
+                    greeting => greeting(chrono::Timelike::hour(&now.with_timezone(&self.cfg.sla.timezone))),
                 },
             )?;
             let out = compose::build(Draft {
@@ -675,6 +676,15 @@ impl Scheduler {
             }
         }
         Ok(sent)
+    }
+}
+
+/// The digest's greeting for the hour it is sent, in `sla.timezone`.
+fn greeting(local_hour: u32) -> &'static str {
+    match local_hour {
+        5..=11 => "Good morning",
+        12..=17 => "Good afternoon",
+        _ => "Good evening",
     }
 }
 
@@ -936,6 +946,14 @@ fn parse_date_any(s: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_digest_greets_by_the_local_hour() {
+        assert_eq!(greeting(9), "Good morning");
+        assert_eq!(greeting(14), "Good afternoon");
+        assert_eq!(greeting(21), "Good evening");
+        assert_eq!(greeting(2), "Good evening");
+    }
+
     use super::*;
 
     fn sla() -> Sla {

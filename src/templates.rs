@@ -160,6 +160,7 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         overdue => !flag, gap => "4 hours", late => flag, fire_at => "2026-01-03 20:00:00 UTC",
         next_step => "reply", escalate_every => "12 hours",
         handler => "Alice", day => "2026-01-01", count => 1, cases => "SEC-2026-0001 …",
+        greeting => "Good morning",
         unfiled => if flag { 2 } else { 0 },
         component => component, component_name => "IMAP mailbox",
         failing_since => "2026-01-01T00:00:00.000Z", failing_for => "15m",
