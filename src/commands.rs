@@ -139,6 +139,10 @@ pub enum Command {
     Quiet(bool),
     /// `/show`: the case's facts, in the confirmation.
     Show,
+    /// `/credit <how the reporter wants to be credited>`, or `none`.
+    Credit(String),
+    /// `/summary <one paragraph for the advisory>`.
+    Summary(String),
 }
 
 /// The command names, for "unknown command" replies.
@@ -146,7 +150,7 @@ pub const KNOWN: &str =
     "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
 /reject <reason>, /responded, /close, /announce [dry-run|now], /deadline fix <date>, \
-/embargo <date>, /quiet [off], /show";
+/embargo <date>, /quiet [off], /show, /credit <name>|none, /summary <text>";
 
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -260,6 +264,8 @@ fn parse_line(line: &str) -> Result<Command, String> {
         "/responded" => none(Command::Responded),
         "/close" => none(Command::Close),
         "/show" => none(Command::Show),
+        "/credit" => need("<name, as the reporter wants it> or none").map(Command::Credit),
+        "/summary" => need("<one paragraph for the advisory>").map(Command::Summary),
         "/quiet" => match arg.to_ascii_lowercase().as_str() {
             "" | "on" => Ok(Command::Quiet(true)),
             "off" => Ok(Command::Quiet(false)),

@@ -257,6 +257,13 @@ const MIGRATIONS: &[&str] = &[
     -- empty). A zeroblob is written in place only as a row's last column;
     -- in messages it no longer is, and SQLite built the whole blob in
     -- memory twice for a large report.
+    -- Facts a handler records for the advisory (/credit, /summary).
+    CREATE TABLE case_facts (
+        case_id  TEXT NOT NULL REFERENCES cases(id),
+        key      TEXT NOT NULL,
+        value    TEXT NOT NULL,
+        PRIMARY KEY (case_id, key)
+    ) STRICT;
     -- Cases whose reporter gets no updates (/quiet).
     CREATE TABLE quiet_cases (
         case_id  TEXT PRIMARY KEY REFERENCES cases(id)
@@ -916,6 +923,34 @@ fn exists<P: rusqlite::Params>(
         .optional()
         .map(|o| o.is_some())
         .ctx("looking up a row")
+}
+
+/// A fact recorded for the advisory: `credit`, `summary`.
+pub fn fact(conn: &Connection, case_id: &str, key: &str) -> Result<Option<String>, StoreError> {
+    row(
+        conn,
+        "SELECT value FROM case_facts WHERE case_id = ?1 AND key = ?2",
+        [case_id, key],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("reading a case fact")
+}
+
+pub fn set_fact(
+    conn: &Connection,
+    case_id: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO case_facts (case_id, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (case_id, key) DO UPDATE SET value = excluded.value",
+        [case_id, key, value],
+    )
+    .ctx("recording a case fact")?;
+    Ok(())
 }
 
 /// Whether the case's reporter gets no updates (`/quiet`).

@@ -27,6 +27,10 @@ const BUILTIN: &[(&str, &str)] = &[
     ("alert.txt", include_str!("../config/templates/alert.txt")),
     ("update.txt", include_str!("../config/templates/update.txt")),
     (
+        "advisory.txt",
+        include_str!("../config/templates/advisory.txt"),
+    ),
+    (
         "recovery.txt",
         include_str!("../config/templates/recovery.txt"),
     ),
@@ -34,7 +38,7 @@ const BUILTIN: &[(&str, &str)] = &[
 
 /// Templates a `[templates] dir` may lack (it was copied before they
 /// existed): the built-in copy is used.
-const ADDED_LATER: &[&str] = &["update.txt"];
+const ADDED_LATER: &[&str] = &["update.txt", "advisory.txt"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -168,6 +172,8 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         recovered_at => "2026-01-01T00:20:00.000Z", backlog => 0,
         event => "confirmed", reason => "needs admin rights", cve => "CVE-2026-12345",
         fix_date => if flag { "2026-02-01" } else { "" }, advisory => "[security] …",
+        summary => "A crafted header overflows the parser.", severity => if flag { "high" } else { "" },
+        affected => "< 2.4", fixed_in => "2.4.1", credit => if flag { "Jane Doe" } else { "" },
     }
 }
 

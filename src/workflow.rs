@@ -230,7 +230,8 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
            /take  /assign <handler>  /state <state>  /severity critical|high|medium|low\n  \
            /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
            /duplicate <case id>  /reject <reason>  /responded  /close\n  \
-           /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]  /show\n",
+           /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]  /show\n  \
+           /credit <name>|none  /summary <text>\n",
         addr = ctx.cfg.mailbox.address
     )
 }
@@ -349,6 +350,20 @@ pub fn forward_follow_up(
         .as_ref()
         .map(|a| a.email.as_str())
         .unwrap_or("(unknown sender)");
+    // The reporter says how to be credited with a line `Credit: <name>`
+    // (or `Credit: none`) in their own text, above any quote.
+    if let Some(credit) = credit_line(&strip_quote(p.text_body.as_deref().unwrap_or(""))) {
+        store::set_fact(conn, &case.id, "credit", &credit)?;
+        store::add_event(
+            conn,
+            &case.id,
+            ctx.now,
+            from,
+            "credit set",
+            Some(&format!("{credit} (from the reporter's mail)")),
+            p.message_id.as_deref(),
+        )?;
+    }
     let subject = format!(
         "[{}] Follow-up from {}: {}",
         case.id,
@@ -1016,6 +1031,23 @@ fn stored_text(conn: &Connection, m: &store::MessageRow) -> Result<String, Store
     })
 }
 
+/// The value of a `Credit: …` line (at the start of a line, case
+/// insensitive; `none` for no credit), capped.
+fn credit_line(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let l = l.trim();
+        let (key, value) = l.split_once(':')?;
+        let value = compose::clean_subject(value.trim());
+        (key.trim().eq_ignore_ascii_case("credit") && !value.is_empty()).then(|| {
+            if value.eq_ignore_ascii_case("none") {
+                "none".to_string()
+            } else {
+                value.chars().take(200).collect()
+            }
+        })
+    })
+}
+
 /// A line as the leak guard compares it: quote markers and surrounding
 /// space removed, inner whitespace collapsed; `None` for lines too short
 /// to tell anything ("Thanks,", "--", a date).
@@ -1465,6 +1497,25 @@ pub fn apply(
             announce(conn, ctx, &case, actor, text, (*dry_run, *now), source)?
         }
         Command::Show => Ok(case_summary(conn, &case)?),
+        Command::Credit(who) => {
+            let who = if who.eq_ignore_ascii_case("none") {
+                "none"
+            } else {
+                who.as_str()
+            };
+            store::set_fact(conn, case_id, "credit", who)?;
+            store::add_event(conn, case_id, ctx.now, actor, "credit set", Some(who), source)?;
+            Ok(if who == "none" {
+                "credit: none (the advisory names nobody)".to_string()
+            } else {
+                format!("credit: {who}")
+            })
+        }
+        Command::Summary(text) => {
+            store::set_fact(conn, case_id, "summary", text)?;
+            store::add_event(conn, case_id, ctx.now, actor, "summary set", Some(text), source)?;
+            Ok("summary set: /announce with no text drafts the advisory from it".to_string())
+        }
         Command::Quiet(on) => {
             store::set_quiet(conn, case_id, *on)?;
             let what = if *on {
@@ -1507,7 +1558,16 @@ pub fn apply(
         Command::Reject(r) => r.as_str(),
         _ => "",
     };
-    let told = reporter_update(conn, ctx, after, event, reason, text, actor, source)?;
+    // The advisory as it went to the list (drafted or written).
+    let advisory = match store::messages_of_case(conn, case_id)?
+        .iter()
+        .rev()
+        .find(|m| m.direction == "out" && m.kind == "announce")
+    {
+        Some(m) if event == "announced" => stored_text(conn, m)?,
+        _ => String::new(),
+    };
+    let told = reporter_update(conn, ctx, after, event, reason, &advisory, actor, source)?;
     Ok(Ok(format!("{done}; {told}")))
 }
 
@@ -1527,6 +1587,11 @@ fn case_summary(conn: &Connection, case: &CaseRow) -> Result<String, StoreError>
         or(&case.fixed_in),
         or(&case.cve)
     );
+    for key in ["credit", "summary"] {
+        if let Some(v) = store::fact(conn, &case.id, key)? {
+            out.push_str(&format!("    {key} {v}\n"));
+        }
+    }
     for d in deadlines::of_case(conn, &case.id)? {
         out.push_str(&format!(
             "    deadline {} {}{}\n",
@@ -1674,14 +1739,39 @@ fn announce(
 ) -> Result<Result<String, String>, CaseError> {
     let text = strip_quote(text);
     let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
-    let Some(first) = lines.next().map(|l| compose::clean_subject(l.trim())) else {
-        return Ok(Err(
-            "the advisory text goes below the /announce line; its first line becomes the subject"
-                .into(),
-        ));
+    // Without text, the advisory is drafted from the case's facts and its
+    // /summary; with text, the facts are appended to it.
+    let summary = store::fact(conn, &case.id, "summary")?;
+    let (first, summary) = match lines.next() {
+        Some(first) => (
+            compose::clean_subject(first.trim()),
+            lines.collect::<Vec<_>>().join("\n").trim().to_owned(),
+        ),
+        None => match summary {
+            Some(summary) => (
+                compose::clean_subject(case.subject.as_deref().unwrap_or(&case.id)),
+                summary,
+            ),
+            None => {
+                return Ok(Err(
+                    "no advisory: write it below the /announce line (its first line becomes \
+                     the subject), or set /summary <text> first to have it drafted"
+                        .into(),
+                ))
+            }
+        },
     };
-    let body = lines.collect::<Vec<_>>().join("\n").trim().to_owned() + "\n";
-    if let Some(line) = quotes_the_report(conn, case, &text)? {
+    let credit = store::fact(conn, &case.id, "credit")?.filter(|c| c != "none");
+    let body = ctx.templates.render(
+        "advisory.txt",
+        minijinja::context! {
+            summary => summary, severity => case.severity, affected => case.affected,
+            fixed_in => case.fixed_in, cve => case.cve, credit => credit,
+            policy_url => ctx.cfg.mailbox.policy_url, project => ctx.cfg.mailbox.project,
+            address => ctx.cfg.mailbox.address,
+        },
+    )?;
+    if let Some(line) = quotes_the_report(conn, case, &body)? {
         return Ok(Err(format!(
             "the advisory repeats the unfixed report (\"{}…\"): nothing was sent; \
              write the advisory above any quoted text",
@@ -1864,6 +1954,16 @@ pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credit_lines() {
+        assert_eq!(
+            credit_line("Thanks!\nCredit: Jane Doe (ACME)\n").as_deref(),
+            Some("Jane Doe (ACME)")
+        );
+        assert_eq!(credit_line("credit : NONE").as_deref(), Some("none"));
+        assert_eq!(credit_line("No credit line here.\nCredit:"), None);
+    }
+
     #[test]
     fn reply_layouts() {
         assert_eq!(layout("Top text.\n\n> quote\n"), Layout::Top);

@@ -1970,3 +1970,58 @@ fn no_line_of_internal_mail_reaches_the_reporter() {
         "internal lines reached the reporter: {leaked:#?}"
     );
 }
+
+/// Issue 8, "the advisory from the case's facts": the reporter says how to
+/// be credited in a reply to the acknowledgement; `/summary` and the
+/// facts (severity, versions, CVE) make the advisory that `/announce`
+/// without text drafts; list and reporter get it.
+#[test]
+fn the_advisory_is_drafted_from_the_cases_facts() {
+    let w = World::start(false);
+    let (id, _, ack) = w.report(
+        REPORTER,
+        "Stack overflow in the YAML loader",
+        "Deep nesting crashes it.",
+    );
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+    w.reply(
+        REPORTER,
+        false,
+        &ack.message_id,
+        "Please credit me.\nCredit: Jane Doe (ACME Labs)",
+        Quote::SNail,
+    );
+    w.wait_events(&id, "credit set", 1);
+    let r = w.commands(
+        ALICE,
+        &id,
+        &root,
+        "/take\n/state confirmed\n/severity high\n/affected < 3.2\n/fixed-in 3.2.1\n\
+         /cve CVE-2026-40001\n/summary SUMMARY-LINE: deeply nested YAML overflows the stack.\n\
+         /state fixing\n/state fix-ready\n/announce",
+    );
+    assert_eq!(r.subject, format!("[{id}] Commands: done"), "{}", r.body);
+    let a = w.wait_one(ANNOUNCE, "the drafted advisory", |m| {
+        m.subject == "[security] Stack overflow in the YAML loader"
+    });
+    for needle in [
+        "SUMMARY-LINE: deeply nested YAML overflows the stack.",
+        "Severity:  high",
+        "Affected:  < 3.2",
+        "Fixed in:  3.2.1",
+        "CVE:       CVE-2026-40001",
+        "Credit:    Jane Doe (ACME Labs)",
+    ] {
+        assert!(a.body.contains(needle), "{needle:?} missing:\n{}", a.body);
+    }
+    let told = w.wait_matching(REPORTER, "the announced update", 1, |m| {
+        m.message_id.starts_with("update.") && m.body.contains("SUMMARY-LINE")
+    });
+    assert!(
+        told[0].body.contains("has been announced"),
+        "{}",
+        told[0].body
+    );
+}
