@@ -121,6 +121,9 @@ pub enum Command {
     Cve(String),
     Audit(String),
     Duplicate(String),
+    /// `/merge <case id>`: this case (a stranger's mail naming that case)
+    /// is folded into it as a co-finder's report; its sender is told.
+    Merge(String),
     Reject(String),
     Responded,
     Close,
@@ -150,7 +153,7 @@ pub const KNOWN: &str =
     "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
 /reject <reason>, /responded, /close, /announce [dry-run|now], /deadline fix <date>, \
-/embargo <date>, /quiet [off], /show, /credit <name>|none, /summary <text>";
+/embargo <date>, /quiet [off], /show, /credit <name>|none, /summary <text>, /merge <case id>";
 
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -251,11 +254,13 @@ fn parse_line(line: &str) -> Result<Command, String> {
             }
         }
         "/audit" => need("<note on similar code checked>").map(Command::Audit),
-        "/duplicate" => {
+        "/duplicate" | "/merge" => {
             let id = need("<case id>")?.to_ascii_uppercase();
             let id = id.trim_matches(|c| c == '[' || c == ']').to_owned();
             if crate::cases::subject_tags(&format!("[{id}]")).is_empty() {
                 Err(bad(format!("{id:?} is not a case id like SEC-2026-0007")))
+            } else if name == "/merge" {
+                Ok(Command::Merge(id))
             } else {
                 Ok(Command::Duplicate(id))
             }

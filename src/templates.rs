@@ -143,6 +143,7 @@ pub const UPDATE_EVENTS: &[&str] = &[
     "confirmed",
     "rejected",
     "duplicate",
+    "merged",
     "cve",
     "fix-ready",
     "announced",

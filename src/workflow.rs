@@ -231,7 +231,7 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
            /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
            /duplicate <case id>  /reject <reason>  /responded  /close\n  \
            /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]  /show\n  \
-           /credit <name>|none  /summary <text>\n",
+           /credit <name>|none  /summary <text>  /merge <case id>\n",
         addr = ctx.cfg.mailbox.address
     )
 }
@@ -1429,7 +1429,7 @@ pub fn apply(
             store::add_event(conn, case_id, ctx.now, actor, "audit note", Some(v), source)?;
             Ok(format!("audit note recorded: {v}"))
         }
-        Command::Duplicate(other) => {
+        Command::Duplicate(other) | Command::Merge(other) => {
             if other == case_id {
                 Err("a case cannot duplicate itself".into())
             } else if store::case(conn, other)?.is_none() {
@@ -1447,6 +1447,19 @@ pub fn apply(
                             Some(other),
                             source,
                         )?;
+                        if matches!(cmd, Command::Merge(_)) {
+                            // The case it names learns of its co-finder.
+                            let finder = case.reporter.as_deref().unwrap_or("no address");
+                            store::add_event(
+                                conn,
+                                other,
+                                ctx.now,
+                                actor,
+                                "co-finder merged",
+                                Some(&format!("{case_id}, reported by {finder}")),
+                                source,
+                            )?;
+                        }
                         Ok(format!("{m}; duplicate of {other}"))
                     }
                     Err(e) => Err(e),
@@ -1545,6 +1558,7 @@ pub fn apply(
             Command::State(State::Closed) | Command::Close if moved => "closed",
             Command::Reject(_) if moved => "rejected",
             Command::Duplicate(_) if moved => "duplicate",
+            Command::Merge(_) if moved => "merged",
             Command::Announce { dry_run: false, .. } if moved => "announced",
             Command::Cve(_) if after.cve != case.cve => "cve",
             _ => return None,

@@ -2025,3 +2025,49 @@ fn the_advisory_is_drafted_from_the_cases_facts() {
         told[0].body
     );
 }
+
+/// Issue 8: a stranger's mail naming an existing case opens its own case,
+/// whose notification names that case; `/merge <case>` folds it in as a
+/// co-finder's report and tells its sender.
+#[test]
+fn a_co_finder_is_merged_and_told() {
+    let w = World::start(false);
+    let (a, _, _) = w.report(
+        REPORTER,
+        "SSRF via webhook URL",
+        "Internal hosts are reachable.",
+    );
+    let finder = "cofinder@example.net";
+    let (b, _, _) = w.report(
+        finder,
+        &format!("Also found [{a}]"),
+        "Same SSRF, via redirects.",
+    );
+    let root_b = common::daemon::thread_root(&w.dir.path().join("state.db"), &b);
+    let note_b = w.wait_one(ALICE, "B's notification", |m| m.message_id == root_b);
+    assert!(
+        note_b.body.contains(&format!("threads into {a}")),
+        "{}",
+        note_b.body
+    );
+    w.wait_state(&b, "acknowledged");
+    let r = w.commands(ALICE, &b, &root_b, &format!("/merge {a}"));
+    assert!(
+        r.body.contains("the reporter was told (merged)"),
+        "{}",
+        r.body
+    );
+    let told = w.wait_matching(finder, "the merge update", 1, |m| {
+        m.message_id.starts_with("update.")
+    });
+    assert!(told[0].body.contains("merged it there"), "{}", told[0].body);
+    assert!(!told[0].body.contains(REPORTER), "{}", told[0].body);
+    let show_a = w.show(&a);
+    assert!(
+        events(&show_a, "co-finder merged")
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap_or("").contains(finder)),
+        "{show_a:#}"
+    );
+    assert_eq!(w.show(&b)["duplicate_of"], a.as_str());
+}
