@@ -146,6 +146,7 @@ pub const UPDATE_EVENTS: &[&str] = &[
     "merged",
     "cve",
     "fix-ready",
+    "scheduled",
     "announced",
     "closed",
 ];
@@ -173,6 +174,7 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         recovered_at => "2026-01-01T00:20:00.000Z", backlog => 0,
         event => "confirmed", reason => "needs admin rights", cve => "CVE-2026-12345",
         fix_date => if flag { "2026-02-01" } else { "" }, advisory => "[security] …",
+        announce_date => "2026-02-08",
         summary => "A crafted header overflows the parser.", severity => if flag { "high" } else { "" },
         affected => "< 2.4", fixed_in => "2.4.1", credit => if flag { "Jane Doe" } else { "" },
     }

@@ -1559,6 +1559,7 @@ pub fn apply(
             Command::Reject(_) if moved => "rejected",
             Command::Duplicate(_) if moved => "duplicate",
             Command::Merge(_) if moved => "merged",
+            Command::Embargo(_) => "scheduled",
             Command::Announce { dry_run: false, .. } if moved => "announced",
             Command::Cve(_) if after.cve != case.cve => "cve",
             _ => return None,
@@ -1651,18 +1652,22 @@ fn reporter_update(
     let sent = match skip {
         Some(why) => Err(why),
         None => {
-            let fix_date = deadlines::of_case(conn, &case.id)?
-                .into_iter()
-                .find(|d| d.kind == Kind::Fix.as_str())
-                .map(|d| d.due_at.chars().take(10).collect::<String>())
-                .unwrap_or_default();
+            let date_of = |kind: Kind| -> Result<String, StoreError> {
+                Ok(deadlines::of_case(conn, &case.id)?
+                    .into_iter()
+                    .find(|d| d.kind == kind.as_str())
+                    .map(|d| d.due_at.chars().take(10).collect::<String>())
+                    .unwrap_or_default())
+            };
+            let (fix_date, announce_date) = (date_of(Kind::Fix)?, date_of(Kind::Embargo)?);
             let body = ctx.templates.render(
                 "update.txt",
                 minijinja::context! {
                     project => ctx.cfg.mailbox.project, address => ctx.cfg.mailbox.address,
                     policy_url => ctx.cfg.mailbox.policy_url, case_id => case.id, event => event,
                     reason => reason, cve => case.cve.as_deref().unwrap_or(""),
-                    fix_date => fix_date, advisory => strip_quote(advisory),
+                    fix_date => fix_date, announce_date => announce_date,
+                    advisory => strip_quote(advisory),
                 },
             )?;
             let from_name = format!("{} security", ctx.cfg.mailbox.project);

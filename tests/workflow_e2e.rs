@@ -735,14 +735,15 @@ fn full_case_by_email() {
     quiet();
     let all = w.mails(REPORTER);
     // Besides them, one update per change the reporter is told about
-    // (issue 8): confirmed, CVE, fix-ready, announced (with the
-    // advisory), closed.
+    // (issue 8): confirmed, CVE, fix-ready, scheduled (the embargo date),
+    // announced (with the advisory), closed.
     let (updates, rep): (Vec<Mail>, Vec<Mail>) = all
         .iter()
         .cloned()
         .partition(|m| m.message_id.starts_with("update."));
     let said = |needle: &str| updates.iter().filter(|m| m.body.contains(needle)).count();
-    assert_eq!(updates.len(), 5, "{}", subjects(&all));
+    assert_eq!(updates.len(), 6, "{}", subjects(&all));
+    assert_eq!(said("we plan to announce the issue you reported"), 1);
     assert_eq!(said("we have confirmed the issue"), 1);
     assert_eq!(said("has been assigned CVE-2026-12345"), 1);
     assert_eq!(said("a fix for the issue you reported"), 1);
