@@ -601,14 +601,18 @@ pub fn handler_mail(
         .or_else(|| p.text_body.clone())
         .unwrap_or_default();
     let parsed = commands::parse(&body);
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
     let layout = layout(&parsed.rest);
+    let interleaved = layout == Layout::Interleaved;
     let text = match &layout {
         Layout::Bottom(below) => below.clone(),
         Layout::Top => strip_quote(&parsed.rest),
-        Layout::Interleaved => String::new(),
-    };
-    let Some(case) = store::case(conn, case_id)? else {
-        return Ok(());
+        // Kept only when every quoted line is the reporter's own words.
+        Layout::Interleaved => {
+            inline_answer(&parsed.rest, &case_lines(conn, &case)?.reporters_all).unwrap_or_default()
+        }
     };
     let misplaced: Vec<&str> = text
         .lines()
@@ -729,10 +733,11 @@ pub fn handler_mail(
             },
         }
     };
-    let unread = if layout == Layout::Interleaved {
+    let unread = if interleaved && matches!(outcome, Outcome::CommandsOnly) {
         Some(
-            "answers written between quoted lines are not relayed (the quoted lines are \
-             internal mail): write your answer above or below the quote and send it again"
+            "answers written between quoted lines are relayed only when every quoted line \
+             is the reporter's own words, and these quote other mail: write your answer \
+             above or below the quote and send it again"
                 .to_string(),
         )
     } else if p.encrypted && p.text_body.is_none() {
@@ -997,9 +1002,21 @@ fn internal_lines(
     conn: &Connection,
     case: &CaseRow,
 ) -> Result<std::collections::HashSet<String>, StoreError> {
+    Ok(case_lines(conn, case)?.internal)
+}
+
+/// The lines of a case's mail, by whose words they are.
+struct CaseLines {
+    /// Leak keys of internal mail, without the reporter's words.
+    internal: std::collections::HashSet<String>,
+    /// Every non-blank line the reporter wrote, whitespace collapsed.
+    reporters_all: std::collections::HashSet<String>,
+}
+
+fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines, StoreError> {
     use std::collections::HashSet;
     let mut internal = HashSet::new();
-    let mut reporters_words = HashSet::new();
+    let mut reporters_all = HashSet::new();
     for m in store::messages_of_case(conn, &case.id)? {
         let from_reporter = m.direction == "in"
             && (m.kind == "report" || m.from.is_some() && m.from == case.reporter);
@@ -1008,15 +1025,43 @@ fn internal_lines(
             continue;
         }
         let text = stored_text(conn, &m)?;
-        let set = if from_reporter {
-            &mut reporters_words
+        if from_reporter {
+            reporters_all.extend(text.lines().filter_map(collapsed));
         } else {
-            &mut internal
-        };
-        set.extend(text.lines().filter_map(leak_key));
+            internal.extend(text.lines().filter_map(leak_key));
+        }
     }
-    internal.retain(|l| !reporters_words.contains(l));
-    Ok(internal)
+    internal.retain(|l| !reporters_all.contains(l));
+    Ok(CaseLines {
+        internal,
+        reporters_all,
+    })
+}
+
+/// A line without quote markers, whitespace collapsed; `None` when blank.
+fn collapsed(line: &str) -> Option<String> {
+    let t = line.trim_start_matches(|c: char| c == '>' || c == '|' || c.is_whitespace());
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!t.is_empty()).then_some(t)
+}
+
+/// An answer written between quoted lines, kept whole, when every quoted
+/// line is one the reporter wrote (their own words may go back to them as
+/// context); attribution lines are dropped. `None` when any quoted line
+/// is someone else's (the notification's, a note's).
+fn inline_answer(rest: &str, reporters: &std::collections::HashSet<String>) -> Option<String> {
+    let mut out = Vec::new();
+    for line in rest.lines() {
+        let quoted = line.trim_start().starts_with('>');
+        if line.trim_end().ends_with("wrote:") {
+            continue;
+        }
+        if quoted && collapsed(line).is_some_and(|c| !reporters.contains(&c)) {
+            return None;
+        }
+        out.push(line);
+    }
+    Some(out.join("\n").trim().to_owned())
 }
 
 /// The readable text of a stored message (read within the parser's
@@ -1052,9 +1097,7 @@ fn credit_line(text: &str) -> Option<String> {
 /// space removed, inner whitespace collapsed; `None` for lines too short
 /// to tell anything ("Thanks,", "--", a date).
 fn leak_key(line: &str) -> Option<String> {
-    let t = line.trim_start_matches(|c: char| c == '>' || c == '|' || c.is_whitespace());
-    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
-    (t.chars().count() >= 20).then_some(t)
+    collapsed(line).filter(|t| t.chars().count() >= 20)
 }
 
 /// The lines of `text` that internal mail said too.
@@ -1973,6 +2016,23 @@ pub fn to_comment_address(ctx: &Context<'_>, p: &ParsedMessage) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inline_answers_keep_only_the_reporters_quoted_lines() {
+        let reporters: std::collections::HashSet<String> =
+            ["The parser crashes on long input.", "Is 2.3 affected?"]
+                .iter()
+                .filter_map(|l| collapsed(l))
+                .collect();
+        let ok = "Reporter wrote:\n> The parser crashes on long input.\nWe can reproduce it.\n\
+                  >   Is 2.3 affected?\nYes, 2.3 too.\n";
+        assert_eq!(
+            inline_answer(ok, &reporters).as_deref(),
+            Some("> The parser crashes on long input.\nWe can reproduce it.\n>   Is 2.3 affected?\nYes, 2.3 too.")
+        );
+        let internal = "> Primary: Alice\nok\n> Is 2.3 affected?\nyes\n";
+        assert_eq!(inline_answer(internal, &reporters), None);
+    }
+
     #[test]
     fn credit_lines() {
         assert_eq!(

@@ -2072,3 +2072,67 @@ fn a_co_finder_is_merged_and_told() {
     );
     assert_eq!(w.show(&b)["duplicate_of"], a.as_str());
 }
+
+/// Issue 8: an inline reply between the reporter's quoted lines relays the
+/// handler's answers with the reporter's lines kept as context; a quoted
+/// line from anything else (the notification) stops it.
+#[test]
+fn inline_answers_keep_the_reporters_lines_as_context() {
+    let w = World::start(false);
+    let (id, _, _) = w.report(
+        REPORTER,
+        "Crash on long input",
+        "The parser crashes on long input.\nIs version 2.3 affected as well?",
+    );
+    let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
+    w.wait_one(ALICE, "the notification", |m| m.message_id == root);
+    w.wait_state(&id, "acknowledged");
+    let reply = |n: u32, body: &str| {
+        let raw = format!(
+            "From: Alice <{ALICE}>\r\nTo: {SECURITY}\r\nSubject: Re: [{id}] New report\r\n\
+             Message-ID: <inline-{n}.{}@example.org>\r\nIn-Reply-To: <{root}>\r\n\
+             References: <{root}>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+            std::process::id()
+        );
+        w.stack.submit(ALICE, ALICE, &[SECURITY], raw.as_bytes());
+    };
+    reply(
+        1,
+        "Reporter wrote:\r\n> The parser crashes on long input.\r\nINLINE-ONE: we can reproduce it.\r\n\
+         > Is version 2.3 affected as well?\r\nINLINE-TWO: yes, 2.3 too.\r\n",
+    );
+    let c = w.wait_one(ALICE, "the relay confirmation", |m| {
+        m.subject == format!("[{id}] Relayed to the reporter")
+    });
+    assert!(c.body.contains("INLINE-TWO"), "{}", c.body);
+    let got = w.wait_matching(REPORTER, "the inline relay", 1, |m| {
+        m.body.contains("INLINE-ONE")
+    });
+    let body = &got[0].body;
+    assert!(
+        body.contains("> The parser crashes on long input."),
+        "{body}"
+    );
+    assert!(body.contains("INLINE-TWO: yes, 2.3 too."), "{body}");
+    assert!(!body.contains("wrote:"), "{body}");
+
+    // A quoted line of the notification's own text stops it.
+    reply(
+        2,
+        &format!(
+            "> Case {id} was opened for this report.\r\nINLINE-THREE: hm.\r\n\
+             > The parser crashes on long input.\r\nINLINE-FOUR: yes.\r\n"
+        ),
+    );
+    let c = w.wait_one(ALICE, "the refusal", |m| {
+        m.subject == format!("[{id}] Nothing done")
+    });
+    assert!(c.body.contains("between quoted lines"), "{}", c.body);
+    w.wait_outbox_empty();
+    quiet();
+    assert!(!w
+        .mails(REPORTER)
+        .iter()
+        .any(|m| m.body.contains("INLINE-THREE")));
+}
