@@ -499,6 +499,7 @@ impl Scheduler {
                 next_step => next_step,
                 escalate_every => human_duration(sla.escalate_every),
                 project => self.cfg.mailbox.project,
+                address => self.cfg.mailbox.address,
             },
         )?;
         let root = thread_root(&case, &self.cfg.mailbox.address);
