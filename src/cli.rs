@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
     name = "secintake",
     version,
     about = "Runs an open-source project's security@ mailbox: every report becomes a case and is acknowledged at once; deadlines and the audit trail are kept in SQLite.",
-    after_help = "Configuration: one TOML file (see config/secintake.example.toml) plus SECINTAKE_<SECTION>__<KEY> environment overrides, e.g. SECINTAKE_IMAP__PASSWORD.\nLogging: SECINTAKE_LOG takes a tracing filter (default: info)."
+    after_help = "Configuration: one TOML file (see config/secintake.example.toml) plus SECINTAKE_<SECTION>__<KEY> environment overrides, e.g. SECINTAKE_IMAP__PASSWORD.\nLogging: SECINTAKE_LOG takes a tracing filter (default: info); other crates never log above info, so no protocol trace (passwords, message bodies) can be turned on."
 )]
 pub struct Cli {
     /// Configuration file.
@@ -62,7 +62,7 @@ pub enum Command {
     /// Cases.
     #[command(subcommand)]
     Cases(CasesCommand),
-    /// Stored mail that opened no case.
+    /// Stored mail: what opened no case, held acknowledgements, raw export.
     #[command(subcommand)]
     Mail(MailCommand),
     /// Time to acknowledgement and to response, per case and in total: met or
