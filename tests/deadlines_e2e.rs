@@ -1356,3 +1356,53 @@ fn rejected_cases_stop_reminding_and_past_dates_are_refused() {
         "{deadlines:#?}"
     );
 }
+
+/// Issue 8: replying to a reminder once filed an internal note while the
+/// deadline passed unnoticed. It is still an internal note (a reminder is
+/// internal mail), but the handler is told so, and the reminder itself
+/// says how to reach the reporter.
+#[test]
+fn a_reply_to_a_reminder_is_a_confirmed_internal_note() {
+    let w = World::start(
+        |c| {
+            c.acknowledge = "30s".into();
+            c.respond = "30s".into();
+            c.handlers = handlers(&[ALICE]);
+            c.extra = format!(
+                "[handler_auth]\ntrusted_authserv_id = \"{}\"\n",
+                common::AUTHSERV_ID
+            );
+        },
+        &sla_lines("26s", "30s", ""),
+    );
+    w.report("reporter@example.net", "Weak session ids");
+    let case = w.wait_acked_cases(1).remove(0);
+    let id = case["id"].as_str().unwrap().to_string();
+    let msgs = w.wait_mail(ALICE, T, |m| count(m, &id, REMINDER) == 1);
+    let reminder = about(&msgs, &id, REMINDER)[0].clone();
+    let text = secintake::message::parse(&reminder)
+        .text_body
+        .unwrap_or_default();
+    assert!(text.contains("To answer the reporter"), "{text}");
+    let mid = common::header(&reminder, "Message-ID").unwrap();
+    let (reply, _) = mail(
+        ALICE,
+        &[SECURITY],
+        &[],
+        &format!("Re: [{id}] Reminder"),
+        &[format!("In-Reply-To: {mid}"), format!("References: {mid}")],
+        "REMINDER-REPLY: the session ids come from rand().",
+    );
+    w.stack.submit(ALICE, ALICE, &[SECURITY], &reply);
+    let got = w.wait_mail(ALICE, T, |m| count(m, &id, "Internal note recorded") == 1);
+    let conf = secintake::message::parse(about(&got, &id, "Internal note recorded")[0])
+        .text_body
+        .unwrap_or_default();
+    assert!(conf.contains("internal mail"), "{conf}");
+    assert!(conf.contains("To answer the reporter"), "{conf}");
+    assert!(!w
+        .stack
+        .fetch_all("reporter@example.net")
+        .iter()
+        .any(|m| String::from_utf8_lossy(m).contains("REMINDER-REPLY")));
+}
