@@ -945,10 +945,19 @@ fn quoted_reply_relays_only_the_new_text() {
     let a = w.wait_one(BOB, "the dry-run advisory", |m| {
         m.subject == "[DRY RUN] [security] Timing leak fixed in 3.1"
     });
-    assert_eq!(
-        a.body.trim(),
-        "Upgrade to 3.1.",
-        "quote residue in the advisory"
+    // The handler's text, then the case's facts from advisory.txt, and
+    // nothing of the quote.
+    assert!(
+        a.body
+            .trim()
+            .starts_with("Upgrade to 3.1.\n\nSeverity:  medium"),
+        "{}",
+        a.body
+    );
+    assert!(
+        !a.body.contains("wrote:") && !a.body.lines().any(|l| l.starts_with('>')),
+        "quote residue in the advisory: {}",
+        a.body
     );
 }
 
@@ -1241,7 +1250,7 @@ fn every_command_error_path_replies() {
         r.body
     );
     assert!(
-        r.body.contains("/announce dry-run\n  ERROR: the advisory text goes below the /announce line; its first line becomes the subject"),
+        r.body.contains("/announce dry-run\n  ERROR: no advisory: write it below the /announce line (its first line becomes the subject), or set /summary <text> first"),
         "{}",
         r.body
     );
