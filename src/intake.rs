@@ -708,7 +708,7 @@ impl Intake {
                     if prior.iter().any(|a| *a > 0) {
                         return Ok(Some(prior));
                     }
-                    store::count_intake_attempt(tx, &folder, uidvalidity, &uids)?;
+                    store::count_intake_attempt(tx, &folder, uidvalidity, &uids, 0)?;
                     Ok(None)
                 })
             })
@@ -728,7 +728,7 @@ impl Intake {
             self.db
                 .call(move |s| {
                     s.hint_transaction(|tx| {
-                        store::count_intake_attempt(tx, &folder, uidvalidity, &[uid])
+                        store::count_intake_attempt(tx, &folder, uidvalidity, &[uid], prior)
                     })
                 })
                 .await?;
