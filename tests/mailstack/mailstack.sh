@@ -568,6 +568,10 @@ stop_dkim() { # DIR
 
 start_imap() { # DIR
     alive "$(dovecot_pid "$1")" && return 0
+    # A master killed under load can linger as a zombie until it is reaped:
+    # Dovecot's own check (kill -0) takes that for a running master and
+    # refuses to start ("already running"), so drop the stale pid file.
+    rm -f "$1/run/master.pid"
     # The servers daemonize but keep the fds they were started with: detach
     # them from ours, or a caller reading our output would wait forever.
     dovecot -c "$1/dovecot.conf" </dev/null >>"$1/log/start.log" 2>&1 || { show_logs "$1"; die "dovecot failed to start"; }
