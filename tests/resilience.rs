@@ -303,10 +303,14 @@ fn sigkill_during_200_reports() {
         started.elapsed()
     );
     assert!(raw >= N);
-    // A re-send needs a kill between the SMTP accept and the commit: at
-    // most one per kill.
+    // A re-send needs a kill between the SMTP accept and the commit of its
+    // result; the outbox commits results 8 at a time (RECORD_EVERY in
+    // src/outbox.rs, documented in the README), so one kill re-sends at
+    // most 8. (This said "one per kill", which held only while kills were
+    // many and bursts short: a run with 10 kills re-sent 22.)
+    const RECORD_EVERY: usize = 8;
     assert!(
-        raw - N <= kills,
+        raw - N <= kills * RECORD_EVERY,
         "{} re-sent copies but only {kills} kills",
         raw - N
     );
