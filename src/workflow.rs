@@ -239,30 +239,30 @@ fn footer(ctx: &Context<'_>, case_id: &str) -> String {
 /// A first line for the notification of a case opened by someone who
 /// threaded into another case without taking part in it (issue 7): which
 /// case, so a handler can merge them.
-fn refers_to(conn: &Connection, case: &CaseRow) -> Result<String, StoreError> {
-    Ok(store::events_of_case(conn, &case.id)?
-        .into_iter()
+fn refers_to(events: &[store::EventRow]) -> String {
+    events
+        .iter()
         .find(|e| e.what == "refers to another case")
-        .and_then(|e| e.detail)
+        .and_then(|e| e.detail.as_deref())
         .map(|d| format!("[secintake: {d}]\n\n"))
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// The reporter as the new-case notification shows it: the address, and
 /// why the acknowledgement did not go out when it did not (no usable
 /// address, the project's own address, a limit; issue 7).
-fn reporter_line(conn: &Connection, case: &CaseRow) -> Result<String, StoreError> {
-    let why = store::events_of_case(conn, &case.id)?
-        .into_iter()
+fn reporter_line(case: &CaseRow, events: &[store::EventRow]) -> String {
+    let why = events
+        .iter()
         .rev()
         .find(|e| e.what == "not acknowledged" || e.what == "acknowledgement held")
-        .map(|e| format!("{}: {}", e.what, e.detail.unwrap_or_default()));
-    Ok(match (&case.reporter, why) {
+        .map(|e| format!("{}: {}", e.what, e.detail.as_deref().unwrap_or_default()));
+    match (&case.reporter, why) {
         (Some(r), None) => r.clone(),
         (Some(r), Some(why)) => format!("{r} ({why})"),
         (None, Some(why)) => format!("none ({why})"),
         (None, None) => "none (no usable reply address: not acknowledged)".into(),
-    })
+    }
 }
 
 /// The new-case notification to every handler: the thread root.
@@ -282,11 +282,12 @@ pub fn notify_new_case(
         case.id,
         case.subject.as_deref().unwrap_or("(no subject)")
     );
+    let events = store::events_of_case(conn, &case.id)?;
     let body = ctx.templates.render(
         "notification.txt",
         minijinja::context! {
             case_id => case.id,
-            reporter => reporter_line(conn, case)?,
+            reporter => reporter_line(case, &events),
             from => p.from.as_ref().map(|a| a.email.as_str()).unwrap_or("(none)"),
             subject => case.subject.as_deref().unwrap_or(""),
             received_at => case.received_at,
@@ -295,7 +296,7 @@ pub fn notify_new_case(
             primary => case.primary_handler.as_deref().map(|e| format!("{} <{e}>", handler_name(ctx, e))).unwrap_or_else(|| "nobody yet (send /take)".into()),
             encrypted => p.encrypted,
             unparsed => !p.parsed_ok,
-            text => refers_to(conn, case)? + &readable(p),
+            text => refers_to(&events) + &readable(p),
             footer => footer(ctx, &case.id),
         },
     )?;
@@ -1617,13 +1618,17 @@ pub fn apply(
         _ => "",
     };
     // The advisory as it went to the list (drafted or written).
-    let advisory = match store::messages_of_case(conn, case_id)?
-        .iter()
-        .rev()
-        .find(|m| m.direction == "out" && m.kind == "announce")
-    {
-        Some(m) if event == "announced" => stored_text(conn, m)?,
-        _ => String::new(),
+    let advisory = if event == "announced" {
+        match store::messages_of_case(conn, case_id)?
+            .iter()
+            .rev()
+            .find(|m| m.direction == "out" && m.kind == "announce")
+        {
+            Some(m) => stored_text(conn, m)?,
+            None => String::new(),
+        }
+    } else {
+        String::new()
     };
     let told = reporter_update(conn, ctx, after, event, reason, &advisory, actor, source)?;
     Ok(Ok(format!("{done}; {told}")))
