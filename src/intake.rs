@@ -564,28 +564,44 @@ impl Intake {
                     }
                     None => None,
                 };
+                // The group committed last, still to be flagged or moved.
+                // Its `imap.after` runs on the IMAP connection while the
+                // next group is being recorded (and before that group's
+                // successor is fetched), so the round trip no longer sits
+                // between two commits: 20 serial STOREs for a 5,000 backlog.
+                let mut committed: Option<Vec<u32>> = None;
                 while let Some((group, fetched)) = pending.take() {
                     let max_uid = group.iter().copied().max().unwrap_or(last_uid);
-                    let next = match groups.next() {
-                        Some(ng) if !shutdown.is_cancelled() => {
-                            let (recorded, next_fetched) = tokio::join!(
-                                self.record(fetched, uidvalidity, max_uid),
-                                self.fetch_bodies(session, &ng, &sizes)
-                            );
-                            recorded?;
-                            Some((ng, next_fetched?))
-                        }
-                        _ => {
-                            self.record(fetched, uidvalidity, max_uid).await?;
-                            None
-                        }
-                    };
-                    self.apply_after(session, &group, moves).await?;
+                    let next_group = groups.next().filter(|_| !shutdown.is_cancelled());
+                    let (recorded, next) =
+                        tokio::join!(self.record(fetched, uidvalidity, max_uid), async {
+                            if let Some(done) = committed.take() {
+                                self.apply_after(session, &done, moves).await?;
+                            }
+                            match next_group {
+                                Some(ng) => {
+                                    let f = self.fetch_bodies(session, &ng, &sizes).await?;
+                                    Ok::<_, IntakeError>(Some((ng, f)))
+                                }
+                                None => Ok(None),
+                            }
+                        });
+                    recorded?;
+                    // Recorded: flag it with the next round (a failure
+                    // before then is repaired by `reconcile_after`).
+                    committed = Some(group);
                     last_uid = last_uid.max(max_uid);
+                    let next = next?;
                     if shutdown.is_cancelled() {
-                        return Ok(());
+                        break;
                     }
                     pending = next;
+                }
+                if let Some(done) = committed.take() {
+                    self.apply_after(session, &done, moves).await?;
+                }
+                if shutdown.is_cancelled() {
+                    return Ok(());
                 }
             }
         }
