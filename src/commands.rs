@@ -150,7 +150,7 @@ pub enum Command {
 
 /// The command names, for "unknown command" replies.
 pub const KNOWN: &str =
-    "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low, \
+    "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low [CVSS vector], \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
 /reject <reason>, /responded, /close, /announce [dry-run|now], /deadline fix <date>, \
 /embargo <date>, /quiet [off], /show, /credit <name>|none, /summary <text>, /merge <case id>";
@@ -234,13 +234,28 @@ fn parse_line(line: &str) -> Result<Command, String> {
                 })
         }
         "/severity" => {
-            let s = need("critical|high|medium|low")?.to_ascii_lowercase();
-            if ["critical", "high", "medium", "low"].contains(&s.as_str()) {
-                Ok(Command::Severity(s))
-            } else {
-                Err(bad(format!(
-                    "unknown severity {s:?}; use critical, high, medium or low"
-                )))
+            // A CVSS vector may follow the word: OSV records carry vectors
+            // only (`cases export --osv`), the advisory shows both.
+            let s = need("critical|high|medium|low [CVSS vector]")?;
+            let (word, vector) = match s.split_once(char::is_whitespace) {
+                Some((w, v)) => (w.to_ascii_lowercase(), Some(v.trim())),
+                None => (s.to_ascii_lowercase(), None),
+            };
+            if !["critical", "high", "medium", "low"].contains(&word.as_str()) {
+                return Err(bad(format!(
+                    "unknown severity {word:?}; use critical, high, medium or low, \
+                     optionally followed by a CVSS v3.x or v4.0 vector"
+                )));
+            }
+            match vector {
+                None => Ok(Command::Severity(word)),
+                Some(v) if crate::osv::cvss_type(v).is_some() => {
+                    Ok(Command::Severity(format!("{word} {v}")))
+                }
+                Some(v) => Err(bad(format!(
+                    "{v:?} is not a CVSS v3.x or v4.0 vector with every base metric, like \
+                     CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+                ))),
             }
         }
         "/affected" => need("<versions or range>").map(Command::Affected),
@@ -394,6 +409,11 @@ mod tests {
                 "unknown state \"open\"; states are new, acknowledged",
             ),
             ("/severity urgent", "use critical, high, medium or low"),
+            (
+                "/severity high CVSS:3.1/AV:N/AC:L",
+                "\"CVSS:3.1/AV:N/AC:L\" is not a CVSS v3.x or v4.0 vector",
+            ),
+            ("/severity high soon", "\"soon\" is not a CVSS"),
             ("/cve 2026-1", "is not a CVE id"),
             ("/duplicate 42", "is not a case id"),
             ("/assign", "/assign needs an argument"),
@@ -438,6 +458,12 @@ mod tests {
             })
         );
         assert!(matches!(p.commands[4].1, Ok(Command::Deadline { .. })));
+        // The word is lowercased; the vector is kept as written.
+        let v = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N";
+        assert_eq!(
+            parse(&format!("/severity CRITICAL  {v}")).commands[0].1,
+            Ok(Command::Severity(format!("critical {v}")))
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod health;
 pub mod intake;
 pub mod memory;
 pub mod message;
+pub mod osv;
 pub mod outbox;
 pub mod store;
 pub mod templates;

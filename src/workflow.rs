@@ -1067,7 +1067,7 @@ fn inline_answer(rest: &str, reporters: &std::collections::HashSet<String>) -> O
 
 /// The readable text of a stored message (read within the parser's
 /// window; never re-parsed when it failed to parse on arrival).
-fn stored_text(conn: &Connection, m: &store::MessageRow) -> Result<String, StoreError> {
+pub fn stored_text(conn: &Connection, m: &store::MessageRow) -> Result<String, StoreError> {
     let max = crate::message::MAX_PARSE_BYTES;
     Ok(match store::message_prefix(conn, m.id, max)? {
         Some((_, raw, _)) => crate::message::reparse(&raw, m.parsed_ok)
