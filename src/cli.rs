@@ -779,8 +779,8 @@ fn set_deadline(
         Some(k @ (Kind::Fix | Kind::Embargo)) => k,
         _ => anyhow::bail!("cannot set deadline {kind:?}: expected fix or embargo (acknowledge and respond follow sla.*)"),
     };
-    let Some(due) = crate::deadlines::parse_date(date) else {
-        anyhow::bail!("date {date:?}: expected {}", crate::deadlines::DATE_FORMS);
+    let Some(due) = crate::clock::parse_date(date) else {
+        anyhow::bail!("date {date:?}: expected {}", crate::clock::DATE_FORMS);
     };
     let done = as_operator(cfg, |tx, ctx, actor| {
         case_must_exist(tx, id)?;
@@ -798,8 +798,8 @@ fn set_deadline(
 fn sla(cfg: &Config, since: Option<&str>, json: bool) -> anyhow::Result<std::process::ExitCode> {
     let since = match since {
         None => None,
-        Some(d) => Some(crate::deadlines::parse_date(d).ok_or_else(|| {
-            anyhow::anyhow!("--since {d:?}: expected {}", crate::deadlines::DATE_FORMS)
+        Some(d) => Some(crate::clock::parse_date(d).ok_or_else(|| {
+            anyhow::anyhow!("--since {d:?}: expected {}", crate::clock::DATE_FORMS)
         })?),
     };
     let s = open_store(cfg)?;

@@ -5,7 +5,7 @@
 //! calling `Utc::now()` directly, so tests can move time by hours without
 //! sleeping.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use std::sync::{Arc, Mutex};
 
 /// A source of the current time.
@@ -71,6 +71,32 @@ pub fn add(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// The date forms [`parse_date`] accepts, for error messages.
+pub const DATE_FORMS: &str = "YYYY-MM-DD, \"YYYY-MM-DD HH:MM\" (UTC) or RFC 3339";
+
+/// Parses a date given on the command line: RFC 3339, `YYYY-MM-DD HH:MM`
+/// (UTC) or `YYYY-MM-DD` (midnight UTC).
+pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    // Years outside 1970-9999 would not survive the fixed-width text form
+    // the database keeps: refuse them instead of silently dropping later.
+    parse_date_any(s).filter(|t| (1970..=9999).contains(&t.year()))
+}
+
+fn parse_date_any(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Some(t) = parse_ts(s) {
+        return Some(t);
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M") {
+        return Some(Utc.from_utc_datetime(&t));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| Utc.from_utc_datetime(&t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +118,22 @@ mod tests {
         assert_eq!((c.now() - t0).num_seconds(), 3600);
         c.set(t0);
         assert_eq!(c.now(), t0);
+    }
+
+    #[test]
+    fn dates_on_the_command_line() {
+        let t = |s: &str| parse_ts(s).unwrap();
+        assert_eq!(parse_date("2026-12-01"), Some(t("2026-12-01T00:00:00Z")));
+        assert_eq!(
+            parse_date("2026-12-01 14:30"),
+            Some(t("2026-12-01T14:30:00Z"))
+        );
+        assert_eq!(
+            parse_date("2026-12-01T14:30:00+01:00"),
+            Some(t("2026-12-01T13:30:00Z"))
+        );
+        assert_eq!(parse_date("tomorrow"), None);
+        assert_eq!(parse_date("+10000-01-01T00:00:00Z"), None);
+        assert_eq!(parse_date("1969-12-31"), None);
     }
 }

@@ -316,10 +316,10 @@ fn parse_line(line: &str) -> Result<Command, String> {
                     "/deadline sets the fix date: /deadline fix <date>, not {kind:?}"
                 )));
             }
-            let due = crate::deadlines::parse_date(date).ok_or_else(|| {
+            let due = crate::clock::parse_date(date).ok_or_else(|| {
                 bad(format!(
                     "{date:?} is not a date: use {}",
-                    crate::deadlines::DATE_FORMS
+                    crate::clock::DATE_FORMS
                 ))
             })?;
             Ok(Command::Deadline {
@@ -329,12 +329,12 @@ fn parse_line(line: &str) -> Result<Command, String> {
         }
         "/embargo" => {
             let date = need("<date>")?;
-            crate::deadlines::parse_date(&date)
+            crate::clock::parse_date(&date)
                 .map(Command::Embargo)
                 .ok_or_else(|| {
                     bad(format!(
                         "{date:?} is not a date: use {}",
-                        crate::deadlines::DATE_FORMS
+                        crate::clock::DATE_FORMS
                     ))
                 })
         }
