@@ -12,26 +12,16 @@ use crate::auth;
 use crate::classify;
 use crate::clock::{add, fmt_ts};
 use crate::compose::{self, Draft};
-use crate::config::Config;
-use crate::deadlines::{self, Kind};
+use crate::context::{CaseError, Context};
+use crate::deadlines;
 use crate::message::{self, ParsedMessage};
+use crate::model::{format_case_id, subject_tags, Kind};
+use crate::outgoing::{queue_outgoing, store_outgoing};
 use crate::store::{self, CaseRow, NewMessage, StoreError};
-use crate::templates::{TemplateError, Templates};
+use crate::templates::TemplateError;
 use crate::workflow;
 use chrono::{DateTime, Datelike, Utc};
 use rusqlite::Connection;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CaseError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    #[error("no stored message with id {0}")]
-    NoSuchMessage(i64),
-    #[error("message {id} is a {kind}, not auto-generated or held mail; nothing to promote")]
-    NotPromotable { id: i64, kind: String },
-}
 
 /// One message as fetched from the mailbox.
 #[derive(Debug, Clone)]
@@ -55,45 +45,6 @@ pub struct Incoming<'a> {
     /// Processing this UID killed the daemon twice (intake's poison
     /// guard): store it without handing it to the parser again.
     pub poisoned: bool,
-}
-
-/// What the daemon knows while deciding.
-#[derive(Debug, Clone, Copy)]
-pub struct Context<'a> {
-    pub cfg: &'a Config,
-    pub templates: &'a Templates,
-    pub now: DateTime<Utc>,
-}
-
-impl Context<'_> {
-    fn own_addresses(&self) -> Vec<String> {
-        let mut v = vec![self.cfg.mailbox.address.clone()];
-        v.extend(self.cfg.mailbox.comment_address.clone());
-        v
-    }
-
-    /// What `addr` is when it is one of the project's own addresses (the
-    /// mailbox, the comment address, the announce list, a handler, an
-    /// escalation address), compared case- and plus-tag-insensitively.
-    /// Mail for a reporter is never sent to such an address.
-    pub fn project_address(&self, addr: &str) -> Option<&'static str> {
-        let key = classify::mailbox_key(addr);
-        let is = |a: &str| classify::mailbox_key(a) == key;
-        let m = &self.cfg.mailbox;
-        if is(&m.address) {
-            Some("the security mailbox itself")
-        } else if m.comment_address.as_deref().is_some_and(is) {
-            Some("the comment address")
-        } else if self.cfg.announce.list.as_deref().is_some_and(is) {
-            Some("the announce list")
-        } else if self.cfg.handlers.iter().any(|h| is(&h.email)) {
-            Some("a handler's address")
-        } else if self.cfg.sla.escalate_to.iter().any(|a| is(a)) {
-            Some("an escalation address")
-        } else {
-            None
-        }
-    }
 }
 
 /// What became of a message.
@@ -184,35 +135,6 @@ fn intake_notes(m: &Incoming<'_>, p: &ParsedMessage, reused_id: bool) -> Vec<Str
         );
     }
     notes
-}
-
-/// `SEC-2026-0007`.
-pub fn format_case_id(year: i32, seq: u32) -> String {
-    format!("SEC-{year}-{seq:04}")
-}
-
-/// Case ids that appear as `[SEC-yyyy-nnnn]` tags in a subject.
-pub fn subject_tags(subject: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = subject;
-    while let Some(i) = rest.find("[SEC-") {
-        rest = &rest[i + 1..];
-        let Some(end) = rest.find(']') else { break };
-        let tag = &rest[..end];
-        let mut parts = tag.split('-');
-        let ok = parts.next() == Some("SEC")
-            && parts
-                .next()
-                .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
-            && parts
-                .next()
-                .is_some_and(|n| n.len() >= 4 && n.bytes().all(|b| b.is_ascii_digit()))
-            && parts.next().is_none();
-        if ok {
-            out.push(tag.to_owned());
-        }
-    }
-    out
 }
 
 /// Message-IDs quoted inside a message's body: a bounce returns our
@@ -597,7 +519,7 @@ fn open_and_acknowledge(
     };
     let limit = ctx.cfg.limits.acks_per_sender_per_day;
     let since = now - chrono::Duration::days(1);
-    let key = classify::mailbox_key(&reply);
+    let key = crate::model::mailbox_key(&reply);
     if store::acks_to_since(conn, &key, since)? >= limit {
         let why = format!(
             "{reply} already got {limit} acknowledgements in the last 24 hours \
@@ -821,52 +743,6 @@ fn acknowledgement(
     .map_err(AckError::Compose)
 }
 
-/// Stores an outgoing message and queues it for delivery.
-pub fn queue_outgoing(
-    conn: &Connection,
-    ctx: &Context<'_>,
-    case_id: Option<&str>,
-    purpose: &'static str,
-    out: &compose::Outgoing,
-) -> Result<i64, StoreError> {
-    let id = store_outgoing(conn, ctx, case_id, purpose, out)?;
-    store::enqueue(
-        conn,
-        id,
-        case_id,
-        purpose,
-        &ctx.cfg.mailbox.address,
-        &out.to,
-        ctx.now,
-    )
-}
-
-/// Stores an outgoing message without queueing it; returns its id.
-fn store_outgoing(
-    conn: &Connection,
-    ctx: &Context<'_>,
-    case_id: Option<&str>,
-    purpose: &'static str,
-    out: &compose::Outgoing,
-) -> Result<i64, StoreError> {
-    let rec = NewMessage {
-        direction: "out",
-        dedup_key: format!("out:{}", out.message_id),
-        message_id: Some(out.message_id.clone()),
-        case_id: case_id.map(str::to_owned),
-        kind: purpose,
-        from_addr: Some(ctx.cfg.mailbox.address.clone()),
-        to_addrs: Some(out.to.join(" ")),
-        subject: Some(out.subject.clone()),
-        parsed_ok: true,
-        size: out.raw.len() as u64,
-        at: ctx.now,
-        raw: &out.raw,
-        ..NewMessage::default()
-    };
-    store::insert_message(conn, &rec)
-}
-
 /// Opens a case from a stored message that was filed as auto-generated or
 /// too old (`secintake mail promote`): a forwarder that stamps robot
 /// headers on a real report must not make the report vanish.
@@ -919,6 +795,8 @@ pub fn promote(
 mod tests {
     use super::*;
     use crate::clock::parse_ts;
+    use crate::config::Config;
+    use crate::templates::Templates;
 
     /// The example configuration (two handlers), loaded for real.
     fn config() -> Config {

@@ -359,21 +359,6 @@ pub fn reply_address(msg: &ParsedMessage) -> Option<String> {
         .find(|e| is_usable_addr_spec(e))
 }
 
-/// The key two spellings of one mailbox share: lowercased, with a
-/// `+tag` after the local part removed (`Bob+x@Example.org` and
-/// `bob@example.org` both give `bob@example.org`). For limits and for
-/// recognising the project's own addresses, never for sending.
-pub fn mailbox_key(email: &str) -> String {
-    let email = email.trim().to_lowercase();
-    match email.rsplit_once('@') {
-        Some((local, domain)) => {
-            let local = local.split_once('+').map_or(local, |(base, _)| base);
-            format!("{local}@{domain}")
-        }
-        None => email,
-    }
-}
-
 fn is_usable_addr_spec(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
@@ -399,14 +384,6 @@ mod tests {
 
     fn rule(raw: &str) -> Option<RobotRule> {
         robot_rule(&parse(raw.as_bytes()), &["security@project.example".into()])
-    }
-
-    #[test]
-    fn mailbox_keys_fold_case_and_plus_tags() {
-        assert_eq!(mailbox_key("Bob+x@Example.ORG"), "bob@example.org");
-        assert_eq!(mailbox_key(" bob@example.org"), "bob@example.org");
-        assert_eq!(mailbox_key("a+b+c@x"), "a@x");
-        assert_eq!(mailbox_key("no-at"), "no-at");
     }
 
     #[test]

@@ -691,12 +691,12 @@ fn promote(cfg: Config, id: i64) -> anyhow::Result<std::process::ExitCode> {
 /// as the actor.
 fn as_operator<R>(
     cfg: &Config,
-    f: impl FnOnce(&rusqlite::Connection, &crate::cases::Context<'_>, &str) -> anyhow::Result<R>,
+    f: impl FnOnce(&rusqlite::Connection, &crate::context::Context<'_>, &str) -> anyhow::Result<R>,
 ) -> anyhow::Result<R> {
     let mut s = open_store(cfg)?;
     let templates = crate::templates::Templates::load(cfg.templates.dir.as_deref())?;
     let actor = local_user();
-    let ctx = crate::cases::Context {
+    let ctx = crate::context::Context {
         cfg,
         templates: &templates,
         now: SystemClock.now(),
@@ -723,7 +723,7 @@ fn case_must_exist(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<stor
 }
 
 fn met(cfg: &Config, id: &str, kind: &str) -> anyhow::Result<std::process::ExitCode> {
-    use crate::deadlines::Kind;
+    use crate::model::Kind;
     let kind = match Kind::parse(kind) {
         Some(k @ (Kind::Fix | Kind::Embargo | Kind::Respond | Kind::Acknowledge)) => k,
         _ => anyhow::bail!(
@@ -774,7 +774,7 @@ fn set_deadline(
     kind: &str,
     date: &str,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use crate::deadlines::Kind;
+    use crate::model::Kind;
     let kind = match Kind::parse(kind) {
         Some(k @ (Kind::Fix | Kind::Embargo)) => k,
         _ => anyhow::bail!("cannot set deadline {kind:?}: expected fix or embargo (acknowledge and respond follow sla.*)"),
@@ -803,7 +803,7 @@ fn sla(cfg: &Config, since: Option<&str>, json: bool) -> anyhow::Result<std::pro
         })?),
     };
     let s = open_store(cfg)?;
-    let r = crate::deadlines::report(s.conn(), since, SystemClock.now())?;
+    let r = crate::sla::report(s.conn(), since, SystemClock.now())?;
     if json {
         print_json(&r)?;
         return Ok(std::process::ExitCode::SUCCESS);

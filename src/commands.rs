@@ -16,98 +16,8 @@
 //! state machine ([`State`]); [`State::can_move_to`] is the one place that
 //! knows which moves are legal.
 
+use crate::model::{names, State};
 use chrono::{DateTime, Utc};
-
-/// Where a case is in the disclosure process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    New,
-    Acknowledged,
-    Triage,
-    Confirmed,
-    Rejected,
-    Duplicate,
-    Fixing,
-    FixReady,
-    Announced,
-    Closed,
-}
-
-impl State {
-    pub const ALL: [State; 10] = [
-        State::New,
-        State::Acknowledged,
-        State::Triage,
-        State::Confirmed,
-        State::Rejected,
-        State::Duplicate,
-        State::Fixing,
-        State::FixReady,
-        State::Announced,
-        State::Closed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::New => "new",
-            State::Acknowledged => "acknowledged",
-            State::Triage => "triage",
-            State::Confirmed => "confirmed",
-            State::Rejected => "rejected",
-            State::Duplicate => "duplicate",
-            State::Fixing => "fixing",
-            State::FixReady => "fix-ready",
-            State::Announced => "announced",
-            State::Closed => "closed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// The states reachable in one move.
-    pub fn next(self) -> &'static [State] {
-        use State::*;
-        match self {
-            New => &[Acknowledged, Triage, Rejected, Duplicate],
-            Acknowledged => &[Triage, Rejected, Duplicate],
-            Triage => &[Confirmed, Rejected, Duplicate],
-            Confirmed => &[Fixing, Rejected, Duplicate],
-            Fixing => &[FixReady],
-            FixReady => &[Announced, Fixing],
-            Announced => &[Closed],
-            Rejected | Duplicate => &[Closed, Triage],
-            Closed => &[Triage],
-        }
-    }
-
-    pub fn can_move_to(self, to: State) -> bool {
-        self.next().contains(&to)
-    }
-
-    /// Whether the case is still in progress: rejected, duplicate,
-    /// announced and closed cases need no more work (no reminders, not in
-    /// the digest).
-    pub fn is_open(self) -> bool {
-        !matches!(
-            self,
-            State::Closed | State::Rejected | State::Duplicate | State::Announced
-        )
-    }
-}
-
-/// Names of a list of states, for error messages.
-pub fn names(states: &[State]) -> String {
-    if states.is_empty() {
-        return "none".into();
-    }
-    states
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// One command line, understood.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -272,7 +182,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
         "/duplicate" | "/merge" => {
             let id = need("<case id>")?.to_ascii_uppercase();
             let id = id.trim_matches(|c| c == '[' || c == ']').to_owned();
-            if crate::cases::subject_tags(&format!("[{id}]")).is_empty() {
+            if crate::model::subject_tags(&format!("[{id}]")).is_empty() {
                 Err(bad(format!("{id:?} is not a case id like SEC-2026-0007")))
             } else if name == "/merge" {
                 Ok(Command::Merge(id))

@@ -54,7 +54,7 @@ pub async fn run(
     .await?;
 
     let deadline_wake = Arc::new(Notify::new());
-    let backlog = Arc::new(crate::intake::BacklogGate::default());
+    let backlog = Arc::new(crate::gate::BacklogGate::default());
     let intake = Intake {
         db: db.clone(),
         cfg: cfg.clone(),
@@ -65,7 +65,7 @@ pub async fn run(
         health: health.clone(),
         backlog: backlog.clone(),
     };
-    let scheduler = crate::deadlines::Scheduler {
+    let scheduler = crate::scheduler::Scheduler {
         db: db.clone(),
         cfg: cfg.clone(),
         templates: templates.clone(),

@@ -6,10 +6,11 @@
 //! kept in SQLite so a restart during an outage neither forgets the outage
 //! nor alerts twice, and `secintake status` can show it.
 
-use crate::cases::{queue_outgoing, Context};
 use crate::clock::{add, fmt_ts, parse_ts, Clock};
 use crate::compose::{self, Draft};
 use crate::config::Config;
+use crate::context::Context;
+use crate::outgoing::queue_outgoing;
 use crate::store::{self, Db, StoreError};
 use crate::templates::Templates;
 use chrono::{DateTime, Utc};
@@ -133,7 +134,7 @@ impl Health {
         let this = self.clone();
         let res = self
             .db
-            .call(move |s| -> Result<(), crate::cases::CaseError> {
+            .call(move |s| -> Result<(), crate::context::CaseError> {
                 let tx = s.transaction()?;
                 store::put_health(
                     &tx,
@@ -171,7 +172,7 @@ impl Health {
             }
         });
         if first {
-            tracing::warn!(component = c.as_str(), error = %crate::outbox::loggable(error),
+            tracing::warn!(component = c.as_str(), error = %loggable(error),
                 "connection failing; retrying quietly");
             let (since, err) = (fmt_ts(now), error.to_owned());
             let res = self
@@ -198,7 +199,7 @@ impl Health {
         failing_since: DateTime<Utc>,
         last_error: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), crate::cases::CaseError> {
+    ) -> Result<(), crate::context::CaseError> {
         let cfg = &*self.cfg;
         if cfg.handlers.is_empty() {
             return Ok(());
@@ -269,7 +270,7 @@ impl Health {
             let this = self.clone();
             let res = self
                 .db
-                .call(move |s| -> Result<(), crate::cases::CaseError> {
+                .call(move |s| -> Result<(), crate::context::CaseError> {
                     let tx = s.transaction()?;
                     let mut h = store::health(&tx, c.as_str())?;
                     if h.alerted {
@@ -305,5 +306,33 @@ impl Health {
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+/// An SMTP error for a log line: the server's reply text is left out
+/// (content filters may quote the message; recipients are named), only the
+/// code stays; the whole text is kept on the case and in `status`.
+pub fn loggable(error: &str) -> &str {
+    if error.starts_with("permanent error") || error.starts_with("transient error") {
+        error.split(": ").next().unwrap_or(error)
+    } else {
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_smtp_errors_keep_the_code_only() {
+        assert_eq!(
+            loggable("permanent error (554): 5.7.1 rejected: contains 'secret exploit'"),
+            "permanent error (554)"
+        );
+        assert_eq!(
+            loggable("Connection error: refused"),
+            "Connection error: refused"
+        );
     }
 }

@@ -17,9 +17,10 @@
 //!   reconnect with capped, jittered exponential backoff, logging the state
 //!   change once.
 
-use crate::cases::{self, Context, Incoming, Outcome};
+use crate::cases::{self, Incoming, Outcome};
 use crate::clock::Clock;
 use crate::config::{After, Config, Imap, TlsMode};
+use crate::context::Context;
 use crate::health::{Component, Health};
 use crate::store::{self, Db, FolderState, StoreError};
 use crate::templates::Templates;
@@ -67,7 +68,7 @@ pub enum IntakeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Case(#[from] cases::CaseError),
+    Case(#[from] crate::context::CaseError),
 }
 
 /// Describes an async-imap error without echoing server data: a parse
@@ -294,56 +295,6 @@ const SIZE_WINDOW: usize = 10_000;
 /// it small so recording starts early.
 const FIRST_GROUP: usize = 50;
 
-/// Lets intake have the state file to itself while it works through a
-/// backlog: recording 5,000 waiting reports went from ~5,000/s alone to
-/// ~2,000/s with the outbox committing its sends in between. The outbox
-/// waits (at most [`BacklogGate::MAX_WAIT`] per round, so acknowledgements
-/// are never starved) and then sends everything queued meanwhile.
-#[derive(Debug, Default)]
-pub struct BacklogGate {
-    busy: std::sync::atomic::AtomicBool,
-    idle: Notify,
-}
-
-impl BacklogGate {
-    pub const MAX_WAIT: Duration = Duration::from_secs(10);
-
-    fn set(&self, busy: bool) {
-        self.busy.store(busy, std::sync::atomic::Ordering::SeqCst);
-        if !busy {
-            self.idle.notify_waiters();
-        }
-    }
-
-    /// Whether a backlog is being recorded right now.
-    pub fn is_busy(&self) -> bool {
-        self.busy.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Waits while a backlog is being recorded, for at most `MAX_WAIT`.
-    pub async fn wait_idle(&self) {
-        let deadline = tokio::time::Instant::now() + Self::MAX_WAIT;
-        while self.busy.load(std::sync::atomic::Ordering::SeqCst) {
-            let idle = self.idle.notified();
-            if !self.busy.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, idle).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Clears the gate however `sync` returns.
-struct BusyGuard<'a>(&'a BacklogGate);
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.0.set(false);
-    }
-}
-
 /// Everything the intake loop needs.
 #[derive(Clone)]
 pub struct Intake {
@@ -356,7 +307,7 @@ pub struct Intake {
     pub deadlines: Arc<Notify>,
     pub health: Health,
     /// Held while a backlog is recorded; the outbox waits on it.
-    pub backlog: Arc<BacklogGate>,
+    pub backlog: Arc<crate::gate::BacklogGate>,
 }
 
 impl Intake {
@@ -545,10 +496,7 @@ impl Intake {
             // network and the disk overlap; the server copy is flagged only
             // after its group's commit.
             let batch = cfg.intake.batch_size.max(1) as usize;
-            let _busy = (uids.len() > batch).then(|| {
-                self.backlog.set(true);
-                BusyGuard(&self.backlog)
-            });
+            let _busy = (uids.len() > batch).then(|| self.backlog.hold());
             for window in uids.chunks(SIZE_WINDOW) {
                 let sizes = self.fetch_sizes(session, window).await?;
                 let mut groups = size_groups(window, &sizes, cfg.limits.max_message_size, batch);

@@ -1,11 +1,28 @@
 //! secintake: runs an open-source project's security@ mailbox.
 //!
-//! The pipeline, one module per stage:
-//! `intake` (IMAP) → `message` (parse) → `classify` (what kind of mail) →
-//! `cases` (decide, record in one SQLite transaction via `store`) →
-//! `outbox` (SMTP delivery). `health` raises alerts when a connection stays
-//! down; `daemon` runs the loops; `config`, `clock`, `templates`, `compose`
-//! and `cli` sit around them.
+//! # Layout
+//!
+//! Layers, each importing only from itself and the layers listed before
+//! it (no import cycles; `farm-studio look` draws it):
+//!
+//! 1. **Base** (imports nothing of the crate): `clock` (time, date forms),
+//!    `config`, `templates`, `tls`, `memory`, `gate` (the backlog priority
+//!    rule between the loops), `model` (the vocabulary: case ids, `State`,
+//!    deadline `Kind`, the address key), `osv` (the OSV record of a case
+//!    and the ecosystems `config` checks against).
+//! 2. **Mail, pure**: `message` (the mail-parser adapter), `compose`
+//!    (building MIME), `classify` (robots, reply address), `auth` (is this
+//!    a handler?), `commands` (handler command lines).
+//! 3. **Storage**: `store` (the SQLite file and its queries), `context`
+//!    (what a decision knows, and its error), `outgoing` (queueing a letter
+//!    in the outbox), `deadlines` (the stage plan and deadline rows), `sla`
+//!    (the SLA report).
+//! 4. **Decisions**: `workflow` (handler mail, commands, relays to the
+//!    reporter), `cases` (what one incoming message does, recorded in one
+//!    transaction), `health` (connection status and alerts).
+//! 5. **Loops**: `intake` (IMAP → `cases`), `outbox` (SMTP delivery),
+//!    `scheduler` (reminders, escalations, digest); `daemon` runs them.
+//! 6. **Binary**: `cli`.
 
 pub mod auth;
 pub mod cases;
@@ -15,14 +32,20 @@ pub mod clock;
 pub mod commands;
 pub mod compose;
 pub mod config;
+pub mod context;
 pub mod daemon;
 pub mod deadlines;
+pub mod gate;
 pub mod health;
 pub mod intake;
 pub mod memory;
 pub mod message;
+pub mod model;
 pub mod osv;
 pub mod outbox;
+pub mod outgoing;
+pub mod scheduler;
+pub mod sla;
 pub mod store;
 pub mod templates;
 pub mod tls;

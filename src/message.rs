@@ -71,7 +71,7 @@ pub struct Address {
     pub name: Option<String>,
     /// Lowercased, trimmed addr-spec. Never empty: a field without an address
     /// yields no [`Address`] at all. Not validated: see
-    /// [`crate::classify::reply_address`] before sending anything to it.
+    /// `classify::reply_address` before sending anything to it.
     pub email: String,
 }
 

@@ -13,8 +13,9 @@
 
 use crate::clock::{parse_ts, Clock};
 use crate::config::{Smtp, TlsMode};
-use crate::deadlines::{self, Kind};
+use crate::deadlines;
 use crate::health::{Component, Health};
+use crate::model::Kind;
 use crate::store::{self, Db, OutboxItem, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
@@ -263,17 +264,6 @@ fn envelope(item: &OutboxItem) -> Result<Envelope, String> {
     Envelope::new(Some(from), to).map_err(|e| format!("bad envelope: {e}"))
 }
 
-/// An SMTP error for a log line: the server's reply text is left out
-/// (content filters may quote the message; recipients are named), only the
-/// code stays; the whole text is kept on the case and in `status`.
-pub fn loggable(error: &str) -> &str {
-    if error.starts_with("permanent error") || error.starts_with("transient error") {
-        error.split(": ").next().unwrap_or(error)
-    } else {
-        error
-    }
-}
-
 /// How one delivery attempt ended.
 #[derive(Debug)]
 enum Attempt {
@@ -392,7 +382,7 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     health: Health,
-    backlog: Arc<crate::intake::BacklogGate>,
+    backlog: Arc<crate::gate::BacklogGate>,
     shutdown: CancellationToken,
 ) -> Result<(), OutboxError> {
     // Fail fast on a broken ca_file instead of retrying forever.
@@ -441,12 +431,12 @@ pub async fn run(
                         purpose = %item.purpose, "mail accepted by SMTP server");
                 }
                 Attempt::Transient(e) => {
-                    tracing::debug!(outbox = item.id, error = %loggable(e), "delivery deferred");
+                    tracing::debug!(outbox = item.id, error = %crate::health::loggable(e), "delivery deferred");
                     failing = true;
                 }
                 Attempt::Permanent(e) => {
                     tracing::warn!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
-                        error = %loggable(e), "delivery failed permanently");
+                        error = %crate::health::loggable(e), "delivery failed permanently");
                 }
             }
             done.push((item.clone(), result, now));
@@ -495,18 +485,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logged_smtp_errors_keep_the_code_only() {
-        assert_eq!(
-            loggable("permanent error (554): 5.7.1 rejected: contains 'secret exploit'"),
-            "permanent error (554)"
-        );
-        assert_eq!(
-            loggable("Connection error: refused"),
-            "Connection error: refused"
-        );
-    }
 
     #[test]
     fn backoff_doubles_and_caps() {

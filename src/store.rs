@@ -1349,7 +1349,7 @@ pub fn enqueue(
 ) -> Result<i64, StoreError> {
     let rcpts = recipients.join(",");
     let key = match recipients {
-        [one] => Some(crate::classify::mailbox_key(one)),
+        [one] => Some(crate::model::mailbox_key(one)),
         _ => None,
     };
     exec(
@@ -1393,7 +1393,7 @@ pub fn enqueue(
 }
 
 /// Acknowledgements queued or held for the mailbox `key` (see
-/// [`crate::classify::mailbox_key`]) since `since`, for the per-sender limit.
+/// [`crate::model::mailbox_key`]) since `since`, for the per-sender limit.
 pub fn acks_to_since(
     conn: &Connection,
     key: &str,

@@ -18,12 +18,15 @@
 //! recorded, changes nothing, and alerts the handlers once per case.
 //! Everything here runs inside the caller's transaction.
 
-use crate::cases::{queue_outgoing, CaseError, Context};
 use crate::clock::fmt_ts;
-use crate::commands::{self, Command, State};
+use crate::commands::{self, Command};
 use crate::compose::{self, Draft};
-use crate::deadlines::{self, thread_root, Kind};
+use crate::context::{CaseError, Context};
+use crate::deadlines::{self, thread_root};
 use crate::message::ParsedMessage;
+use crate::model::Kind;
+use crate::model::State;
+use crate::outgoing::queue_outgoing;
 use crate::store::{self, CaseField, CaseRow, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -656,10 +659,10 @@ pub fn handler_mail(
         return Ok(());
     };
     let named = |addr: &str| {
-        let key = crate::classify::mailbox_key(addr);
+        let key = crate::model::mailbox_key(addr);
         p.to.iter()
             .chain(p.cc.iter())
-            .any(|a| crate::classify::mailbox_key(&a.email) == key)
+            .any(|a| crate::model::mailbox_key(&a.email) == key)
     };
     let direct = case.reporter.as_deref().is_some_and(named);
     let other_handler = ctx
@@ -1317,7 +1320,7 @@ pub fn move_state(
             from.as_str(),
             to.as_str(),
             from.as_str(),
-            commands::names(from.next())
+            crate::model::names(from.next())
         )));
     }
     store::set_case_field(conn, case_id, CaseField::State, to.as_str())?;

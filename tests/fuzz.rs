@@ -6,8 +6,8 @@
 //! `auth::own_verdicts` / `authenticated` / `dmarc_pass` with several
 //! trusted authserv-ids) → `commands::parse` of the text body →
 //! `workflow::strip_quote` of the rest, plus the small pure helpers around
-//! them (`cases::subject_tags`, `cases::embedded_message_ids`,
-//! `classify::mailbox_key`, `compose::reply_subject` / `printable`,
+//! them (`model::subject_tags`, `cases::embedded_message_ids`,
+//! `model::mailbox_key`, `compose::reply_subject` / `printable`,
 //! `workflow::to_comment_address`) and the acknowledgement
 //! (`compose::build`, then parsed again: nothing a sender writes may change
 //! its headers). A panic anywhere (also one `message::parse` catches
@@ -61,12 +61,14 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use secintake::auth::{self, Sender};
-use secintake::cases::{self, Context};
+use secintake::cases;
 use secintake::classify;
 use secintake::commands::{self, Command};
 use secintake::compose::{self, Draft};
 use secintake::config::{Config, HandlerAuth};
+use secintake::context::Context;
 use secintake::message::{self, ParsedMessage};
+use secintake::model;
 use secintake::templates::Templates;
 use secintake::workflow;
 use sha2::{Digest, Sha256};
@@ -803,7 +805,7 @@ impl Pipeline {
 
         // 6. The helpers around them.
         let subject = p.subject.as_deref().unwrap_or("");
-        for tag in cases::subject_tags(subject) {
+        for tag in model::subject_tags(subject) {
             assert!(is_case_id(&tag), "subject_tags gave {tag:?}");
         }
         let embedded = cases::embedded_message_ids(raw);
@@ -835,9 +837,9 @@ impl Pipeline {
             "printable() left {shown:?}"
         );
         for a in p.from.iter().chain(&p.sender).chain(&p.reply_to) {
-            let key = classify::mailbox_key(&a.email);
+            let key = model::mailbox_key(&a.email);
             assert_eq!(
-                classify::mailbox_key(&key),
+                model::mailbox_key(&key),
                 key,
                 "mailbox_key is not idempotent on {:?}",
                 a.email
@@ -1202,7 +1204,7 @@ fn check_commands(body: &str, parsed: &commands::Parsed) {
         // property holds here.
         if let Ok(Command::Duplicate(id)) = c {
             assert!(
-                !cases::subject_tags(&format!("[{id}]")).is_empty(),
+                !model::subject_tags(&format!("[{id}]")).is_empty(),
                 "{line:?}: duplicate of {id:?}"
             );
         }
