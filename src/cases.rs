@@ -15,7 +15,7 @@ use crate::compose::{self, Draft};
 use crate::context::{CaseError, Context};
 use crate::deadlines;
 use crate::message::{self, ParsedMessage};
-use crate::model::{format_case_id, subject_tags, Kind};
+use crate::model::{format_case_id, subject_tags, Kind, State};
 use crate::outgoing::{queue_outgoing, store_outgoing};
 use crate::store::{self, CaseRow, NewMessage, StoreError};
 use crate::templates::TemplateError;
@@ -455,7 +455,7 @@ fn open_and_acknowledge(
         conn,
         &CaseRow {
             id: case_id.clone(),
-            state: "new".into(),
+            state: State::New,
             reporter: reply.clone(),
             subject: p.subject.as_deref().map(compose::clean_subject),
             received_at: fmt_ts(received),

@@ -457,8 +457,17 @@ fn cases_list(
     state: Option<String>,
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
+    let state = match state.as_deref() {
+        None => None,
+        Some(s) => Some(crate::model::State::parse(s).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--state {s:?}: expected one of {}",
+                crate::model::names(&crate::model::State::ALL)
+            )
+        })?),
+    };
     let s = open_store(cfg)?;
-    let rows = store::cases(s.conn(), state.as_deref())?;
+    let rows = store::cases(s.conn(), state)?;
     if json {
         print_json(&rows)?;
     } else if rows.is_empty() {
@@ -712,7 +721,7 @@ pub fn local_user() -> String {
     let name = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid {}", unsafe { libc::getuid() }));
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
     format!("cli:{name}")
 }
 

@@ -111,6 +111,35 @@ impl State {
     }
 }
 
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Stored as its name (`cases.state`), the same text the CLI and the
+/// commands show.
+impl rusqlite::types::ToSql for State {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for State {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = v.as_str()?;
+        State::parse(s).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown case state {s:?}").into())
+        })
+    }
+}
+
 /// Names of a list of states, for error messages.
 pub fn names(states: &[State]) -> String {
     if states.is_empty() {

@@ -7,7 +7,7 @@ use crate::compose::{self, Draft};
 use crate::config::Config;
 use crate::context::Context;
 use crate::deadlines::{due_now, due_stage, fire_time, next_due, thread_root, DeadlineRow};
-use crate::model::{Kind, State};
+use crate::model::Kind;
 use crate::outgoing::queue_outgoing;
 use crate::store::{Ctx, Db, StoreError};
 use crate::templates::{human_duration, human_span, Templates};
@@ -465,7 +465,7 @@ fn open_cases_by_urgency(
     let cases = crate::store::cases(conn, None)?;
     let mut out = Vec::new();
     for c in cases {
-        if !State::parse(&c.state).is_some_and(State::is_open) {
+        if !c.state.is_open() {
             continue;
         }
         let next: Option<(String, String)> = conn

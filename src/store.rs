@@ -1029,7 +1029,7 @@ pub fn next_case_seq(conn: &Connection, year: i32) -> Result<u32, StoreError> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CaseRow {
     pub id: String,
-    pub state: String,
+    pub state: crate::model::State,
     pub reporter: Option<String>,
     pub subject: Option<String>,
     pub received_at: String,
@@ -1112,7 +1112,10 @@ pub fn case(conn: &Connection, id: &str) -> Result<Option<CaseRow>, StoreError> 
     .ctx("reading a case")
 }
 
-pub fn cases(conn: &Connection, state: Option<&str>) -> Result<Vec<CaseRow>, StoreError> {
+pub fn cases(
+    conn: &Connection,
+    state: Option<crate::model::State>,
+) -> Result<Vec<CaseRow>, StoreError> {
     let mut st = conn
         .prepare_cached(&format!(
             "SELECT {CASE_COLS} FROM cases WHERE ?1 IS NULL OR state = ?1 ORDER BY received_at, id"

@@ -1252,7 +1252,7 @@ fn confirm(
         "\n{} is now in state \"{}\".\n{}\n",
         case.id,
         store::case(conn, &case.id)?
-            .map(|c| c.state)
+            .map(|c| c.state.to_string())
             .unwrap_or_default(),
         how_to_reach_reporter(ctx, &case.id)
     ));
@@ -1310,7 +1310,7 @@ pub fn move_state(
     let Some(case) = store::case(conn, case_id)? else {
         return Ok(Err(format!("no case {case_id}")));
     };
-    let from = State::parse(&case.state).unwrap_or(State::New);
+    let from = case.state;
     if from == to {
         return Ok(Ok(format!("already {}", to.as_str())));
     }
@@ -1368,7 +1368,7 @@ pub fn acknowledged(
     let Some(case) = store::case(conn, case_id)? else {
         return Ok(());
     };
-    if case.state == "new" {
+    if case.state == State::New {
         let _ = move_state(conn, now, case_id, State::Acknowledged, "secintake", None)?;
         if case.primary_handler.is_some() {
             let _ = move_state(conn, now, case_id, State::Triage, "secintake", None)?;
@@ -1395,14 +1395,12 @@ fn set_primary(
         Some(email),
         source,
     )?;
-    let state = store::case(conn, case_id)?
-        .map(|c| c.state)
-        .unwrap_or_default();
+    let state = store::case(conn, case_id)?.map(|c| c.state);
     let mut done = format!(
         "primary handler is now {} <{email}>",
         handler_name(ctx, email)
     );
-    if state == "new" || state == "acknowledged" {
+    if matches!(state, Some(State::New | State::Acknowledged)) {
         if let Ok(m) = move_state(conn, ctx.now, case_id, State::Triage, actor, source)? {
             done.push_str(&format!("; {m}"));
         }
@@ -1848,7 +1846,7 @@ fn announce(
             line.chars().take(40).collect::<String>()
         )));
     }
-    let state = State::parse(&case.state).unwrap_or(State::New);
+    let state = case.state;
     let to = if dry_run {
         all_handlers(ctx)
     } else {
