@@ -387,26 +387,13 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
     let s = open_store(cfg)?;
     let c = s.conn();
     let folder = store::folder_state(c, &cfg.imap.folder)?;
-    let last_sync: Option<String> = c
-        .query_row(
-            "SELECT last_sync_at FROM folders WHERE name = ?1",
-            [&cfg.imap.folder],
-            |r| r.get(0),
-        )
-        .ok()
-        .flatten();
+    let last_sync = store::last_sync_at(c, &cfg.imap.folder)?;
     let imap = store::health(c, "imap")?;
     let smtp = store::health(c, "smtp")?;
     let (backlog, oldest) = store::outbox_backlog(c)?;
     let failed = store::outbox_failed_count(c)?;
     let held = store::held_acks(c, None)?.len();
-    let open: i64 = c
-        .query_row(
-            "SELECT count(*) FROM cases WHERE state NOT IN ('closed')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap_or(0);
+    let open = store::count_not_closed(c)?;
     if json {
         print_json(&serde_json::json!({
             "folder": cfg.imap.folder,

@@ -20,12 +20,12 @@
 //! only the latest is sent, once, saying it is late; a clock jumping back
 //! never lowers the stage, so nothing repeats.
 
-use crate::clock::{add, fmt_ts, parse_ts};
+use crate::clock::add;
 use crate::config::Sla;
 use crate::model::Kind;
-use crate::store::{Ctx, StoreError};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -107,35 +107,6 @@ pub fn due_stage(
 // ---------------------------------------------------------------------------
 // Recording
 
-/// A deadline row.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeadlineRow {
-    #[serde(skip)]
-    pub id: i64,
-    pub case_id: String,
-    pub kind: String,
-    pub due_at: String,
-    pub met_at: Option<String>,
-    pub met_how: Option<String>,
-    pub stage: u32,
-    pub next_at: Option<String>,
-}
-
-fn deadline_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeadlineRow> {
-    Ok(DeadlineRow {
-        id: r.get(0)?,
-        case_id: r.get(1)?,
-        kind: r.get(2)?,
-        due_at: r.get(3)?,
-        met_at: r.get(4)?,
-        met_how: r.get(5)?,
-        stage: r.get(6)?,
-        next_at: r.get(7)?,
-    })
-}
-
-const DEADLINE_COLS: &str = "id, case_id, kind, due_at, met_at, met_how, stage, next_at";
-
 /// Sets (or moves) a deadline of a case. Moving it restarts its reminders
 /// from the first stage still ahead.
 pub fn set(
@@ -147,73 +118,12 @@ pub fn set(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let stage = first_stage(kind, due, now, sla);
-    let next = fire_time(kind, due, stage, sla).map(fmt_ts);
-    crate::store::exec(
-        conn,
-        "INSERT INTO deadlines (case_id, kind, due_at, stage, next_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT(case_id, kind) DO UPDATE SET due_at = excluded.due_at,
-             stage = excluded.stage,
-             next_at = CASE WHEN met_at IS NULL THEN excluded.next_at ELSE NULL END",
-        params![case_id, kind.as_str(), fmt_ts(due), stage, next],
-    )
-    .ctx("setting a deadline")?;
-    Ok(())
+    let next = fire_time(kind, due, stage, sla);
+    crate::store::put_deadline(conn, case_id, kind, due, stage, next)
 }
 
-/// Marks a deadline met (first time only). Returns whether it changed.
-pub fn meet(
-    conn: &Connection,
-    case_id: &str,
-    kind: Kind,
-    at: DateTime<Utc>,
-    how: &str,
-) -> Result<bool, StoreError> {
-    let n = conn
-        .execute(
-            "UPDATE deadlines SET met_at = ?3, met_how = ?4, next_at = NULL
-             WHERE case_id = ?1 AND kind = ?2 AND met_at IS NULL",
-            params![case_id, kind.as_str(), fmt_ts(at), how],
-        )
-        .ctx("meeting a deadline")?;
-    Ok(n > 0)
-}
-
-pub fn of_case(conn: &Connection, case_id: &str) -> Result<Vec<DeadlineRow>, StoreError> {
-    let mut st = conn
-        .prepare_cached(&format!(
-            "SELECT {DEADLINE_COLS} FROM deadlines WHERE case_id = ?1 ORDER BY due_at"
-        ))
-        .ctx("listing deadlines")?;
-    let rows = st
-        .query_map([case_id], deadline_row)
-        .ctx("listing deadlines")?;
-    rows.collect::<Result<_, _>>().ctx("listing deadlines")
-}
-
-/// The earliest pending reminder time (indexed).
-pub fn next_due(conn: &Connection) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let s: Option<String> = conn
-        .query_row(
-            "SELECT min(next_at) FROM deadlines WHERE next_at IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .ctx("finding the next reminder")?;
-    Ok(s.as_deref().and_then(parse_ts))
-}
-
-pub fn due_now(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<DeadlineRow>, StoreError> {
-    let mut st = conn
-        .prepare_cached(&format!(
-            "SELECT {DEADLINE_COLS} FROM deadlines
-             WHERE next_at IS NOT NULL AND next_at <= ?1 ORDER BY next_at LIMIT 100"
-        ))
-        .ctx("finding due reminders")?;
-    let rows = st
-        .query_map([fmt_ts(now)], deadline_row)
-        .ctx("finding due reminders")?;
-    rows.collect::<Result<_, _>>().ctx("finding due reminders")
-}
+// The rows themselves are the store's; these names stay for the callers.
+pub use crate::store::{due_now, meet, next_due, of_case, DeadlineRow};
 
 /// The Message-ID every handler mail about a case refers to, so a case is
 /// one conversation in a handler's client. Random per case (set when it
@@ -250,7 +160,7 @@ mod tests {
     }
 
     fn t(s: &str) -> DateTime<Utc> {
-        parse_ts(s).unwrap()
+        crate::clock::parse_ts(s).unwrap()
     }
 
     const H: i64 = 3600;

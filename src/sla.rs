@@ -2,9 +2,9 @@
 //! response deadlines ended, with percentiles.
 
 use crate::clock::{fmt_ts, parse_ts};
-use crate::store::{Ctx, StoreError};
+use crate::store::StoreError;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 
 // ---------------------------------------------------------------------------
 // The SLA report
@@ -131,17 +131,7 @@ pub fn report(
         if since.is_some_and(|s| received < s) {
             continue;
         }
-        let how = |kind: &str| -> Result<Option<String>, StoreError> {
-            crate::store::row(
-                conn,
-                "SELECT met_how FROM deadlines WHERE case_id = ?1 AND kind = ?2",
-                params![c.id, kind],
-                |r| r.get(0),
-            )
-            .optional()
-            .ctx("reading deadlines")
-            .map(Option::flatten)
-        };
+        let how = |kind: &str| crate::store::deadline_met_how(conn, &c.id, kind);
         cases.push(CaseSla {
             acknowledge: outcome(
                 received,

@@ -1,0 +1,320 @@
+//! The SQLite state file: the handle, its errors and query helpers; the
+//! schema is in `schema`, the queries in one file per table group.
+//!
+//! Why one file and one writer: every incoming message is recorded together
+//! with all of its effects (the case it opens or joins, the events, the
+//! outgoing mail it causes, and the folder's new last UID) in ONE
+//! transaction. Either all of that is on disk or none of it is, so a crash
+//! at any moment neither loses a report nor doubles one.
+//!
+//! The file is created 0600 (reports are unfixed vulnerabilities), runs in
+//! WAL mode with `synchronous=FULL` (NORMAL may roll back the last commits on
+//! power loss, which here would mean acknowledging twice), and migrations are
+//! keyed on `PRAGMA user_version`, applied in one transaction, never edited
+//! once shipped.
+
+use rusqlite::{Connection, Transaction};
+use std::path::{Path, PathBuf};
+
+/// Errors from the state file. Each names the file or the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create state file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open state file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("state file {path}: migration to schema version {version} failed: {source}")]
+    Migrate {
+        path: PathBuf,
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error("state file {path} has schema version {found}, newer than this secintake knows ({known}); upgrade secintake")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+    },
+    #[error("database error while {context}: {source}")]
+    Query {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+}
+
+/// Adds `.ctx("what we were doing")` to rusqlite results.
+pub trait Ctx<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { context, source })
+    }
+}
+
+mod cases;
+mod deadlines;
+mod events;
+mod folders;
+mod health;
+mod messages;
+mod outbox;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use cases::*;
+pub use deadlines::*;
+pub use events::*;
+pub use folders::*;
+pub use health::*;
+pub use messages::*;
+pub use outbox::*;
+use schema::MIGRATIONS;
+
+/// An open state file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating 0600 if needed) and migrates the state file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        create_private(path)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            create_private(Path::new(&p))?;
+        }
+        // Another process (the CLI, or the daemon starting) may hold the
+        // file for a moment: switching to WAL and migrating need it alone,
+        // and SQLite answers BUSY there without waiting. Retry for a while.
+        let mut tries = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Open { source, .. } | StoreError::Migrate { source, .. })
+                    if is_busy(&source) && tries < 100 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(128);
+        // 8 MiB of page cache (SQLite's default is 2 MiB): a backlog touches
+        // the message, case and outbox indexes for every report. Allocated
+        // only as used, so an idle daemon stays small.
+        conn.pragma_update(None, "cache_size", -8000)
+            .map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Brings the schema up to date. Runs under one IMMEDIATE transaction
+    /// and reads `user_version` inside it, so two processes opening a new
+    /// file at once (the daemon starting, `secintake status` probing) never
+    /// both migrate.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(open_err)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let v = i + 1;
+            let err = |source| StoreError::Migrate {
+                path: self.path.clone(),
+                version: v,
+                source,
+            };
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", v as i64)
+                .map_err(err)?;
+        }
+        tx.commit().map_err(open_err)
+    }
+
+    /// Starts a write transaction. `IMMEDIATE`, so a concurrent CLI writer
+    /// waits at the start instead of failing at commit.
+    pub fn transaction(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("starting a transaction")
+    }
+
+    /// Runs `f` in a write transaction committed with `synchronous =
+    /// NORMAL`: in WAL mode such a commit survives a crash of this process
+    /// (it is in the WAL file) but may be lost on power failure, and it
+    /// costs no fsync. Only for records that are hints, like the poison
+    /// guard's attempt counts: one fsync more per fetched group cost the
+    /// backlog a tenth of its speed. The next FULL commit makes them
+    /// durable too.
+    pub fn hint_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .ctx("switching to synchronous=NORMAL")?;
+        let result = (|| {
+            let tx = self.transaction()?;
+            let out = f(&tx)?;
+            commit(tx, "recording a hint")?;
+            Ok(out)
+        })();
+        let restored = self
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .ctx("switching back to synchronous=FULL");
+        let out = result?;
+        restored?;
+        Ok(out)
+    }
+
+    /// Read access.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Commits `tx`, naming what it recorded if that fails.
+pub fn commit(tx: Transaction<'_>, context: &'static str) -> Result<(), StoreError> {
+    tx.commit().ctx(context)
+}
+
+/// Runs a statement through the prepared-statement cache: intake runs the
+/// same few statements for every message, and re-parsing them took a fifth
+/// of its CPU (measured with perf by the benchmark).
+pub fn exec<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// `query_row` through the prepared-statement cache.
+pub fn row<T, P, F>(conn: &Connection, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+where
+    P: rusqlite::Params,
+    F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+{
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Creates `path` with mode 0600 if it does not exist yet, so SQLite never
+/// creates it with the process umask.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Create {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The shared handle
+
+/// The daemon's one writer, shared by its loops. Every call runs on the
+/// blocking pool so SQLite's fsyncs never stall the async reactor.
+#[derive(Clone, Debug)]
+pub struct Db {
+    inner: std::sync::Arc<std::sync::Mutex<Store>>,
+}
+
+impl Db {
+    pub fn new(store: Store) -> Db {
+        Db {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(store)),
+        }
+    }
+
+    /// Runs `f` with exclusive access to the store on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> R
+    where
+        F: FnOnce(&mut Store) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
