@@ -742,11 +742,13 @@ fn met(cfg: &Config, id: &str, kind: &str) -> anyhow::Result<std::process::ExitC
                 None,
             )?);
         }
-        let changed = crate::deadlines::meet(tx, id, kind, now, &how)?;
-        if kind == Kind::Acknowledge {
-            store::mark_acknowledged(tx, id, now)?;
+        let changed = if kind == Kind::Acknowledge {
+            let met = store::record_acknowledged(tx, id, now, &how)?;
             crate::workflow::acknowledged(tx, now, id)?;
-        }
+            met
+        } else {
+            crate::deadlines::meet(tx, id, kind, now, &how)?
+        };
         if changed {
             let what = format!("{} deadline met", kind.as_str());
             store::add_event(tx, id, now, actor, &what, None, None)?;

@@ -13,9 +13,7 @@
 
 use crate::clock::{parse_ts, Clock};
 use crate::config::{Smtp, TlsMode};
-use crate::deadlines;
 use crate::health::{Component, Health};
-use crate::model::Kind;
 use crate::store::{self, Db, OutboxItem, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
@@ -304,11 +302,9 @@ fn record(
             store::outbox_sent(tx, item.id, now)?;
             if let Some(case) = &item.case_id {
                 if item.purpose == "ack" {
-                    store::mark_acknowledged(tx, case, now)?;
-                    crate::workflow::acknowledged(tx, now, case)?;
                     let how = "acknowledgement accepted by SMTP";
-                    deadlines::meet(tx, case, Kind::Acknowledge, now, how)?;
-                    deadlines::meet(tx, case, Kind::AckQueued, now, how)?;
+                    store::record_acknowledged(tx, case, now, how)?;
+                    crate::workflow::acknowledged(tx, now, case)?;
                 }
                 store::add_event(
                     tx,

@@ -2,6 +2,7 @@
 
 use super::{exec, row, Ctx, StoreError};
 use crate::clock::fmt_ts;
+use crate::model::Kind;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -239,13 +240,40 @@ pub fn set_setting(conn: &Connection, key: &str, value: &str) -> Result<(), Stor
     Ok(())
 }
 
+/// Records that a case's acknowledgement went out (SMTP accepted it, or an
+/// operator says it went another way): the case's `acknowledged_at` and
+/// its acknowledge and ack-queued deadlines, together. The one place that
+/// keeps the two copies in step; returns whether the acknowledge deadline
+/// was still open.
+pub fn record_acknowledged(
+    conn: &Connection,
+    case_id: &str,
+    at: DateTime<Utc>,
+    how: &str,
+) -> Result<bool, StoreError> {
+    mark_acknowledged(conn, case_id, at)?;
+    let met = super::meet(conn, case_id, Kind::Acknowledge, at, how)?;
+    super::meet(conn, case_id, Kind::AckQueued, at, how)?;
+    Ok(met)
+}
+
+/// Records a response to the reporter: the case's `responded_at` (first
+/// time only) and its respond deadline, together. Returns whether this was
+/// the first response.
+pub fn record_responded(
+    conn: &Connection,
+    case_id: &str,
+    at: DateTime<Utc>,
+    how: &str,
+) -> Result<bool, StoreError> {
+    let first = mark_responded(conn, case_id, at)?;
+    super::meet(conn, case_id, Kind::Respond, at, how)?;
+    Ok(first)
+}
+
 /// Records when the case was first acknowledged; returns whether it
 /// changed. The state move is `workflow::acknowledged`'s.
-pub fn mark_acknowledged(
-    conn: &Connection,
-    id: &str,
-    at: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+fn mark_acknowledged(conn: &Connection, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
     let n = conn
         .execute(
             "UPDATE cases SET acknowledged_at = ?2 WHERE id = ?1 AND acknowledged_at IS NULL",
