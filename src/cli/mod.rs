@@ -1,0 +1,402 @@
+//! The command line: `secintake run`, `check-config`, `status`, `cases …`, `mail …`.
+//!
+//! Output meant for scripts (`--json`) has a documented, stable shape (see
+//! README.md); the text output is for people and may change.
+
+mod cases;
+mod mail;
+mod osv;
+mod status;
+
+use cases::*;
+use mail::*;
+use osv::*;
+use status::*;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::store::Store;
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "secintake",
+    version,
+    about = "Runs an open-source project's security@ mailbox: every report becomes a case and is acknowledged at once; deadlines and the audit trail are kept in SQLite.",
+    after_help = "Configuration: one TOML file (see config/secintake.example.toml) plus SECINTAKE_<SECTION>__<KEY> environment overrides, e.g. SECINTAKE_IMAP__PASSWORD.\nLogging: SECINTAKE_LOG takes a tracing filter (default: info); other crates never log above info, so no protocol trace (passwords, message bodies) can be turned on."
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "SECINTAKE_CONFIG",
+        default_value = "/etc/secintake/secintake.toml"
+    )]
+    pub config: PathBuf,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (IMAP intake, SMTP outbox, deadlines, alerts) until SIGTERM/SIGINT.
+    Run,
+    /// Validate the configuration, then log in to IMAP and SMTP and say what fails.
+    CheckConfig {
+        /// Only validate the file and the templates; do not contact the
+        /// servers (for systemd's ExecStartPre: a mail server outage must
+        /// not keep the daemon, and its outage alerts, from starting).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show the last successful sync, connection health and the outbox backlog.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cases.
+    #[command(subcommand)]
+    Cases(CasesCommand),
+    /// Stored mail: what opened no case, held acknowledgements, raw export.
+    #[command(subcommand)]
+    Mail(MailCommand),
+    /// Time to acknowledgement and to response, per case and in total: met or
+    /// missed, median and 90th percentile.
+    Sla {
+        /// Only cases received at or after this date (YYYY-MM-DD, "YYYY-MM-DD HH:MM" UTC, or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CasesCommand {
+    /// List cases, oldest first.
+    List {
+        /// Only cases in this state (new, acknowledged, …).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one case: facts, due times, messages and the event timeline.
+    Show {
+        /// Case id, e.g. SEC-2026-0007.
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record that the reporter got a detailed response another way (stops the reminders).
+    Responded { id: String },
+    /// Set or move a deadline: `fix` (fixes ready) or `embargo` (public disclosure date).
+    Deadline {
+        id: String,
+        /// fix | embargo
+        kind: String,
+        /// YYYY-MM-DD, "YYYY-MM-DD HH:MM" (UTC) or RFC 3339.
+        date: String,
+    },
+    /// Mark a deadline met: fix | embargo | respond | acknowledge.
+    Met { id: String, kind: String },
+    /// Make a handler (name or email) the case's primary handler, as /assign does.
+    Assign { id: String, handler: String },
+    /// Move the case to another state of the disclosure process, as /state does.
+    State {
+        id: String,
+        /// new, acknowledged, triage, confirmed, fixing, fix-ready, closed …
+        state: String,
+    },
+    /// Add an internal note (copied to the handlers, never to the reporter).
+    Note { id: String, text: String },
+    /// Close the case, as /close does.
+    Close { id: String },
+    /// Print the case as an OSV record (JSON) for osv-scanner and vulnerability databases.
+    ///
+    /// OSV schema 1.6.7: the id is the CVE (/cve), or "<osv_id_prefix>-<case
+    /// id>" with [announce] osv_id_prefix; affected ranges come from
+    /// /affected and /fixed-in (syntax: README, "OSV export"), the package
+    /// from [announce] osv_ecosystem and osv_package; then credits (/credit),
+    /// severity (/severity), references and the announced advisory. A fact
+    /// OSV cannot express stops the export with one line naming the case,
+    /// the fact and its value; nothing is printed then.
+    Export {
+        /// Case id, e.g. SEC-2026-0007.
+        id: String,
+        /// OSV format (the only one so far; required so that the command
+        /// line says what it prints).
+        #[arg(long, required = true)]
+        osv: bool,
+        /// Also print a case that is not announced yet: the record has no
+        /// published time and says "draft": true in database_specific.
+        #[arg(long)]
+        draft: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// List stored incoming mail that opened no case.
+    List {
+        /// Auto-generated mail (bounces, auto-replies, lists), with the rule that matched.
+        #[arg(long)]
+        robots: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open a case from a stored message that was filed as auto-generated or too old.
+    Promote {
+        /// Message id as shown by `mail list`.
+        id: i64,
+    },
+    /// Write a stored message's raw bytes to standard output (e.g. an
+    /// original too large to attach to the notification).
+    Export {
+        /// Message id as shown by `cases show` or `mail list`.
+        id: i64,
+    },
+    /// List acknowledgements held back by [limits] acks_per_hour or ack_only_if.
+    Held {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send held acknowledgements: those of the given cases, or --all.
+    Release {
+        /// Case ids, e.g. SEC-2026-0007.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every held acknowledgement.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Parses arguments, runs the command, returns the exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("secintake: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Whether an event may be logged whatever `SECINTAKE_LOG` says: other
+/// crates only up to info. Their debug and trace output carries what they
+/// see on the wire (async-imap logs `LOGIN "user" "password"` and whole
+/// messages at trace), and a per-target directive such as
+/// `async_imap::imap_stream=trace` is more specific than any cap added to
+/// the filter, so the cap is a separate filter the directive cannot reach.
+fn within_log_cap(meta: &tracing::Metadata<'_>) -> bool {
+    let ours = meta.target() == "secintake" || meta.target().starts_with("secintake::");
+    ours || *meta.level() <= tracing::Level::INFO
+}
+
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(tracing_subscriber::filter::filter_fn(within_log_cap)))
+        .with(filter)
+        .init();
+}
+
+pub(super) fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    // ConfigError's Display is the whole one-line message.
+    Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let cfg = load_config(&cli.config)?;
+    match cli.command {
+        Command::Run => {
+            for w in cfg.warnings() {
+                tracing::warn!("{w}");
+            }
+            let rt = runtime()?;
+            rt.block_on(async {
+                let shutdown = CancellationToken::new();
+                let s = shutdown.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    tracing::info!("signal received");
+                    s.cancel();
+                });
+                crate::daemon::run(cfg, Arc::new(SystemClock), shutdown).await
+            })?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { offline } => check_config(cfg, offline),
+        Command::Status { json } => status(&cfg, json),
+        Command::Cases(CasesCommand::List { state, json }) => cases_list(&cfg, state, json),
+        Command::Cases(CasesCommand::Show { id, json }) => case_show(&cfg, &id, json),
+        Command::Mail(MailCommand::List { robots, json }) => mail_list(&cfg, robots, json),
+        Command::Mail(MailCommand::Promote { id }) => promote(cfg, id),
+        Command::Mail(MailCommand::Held { json }) => held(&cfg, json),
+        Command::Mail(MailCommand::Export { id }) => export(&cfg, id),
+        Command::Mail(MailCommand::Release { ids, all }) => release(&cfg, &ids, all),
+        Command::Sla { since, json } => sla(&cfg, since.as_deref(), json),
+        Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),
+        Command::Cases(CasesCommand::Met { id, kind }) => met(&cfg, &id, &kind),
+        Command::Cases(CasesCommand::Deadline { id, kind, date }) => {
+            set_deadline(&cfg, &id, &kind, &date)
+        }
+        Command::Cases(CasesCommand::Assign { id, handler }) => {
+            run_command(&cfg, &id, &format!("/assign {handler}"))
+        }
+        Command::Cases(CasesCommand::State { id, state }) => {
+            run_command(&cfg, &id, &format!("/state {state}"))
+        }
+        Command::Cases(CasesCommand::Close { id }) => run_command(&cfg, &id, "/close"),
+        Command::Cases(CasesCommand::Note { id, text }) => note(&cfg, &id, &text),
+        Command::Cases(CasesCommand::Export { id, osv: _, draft }) => {
+            osv_export(&cfg, &cli.config, &id, draft)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::ExitCode> {
+    println!("config ok: {}", cfg.mailbox.address);
+    for w in cfg.warnings() {
+        println!("warning: {w}");
+    }
+    if let Some(id) = &cfg.handler_auth.trusted_authserv_id {
+        let mut hosts = vec![id.clone()];
+        hosts.extend(cfg.handler_auth.border_hosts.iter().cloned());
+        println!(
+            "handler mail is believed only on an Authentication-Results header from {id} \
+             above every Received field added by a host other than {}. Your border MTA must:\n\
+             \x20 1. remove Authentication-Results fields claiming {id} from arriving mail \
+             (RFC 8601 section 5),\n\
+             \x20 2. add its own verdict (DKIM, SPF or DMARC) at the top of the header,\n\
+             \x20 3. name one of those hosts in the 'by' clause of its Received field.",
+            hosts.join(", ")
+        );
+    }
+    let mut failed = false;
+    match crate::templates::Templates::load(cfg.templates.dir.as_deref()) {
+        Ok(_) => println!("templates ok"),
+        Err(e) => {
+            println!("templates FAILED: {e}");
+            failed = true;
+        }
+    }
+    if offline {
+        return Ok(if failed {
+            std::process::ExitCode::from(1)
+        } else {
+            std::process::ExitCode::SUCCESS
+        });
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        match crate::intake::check(&cfg.imap).await {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                println!("IMAP FAILED: {e}");
+                failed = true;
+            }
+        }
+        match crate::outbox::connect(&cfg.smtp).await {
+            Ok(mut c) => {
+                let _ = c.quit().await;
+                println!(
+                    "SMTP ok: connected to {}:{}{}",
+                    cfg.smtp.host,
+                    cfg.smtp.port,
+                    if cfg.smtp.username.is_some() {
+                        " and logged in"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Err(e) => {
+                println!("SMTP FAILED: {e}");
+                failed = true;
+            }
+        }
+    });
+    Ok(if failed {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+pub(super) fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    if !cfg.storage.path.exists() {
+        anyhow::bail!(
+            "storage.path {}: no state file yet (has `secintake run` started once?)",
+            cfg.storage.path.display()
+        );
+    }
+    Ok(Store::open(&cfg.storage.path)?)
+}
+
+pub(super) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// `cli:<login name>`, the actor recorded for operator actions.
+pub fn local_user() -> String {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
+    format!("cli:{name}")
+}

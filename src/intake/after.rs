@@ -1,0 +1,107 @@
+//! `imap.after`: flagging or moving processed messages, after their
+//! commit, and repairing what a failure left undone.
+
+use super::imap::*;
+use super::*;
+use crate::config::After;
+use crate::store::{self};
+use async_imap::Session;
+use futures::StreamExt;
+
+impl Intake {
+    /// Applies `imap.after` to processed messages that still lack it
+    /// (unseen ones for "seen", any left in the folder for "move:").
+    pub(super) async fn reconcile_after(
+        &self,
+        session: &mut Session<Conn>,
+        uidvalidity: u32,
+        moves: Caps,
+    ) -> Result<(), IntakeError> {
+        let criteria = match &self.cfg.imap.after {
+            After::Keep => return Ok(()),
+            After::Seen => "UNSEEN ",
+            After::Move(_) => "",
+        };
+        let folder = self.cfg.imap.folder.clone();
+        let stored = self
+            .db
+            .call(move |s| store::folder_state(s.conn(), &folder))
+            .await?;
+        let Some(st) = stored.filter(|st| st.uidvalidity == uidvalidity && st.last_uid > 0) else {
+            return Ok(());
+        };
+        let query = format!("{criteria}UID 1:{}", st.last_uid);
+        let found = timed(self.cfg.imap.io_timeout, "UID SEARCH", async {
+            session
+                .uid_search(&query)
+                .await
+                .map_err(cmd_err("UID SEARCH"))
+        })
+        .await?;
+        drain(session);
+        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u <= st.last_uid).collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        uids.sort_unstable();
+        tracing::info!(
+            count = uids.len(),
+            "applying imap.after to mail recorded before a reconnect"
+        );
+        for chunk in uids.chunks(1000) {
+            self.apply_after(session, chunk, moves).await?;
+        }
+        Ok(())
+    }
+
+    /// Flags or moves processed messages, as `imap.after` says. Runs after
+    /// the commit; repeating it is harmless.
+    pub(super) async fn apply_after(
+        &self,
+        session: &mut Session<Conn>,
+        uids: &[u32],
+        moves: Caps,
+    ) -> Result<(), IntakeError> {
+        let io = self.cfg.imap.io_timeout;
+        let set = uid_set(uids);
+        match &self.cfg.imap.after {
+            After::Keep => {}
+            After::Seen => {
+                add_flag(session, io, &set, "\\Seen").await?;
+            }
+            After::Move(target) => {
+                if moves.can_move {
+                    timed(io, "UID MOVE", async {
+                        session
+                            .uid_mv(&set, target)
+                            .await
+                            .map_err(cmd_err("UID MOVE"))
+                    })
+                    .await?;
+                } else {
+                    timed(io, "UID COPY", async {
+                        session
+                            .uid_copy(&set, target)
+                            .await
+                            .map_err(cmd_err("UID COPY"))
+                    })
+                    .await?;
+                    add_flag(session, io, &set, "\\Deleted").await?;
+                    if moves.can_uidplus {
+                        timed(io, "UID EXPUNGE", async {
+                            let s = session
+                                .uid_expunge(&set)
+                                .await
+                                .map_err(cmd_err("UID EXPUNGE"))?;
+                            s.collect::<Vec<_>>().await;
+                            Ok(())
+                        })
+                        .await?;
+                    }
+                }
+            }
+        }
+        drain(session);
+        Ok(())
+    }
+}

@@ -1,0 +1,347 @@
+//! The IMAP client plumbing: connecting (TLS, STARTTLS), logging in,
+//! capabilities, selecting the folder, flags, and errors that never echo
+//! server data.
+
+use crate::config::{Imap, TlsMode};
+use crate::store::StoreError;
+use crate::tls;
+use async_imap::{Client, Session};
+use futures::StreamExt;
+use rand::Rng;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// Any byte stream the IMAP client can run over (plain TCP or TLS).
+pub trait ImapStream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> ImapStream for T {}
+pub(super) type Conn = Box<dyn ImapStream>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("cannot connect to IMAP server {host}:{port}: {reason}")]
+    Connect {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("TLS with IMAP server {host}:{port} failed: {reason}")]
+    Tls {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("IMAP login as {user:?} failed: {reason}")]
+    Login { user: String, reason: String },
+    #[error("IMAP folder {folder:?}: {reason}")]
+    Folder { folder: String, reason: String },
+    #[error("IMAP {op} failed: {reason}")]
+    Command { op: &'static str, reason: String },
+    #[error("IMAP server did not answer {op} within {secs} s")]
+    Timeout { op: &'static str, secs: u64 },
+    #[error(transparent)]
+    TlsConfig(#[from] tls::TlsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Case(#[from] crate::context::CaseError),
+}
+
+/// Describes an async-imap error without echoing server data: a parse
+/// error may carry bytes of a message, which must not reach a log.
+pub(super) fn describe(e: &async_imap::error::Error) -> String {
+    use async_imap::error::Error as E;
+    match e {
+        E::Io(io) => io.to_string(),
+        E::Bad(s) | E::No(s) => server_text(s),
+        E::ConnectionLost => "connection lost".into(),
+        E::Parse(_) => "unparseable server response".into(),
+        E::Validate(_) => "invalid command argument".into(),
+        E::Append => "append failed".into(),
+        _ => "IMAP error".into(),
+    }
+}
+
+/// The human part of a NO/BAD answer: async-imap hands over a debug dump
+/// like `code: None, info: Some("[AUTHENTICATIONFAILED] …")`.
+pub(super) fn server_text(s: &str) -> String {
+    let text = s
+        .split_once("info: Some(\"")
+        .and_then(|(_, rest)| rest.rsplit_once("\")"))
+        .map(|(info, _)| info)
+        .unwrap_or(s);
+    text.chars().take(200).collect()
+}
+
+/// A greeting read error for logs: the kind only, since a parse failure
+/// may carry the server's bytes.
+pub(super) fn greeting_error(e: &std::io::Error) -> String {
+    format!("reading the greeting failed: {}", e.kind())
+}
+
+pub(super) fn cmd_err(op: &'static str) -> impl FnOnce(async_imap::error::Error) -> IntakeError {
+    move |e| IntakeError::Command {
+        op,
+        reason: describe(&e),
+    }
+}
+
+/// Runs `fut` with the command timeout.
+pub(super) async fn timed<T>(
+    limit: Duration,
+    op: &'static str,
+    fut: impl std::future::Future<Output = Result<T, IntakeError>>,
+) -> Result<T, IntakeError> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| IntakeError::Timeout {
+            op,
+            secs: limit.as_secs(),
+        })?
+}
+
+/// Connects, upgrades to TLS as configured, and logs in.
+pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
+    let (host, port) = (cfg.host.as_str(), cfg.port);
+    let connect_err = |reason: String| IntakeError::Connect {
+        host: host.to_owned(),
+        port,
+        reason,
+    };
+    let tls_err = |reason: String| IntakeError::Tls {
+        host: host.to_owned(),
+        port,
+        reason,
+    };
+    let io = cfg.io_timeout;
+    let tcp = tokio::time::timeout(io, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| connect_err(format!("no answer within {} s", io.as_secs())))?
+        .map_err(|e| connect_err(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let tls_connector = || -> Result<_, IntakeError> {
+        let config = tls::client_config(cfg.ca_file.as_deref(), "imap.ca_file")?;
+        Ok(tokio_rustls::TlsConnector::from(config))
+    };
+    let name = || tls::server_name(host, "imap.host");
+    let mut client: Client<Conn> = match cfg.tls {
+        TlsMode::None => Client::new(Box::new(tcp)),
+        TlsMode::Implicit => {
+            let tls = timed(io, "TLS handshake", async {
+                tls_connector()?
+                    .connect(name()?, tcp)
+                    .await
+                    .map_err(|e| tls_err(e.to_string()))
+            })
+            .await?;
+            Client::new(Box::new(tls))
+        }
+        TlsMode::Starttls => {
+            let mut plain = Client::new(tcp);
+            timed(io, "greeting", async {
+                plain
+                    .read_response()
+                    .await
+                    .map_err(|e| connect_err(greeting_error(&e)))?
+                    .ok_or_else(|| connect_err("closed before greeting".into()))
+            })
+            .await?;
+            timed(io, "STARTTLS", async {
+                plain
+                    .run_command_and_check_ok("STARTTLS", None)
+                    .await
+                    .map_err(|e| tls_err(format!("STARTTLS refused: {}", describe(&e))))
+            })
+            .await?;
+            let tcp = plain.into_inner();
+            let tls = timed(io, "TLS handshake", async {
+                tls_connector()?
+                    .connect(name()?, tcp)
+                    .await
+                    .map_err(|e| tls_err(e.to_string()))
+            })
+            .await?;
+            // No second greeting after STARTTLS.
+            let client = Client::new(Box::new(tls) as Conn);
+            return login(client, cfg).await;
+        }
+    };
+    timed(io, "greeting", async {
+        client
+            .read_response()
+            .await
+            .map_err(|e| connect_err(greeting_error(&e)))?
+            .ok_or_else(|| connect_err("closed before greeting".into()))
+    })
+    .await?;
+    login(client, cfg).await
+}
+
+pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
+    timed(cfg.io_timeout, "LOGIN", async {
+        client
+            .login(&cfg.username, &cfg.password)
+            .await
+            .map_err(|(e, _)| IntakeError::Login {
+                user: cfg.username.clone(),
+                reason: describe(&e),
+            })
+    })
+    .await
+}
+
+/// Drops unsolicited responses we don't use, so the channel (bounded at
+/// 100 in async-imap) never fills and silently drops.
+pub(super) fn drain(session: &mut Session<Conn>) {
+    while session.unsolicited_responses.try_recv().is_ok() {}
+}
+
+/// `1,2,3,7` → `1:3,7`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `UID STORE set +FLAGS.SILENT (flag)`, reading the (empty) answer.
+pub(super) async fn add_flag(
+    session: &mut Session<Conn>,
+    io: Duration,
+    set: &str,
+    flag: &str,
+) -> Result<(), IntakeError> {
+    let query = format!("+FLAGS.SILENT ({flag})");
+    timed(io, "UID STORE", async {
+        let s = session
+            .uid_store(set, &query)
+            .await
+            .map_err(cmd_err("UID STORE"))?;
+        s.collect::<Vec<_>>().await;
+        Ok(())
+    })
+    .await
+}
+
+/// The server capabilities intake uses.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Caps {
+    pub(super) idle: bool,
+    pub(super) can_move: bool,
+    pub(super) can_uidplus: bool,
+}
+
+pub(super) async fn capabilities(
+    session: &mut Session<Conn>,
+    io: Duration,
+) -> Result<Caps, IntakeError> {
+    let caps = timed(io, "CAPABILITY", async {
+        session.capabilities().await.map_err(cmd_err("CAPABILITY"))
+    })
+    .await?;
+    Ok(Caps {
+        idle: caps.has_str("IDLE"),
+        can_move: caps.has_str("MOVE"),
+        can_uidplus: caps.has_str("UIDPLUS"),
+    })
+}
+
+/// SELECTs (or, read-only, EXAMINEs) the configured folder.
+pub(super) async fn open_folder(
+    session: &mut Session<Conn>,
+    cfg: &Imap,
+    read_only: bool,
+) -> Result<async_imap::types::Mailbox, IntakeError> {
+    let folder_err = |e: async_imap::error::Error| IntakeError::Folder {
+        folder: cfg.folder.clone(),
+        reason: describe(&e),
+    };
+    let mailbox = timed(cfg.io_timeout, "SELECT", async {
+        if read_only {
+            session.examine(&cfg.folder).await.map_err(folder_err)
+        } else {
+            session.select(&cfg.folder).await.map_err(folder_err)
+        }
+    })
+    .await?;
+    drain(session);
+    Ok(mailbox)
+}
+
+/// 1 s, 2 s, 4 s … capped at 60 s, with up to 25% jitter.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    let base =
+        Duration::from_secs(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60));
+    base.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.25))
+}
+
+/// Connects, logs in, selects the folder and logs out; for `check-config`.
+pub async fn check(cfg: &Imap) -> Result<String, IntakeError> {
+    let mut session = connect(cfg).await?;
+    let io = cfg.io_timeout;
+    let idle = capabilities(&mut session, io).await?.idle;
+    let mailbox = open_folder(&mut session, cfg, true).await?;
+    let _ = timed(io, "LOGOUT", async {
+        session.logout().await.map_err(cmd_err("LOGOUT"))
+    })
+    .await;
+    Ok(format!(
+        "IMAP ok: logged in to {}:{} as {}, folder {:?} holds {} message(s), IDLE {}",
+        cfg.host,
+        cfg.port,
+        cfg.username,
+        cfg.folder,
+        mailbox.exists,
+        if idle {
+            "supported"
+        } else {
+            "not supported (polling)"
+        }
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_answers_read_like_text() {
+        assert_eq!(
+            server_text(
+                "code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed.\")"
+            ),
+            "[AUTHENTICATIONFAILED] Authentication failed."
+        );
+        assert_eq!(server_text("plain"), "plain");
+    }
+
+    #[test]
+    fn uid_sets_compress_runs() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn reconnect_delay_is_capped() {
+        assert!(reconnect_delay(1) < Duration::from_millis(1300));
+        assert!(reconnect_delay(50) <= Duration::from_secs(75));
+        assert!(reconnect_delay(50) >= Duration::from_secs(60));
+    }
+}
