@@ -109,7 +109,6 @@ pub fn parse(body: &str) -> Parsed {
 }
 
 fn parse_line(line: &str) -> Result<Command, String> {
-    let bad = |error: String| error;
     let (name, arg) = match line.split_once(char::is_whitespace) {
         Some((n, a)) => (n, a.trim()),
         None => (line, ""),
@@ -117,7 +116,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
     let name = name.to_ascii_lowercase();
     let need = |what: &str| -> Result<String, String> {
         if arg.is_empty() {
-            Err(bad(format!("{name} needs an argument: {name} {what}")))
+            Err(format!("{name} needs an argument: {name} {what}"))
         } else {
             Ok(arg.chars().filter(|c| !c.is_control()).take(500).collect())
         }
@@ -126,7 +125,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
         if arg.is_empty() {
             Ok(cmd)
         } else {
-            Err(bad(format!("{name} takes no argument")))
+            Err(format!("{name} takes no argument"))
         }
     };
     match name.as_str() {
@@ -136,38 +135,9 @@ fn parse_line(line: &str) -> Result<Command, String> {
             let s = need("<state>")?;
             State::parse(&s.to_ascii_lowercase())
                 .map(Command::State)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "unknown state {s:?}; states are {}",
-                        names(&State::ALL)
-                    ))
-                })
+                .ok_or_else(|| format!("unknown state {s:?}; states are {}", names(&State::ALL)))
         }
-        "/severity" => {
-            // A CVSS vector may follow the word: OSV records carry vectors
-            // only (`cases export --osv`), the advisory shows both.
-            let s = need("critical|high|medium|low [CVSS vector]")?;
-            let (word, vector) = match s.split_once(char::is_whitespace) {
-                Some((w, v)) => (w.to_ascii_lowercase(), Some(v.trim())),
-                None => (s.to_ascii_lowercase(), None),
-            };
-            if !["critical", "high", "medium", "low"].contains(&word.as_str()) {
-                return Err(bad(format!(
-                    "unknown severity {word:?}; use critical, high, medium or low, \
-                     optionally followed by a CVSS v3.x or v4.0 vector"
-                )));
-            }
-            match vector {
-                None => Ok(Command::Severity(word)),
-                Some(v) if crate::osv::cvss_type(v).is_some() => {
-                    Ok(Command::Severity(format!("{word} {v}")))
-                }
-                Some(v) => Err(bad(format!(
-                    "{v:?} is not a CVSS v3.x or v4.0 vector with every base metric, like \
-                     CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
-                ))),
-            }
-        }
+        "/severity" => severity(&need("critical|high|medium|low [CVSS vector]")?),
         "/affected" => need("<versions or range>").map(Command::Affected),
         "/fixed-in" => need("<versions>").map(Command::FixedIn),
         "/cve" => {
@@ -175,21 +145,11 @@ fn parse_line(line: &str) -> Result<Command, String> {
             if valid_cve(&id) {
                 Ok(Command::Cve(id))
             } else {
-                Err(bad(format!("{id:?} is not a CVE id like CVE-2026-12345")))
+                Err(format!("{id:?} is not a CVE id like CVE-2026-12345"))
             }
         }
         "/audit" => need("<note on similar code checked>").map(Command::Audit),
-        "/duplicate" | "/merge" => {
-            let id = need("<case id>")?.to_ascii_uppercase();
-            let id = id.trim_matches(|c| c == '[' || c == ']').to_owned();
-            if crate::model::subject_tags(&format!("[{id}]")).is_empty() {
-                Err(bad(format!("{id:?} is not a case id like SEC-2026-0007")))
-            } else if name == "/merge" {
-                Ok(Command::Merge(id))
-            } else {
-                Ok(Command::Duplicate(id))
-            }
-        }
+        "/duplicate" | "/merge" => case_ref(&name, &need("<case id>")?),
         "/reject" => need("<reason>").map(Command::Reject),
         "/responded" => none(Command::Responded),
         "/close" => none(Command::Close),
@@ -199,57 +159,86 @@ fn parse_line(line: &str) -> Result<Command, String> {
         "/quiet" => match arg.to_ascii_lowercase().as_str() {
             "" | "on" => Ok(Command::Quiet(true)),
             "off" => Ok(Command::Quiet(false)),
-            _ => Err(bad(format!("{name} takes \"off\" or nothing"))),
+            _ => Err(format!("{name} takes \"off\" or nothing")),
         },
-        "/announce" => match arg.to_ascii_lowercase().as_str() {
-            "" => Ok(Command::Announce {
-                dry_run: false,
-                now: false,
-            }),
-            "dry-run" => Ok(Command::Announce {
-                dry_run: true,
-                now: false,
-            }),
-            "now" => Ok(Command::Announce {
-                dry_run: false,
-                now: true,
-            }),
-            other => Err(bad(format!(
-                "/announce takes no argument, \"dry-run\" or \"now\", not {other:?}"
-            ))),
-        },
-        "/deadline" => {
-            let a = need("fix <date>")?;
-            let (kind, date) = a.split_once(char::is_whitespace).unwrap_or((&a, ""));
-            if kind != "fix" {
-                return Err(bad(format!(
-                    "/deadline sets the fix date: /deadline fix <date>, not {kind:?}"
-                )));
-            }
-            let due = crate::clock::parse_date(date).ok_or_else(|| {
-                bad(format!(
-                    "{date:?} is not a date: use {}",
-                    crate::clock::DATE_FORMS
-                ))
-            })?;
-            Ok(Command::Deadline {
-                kind: "fix".into(),
-                due,
-            })
-        }
-        "/embargo" => {
-            let date = need("<date>")?;
-            crate::clock::parse_date(&date)
-                .map(Command::Embargo)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "{date:?} is not a date: use {}",
-                        crate::clock::DATE_FORMS
-                    ))
-                })
-        }
-        _ => Err(bad(format!("{UNKNOWN} {name}; known commands: {KNOWN}"))),
+        "/announce" => announce(arg),
+        "/deadline" => deadline(&need("fix <date>")?),
+        "/embargo" => date(&need("<date>")?).map(Command::Embargo),
+        _ => Err(format!("{UNKNOWN} {name}; known commands: {KNOWN}")),
     }
+}
+
+/// `/severity <word> [CVSS vector]`. A CVSS vector may follow the word:
+/// OSV records carry vectors only (`cases export --osv`), the advisory
+/// shows both.
+fn severity(s: &str) -> Result<Command, String> {
+    let (word, vector) = match s.split_once(char::is_whitespace) {
+        Some((w, v)) => (w.to_ascii_lowercase(), Some(v.trim())),
+        None => (s.to_ascii_lowercase(), None),
+    };
+    if !["critical", "high", "medium", "low"].contains(&word.as_str()) {
+        return Err(format!(
+            "unknown severity {word:?}; use critical, high, medium or low, \
+             optionally followed by a CVSS v3.x or v4.0 vector"
+        ));
+    }
+    match vector {
+        None => Ok(Command::Severity(word)),
+        Some(v) if crate::osv::cvss_type(v).is_some() => {
+            Ok(Command::Severity(format!("{word} {v}")))
+        }
+        Some(v) => Err(format!(
+            "{v:?} is not a CVSS v3.x or v4.0 vector with every base metric, like \
+             CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+        )),
+    }
+}
+
+/// `/duplicate <case id>` or `/merge <case id>` (brackets allowed).
+fn case_ref(name: &str, arg: &str) -> Result<Command, String> {
+    let id = arg.to_ascii_uppercase();
+    let id = id.trim_matches(|c| c == '[' || c == ']').to_owned();
+    if crate::model::subject_tags(&format!("[{id}]")).is_empty() {
+        Err(format!("{id:?} is not a case id like SEC-2026-0007"))
+    } else if name == "/merge" {
+        Ok(Command::Merge(id))
+    } else {
+        Ok(Command::Duplicate(id))
+    }
+}
+
+/// `/announce`, `/announce dry-run` or `/announce now`.
+fn announce(arg: &str) -> Result<Command, String> {
+    let (dry_run, now) = match arg.to_ascii_lowercase().as_str() {
+        "" => (false, false),
+        "dry-run" => (true, false),
+        "now" => (false, true),
+        other => {
+            return Err(format!(
+                "/announce takes no argument, \"dry-run\" or \"now\", not {other:?}"
+            ))
+        }
+    };
+    Ok(Command::Announce { dry_run, now })
+}
+
+/// `/deadline fix <date>`.
+fn deadline(a: &str) -> Result<Command, String> {
+    let (kind, when) = a.split_once(char::is_whitespace).unwrap_or((a, ""));
+    if kind != "fix" {
+        return Err(format!(
+            "/deadline sets the fix date: /deadline fix <date>, not {kind:?}"
+        ));
+    }
+    Ok(Command::Deadline {
+        kind: "fix".into(),
+        due: date(when)?,
+    })
+}
+
+fn date(s: &str) -> Result<DateTime<Utc>, String> {
+    crate::clock::parse_date(s)
+        .ok_or_else(|| format!("{s:?} is not a date: use {}", crate::clock::DATE_FORMS))
 }
 
 fn valid_cve(id: &str) -> bool {

@@ -1,8 +1,7 @@
-//! The daemon: three long-lived loops sharing one state file.
+//! The daemon: four long-lived loops sharing one state file.
 //!
 //! intake (IMAP) → SQLite → outbox (SMTP), plus the health monitor and the
-//! deadline scheduler. They
-//! coordinate through SQLite and `Notify` wake-ups, never through in-memory
+//! deadline scheduler. They coordinate through SQLite and `Notify` wake-ups, never through in-memory
 //! queues alone, so a crash loses nothing. One shutdown token is passed
 //! down; each loop finishes the message in hand and returns.
 
@@ -28,19 +27,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let templates = Arc::new(Templates::load(cfg.templates.dir.as_deref())?);
-    if let Some(parent) = cfg.storage.path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            anyhow::bail!(
-                "storage.path {}: folder {} does not exist",
-                cfg.storage.path.display(),
-                parent.display()
-            );
-        }
-    }
-    let path = cfg.storage.path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
-        .await
-        .context("opening the state file")??;
+    let store = open_state(&cfg).await?;
     let db = Db::new(store);
     let cfg = Arc::new(cfg);
     let outbox_wake = Arc::new(Notify::new());
@@ -127,6 +114,32 @@ pub async fn run(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down: finishing the message in hand");
+    drain(tasks).await;
+    tracing::info!("stopped");
+    result
+}
+
+/// Opens (creating and migrating) the state file `storage.path` names.
+async fn open_state(cfg: &Config) -> anyhow::Result<Store> {
+    if let Some(parent) = cfg.storage.path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            anyhow::bail!(
+                "storage.path {}: folder {} does not exist",
+                cfg.storage.path.display(),
+                parent.display()
+            );
+        }
+    }
+    let path = cfg.storage.path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .context("opening the state file")??;
+    Ok(store)
+}
+
+/// Lets the loops finish the message in hand, for at most
+/// [`SHUTDOWN_GRACE`]; then they are dropped (aborted).
+async fn drain(mut tasks: tokio::task::JoinSet<anyhow::Result<()>>) {
     let drain = async {
         while let Some(r) = tasks.join_next().await {
             if let Ok(Err(e)) = r {
@@ -140,6 +153,4 @@ pub async fn run(
             SHUTDOWN_GRACE.as_secs()
         );
     }
-    tracing::info!("stopped");
-    result
 }
