@@ -381,21 +381,7 @@ pub async fn run(
     backlog: Arc<crate::gate::BacklogGate>,
     shutdown: CancellationToken,
 ) -> Result<(), OutboxError> {
-    // Fail fast on a broken ca_file instead of retrying forever.
-    match smtp.tls {
-        TlsMode::Starttls => {
-            tls_parameters(&smtp)?;
-        }
-        TlsMode::Implicit => {
-            crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(|e| {
-                OutboxError::CaFile {
-                    path: smtp.ca_file.clone().unwrap_or_default(),
-                    reason: e.to_string(),
-                }
-            })?;
-        }
-        TlsMode::None => {}
-    }
+    check_tls(&smtp)?;
     let mut client = Client {
         cfg: smtp.clone(),
         conn: None,
@@ -421,20 +407,8 @@ pub async fn run(
             }
             let result = client.send(item).await;
             let now = clock.now();
-            match &result {
-                Attempt::Accepted => {
-                    tracing::info!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
-                        purpose = %item.purpose, "mail accepted by SMTP server");
-                }
-                Attempt::Transient(e) => {
-                    tracing::debug!(outbox = item.id, error = %crate::health::loggable(e), "delivery deferred");
-                    failing = true;
-                }
-                Attempt::Permanent(e) => {
-                    tracing::warn!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
-                        error = %crate::health::loggable(e), "delivery failed permanently");
-                }
-            }
+            log_attempt(item, &result);
+            failing |= matches!(result, Attempt::Transient(_));
             done.push((item.clone(), result, now));
             if done.len() >= RECORD_EVERY || failing {
                 flush(&db, &health, &mut done).await?;
@@ -474,6 +448,42 @@ pub async fn run(
                 client.close().await;
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Fails fast on a broken `smtp.ca_file` instead of retrying forever.
+fn check_tls(smtp: &Smtp) -> Result<(), OutboxError> {
+    match smtp.tls {
+        TlsMode::Starttls => {
+            tls_parameters(smtp)?;
+        }
+        TlsMode::Implicit => {
+            crate::tls::client_config(smtp.ca_file.as_deref(), "smtp.ca_file").map_err(|e| {
+                OutboxError::CaFile {
+                    path: smtp.ca_file.clone().unwrap_or_default(),
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        TlsMode::None => {}
+    }
+    Ok(())
+}
+
+/// One log line per attempt: the server's reply text is left out.
+fn log_attempt(item: &OutboxItem, result: &Attempt) {
+    match result {
+        Attempt::Accepted => {
+            tracing::info!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
+                purpose = %item.purpose, "mail accepted by SMTP server");
+        }
+        Attempt::Transient(e) => {
+            tracing::debug!(outbox = item.id, error = %crate::health::loggable(e), "delivery deferred");
+        }
+        Attempt::Permanent(e) => {
+            tracing::warn!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
+                error = %crate::health::loggable(e), "delivery failed permanently");
         }
     }
 }
