@@ -6,7 +6,7 @@ use super::*;
 use crate::config::After;
 use crate::store::{self};
 use async_imap::Session;
-use futures::StreamExt;
+use futures::TryStreamExt;
 
 impl Intake {
     /// Applies `imap.after` to processed messages that still lack it
@@ -31,12 +31,12 @@ impl Intake {
             return Ok(());
         };
         let query = format!("{criteria}UID 1:{}", st.last_uid);
-        let found = timed(self.cfg.imap.io_timeout, "UID SEARCH", async {
+        let found = async {
             session
                 .uid_search(&query)
                 .await
                 .map_err(cmd_err("UID SEARCH"))
-        })
+        }
         .await?;
         drain(session);
         let mut uids: Vec<u32> = found.into_iter().filter(|u| *u <= st.last_uid).collect();
@@ -62,41 +62,41 @@ impl Intake {
         uids: &[u32],
         moves: Caps,
     ) -> Result<(), IntakeError> {
-        let io = self.cfg.imap.io_timeout;
         let set = uid_set(uids);
         match &self.cfg.imap.after {
             After::Keep => {}
             After::Seen => {
-                add_flag(session, io, &set, "\\Seen").await?;
+                add_flag(session, &set, "\\Seen").await?;
             }
             After::Move(target) => {
                 if moves.can_move {
-                    timed(io, "UID MOVE", async {
+                    async {
                         session
                             .uid_mv(&set, target)
                             .await
                             .map_err(cmd_err("UID MOVE"))
-                    })
+                    }
                     .await?;
                 } else {
-                    timed(io, "UID COPY", async {
+                    async {
                         session
                             .uid_copy(&set, target)
                             .await
                             .map_err(cmd_err("UID COPY"))
-                    })
+                    }
                     .await?;
-                    add_flag(session, io, &set, "\\Deleted").await?;
+                    add_flag(session, &set, "\\Deleted").await?;
                     if moves.can_uidplus {
-                        timed(io, "UID EXPUNGE", async {
-                            let s = session
-                                .uid_expunge(&set)
-                                .await
-                                .map_err(cmd_err("UID EXPUNGE"))?;
-                            s.collect::<Vec<_>>().await;
-                            Ok(())
-                        })
-                        .await?;
+                        let expunged = session
+                            .uid_expunge(&set)
+                            .await
+                            .map_err(cmd_err("UID EXPUNGE"))?;
+                        // Read every answer: a failure mid-stream is an
+                        // error, not a silently shorter list.
+                        expunged
+                            .try_collect::<Vec<_>>()
+                            .await
+                            .map_err(cmd_err("UID EXPUNGE"))?;
                     }
                 }
             }

@@ -29,21 +29,19 @@ impl Intake {
         uids: &[u32],
     ) -> Result<std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>, IntakeError>
     {
-        let io = self.cfg.imap.io_timeout;
         let mut out = std::collections::HashMap::new();
         // At most 1,000 UIDs per command: a set of scattered UIDs must stay
         // well under servers' command-line limits (Dovecot: 64 KiB).
         for chunk in uids.chunks(1000) {
             let set = uid_set(chunk);
-            let mut stream = timed(io, "UID FETCH", async {
+            let mut stream = async {
                 session
                     .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
                     .await
                     .map_err(cmd_err("UID FETCH"))
-            })
+            }
             .await?;
-            while let Some(item) = timed(io, "UID FETCH", async { Ok(stream.next().await) }).await?
-            {
+            while let Some(item) = stream.next().await {
                 let f = item.map_err(cmd_err("UID FETCH"))?;
                 if let Some(uid) = f.uid {
                     out.insert(
@@ -66,7 +64,6 @@ impl Intake {
         uids: &[u32],
         sizes: &std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>,
     ) -> Result<Vec<Fetched>, IntakeError> {
-        let io = self.cfg.imap.io_timeout;
         let max = self.cfg.limits.max_message_size;
         let (big, normal): (Vec<u32>, Vec<u32>) = uids
             .iter()
@@ -82,16 +79,14 @@ impl Intake {
             }
             let set_s = uid_set(&set);
             {
-                let mut stream = timed(io, "UID FETCH", async {
+                let mut stream = async {
                     session
                         .uid_fetch(&set_s, query)
                         .await
                         .map_err(cmd_err("UID FETCH"))
-                })
+                }
                 .await?;
-                while let Some(item) =
-                    timed(io, "UID FETCH", async { Ok(stream.next().await) }).await?
-                {
+                while let Some(item) = stream.next().await {
                     let f = item.map_err(cmd_err("UID FETCH"))?;
                     let Some(uid) = f.uid else { continue };
                     if !set.contains(&uid) {

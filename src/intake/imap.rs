@@ -6,16 +6,38 @@ use crate::config::{Imap, TlsMode};
 use crate::store::StoreError;
 use crate::tls;
 use async_imap::{Client, Session};
-use futures::StreamExt;
+use futures::TryStreamExt;
 use rand::Rng;
+use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_io_timeout::TimeoutStream;
 
 /// Any byte stream the IMAP client can run over (plain TCP or TLS).
 pub trait ImapStream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> ImapStream for T {}
-pub(super) type Conn = Box<dyn ImapStream>;
+/// The IMAP connection: the TLS (or plain) stream wrapped once with the
+/// read and write timeout `imap.io_timeout`. async-imap has no timeouts of
+/// its own, and a half-open TCP connection would hang a command forever;
+/// IDLE switches the read timeout off while it waits ([`idle_reads`]).
+pub(super) type Conn = Pin<Box<TimeoutStream<Box<dyn ImapStream>>>>;
+
+/// Wraps an established stream with the `imap.io_timeout` timeouts.
+fn timed_stream(s: Box<dyn ImapStream>, io: Duration) -> Conn {
+    let mut t = TimeoutStream::new(s);
+    t.set_read_timeout(Some(io));
+    t.set_write_timeout(Some(io));
+    Box::pin(t)
+}
+
+/// Switches the session's read timeout off (`None`, while IDLE waits for
+/// the server for minutes) or back on.
+pub(super) fn idle_reads(session: &mut Session<Conn>, timeout: Option<Duration>) {
+    AsMut::<Conn>::as_mut(session)
+        .as_mut()
+        .set_read_timeout_pinned(timeout);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
@@ -125,7 +147,7 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
     };
     let name = || tls::server_name(host, "imap.host");
     let mut client: Client<Conn> = match cfg.tls {
-        TlsMode::None => Client::new(Box::new(tcp)),
+        TlsMode::None => Client::new(timed_stream(Box::new(tcp), io)),
         TlsMode::Implicit => {
             let tls = timed(io, "TLS handshake", async {
                 tls_connector()?
@@ -134,7 +156,7 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
                     .map_err(|e| tls_err(e.to_string()))
             })
             .await?;
-            Client::new(Box::new(tls))
+            Client::new(timed_stream(Box::new(tls), io))
         }
         TlsMode::Starttls => {
             let mut plain = Client::new(tcp);
@@ -162,23 +184,23 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
             })
             .await?;
             // No second greeting after STARTTLS.
-            let client = Client::new(Box::new(tls) as Conn);
+            let client = Client::new(timed_stream(Box::new(tls), io));
             return login(client, cfg).await;
         }
     };
-    timed(io, "greeting", async {
+    async {
         client
             .read_response()
             .await
             .map_err(|e| connect_err(greeting_error(&e)))?
             .ok_or_else(|| connect_err("closed before greeting".into()))
-    })
+    }
     .await?;
     login(client, cfg).await
 }
 
 pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
-    timed(cfg.io_timeout, "LOGIN", async {
+    async {
         client
             .login(&cfg.username, &cfg.password)
             .await
@@ -186,7 +208,7 @@ pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Co
                 user: cfg.username.clone(),
                 reason: describe(&e),
             })
-    })
+    }
     .await
 }
 
@@ -223,20 +245,21 @@ pub fn uid_set(uids: &[u32]) -> String {
 /// `UID STORE set +FLAGS.SILENT (flag)`, reading the (empty) answer.
 pub(super) async fn add_flag(
     session: &mut Session<Conn>,
-    io: Duration,
     set: &str,
     flag: &str,
 ) -> Result<(), IntakeError> {
     let query = format!("+FLAGS.SILENT ({flag})");
-    timed(io, "UID STORE", async {
-        let s = session
-            .uid_store(set, &query)
-            .await
-            .map_err(cmd_err("UID STORE"))?;
-        s.collect::<Vec<_>>().await;
-        Ok(())
-    })
-    .await
+    let answers = session
+        .uid_store(set, &query)
+        .await
+        .map_err(cmd_err("UID STORE"))?;
+    // Read every answer: a failure mid-stream is an error, not a silently
+    // shorter list.
+    answers
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(cmd_err("UID STORE"))?;
+    Ok(())
 }
 
 /// The server capabilities intake uses.
@@ -247,14 +270,8 @@ pub(super) struct Caps {
     pub(super) can_uidplus: bool,
 }
 
-pub(super) async fn capabilities(
-    session: &mut Session<Conn>,
-    io: Duration,
-) -> Result<Caps, IntakeError> {
-    let caps = timed(io, "CAPABILITY", async {
-        session.capabilities().await.map_err(cmd_err("CAPABILITY"))
-    })
-    .await?;
+pub(super) async fn capabilities(session: &mut Session<Conn>) -> Result<Caps, IntakeError> {
+    let caps = async { session.capabilities().await.map_err(cmd_err("CAPABILITY")) }.await?;
     Ok(Caps {
         idle: caps.has_str("IDLE"),
         can_move: caps.has_str("MOVE"),
@@ -272,13 +289,13 @@ pub(super) async fn open_folder(
         folder: cfg.folder.clone(),
         reason: describe(&e),
     };
-    let mailbox = timed(cfg.io_timeout, "SELECT", async {
+    let mailbox = async {
         if read_only {
             session.examine(&cfg.folder).await.map_err(folder_err)
         } else {
             session.select(&cfg.folder).await.map_err(folder_err)
         }
-    })
+    }
     .await?;
     drain(session);
     Ok(mailbox)
@@ -294,13 +311,9 @@ pub fn reconnect_delay(failures: u32) -> Duration {
 /// Connects, logs in, selects the folder and logs out; for `check-config`.
 pub async fn check(cfg: &Imap) -> Result<String, IntakeError> {
     let mut session = connect(cfg).await?;
-    let io = cfg.io_timeout;
-    let idle = capabilities(&mut session, io).await?.idle;
+    let idle = capabilities(&mut session).await?.idle;
     let mailbox = open_folder(&mut session, cfg, true).await?;
-    let _ = timed(io, "LOGOUT", async {
-        session.logout().await.map_err(cmd_err("LOGOUT"))
-    })
-    .await;
+    let _ = async { session.logout().await.map_err(cmd_err("LOGOUT")) }.await;
     Ok(format!(
         "IMAP ok: logged in to {}:{} as {}, folder {:?} holds {} message(s), IDLE {}",
         cfg.host,

@@ -12,10 +12,11 @@
 //! - IDLE (RFC 2177) is re-issued every `min(idle_timeout, poll_interval)`
 //!   and always followed by a fetch, since IDLE is only a hint; without IDLE
 //!   we poll;
-//! - every command has a timeout (async-imap has none: a half-open TCP
-//!   connection would hang forever); any error drops the connection and we
-//!   reconnect with capped, jittered exponential backoff, logging the state
-//!   change once.
+//! - the socket has read and write timeouts (`imap.io_timeout`, set once
+//!   in `imap::Conn`; async-imap has none and a half-open TCP connection
+//!   would hang forever), off only while IDLE waits; any error drops the
+//!   connection and we reconnect with capped, jittered exponential backoff,
+//!   logging the state change once.
 
 mod after;
 mod fetch;
@@ -23,7 +24,7 @@ mod imap;
 mod record;
 
 use fetch::{size_groups, FIRST_GROUP, SIZE_WINDOW};
-use imap::{capabilities, cmd_err, drain, open_folder, timed, Caps, Conn};
+use imap::{capabilities, cmd_err, drain, idle_reads, open_folder, timed, Caps, Conn};
 pub use imap::{check, connect, reconnect_delay, uid_set, ImapStream, IntakeError};
 
 use crate::clock::Clock;
@@ -109,16 +110,12 @@ impl Intake {
         failures: &mut u32,
     ) -> Result<(), IntakeError> {
         let cfg = &self.cfg.imap;
-        let io = cfg.io_timeout;
         let mut session = connect(cfg).await?;
-        let caps = capabilities(&mut session, io).await?;
+        let caps = capabilities(&mut session).await?;
         let can_idle = cfg.idle && caps.idle;
         if let After::Move(target) = &cfg.after {
             // Best effort: the folder may already exist.
-            let _ = timed(io, "CREATE", async {
-                session.create(target).await.map_err(cmd_err("CREATE"))
-            })
-            .await;
+            let _ = async { session.create(target).await.map_err(cmd_err("CREATE")) }.await;
         }
         let mailbox = open_folder(&mut session, cfg, false).await?;
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| IntakeError::Folder {
@@ -139,10 +136,7 @@ impl Intake {
             *failures = 0;
             self.health.ok(Component::Imap, self.clock.now()).await;
             if shutdown.is_cancelled() {
-                let _ = timed(io, "LOGOUT", async {
-                    session.logout().await.map_err(cmd_err("LOGOUT"))
-                })
-                .await;
+                let _ = async { session.logout().await.map_err(cmd_err("LOGOUT")) }.await;
                 return Ok(());
             }
             let cycle = cfg.idle_timeout.min(cfg.poll_interval);
@@ -160,11 +154,12 @@ impl Intake {
     /// IDLEs until the server reports something, `cycle` passes, or shutdown.
     async fn idle(
         &self,
-        session: Session<Conn>,
+        mut session: Session<Conn>,
         cycle: Duration,
         shutdown: &CancellationToken,
     ) -> Result<Session<Conn>, IntakeError> {
         let io = self.cfg.imap.io_timeout;
+        idle_reads(&mut session, None);
         let mut handle = session.idle();
         timed(io, "IDLE", async {
             handle.init().await.map_err(cmd_err("IDLE"))
@@ -173,16 +168,15 @@ impl Intake {
         {
             let (fut, stop) = handle.wait_with_timeout(cycle);
             tokio::pin!(fut);
+            // `wait_with_timeout` ends the IDLE after `cycle` itself;
+            // shutdown ends it early by dropping `stop`.
             let mut stop = Some(stop);
-            let deadline = tokio::time::sleep(cycle);
-            tokio::pin!(deadline);
             loop {
                 tokio::select! {
                     r = &mut fut => {
                         r.map_err(cmd_err("IDLE"))?;
                         break;
                     }
-                    _ = &mut deadline, if stop.is_some() => { stop = None; }
                     _ = shutdown.cancelled(), if stop.is_some() => { stop = None; }
                 }
             }
@@ -192,6 +186,7 @@ impl Intake {
             handle.done().await.map_err(cmd_err("DONE"))
         })
         .await?;
+        idle_reads(&mut session, Some(io));
         drain(&mut session);
         Ok(session)
     }
@@ -204,18 +199,17 @@ impl Intake {
         moves: Caps,
         shutdown: &CancellationToken,
     ) -> Result<(), IntakeError> {
-        let io = self.cfg.imap.io_timeout;
         let mut last_uid = self.start_uid(uidvalidity).await?;
         loop {
             // Explicit window: `UID n:*` always matches the newest message
             // even when its UID is below n (RFC 3501 6.4.8), so filter.
             let query = format!("UID {}:*", last_uid.saturating_add(1));
-            let found = timed(io, "UID SEARCH", async {
+            let found = async {
                 session
                     .uid_search(&query)
                     .await
                     .map_err(cmd_err("UID SEARCH"))
-            })
+            }
             .await?;
             drain(session);
             let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > last_uid).collect();
