@@ -372,7 +372,7 @@ fn is_usable_addr_spec(email: &str) -> bool {
         && email.chars().all(|c| {
             !c.is_whitespace()
                 && !c.is_control()
-                && !crate::compose::invisible(c)
+                && !crate::mail::compose::invisible(c)
                 && !"<>()[],;:\\\"".contains(c)
         })
 }
