@@ -37,7 +37,6 @@ pub mod health;
 pub mod intake;
 pub mod mail;
 pub mod memory;
-pub mod message;
 pub mod model;
 pub mod osv;
 pub mod outbox;
@@ -51,4 +50,4 @@ pub mod workflow;
 
 // The mail layer's modules under their old paths, which the rest of the
 // crate and the tests use.
-pub use mail::{auth, classify, compose};
+pub use mail::{auth, classify, compose, message};

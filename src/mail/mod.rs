@@ -1,7 +1,7 @@
 //! The pure mail layer (no I/O): reading the mail we receive and building
 //! the mail we send.
 //!
-//! - `message`: the one adapter over mail-parser (raw bytes in, our own
+//! - [`message`]: the one adapter over mail-parser (raw bytes in, our own
 //!   `ParsedMessage` out).
 //! - [`classify`]: is this mail from a robot, and where may an
 //!   acknowledgement go?
@@ -16,3 +16,4 @@
 pub mod auth;
 pub mod classify;
 pub mod compose;
+pub mod message;
