@@ -601,58 +601,16 @@ pub fn cvss_type(v: &str) -> Option<&'static str> {
 
 /// The record for `facts`, or why there is none.
 pub fn record(facts: &Facts<'_>, settings: &Settings) -> Result<Record, OsvError> {
-    let fail = |field: &'static str, value: Option<&str>, why: String| OsvError {
-        case: facts.case_id.to_owned(),
-        field,
-        value: value.map(str::to_owned),
-        why,
-    };
     let cve = facts.cve.map(str::trim).filter(|c| !c.is_empty());
-    let (id, aliases) =
-        match (&settings.id_prefix, cve) {
-            (Some(p), cve) => (
-                format!("{p}-{}", facts.case_id),
-                cve.into_iter().map(str::to_owned).collect(),
-            ),
-            (None, Some(cve)) => (cve.to_owned(), Vec::new()),
-            (None, None) => return Err(fail(
-                "cve",
-                None,
-                "an OSV id starts with a registered database prefix (CVE-, GHSA-, …) and a case \
-                 id does not; assign one with /cve CVE-…, or set [announce] osv_id_prefix to your \
-                 project's registered OSV prefix"
-                    .into(),
-            )),
-        };
-
-    let (word, vector) = match facts.severity.map(str::trim) {
-        None | Some("") => (None, None),
-        Some(s) => match s.split_once(char::is_whitespace) {
-            Some((w, v)) => (Some(w), Some(v.trim())),
-            None => (Some(s), None),
-        },
-    };
-    let mut severity = Vec::new();
-    if let Some(v) = vector {
-        let kind = cvss_type(v).ok_or_else(|| {
-            fail(
-                "severity",
-                facts.severity,
-                "the part after the word is not a CVSS v3.x or v4.0 vector".into(),
-            )
-        })?;
-        severity.push(Severity {
-            kind,
-            score: v.to_owned(),
-        });
-    }
+    let (id, aliases) = id_and_aliases(facts, settings, cve)?;
+    let (word, severity) = severity(facts)?;
 
     let affected = affected(facts, settings).map_err(|(field, why)| {
         let value = match field {
             "affected" => facts.affected,
             _ => facts.fixed_in,
         };
-        fail(field, value, why)
+        fail(facts, field, value, why)
     })?;
 
     let mut references = Vec::new();
@@ -702,60 +660,102 @@ pub fn record(facts: &Facts<'_>, settings: &Settings) -> Result<Record, OsvError
     })
 }
 
+/// Why `facts` make no record: the fact `field`, its `value`, and `why`.
+fn fail(facts: &Facts<'_>, field: &'static str, value: Option<&str>, why: String) -> OsvError {
+    OsvError {
+        case: facts.case_id.to_owned(),
+        field,
+        value: value.map(str::to_owned),
+        why,
+    }
+}
+
+/// The record's id and aliases: `<prefix>-<case id>` with the CVE as an
+/// alias when the project has an OSV prefix, else the CVE itself.
+fn id_and_aliases(
+    facts: &Facts<'_>,
+    settings: &Settings,
+    cve: Option<&str>,
+) -> Result<(String, Vec<String>), OsvError> {
+    match (&settings.id_prefix, cve) {
+        (Some(p), cve) => Ok((
+            format!("{p}-{}", facts.case_id),
+            cve.into_iter().map(str::to_owned).collect(),
+        )),
+        (None, Some(cve)) => Ok((cve.to_owned(), Vec::new())),
+        (None, None) => Err(fail(
+            facts,
+            "cve",
+            None,
+            "an OSV id starts with a registered database prefix (CVE-, GHSA-, …) and a case \
+             id does not; assign one with /cve CVE-…, or set [announce] osv_id_prefix to your \
+             project's registered OSV prefix"
+                .into(),
+        )),
+    }
+}
+
+/// `/severity` split into its word (`critical|high|medium|low`, for
+/// `database_specific`) and the OSV severity of the CVSS vector after it.
+fn severity<'a>(facts: &Facts<'a>) -> Result<(Option<&'a str>, Vec<Severity>), OsvError> {
+    let (word, vector) = match facts.severity.map(str::trim) {
+        None | Some("") => (None, None),
+        Some(s) => match s.split_once(char::is_whitespace) {
+            Some((w, v)) => (Some(w), Some(v.trim())),
+            None => (Some(s), None),
+        },
+    };
+    let mut severity = Vec::new();
+    if let Some(v) = vector {
+        let kind = cvss_type(v).ok_or_else(|| {
+            fail(
+                facts,
+                "severity",
+                facts.severity,
+                "the part after the word is not a CVSS v3.x or v4.0 vector".into(),
+            )
+        })?;
+        severity.push(Severity {
+            kind,
+            score: v.to_owned(),
+        });
+    }
+    Ok((word, severity))
+}
+
+/// Why a fact cannot be mapped: (its field, why).
+type Unmapped = (&'static str, String);
+
 /// The `affected` entry, or (field, why).
-fn affected(facts: &Facts<'_>, s: &Settings) -> Result<Affected, (&'static str, String)> {
-    let fixes = match facts.fixed_in.map(str::trim).filter(|f| !f.is_empty()) {
+fn affected(facts: &Facts<'_>, s: &Settings) -> Result<Affected, Unmapped> {
+    let (ranges, versions) = ranges(facts.affected, facts.fixed_in, s.range_type)?;
+    Ok(Affected {
+        package: Package {
+            ecosystem: s.ecosystem.clone(),
+            name: s.package.clone(),
+        },
+        ranges,
+        versions,
+    })
+}
+
+/// The OSV ranges and exact versions of `/affected` and `/fixed-in`, or
+/// (field, why).
+fn ranges(
+    affected: Option<&str>,
+    fixed_in: Option<&str>,
+    range_type: RangeType,
+) -> Result<(Vec<Range>, Vec<String>), Unmapped> {
+    let fixes = match fixed_in.map(str::trim).filter(|f| !f.is_empty()) {
         Some(f) => parse_fixed_in(f).map_err(|e| ("fixed_in", e))?,
         None => Vec::new(),
     };
-    let given = facts.affected.map(str::trim).filter(|a| !a.is_empty());
+    let given = affected.map(str::trim).filter(|a| !a.is_empty());
     let mut parsed = match given {
         Some(a) => parse_affected(a).map_err(|e| ("affected", e))?,
-        None => match fixes.as_slice() {
-            [] => {
-                return Err((
-                    "affected",
-                    "a record needs the affected versions: set /affected <versions> or \
-                     /fixed-in <version>"
-                        .into(),
-                ))
-            }
-            [fix] => Versions {
-                ranges: vec![Bounds {
-                    introduced: None,
-                    upper: Some(Upper::Fixed(fix.clone())),
-                }],
-                exact: Vec::new(),
-            },
-            _ => {
-                return Err((
-                    "fixed_in",
-                    "several fixed versions but no /affected to say which versions each \
-                     fixes: set e.g. /affected >= 2.0, < 2.4.3; >= 3.0, < 3.0.1"
-                        .into(),
-                ))
-            }
-        },
+        None => fixed_in_alone(&fixes)?,
     };
-    let semver = s.range_type == RangeType::Semver;
-    // Under SEMVER, versions lose a leading v and must be SemVer 2.0.
-    let check = |v: &mut String, field: &'static str| -> Result<(), (&'static str, String)> {
-        if !semver {
-            return Ok(());
-        }
-        let bare = v.strip_prefix(['v', 'V']).unwrap_or(v);
-        if !is_semver(bare) {
-            return Err((
-                field,
-                format!(
-                    "\"{v}\" is not a SemVer 2.0 version (MAJOR.MINOR.PATCH), as \
-                     [announce] osv_range_type = \"SEMVER\" needs"
-                ),
-            ));
-        }
-        *v = bare.to_owned();
-        Ok(())
-    };
+    let semver = range_type == RangeType::Semver;
     // Without /affected the bound came from /fixed-in, and is blamed on it.
     let bounds_from = if given.is_some() {
         "affected"
@@ -764,26 +764,89 @@ fn affected(facts: &Facts<'_>, s: &Settings) -> Result<Affected, (&'static str, 
     };
     for b in &mut parsed.ranges {
         if let Some(v) = &mut b.introduced {
-            check(v, bounds_from)?;
+            semver_checked(v, bounds_from, semver)?;
         }
         match &mut b.upper {
-            Some(Upper::Fixed(v) | Upper::LastAffected(v)) => check(v, bounds_from)?,
+            Some(Upper::Fixed(v) | Upper::LastAffected(v)) => {
+                semver_checked(v, bounds_from, semver)?
+            }
             None => {}
         }
     }
-    // /fixed-in closes the open groups, one version each, in order.
+    close_open_groups(&mut parsed.ranges, fixes, affected, semver)?;
+    let ranges = parsed
+        .ranges
+        .into_iter()
+        .map(|b| osv_range(b, range_type))
+        .collect();
+    Ok((ranges, parsed.exact))
+}
+
+/// The versions when there is no `/affected`: a single `/fixed-in V`
+/// means every version before V.
+fn fixed_in_alone(fixes: &[String]) -> Result<Versions, Unmapped> {
+    match fixes {
+        [] => Err((
+            "affected",
+            "a record needs the affected versions: set /affected <versions> or \
+             /fixed-in <version>"
+                .into(),
+        )),
+        [fix] => Ok(Versions {
+            ranges: vec![Bounds {
+                introduced: None,
+                upper: Some(Upper::Fixed(fix.clone())),
+            }],
+            exact: Vec::new(),
+        }),
+        _ => Err((
+            "fixed_in",
+            "several fixed versions but no /affected to say which versions each \
+             fixes: set e.g. /affected >= 2.0, < 2.4.3; >= 3.0, < 3.0.1"
+                .into(),
+        )),
+    }
+}
+
+/// Under SEMVER, versions lose a leading v and must be SemVer 2.0; a
+/// version that is not is blamed on `field`.
+fn semver_checked(v: &mut String, field: &'static str, semver: bool) -> Result<(), Unmapped> {
+    if !semver {
+        return Ok(());
+    }
+    let bare = v.strip_prefix(['v', 'V']).unwrap_or(v);
+    if !is_semver(bare) {
+        return Err((
+            field,
+            format!(
+                "\"{v}\" is not a SemVer 2.0 version (MAJOR.MINOR.PATCH), as \
+                 [announce] osv_range_type = \"SEMVER\" needs"
+            ),
+        ));
+    }
+    *v = bare.to_owned();
+    Ok(())
+}
+
+/// `/fixed-in` closes the open groups, one version each, in order.
+/// `affected` is the fact as written, for the error.
+fn close_open_groups(
+    ranges: &mut [Bounds],
+    fixes: Vec<String>,
+    affected: Option<&str>,
+    semver: bool,
+) -> Result<(), Unmapped> {
     let mut new = Vec::new();
     for mut f in fixes {
-        check(&mut f, "fixed_in")?;
-        let ends_a_group = parsed
-            .ranges
+        semver_checked(&mut f, "fixed_in", semver)?;
+        let ends_a_group = ranges
             .iter()
             .any(|b| b.upper == Some(Upper::Fixed(f.clone())));
         if !ends_a_group {
             new.push(f);
         }
     }
-    let open = parsed.ranges.iter().filter(|b| b.upper.is_none()).count();
+    let open = ranges.iter().filter(|b| b.upper.is_none()).count();
     if open > 0 && !new.is_empty() {
         if new.len() != open {
             return Err((
@@ -793,41 +856,30 @@ fn affected(facts: &Facts<'_>, s: &Settings) -> Result<Affected, (&'static str, 
                      bound: give one fixed version per open group, in order, or write the \
                      bounds into /affected (< V)",
                     new.len(),
-                    facts.affected.unwrap_or_default()
+                    affected.unwrap_or_default()
                 ),
             ));
         }
         let mut new = new.into_iter();
-        for b in parsed.ranges.iter_mut().filter(|b| b.upper.is_none()) {
+        for b in ranges.iter_mut().filter(|b| b.upper.is_none()) {
             b.upper = new.next().map(Upper::Fixed);
         }
     }
-    let ranges = parsed
-        .ranges
-        .into_iter()
-        .map(|b| {
-            let mut events = vec![Event::Introduced(
-                b.introduced.unwrap_or_else(|| "0".into()),
-            )];
-            match b.upper {
-                Some(Upper::Fixed(v)) => events.push(Event::Fixed(v)),
-                Some(Upper::LastAffected(v)) => events.push(Event::LastAffected(v)),
-                None => {}
-            }
-            Range {
-                kind: s.range_type,
-                events,
-            }
-        })
-        .collect();
-    Ok(Affected {
-        package: Package {
-            ecosystem: s.ecosystem.clone(),
-            name: s.package.clone(),
-        },
-        ranges,
-        versions: parsed.exact,
-    })
+    Ok(())
+}
+
+/// One group of bounds as an OSV range: `introduced` (`0` without a lower
+/// bound), then `fixed` or `last_affected`.
+fn osv_range(b: Bounds, kind: RangeType) -> Range {
+    let mut events = vec![Event::Introduced(
+        b.introduced.unwrap_or_else(|| "0".into()),
+    )];
+    match b.upper {
+        Some(Upper::Fixed(v)) => events.push(Event::Fixed(v)),
+        Some(Upper::LastAffected(v)) => events.push(Event::LastAffected(v)),
+        None => {}
+    }
+    Range { kind, events }
 }
 
 /// One line of at most [`MAX_SUMMARY_CHARS`] characters.
