@@ -20,7 +20,7 @@
 //! anyway, and a report that lost its From is still a report.
 //! Body text is never looked at: reports about mail software quote bounces.
 
-use crate::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 
 /// Why a message was taken for a robot. The first matching rule wins, in the
 /// order listed here.
@@ -372,7 +372,7 @@ fn is_usable_addr_spec(email: &str) -> bool {
         && email.chars().all(|c| {
             !c.is_whitespace()
                 && !c.is_control()
-                && !crate::compose::invisible(c)
+                && !crate::mail::compose::invisible(c)
                 && !"<>()[],;:\\\"".contains(c)
         })
 }
@@ -380,7 +380,7 @@ fn is_usable_addr_spec(email: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{parse, Address};
+    use crate::mail::message::{parse, Address};
 
     fn rule(raw: &str) -> Option<RobotRule> {
         robot_rule(&parse(raw.as_bytes()), &["security@project.example".into()])

@@ -144,7 +144,7 @@ pub struct Draft<'a> {
     /// in a handler notification.
     pub attach: Option<&'a [u8]>,
     /// Files to attach as they are (a handler's patch in a relay).
-    pub files: &'a [crate::message::Attachment],
+    pub files: &'a [crate::mail::message::Attachment],
 }
 
 /// The attachment part: message/rfc822 when the raw message can travel

@@ -22,7 +22,7 @@
 //! its id on arrival (RFC 8601 section 5); `check-config` repeats this.
 
 use crate::config::{Config, HandlerAuth};
-use crate::message::{ParsedMessage, TraceField};
+use crate::mail::message::{ParsedMessage, TraceField};
 
 /// The verdict on a message's From address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,7 +441,7 @@ mod tests {
     fn dmarc_pass_needs_the_servers_own_verdict_for_the_from_domain() {
         let a = auth("mx.example.org");
         let msg = |trace: Vec<TraceField>, from: &str| ParsedMessage {
-            from: Some(crate::message::Address {
+            from: Some(crate::mail::message::Address {
                 name: None,
                 email: from.into(),
             }),
