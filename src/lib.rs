@@ -10,9 +10,10 @@
 //!    rule between the loops), `model` (the vocabulary: case ids, `State`,
 //!    deadline `Kind`, the address key), `osv` (the OSV record of a case
 //!    and the ecosystems `config` checks against).
-//! 2. **Mail, pure**: `message` (the mail-parser adapter), `compose`
-//!    (building MIME), `classify` (robots, reply address), `auth` (is this
-//!    a handler?), `commands` (handler command lines).
+//! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
+//!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
+//!    reply address), `mail::auth` (is this a handler?); and `commands`
+//!    (handler command lines).
 //! 3. **Storage**: `store` (the SQLite file and its queries), `context`
 //!    (what a decision knows, and its error), `outgoing` (queueing a letter
 //!    in the outbox), `deadlines` (the stage plan and deadline rows), `sla`
