@@ -1907,7 +1907,7 @@ mod tests {
     /// Every key the loader knows is documented in the example, in its section.
     #[test]
     fn example_config_documents_every_key() {
-        let text = include_str!("../config/secintake.example.toml");
+        let text = include_str!("../../config/secintake.example.toml");
         let sections: [(&str, &[&str]); 13] = [
             ("[mailbox]", MAILBOX_KEYS),
             ("[imap]", IMAP_KEYS),
@@ -1945,7 +1945,7 @@ mod tests {
     fn osv_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        let example = include_str!("../config/secintake.example.toml");
+        let example = include_str!("../../config/secintake.example.toml");
         let load = |announce: &str| {
             std::fs::write(
                 &path,
