@@ -34,24 +34,22 @@ use std::time::Duration;
 
 use config::{FileFormat, Map, Source, Value, ValueKind};
 
+mod env;
 mod keys;
+mod units;
 
+use env::{env_leaf, env_name, ENV_ORIGIN};
 use keys::SECTIONS;
+use units::{DURATION_EXPECTED, SIZE_EXPECTED};
 
-/// Prefix of the environment variables that override the file.
-const ENV_PREFIX: &str = "SECINTAKE_";
-/// What the `config` crate records as the origin of environment values.
-const ENV_ORIGIN: &str = "the environment";
+pub use units::{parse_duration, parse_size};
+
 /// RFC 2177: servers may log out an idle client after 30 minutes.
 const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(29 * 60);
 /// Upper bound for `intake.batch_size`; larger windows only make one
 /// round trip huge without making intake faster.
 const MAX_BATCH_SIZE: u64 = 10_000;
 
-const DURATION_EXPECTED: &str =
-    "expected a duration like \"60s\", \"25m\", \"48h\", \"7d\" or \"1h 30m\"";
-const SIZE_EXPECTED: &str =
-    "expected a size like \"50MiB\" (units: B, KB, KiB, MB, MiB, GB, GiB; no unit = bytes)";
 const TLS_EXPECTED: &str = "expected one of \"implicit\", \"starttls\", \"none\"";
 const PORT_EXPECTED: &str = "expected a port number from 1 to 65535";
 
@@ -403,26 +401,7 @@ impl Config {
     /// Reads `path`, applies `SECINTAKE_*` variables from the process
     /// environment and validates everything.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let mut env = HashMap::new();
-        for (key, value) in std::env::vars_os() {
-            let Ok(key) = key.into_string() else { continue };
-            if !key.to_ascii_uppercase().starts_with(ENV_PREFIX) {
-                continue;
-            }
-            match value.into_string() {
-                Ok(value) => {
-                    env.insert(key, value);
-                }
-                Err(_) => {
-                    return Err(ConfigError::Invalid {
-                        origin: Origin::Env(key.clone()),
-                        key: env_key(&key),
-                        detail: "the value is not valid UTF-8".to_string(),
-                    })
-                }
-            }
-        }
-        Self::load_with_env(path, env)
+        Self::load_with_env(path, env::process_vars()?)
     }
 
     /// Like [`Config::load`] with the environment given explicitly (tests).
@@ -431,15 +410,10 @@ impl Config {
             path: path.to_path_buf(),
             reason: io_reason(&err),
         })?;
-        let env = env_overrides(env)?;
+        let env = env::source(env)?;
         let built = config::Config::builder()
             .add_source(config::File::from_str(&text, FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("SECINTAKE")
-                    .prefix_separator("_")
-                    .separator("__")
-                    .source(Some(env)),
-            )
+            .add_source(env)
             .build()
             .and_then(|built| built.collect());
         let loader = Loader {
@@ -549,113 +523,6 @@ impl Config {
     }
 }
 
-/// Parses a humantime duration: "48h", "60s", "7d", "1h 30m".
-/// A bare number is refused: the unit is never guessed.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Err(DURATION_EXPECTED.to_string());
-    }
-    humantime::parse_duration(s).map_err(|_| DURATION_EXPECTED.to_string())
-}
-
-/// Parses a size: a whole number with an optional unit B, KB, KiB, MB, MiB,
-/// GB or GiB (case-insensitive, optional space); no unit means bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let unit = unit.trim_start();
-    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "kib" => 1 << 10,
-        "mb" => 1000 * 1000,
-        "mib" => 1 << 20,
-        "gb" => 1000 * 1000 * 1000,
-        "gib" => 1 << 30,
-        _ => return Err(SIZE_EXPECTED.to_string()),
-    };
-    let number: u64 = digits.parse().map_err(|_| SIZE_EXPECTED.to_string())?;
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{SIZE_EXPECTED}: too large"))
-}
-
-/// Checks `SECINTAKE_*` variable names and keeps those meant for us.
-fn env_overrides(env: HashMap<String, String>) -> Result<Map<String, String>, ConfigError> {
-    let mut names: Vec<String> = env.keys().cloned().collect();
-    names.sort();
-    let mut out = Map::new();
-    for name in names {
-        let upper = name.to_ascii_uppercase();
-        let Some(rest) = upper.strip_prefix(ENV_PREFIX) else {
-            continue;
-        };
-        let trimmed = rest.trim_start_matches('_');
-        let section = SECTIONS
-            .iter()
-            .find(|s| trimmed.to_ascii_lowercase().starts_with(&format!("{s}_")));
-        if rest.starts_with('_') || (!rest.contains("__") && section.is_some()) {
-            let example = match section {
-                Some(s) => format!(
-                    "{ENV_PREFIX}{}__{}",
-                    s.to_ascii_uppercase(),
-                    trimmed[s.len()..].trim_start_matches('_')
-                ),
-                None => format!("{ENV_PREFIX}IMAP__PASSWORD"),
-            };
-            return Err(ConfigError::Invalid {
-                origin: Origin::Env(name.clone()),
-                key: env_key(&name),
-                detail: format!(
-                    "write one underscore after SECINTAKE and two between section and key, e.g. {example}"
-                ),
-            });
-        }
-        if !rest.contains("__") {
-            continue; // SECINTAKE_CONFIG, SECINTAKE_LOG, ...: not configuration keys
-        }
-        // The config crate silently drops variables whose key it cannot
-        // parse (e.g. SECINTAKE_IMAP__P@SS): refuse them here instead.
-        let well_formed = rest.split("__").count() == 2
-            && rest.split("__").all(|part| {
-                !part.is_empty()
-                    && !part.starts_with('_')
-                    && !part.ends_with('_')
-                    && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
-        if !well_formed {
-            return Err(ConfigError::Invalid {
-                origin: Origin::Env(name.clone()),
-                key: env_key(&name),
-                detail: "expected a name of the form SECINTAKE_<SECTION>__<KEY> \
-                         (letters, digits and single underscores), e.g. SECINTAKE_IMAP__PASSWORD_FILE"
-                    .to_string(),
-            });
-        }
-        let value = env[&name].clone();
-        out.insert(name, value);
-    }
-    Ok(out)
-}
-
-/// The environment variable that sets a dotted key.
-fn env_name(key: &str) -> String {
-    format!(
-        "{ENV_PREFIX}{}",
-        key.replace('.', "__").to_ascii_uppercase()
-    )
-}
-
-/// The dotted key an environment variable name maps to.
-fn env_key(name: &str) -> String {
-    name.get(ENV_PREFIX.len()..)
-        .unwrap_or("")
-        .to_ascii_lowercase()
-        .replace("__", ".")
-}
-
 fn io_reason(err: &io::Error) -> String {
     let text = err.to_string();
     match text.find(" (os error") {
@@ -701,22 +568,6 @@ fn show(value: &Value) -> String {
         ValueKind::String(s) => format!("{s:?}"),
         ValueKind::Table(_) => "a table".into(),
         ValueKind::Array(_) => "an array".into(),
-    }
-}
-
-/// The dotted key of some value under `value` that came from the environment.
-fn env_leaf(key: &str, value: &Value) -> Option<String> {
-    if value.origin() == Some(ENV_ORIGIN) {
-        return Some(key.to_string());
-    }
-    match &value.kind {
-        ValueKind::Table(table) => {
-            let mut keys: Vec<&String> = table.keys().collect();
-            keys.sort();
-            keys.into_iter()
-                .find_map(|k| env_leaf(&format!("{key}.{k}"), &table[k]))
-        }
-        _ => None,
     }
 }
 
@@ -1847,19 +1698,12 @@ fn secret_file_warnings(path: &Path, text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
         let config = Config::load_with_env(
             &path,
-            env(&[
+            env::vars(&[
                 ("SECINTAKE_IMAP__PASSWORD", "imap-secret"),
                 ("SECINTAKE_SMTP__PASSWORD", "smtp-secret"),
             ]),
@@ -1889,7 +1733,7 @@ mod tests {
             .unwrap();
             Config::load_with_env(
                 &path,
-                env(&[
+                env::vars(&[
                     ("SECINTAKE_IMAP__PASSWORD", "x"),
                     ("SECINTAKE_SMTP__PASSWORD", "x"),
                 ]),
@@ -1954,54 +1798,6 @@ mod tests {
             assert!(err.contains(expected), "{line}: {err}");
             assert!(err.contains("c.toml"), "{err}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("48h"), Ok(Duration::from_secs(48 * 3600)));
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
-        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("60"), Err(DURATION_EXPECTED.to_string()));
-        assert_eq!(parse_duration(""), Err(DURATION_EXPECTED.to_string()));
-        assert!(parse_duration("5 parsecs").is_err());
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("50MiB"), Ok(50 << 20));
-        assert_eq!(parse_size("50 MiB"), Ok(50 << 20));
-        assert_eq!(parse_size("512"), Ok(512));
-        assert_eq!(parse_size("512B"), Ok(512));
-        assert_eq!(parse_size("2KB"), Ok(2000));
-        assert_eq!(parse_size("2KiB"), Ok(2048));
-        assert_eq!(parse_size("3MB"), Ok(3_000_000));
-        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
-        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_size("1gib"), Ok(1 << 30));
-        for bad in [
-            "",
-            "MiB",
-            "1.5MiB",
-            "-1",
-            "10 M",
-            "10TB",
-            "99999999999999GiB",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn env_names_round_trip() {
-        assert_eq!(
-            env_name("imap.password_file"),
-            "SECINTAKE_IMAP__PASSWORD_FILE"
-        );
-        assert_eq!(
-            env_key("SECINTAKE_IMAP__PASSWORD_FILE"),
-            "imap.password_file"
-        );
     }
 
     #[test]
