@@ -1,0 +1,238 @@
+//! `[imap]` and `[smtp]`: the two servers, which share how a connection is
+//! described (host, TLS mode, port, CA file) and how a password is given.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::keys;
+use super::loader::{Field, Section};
+use super::validate::{is_loopback, same_folder};
+use super::{After, ConfigError, Imap, Smtp, TlsMode};
+
+/// RFC 2177: servers may log out an idle client after 30 minutes.
+const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(29 * 60);
+
+/// Refuses `tls = "none"` unless the host is loopback.
+fn check_plaintext(
+    tls: &Option<Field<'_>>,
+    mode: TlsMode,
+    section: &str,
+    host: &str,
+) -> Result<(), ConfigError> {
+    if let (Some(field), TlsMode::None) = (tls, mode) {
+        if !is_loopback(host) {
+            return Err(field.fail(format_args!(
+                "only allowed when {section}.host is a loopback address (127.0.0.0/8, ::1 or localhost), \
+                 and {section}.host is {host:?}; use \"implicit\" or \"starttls\""
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The connection keys `[imap]` and `[smtp]` share, as found: host, tls,
+/// port and ca_file. Each section takes its own keys; [`Endpoint::read`]
+/// reads them the same way for both.
+struct EndpointFields<'l> {
+    host: Field<'l>,
+    tls: Option<Field<'l>>,
+    port: Option<Field<'l>>,
+    ca_file: Option<Field<'l>>,
+}
+
+/// Those keys read: the port defaulted from the TLS mode.
+struct Endpoint {
+    host: String,
+    tls: TlsMode,
+    port: u16,
+    ca_file: Option<PathBuf>,
+}
+
+impl Endpoint {
+    /// Reads host, tls (refusing plaintext to a remote host), port and
+    /// ca_file, in that order: the order in which their errors are found.
+    fn read(
+        fields: EndpointFields<'_>,
+        section: &str,
+        default_tls: TlsMode,
+        default_port: fn(TlsMode) -> u16,
+    ) -> Result<Endpoint, ConfigError> {
+        let host = fields.host.host()?;
+        let tls = fields
+            .tls
+            .as_ref()
+            .map(Field::tls)
+            .transpose()?
+            .unwrap_or(default_tls);
+        check_plaintext(&fields.tls, tls, section, &host)?;
+        let port = match fields.port {
+            Some(f) => f.port()?,
+            None => default_port(tls),
+        };
+        let ca_file = fields.ca_file.map(|f| f.ca_file()).transpose()?;
+        Ok(Endpoint {
+            host,
+            tls,
+            port,
+            ca_file,
+        })
+    }
+}
+
+pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
+    let Endpoint {
+        host,
+        tls,
+        port,
+        ca_file,
+    } = Endpoint::read(
+        EndpointFields {
+            host: s.require(keys::imap::host)?,
+            tls: s.get(keys::imap::tls),
+            port: s.get(keys::imap::port),
+            ca_file: s.get(keys::imap::ca_file),
+        },
+        keys::imap::NAME,
+        TlsMode::Implicit,
+        |tls| match tls {
+            TlsMode::Implicit => 993,
+            _ => 143,
+        },
+    )?;
+    let username = s.require(keys::imap::username)?.line()?;
+    let password = s
+        .secret(keys::imap::password, keys::imap::password_file)?
+        .ok_or_else(|| {
+            s.loader
+                .missing(&s.key(keys::imap::password), " (or imap.password_file)")
+        })?;
+    let folder = s
+        .get(keys::imap::folder)
+        .map(|f| f.folder())
+        .transpose()?
+        .unwrap_or_else(|| "INBOX".into());
+    let idle = s
+        .get(keys::imap::idle)
+        .map(|f| f.boolean())
+        .transpose()?
+        .unwrap_or(true);
+    let poll_interval = s
+        .get(keys::imap::poll_interval)
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(60));
+    let idle_timeout = match s.get(keys::imap::idle_timeout) {
+        None => Duration::from_secs(25 * 60),
+        Some(f) => {
+            let d = f.duration_min(Duration::from_secs(1))?;
+            if d >= MAX_IDLE_TIMEOUT {
+                return Err(f.fail(
+                    "must be less than 29m (RFC 2177: servers may end an IDLE after 30 minutes)",
+                ));
+            }
+            d
+        }
+    };
+    let io_timeout = s
+        .get(keys::imap::io_timeout)
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(60));
+    let after = match s.get(keys::imap::after) {
+        None => After::Seen,
+        Some(f) => after_from(&f, &folder)?,
+    };
+    Ok(Imap {
+        host,
+        port,
+        tls,
+        ca_file,
+        username,
+        password,
+        folder,
+        idle,
+        poll_interval,
+        idle_timeout,
+        io_timeout,
+        after,
+    })
+}
+
+pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
+    let Endpoint {
+        host,
+        tls,
+        port,
+        ca_file,
+    } = Endpoint::read(
+        EndpointFields {
+            host: s.require(keys::smtp::host)?,
+            tls: s.get(keys::smtp::tls),
+            port: s.get(keys::smtp::port),
+            ca_file: s.get(keys::smtp::ca_file),
+        },
+        keys::smtp::NAME,
+        TlsMode::Starttls,
+        |tls| match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
+        },
+    )?;
+    let username_field = s.get(keys::smtp::username);
+    let username = username_field.as_ref().map(Field::line).transpose()?;
+    let password = s.secret(keys::smtp::password, keys::smtp::password_file)?;
+    match (&username_field, &password) {
+        (Some(f), None) => {
+            return Err(s.loader.error(
+                &s.key(keys::smtp::password),
+                Some(&f.value),
+                "smtp.username is set but smtp.password (or smtp.password_file) is not: set both or neither".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(s.loader.missing(&s.key(keys::smtp::username), " (smtp.password is set: set both or neither)"));
+        }
+        _ => {}
+    }
+    let timeout = s
+        .get(keys::smtp::timeout)
+        .map(|f| f.duration_min(Duration::from_secs(1)))
+        .transpose()?
+        .unwrap_or(Duration::from_secs(30));
+    let from_name = s.get(keys::smtp::from_name).map(|f| f.line()).transpose()?;
+    Ok(Smtp {
+        host,
+        port,
+        tls,
+        ca_file,
+        username,
+        password,
+        timeout,
+        from_name,
+    })
+}
+
+/// `imap.after`: "seen", "keep" or "move:<folder>", where the folder is
+/// not the watched `folder` itself.
+fn after_from(f: &Field<'_>, folder: &str) -> Result<After, ConfigError> {
+    let text = f.text()?;
+    let lower = text.to_ascii_lowercase();
+    match lower.as_str() {
+        "seen" => Ok(After::Seen),
+        "keep" => Ok(After::Keep),
+        _ if lower.starts_with("move:") => {
+            let target = &text["move:".len()..];
+            if target.trim().is_empty() || target.chars().any(char::is_control) {
+                return Err(f.fail("expected a folder name after \"move:\""));
+            }
+            if same_folder(target, folder) {
+                return Err(f.fail(format_args!(
+                    "moves messages into imap.folder ({folder:?}) itself"
+                )));
+            }
+            Ok(After::Move(target.to_string()))
+        }
+        _ => Err(f.fail("expected \"seen\", \"keep\" or \"move:<folder>\"")),
+    }
+}
