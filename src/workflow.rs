@@ -848,11 +848,7 @@ fn relay(
     files: &[crate::message::Attachment],
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
-    let from_name = format!(
-        "{} via {} security",
-        handler_name(ctx, email),
-        ctx.cfg.mailbox.project
-    );
+    let from_name = format!("{} via {}", handler_name(ctx, email), team_name(ctx));
     let mail = ToReporter {
         from_name: &from_name,
         purpose: "relay",
@@ -1719,7 +1715,7 @@ fn reporter_update(
                     advisory => strip_quote(advisory),
                 },
             )?;
-            let from_name = format!("{} security", ctx.cfg.mailbox.project);
+            let from_name = team_name(ctx);
             let mail = ToReporter {
                 from_name: &from_name,
                 purpose: "update",
