@@ -9,7 +9,9 @@
 use minijinja::Environment;
 use std::path::{Path, PathBuf};
 
-/// The templates and their built-in defaults.
+/// The templates and their built-in defaults: one per letter, then the
+/// parts several letters share or a letter repeats (see [`Templates::part`]).
+/// `config/templates/README.md` lists each one's variables.
 const BUILTIN: &[(&str, &str)] = &[
     (
         "acknowledgement.txt",
@@ -34,11 +36,72 @@ const BUILTIN: &[(&str, &str)] = &[
         "recovery.txt",
         include_str!("../config/templates/recovery.txt"),
     ),
+    (
+        "follow-up.txt",
+        include_str!("../config/templates/follow-up.txt"),
+    ),
+    ("forged.txt", include_str!("../config/templates/forged.txt")),
+    (
+        "held-acks.txt",
+        include_str!("../config/templates/held-acks.txt"),
+    ),
+    ("note.txt", include_str!("../config/templates/note.txt")),
+    (
+        "confirmation.txt",
+        include_str!("../config/templates/confirmation.txt"),
+    ),
+    (
+        "team-copy.txt",
+        include_str!("../config/templates/team-copy.txt"),
+    ),
+    ("relay.txt", include_str!("../config/templates/relay.txt")),
+    (
+        "no-case.txt",
+        include_str!("../config/templates/no-case.txt"),
+    ),
+    ("footer.txt", include_str!("../config/templates/footer.txt")),
+    (
+        "reach-reporter.txt",
+        include_str!("../config/templates/reach-reporter.txt"),
+    ),
+    (
+        "not-attached.txt",
+        include_str!("../config/templates/not-attached.txt"),
+    ),
+    (
+        "next-step.txt",
+        include_str!("../config/templates/next-step.txt"),
+    ),
+    (
+        "digest-case.txt",
+        include_str!("../config/templates/digest-case.txt"),
+    ),
+    (
+        "greeting.txt",
+        include_str!("../config/templates/greeting.txt"),
+    ),
 ];
 
 /// Templates a `[templates] dir` may lack (it was copied before they
 /// existed): the built-in copy is used.
-const ADDED_LATER: &[&str] = &["update.txt", "advisory.txt"];
+const ADDED_LATER: &[&str] = &[
+    "update.txt",
+    "advisory.txt",
+    "follow-up.txt",
+    "forged.txt",
+    "held-acks.txt",
+    "note.txt",
+    "confirmation.txt",
+    "team-copy.txt",
+    "relay.txt",
+    "no-case.txt",
+    "footer.txt",
+    "reach-reporter.txt",
+    "not-attached.txt",
+    "next-step.txt",
+    "digest-case.txt",
+    "greeting.txt",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -104,22 +167,33 @@ impl Templates {
     }
 
     /// Renders every template with sample values of every variable the
-    /// code passes (and each branch: kinds, components), so an undefined
-    /// variable or a filter error shows at start and in `check-config`,
-    /// not when the first report arrives.
+    /// code passes (and each branch: kinds, components, events, what a
+    /// handler's mail did, deadline kinds), so an undefined variable or a
+    /// filter error shows at start and in `check-config`, not when the
+    /// first report arrives.
     fn check(&self) -> Result<(), TemplateError> {
-        for (name, _) in BUILTIN {
-            for (kind, component, flag) in [
-                ("reminder", "imap", true),
-                ("escalation", "smtp", false),
-                ("ack-stuck", "imap", false),
-            ] {
-                self.render(name, sample(kind, component, flag))?;
-            }
+        let mut samples = Vec::new();
+        for (kind, component, flag) in [
+            ("reminder", "imap", true),
+            ("escalation", "smtp", false),
+            ("ack-stuck", "imap", false),
+        ] {
+            samples.push(sample(kind, component, flag));
         }
+        let base = || sample("reminder", "imap", true);
         for event in UPDATE_EVENTS {
-            let ctx = minijinja::context! { event => event, ..sample("reminder", "imap", true) };
-            self.render("update.txt", ctx)?;
+            samples.push(minijinja::context! { event => event, ..base() });
+        }
+        for outcome in OUTCOMES {
+            samples.push(minijinja::context! { outcome => outcome, ..base() });
+        }
+        for kind in DEADLINE_KINDS {
+            samples.push(minijinja::context! { deadline_kind => kind, ..base() });
+        }
+        for (name, _) in BUILTIN {
+            for ctx in &samples {
+                self.render(name, ctx.clone())?;
+            }
         }
         Ok(())
     }
@@ -136,7 +210,25 @@ impl Templates {
             .render(ctx)
             .map_err(syntax)
     }
+
+    /// Renders a part, a piece of text that goes into letters as the value
+    /// of a variable (`footer.txt` is `footer`): like [`Templates::render`]
+    /// without the file's final line break, so the part sits inside a
+    /// line of the letter's template like any other value.
+    pub fn part(&self, name: &str, ctx: minijinja::Value) -> Result<String, TemplateError> {
+        let mut text = self.render(name, ctx)?;
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        Ok(text)
+    }
 }
+
+/// What a handler's mail did, as `confirmation.txt` gets it (`outcome`).
+pub const OUTCOMES: &[&str] = &["relayed", "note", "direct", "commands", "nothing"];
+
+/// The deadline kinds `next-step.txt` is rendered for (`deadline_kind`).
+pub const DEADLINE_KINDS: &[&str] = &["acknowledge", "respond", "fix", "embargo", "ack-queued"];
 
 /// The `event`s the reporter update (`update.txt`) is rendered for.
 pub const UPDATE_EVENTS: &[&str] = &[
@@ -153,15 +245,20 @@ pub const UPDATE_EVENTS: &[&str] = &[
 
 /// Every variable any template gets, with plausible values.
 fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
+    let commands = vec![
+        minijinja::context! { line => "/take", ok => true, result => "primary handler is now Alice" },
+        minijinja::context! { line => "/state nonsense", ok => false, result => "unknown state" },
+    ];
     minijinja::context! {
         project => "Example", address => "security@example.org",
         policy_url => if flag { "https://example.org/security" } else { "" },
+        comment_address => if flag { Some("security+comment@example.org") } else { None },
         case_id => "SEC-2026-0001", subject => "XSS in login", reporter => "r@example.net",
         from => "r@example.net", received_at => "2026-01-01T00:00:00.000Z",
         ack_due_at => "2026-01-03T00:00:00.000Z", respond_due_at => "2026-01-04T00:00:00.000Z",
         respond_within => "72 hours", acknowledge_within => "48 hours",
         primary => "Alice <alice@example.org>", encrypted => flag, unparsed => !flag,
-        text => "report text", footer => "how to act",
+        text => "report text\nsecond line", footer => "how to act",
         kind => kind, deadline => "response", due_at => "2026-01-04 00:00:00 UTC",
         overdue => !flag, gap => "4 hours", late => flag, fire_at => "2026-01-03 20:00:00 UTC",
         next_step => "reply", escalate_every => "12 hours",
@@ -177,6 +274,13 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         announce_date => "2026-02-08",
         summary => "A crafted header overflows the parser.", severity => if flag { "high" } else { "" },
         affected => "< 2.4", fixed_in => "2.4.1", credit => if flag { "Jane Doe" } else { "" },
+        name => "Alice", why => "it was sent to the comment address", state => "triage",
+        outcome => "relayed", relayed => flag, reach_reporter => "To answer the reporter: …",
+        files => if flag { vec!["fix.patch (text/x-patch, 120 bytes)"] } else { vec![] },
+        commands => if flag { commands } else { vec![] },
+        size => 12_000_000, deadline_kind => "respond",
+        hour => if flag { 9 } else { 21 },
+        next_deadline => if flag { Some("respond due 2026-01-04T00:00:00.000Z") } else { None },
     }
 }
 
@@ -275,6 +379,30 @@ mod tests {
         ] {
             assert!(t.env.get_template(name).is_ok(), "{name} missing");
         }
+    }
+
+    #[test]
+    fn a_part_loses_its_final_line_break_only() {
+        let t = Templates::builtin();
+        let ctx = minijinja::context! { hour => 9 };
+        assert_eq!(
+            t.render("greeting.txt", ctx.clone()).unwrap(),
+            "Good morning\n"
+        );
+        assert_eq!(t.part("greeting.txt", ctx).unwrap(), "Good morning");
+    }
+
+    #[test]
+    fn an_older_template_dir_gets_the_newer_templates_built_in() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, source) in BUILTIN {
+            if !ADDED_LATER.contains(name) {
+                std::fs::write(dir.path().join(name), source).unwrap();
+            }
+        }
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let out = t.render("no-case.txt", minijinja::context! {}).unwrap();
+        assert!(out.starts_with("secintake could not tell"), "{out}");
     }
 
     #[test]
