@@ -1,4 +1,5 @@
-//! Operator-editable templates for outgoing mail.
+//! Operator-editable templates for outgoing mail: every body secintake
+//! sends (the letters are put together in `outgoing`).
 //!
 //! The shipped templates live in `config/templates/` and are compiled in as
 //! defaults, so a bare install works. An operator who sets
