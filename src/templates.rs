@@ -5,7 +5,8 @@
 //! defaults, so a bare install works. An operator who sets
 //! `[templates] dir` gets those files instead; every template is loaded and
 //! test-rendered at start, so a typo fails `check-config`, not the first
-//! acknowledgement at 3 a.m.
+//! acknowledgement at 3 a.m. `config/templates/README.md` lists each
+//! template's variables.
 
 use minijinja::Environment;
 use std::path::{Path, PathBuf};
@@ -367,18 +368,69 @@ mod tests {
         assert!(out.contains("within 72 hours"));
     }
 
+    /// The `"name.txt"` literals in `text`.
+    fn txt_literals(text: &str) -> Vec<String> {
+        text.split('"')
+            .filter(|w| {
+                w.ends_with(".txt")
+                    && w.len() > 4
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-' || c == '.')
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
-    fn every_template_the_code_renders_is_built_in() {
+    fn every_template_the_code_renders_is_built_in_and_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let t = Templates::builtin();
-        for name in [
-            "acknowledgement.txt",
-            "alert.txt",
-            "recovery.txt",
-            "reminder.txt",
-            "digest.txt",
-            "notification.txt",
-        ] {
-            assert!(t.env.get_template(name).is_ok(), "{name} missing");
+        let mut sources = vec![root.join("src")];
+        let mut used = Vec::new();
+        while let Some(p) = sources.pop() {
+            if p.is_dir() {
+                sources.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Letters are built in `outgoing` only.
+                if p.starts_with(root.join("src/outgoing")) {
+                    used.extend(txt_literals(&text));
+                } else if !p.ends_with("templates.rs") {
+                    assert!(
+                        !text.contains("templates.render(") && !text.contains("templates.part("),
+                        "{} renders a template: build the letter in src/outgoing/",
+                        p.display()
+                    );
+                }
+            }
+        }
+        for name in ["notification.txt", "confirmation.txt", "next-step.txt"] {
+            assert!(used.iter().any(|u| u == name), "{name} not found in src/");
+        }
+        for name in &used {
+            assert!(t.env.get_template(name).is_ok(), "{name} is not built in");
+        }
+        // Every shipped file is built in, and both READMEs describe it.
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let dir = root.join("config/templates");
+        let listing = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if !name.ends_with(".txt") {
+                continue;
+            }
+            assert!(
+                BUILTIN.iter().any(|(n, _)| *n == name),
+                "{name} is not built in"
+            );
+            assert!(
+                listing.contains(&format!("`{name}`")),
+                "{name} missing from config/templates/README.md"
+            );
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} missing from README.md"
+            );
         }
     }
 
