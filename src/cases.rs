@@ -11,14 +11,13 @@
 use crate::auth;
 use crate::classify;
 use crate::clock::{add, fmt_ts};
-use crate::compose::{self, Draft};
+use crate::compose;
 use crate::context::{CaseError, Context};
 use crate::deadlines;
 use crate::message::{self, ParsedMessage};
 use crate::model::{format_case_id, subject_tags, Kind, State};
-use crate::outgoing::{queue_outgoing, store_outgoing};
+use crate::outgoing::{outside, queue_outgoing, store_outgoing, LetterError};
 use crate::store::{self, CaseRow, NewMessage, StoreError};
-use crate::templates::TemplateError;
 use crate::workflow;
 use chrono::{DateTime, Datelike, Utc};
 use rusqlite::Connection;
@@ -528,14 +527,14 @@ fn open_and_acknowledge(
         not_acknowledged(conn, &case_id, now, &why, mid)?;
         return Ok((case_id, msg_id, false));
     }
-    let out = match acknowledgement(ctx, &case_id, p, &reply, respond_due) {
-        Ok(out) => out,
+    let ack = match outside::acknowledgement(ctx, &case_id, p, &reply, respond_due) {
+        Ok(ack) => ack,
         // Never let one bad message (or template) stop intake: the case is
         // recorded, the reason is on it, the handlers still get notified.
         Err(e) => {
             let why = match e {
-                AckError::Compose(e) => e.to_string(),
-                AckError::Template(e) => {
+                LetterError::Compose(e) => e.to_string(),
+                LetterError::Template(e) => {
                     tracing::error!(case = %case_id, error = %e, "acknowledgement template failed");
                     e.to_string()
                 }
@@ -545,7 +544,7 @@ fn open_and_acknowledge(
         }
     };
     if let Some(why) = hold_reason(conn, ctx, p)? {
-        let message = store_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
+        let message = store_outgoing(conn, ctx, &ack)?;
         let held = store::HeldAck {
             case_id: case_id.clone(),
             message,
@@ -568,7 +567,7 @@ fn open_and_acknowledge(
         workflow::acks_held_alert(conn, ctx, &case_id, &why)?;
         return Ok((case_id, msg_id, false));
     }
-    queue_outgoing(conn, ctx, Some(&case_id), "ack", &out)?;
+    queue_outgoing(conn, ctx, &ack)?;
     deadlines::set(
         conn,
         sla,
@@ -583,7 +582,7 @@ fn open_and_acknowledge(
         now,
         "secintake",
         "acknowledgement queued",
-        Some(&format!("to {reply}, Message-ID <{}>", out.message_id)),
+        Some(&format!("to {reply}, Message-ID <{}>", ack.out.message_id)),
         mid,
     )?;
     Ok((case_id, msg_id, true))
@@ -687,60 +686,6 @@ fn not_acknowledged(
         &format!("waived: {why}"),
     )?;
     Ok(())
-}
-
-/// Why an acknowledgement could not be built.
-enum AckError {
-    Template(TemplateError),
-    Compose(compose::ComposeError),
-}
-
-fn acknowledgement(
-    ctx: &Context<'_>,
-    case_id: &str,
-    p: &ParsedMessage,
-    reply: &str,
-    respond_due: DateTime<Utc>,
-) -> Result<compose::Outgoing, AckError> {
-    let cfg = ctx.cfg;
-    let body = ctx
-        .templates
-        .render(
-            "acknowledgement.txt",
-            minijinja::context! {
-                project => cfg.mailbox.project,
-                address => cfg.mailbox.address,
-                policy_url => cfg.mailbox.policy_url,
-                case_id => case_id,
-                respond_within => crate::templates::human_duration(cfg.sla.respond),
-                acknowledge_within => crate::templates::human_duration(cfg.sla.acknowledge),
-                respond_due_at => respond_due.format("%Y-%m-%d %H:%M UTC").to_string(),
-                encrypted => p.encrypted,
-            },
-        )
-        .map_err(AckError::Template)?;
-    let mut references: Vec<String> = p.references.iter().rev().take(10).rev().cloned().collect();
-    if let Some(mid) = &p.message_id {
-        if !references.contains(mid) {
-            references.push(mid.clone());
-        }
-    }
-    let from_name = format!("{} security", cfg.mailbox.project);
-    compose::build(Draft {
-        from_name: Some(cfg.smtp.from_name.as_deref().unwrap_or(&from_name)),
-        from: &cfg.mailbox.address,
-        to: vec![reply.to_owned()],
-        subject: compose::reply_subject(p.subject.as_deref(), case_id),
-        body,
-        message_id: compose::new_message_id("ack", Some(case_id), &cfg.mailbox.address),
-        in_reply_to: p.message_id.clone(),
-        references,
-        auto_submitted: "auto-replied",
-        date: ctx.now,
-        attach: None,
-        files: &[],
-    })
-    .map_err(AckError::Compose)
 }
 
 /// Opens a case from a stored message that was filed as auto-generated or

@@ -1,4 +1,5 @@
-//! Health of the IMAP and SMTP connections, and the alerts it causes.
+//! Health of the IMAP and SMTP connections, and when the alerts it causes
+//! go out (their text: `outgoing::operations`).
 //!
 //! Nothing may be lost silently: when the mailbox cannot be read (or the
 //! outbox cannot send) for longer than `limits.alert_after`, the handlers get
@@ -7,10 +8,10 @@
 //! nor alerts twice, and `secintake status` can show it.
 
 use crate::clock::{add, fmt_ts, parse_ts, Clock};
-use crate::compose::{self, Draft};
 use crate::config::Config;
 use crate::context::Context;
-use crate::outgoing::queue_outgoing;
+use crate::outgoing::operations::{self, Outage};
+use crate::outgoing::{queue_outgoing, LetterError};
 use crate::store::{self, Db, StoreError};
 use crate::templates::Templates;
 use chrono::{DateTime, Utc};
@@ -147,7 +148,7 @@ impl Health {
                     },
                 )?;
                 if let Some((since, true)) = recovered {
-                    this.queue_notice(&tx, c, "recovery.txt", since, None, now)?;
+                    this.queue_notice(&tx, c, true, since, None, now)?;
                 }
                 crate::store::commit(tx, "saving health")?;
                 Ok(())
@@ -190,12 +191,13 @@ impl Health {
         }
     }
 
-    /// Queues an alert or recovery notice to every handler.
+    /// Queues an alert (`recovered` false) or recovery notice to every
+    /// handler.
     fn queue_notice(
         &self,
         conn: &rusqlite::Connection,
         c: Component,
-        template: &str,
+        recovered: bool,
         failing_since: DateTime<Utc>,
         last_error: Option<&str>,
         now: DateTime<Utc>,
@@ -205,51 +207,30 @@ impl Health {
             return Ok(());
         }
         let (backlog, _) = store::outbox_backlog(conn)?;
-        let failing_for = (now - failing_since).to_std().unwrap_or_default();
-        let body = self.templates.render(
-            template,
-            minijinja::context! {
-                project => cfg.mailbox.project,
-                address => cfg.mailbox.address,
-                component => c.as_str(),
-                component_name => c.describe(),
-                failing_since => fmt_ts(failing_since),
-                failing_for => humantime::format_duration(Duration::from_secs(failing_for.as_secs())).to_string(),
-                alert_after => crate::templates::human_duration(cfg.limits.alert_after),
-                last_error => last_error.unwrap_or("unknown"),
-                recovered_at => fmt_ts(now),
-                backlog => backlog,
-            },
-        )?;
-        let subject = if template == "alert.txt" {
-            format!("[secintake] ALERT: {} failing", c.describe())
-        } else {
-            format!("[secintake] recovered: {} works again", c.describe())
+        let ctx = Context {
+            cfg,
+            templates: &self.templates,
+            now,
         };
-        let out = compose::build(Draft {
-            from_name: Some("secintake"),
-            from: &cfg.mailbox.address,
-            to: cfg.handlers.iter().map(|h| h.email.clone()).collect(),
-            subject,
-            body,
-            message_id: compose::new_message_id(c.as_str(), None, &cfg.mailbox.address),
-            in_reply_to: None,
-            references: vec![],
-            auto_submitted: "auto-generated",
-            date: now,
-            attach: None,
-            files: &[],
-        });
-        match out {
-            Ok(out) => {
-                let ctx = Context {
-                    cfg,
-                    templates: &self.templates,
-                    now,
-                };
-                queue_outgoing(conn, &ctx, None, "alert", &out)?;
+        let to = cfg.handlers.iter().map(|h| h.email.clone()).collect();
+        let outage = Outage {
+            component: c.as_str(),
+            component_name: c.describe(),
+            failing_since,
+            last_error,
+            backlog,
+        };
+        let letter = if recovered {
+            operations::recovery_notice(&ctx, to, outage)
+        } else {
+            operations::outage_alert(&ctx, to, outage)
+        };
+        match letter {
+            Ok(letter) => {
+                queue_outgoing(conn, &ctx, &letter)?;
             }
-            Err(e) => tracing::error!(error = %e, "cannot build alert mail"),
+            Err(LetterError::Template(e)) => return Err(e.into()),
+            Err(LetterError::Compose(e)) => tracing::error!(error = %e, "cannot build alert mail"),
         }
         Ok(())
     }
@@ -280,7 +261,7 @@ impl Health {
                     h.failing_since = Some(fmt_ts(since));
                     h.last_error = err.clone();
                     store::put_health(&tx, &h)?;
-                    this.queue_notice(&tx, c, "alert.txt", since, err.as_deref(), now)?;
+                    this.queue_notice(&tx, c, false, since, err.as_deref(), now)?;
                     crate::store::commit(tx, "queueing an alert")?;
                     Ok(())
                 })

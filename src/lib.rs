@@ -15,8 +15,8 @@
 //!    reply address), `mail::auth` (is this a handler?); and `commands`
 //!    (handler command lines).
 //! 3. **Storage**: `store` (the SQLite file and its queries), `context`
-//!    (what a decision knows, and its error), `outgoing` (queueing a letter
-//!    in the outbox), `deadlines` (the stage plan and deadline rows), `sla`
+//!    (what a decision knows, and its error), `outgoing` (every letter:
+//!    its text from `templates`, its headers, queueing it in the outbox), `deadlines` (the stage plan and deadline rows), `sla`
 //!    (the SLA report).
 //! 4. **Decisions**: `workflow` (handler mail, commands, relays to the
 //!    reporter), `cases` (what one incoming message does, recorded in one

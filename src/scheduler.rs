@@ -1,16 +1,16 @@
 //! The deadline scheduler: the loop that fires reminders, escalations and
 //! the daily digest when their time comes (the stage plan it follows is in
-//! `deadlines`), and the text of those mails.
+//! `deadlines`; what the mails say is in `outgoing::operations`).
 
 use crate::clock::{fmt_ts, parse_ts, Clock};
-use crate::compose::{self, Draft};
 use crate::config::Config;
 use crate::context::Context;
-use crate::deadlines::{due_now, due_stage, fire_time, next_due, thread_root, DeadlineRow};
+use crate::deadlines::{due_now, due_stage, fire_time, next_due, DeadlineRow};
 use crate::model::Kind;
-use crate::outgoing::queue_outgoing;
+use crate::outgoing::operations::{self, Digest, Reminder};
+use crate::outgoing::{queue_outgoing, LetterError};
 use crate::store::{Ctx, Db, StoreError};
-use crate::templates::{human_duration, human_span, Templates};
+use crate::templates::{human_span, Templates};
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::sync::Arc;
@@ -206,72 +206,29 @@ impl Scheduler {
         let overdue = at >= due;
         let gap = if at > due { at - due } else { due - at };
         let gap = human_span(gap.num_milliseconds().max(0) as u64);
-        let subject = match reminder_kind {
-            "ack-stuck" => format!(
-                "[{}] Acknowledgement still unsent after {}",
-                case.id,
-                human_duration(sla.ack_alert_after)
-            ),
-            "escalation" => format!(
-                "[{}] OVERDUE: {} was due {}",
-                case.id,
-                kind.noun(),
-                due.format("%Y-%m-%d %H:%M UTC")
-            ),
-            _ => format!("[{}] Reminder: {} due in {}", case.id, kind.noun(), gap),
-        };
-        let next_step = next_step(&self.cfg, kind, &case);
-        let body = self.templates.render(
-            "reminder.txt",
-            minijinja::context! {
-                kind => reminder_kind,
-                case_id => case.id,
-                subject => case.subject.as_deref().unwrap_or(""),
-                reporter => case.reporter.as_deref().unwrap_or("(no usable reply address)"),
-                deadline => kind.noun(),
-                due_at => due.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                overdue => overdue,
-                gap => gap,
-                late => late,
-                fire_at => fire_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                next_step => next_step,
-                escalate_every => human_duration(sla.escalate_every),
-                project => self.cfg.mailbox.project,
-                address => self.cfg.mailbox.address,
-            },
-        )?;
-        let root = thread_root(&case, &self.cfg.mailbox.address);
-        let out = compose::build(Draft {
-            from_name: Some("secintake"),
-            from: &self.cfg.mailbox.address,
-            to,
-            subject,
-            body,
-            message_id: compose::new_message_id(
-                reminder_kind,
-                Some(&case.id),
-                &self.cfg.mailbox.address,
-            ),
-            in_reply_to: Some(root.clone()),
-            references: vec![root],
-            auto_submitted: "auto-generated",
-            date: now,
-            attach: None,
-            files: &[],
-        });
-        let out = match out {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(case = %case.id, error = %e, "cannot build reminder");
-                return Ok(0);
-            }
-        };
         let ctx = Context {
             cfg: &self.cfg,
             templates: &self.templates,
             now,
         };
-        let msg = queue_outgoing(conn, &ctx, Some(&case.id), "reminder", &out)?;
+        let reminder = Reminder {
+            kind,
+            stage: reminder_kind,
+            due,
+            fire_at,
+            late,
+            overdue,
+            gap: &gap,
+        };
+        let letter = match operations::reminder(&ctx, &case, to, reminder) {
+            Ok(letter) => letter,
+            Err(LetterError::Template(e)) => return Err(e.into()),
+            Err(LetterError::Compose(e)) => {
+                tracing::error!(case = %case.id, error = %e, "cannot build reminder");
+                return Ok(0);
+            }
+        };
+        let msg = queue_outgoing(conn, &ctx, &letter)?;
         crate::store::exec(
             conn,
             "UPDATE reminders SET message = ?2 WHERE id = ?1",
@@ -369,92 +326,31 @@ impl Scheduler {
         if (open.is_empty() && unfiled == 0) || self.cfg.handlers.is_empty() {
             return Ok(0);
         }
-        let mut lines = String::new();
-        for (case, next_deadline) in &open {
-            lines.push_str(&format!(
-                "{}  [{}]  {}\n    reporter {}; next: {}\n",
-                case.id,
-                case.state,
-                case.subject.as_deref().unwrap_or(""),
-                case.reporter.as_deref().unwrap_or("-"),
-                next_deadline.as_deref().unwrap_or("no open deadline"),
-            ));
-        }
+        let ctx = Context {
+            cfg: &self.cfg,
+            templates: &self.templates,
+            now,
+        };
+        let cases = operations::digest_cases(&ctx, &open)?;
+        let digest = Digest {
+            day,
+            count: open.len(),
+            cases: &cases,
+            unfiled,
+            local_hour: chrono::Timelike::hour(&now.with_timezone(&self.cfg.sla.timezone)),
+        };
         let mut sent = 0;
         for h in &self.cfg.handlers {
-            let body = self.templates.render(
-                "digest.txt",
-                minijinja::context! {
-                    handler => h.name, project => self.cfg.mailbox.project,
-                    day => day, count => open.len(), cases => lines, unfiled => unfiled,
-                    greeting => greeting(chrono::Timelike::hour(&now.with_timezone(&self.cfg.sla.timezone))),
-                },
-            )?;
-            let out = compose::build(Draft {
-                from_name: Some("secintake"),
-                from: &self.cfg.mailbox.address,
-                to: vec![h.email.clone()],
-                subject: format!("[secintake] {} open case(s) on {day}", open.len()),
-                body,
-                message_id: compose::new_message_id("digest", None, &self.cfg.mailbox.address),
-                in_reply_to: None,
-                references: vec![],
-                auto_submitted: "auto-generated",
-                date: now,
-                attach: None,
-                files: &[],
-            });
-            if let Ok(out) = out {
-                let ctx = Context {
-                    cfg: &self.cfg,
-                    templates: &self.templates,
-                    now,
-                };
-                queue_outgoing(conn, &ctx, None, "digest", &out)?;
-                sent += 1;
+            match operations::digest(&ctx, h, digest) {
+                Ok(letter) => {
+                    queue_outgoing(conn, &ctx, &letter)?;
+                    sent += 1;
+                }
+                Err(LetterError::Template(e)) => return Err(e.into()),
+                Err(LetterError::Compose(_)) => {}
             }
         }
         Ok(sent)
-    }
-}
-
-/// The digest's greeting for the hour it is sent, in `sla.timezone`.
-fn greeting(local_hour: u32) -> &'static str {
-    match local_hour {
-        5..=11 => "Good morning",
-        12..=17 => "Good afternoon",
-        _ => "Good evening",
-    }
-}
-
-/// What the handler should do next, and how by email.
-fn next_step(cfg: &Config, kind: Kind, case: &crate::store::CaseRow) -> String {
-    let reporter = case.reporter.as_deref().unwrap_or("the reporter");
-    match kind {
-        Kind::Respond => format!(
-            "send the reporter a detailed response: reply to {reporter} from your own mail \
-             client with {} in Cc and [{}] in the subject; secintake records it as the response \
-             and the reminders stop. If you answered another way, run \
-             `secintake cases responded {}`.",
-            cfg.mailbox.address, case.id, case.id
-        ),
-        Kind::Acknowledge | Kind::AckQueued => format!(
-            "the automatic acknowledgement has not reached the SMTP server: check \
-             `secintake status` on the host. Meanwhile acknowledge the report yourself: reply \
-             to {reporter} with {} in Cc and [{}] in the subject.",
-            cfg.mailbox.address, case.id
-        ),
-        Kind::Fix => format!(
-            "prepare and review the fix; when it is ready run `secintake cases met {} fix`, or \
-             move the date with `secintake cases deadline {} fix <date>`.",
-            case.id, case.id
-        ),
-        Kind::Embargo => format!(
-            "the agreed public disclosure date: send the announcement with a [security] \
-             subject prefix to the announce list, tell {reporter}, then run \
-             `secintake cases met {} embargo`.",
-            case.id
-        ),
     }
 }
 
@@ -489,17 +385,4 @@ fn open_cases_by_urgency(
         .into_iter()
         .map(|(c, n)| (c, n.map(|(k, d)| format!("{k} due {d}"))))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_digest_greets_by_the_local_hour() {
-        assert_eq!(greeting(9), "Good morning");
-        assert_eq!(greeting(14), "Good afternoon");
-        assert_eq!(greeting(21), "Good evening");
-        assert_eq!(greeting(2), "Good evening");
-    }
 }

@@ -1,15 +1,19 @@
-//! Operator-editable templates for outgoing mail.
+//! Operator-editable templates for outgoing mail: every body secintake
+//! sends (the letters are put together in `outgoing`).
 //!
 //! The shipped templates live in `config/templates/` and are compiled in as
 //! defaults, so a bare install works. An operator who sets
 //! `[templates] dir` gets those files instead; every template is loaded and
 //! test-rendered at start, so a typo fails `check-config`, not the first
-//! acknowledgement at 3 a.m.
+//! acknowledgement at 3 a.m. `config/templates/README.md` lists each
+//! template's variables.
 
 use minijinja::Environment;
 use std::path::{Path, PathBuf};
 
-/// The templates and their built-in defaults.
+/// The templates and their built-in defaults: one per letter, then the
+/// parts several letters share or a letter repeats (see [`Templates::part`]).
+/// `config/templates/README.md` lists each one's variables.
 const BUILTIN: &[(&str, &str)] = &[
     (
         "acknowledgement.txt",
@@ -34,11 +38,72 @@ const BUILTIN: &[(&str, &str)] = &[
         "recovery.txt",
         include_str!("../config/templates/recovery.txt"),
     ),
+    (
+        "follow-up.txt",
+        include_str!("../config/templates/follow-up.txt"),
+    ),
+    ("forged.txt", include_str!("../config/templates/forged.txt")),
+    (
+        "held-acks.txt",
+        include_str!("../config/templates/held-acks.txt"),
+    ),
+    ("note.txt", include_str!("../config/templates/note.txt")),
+    (
+        "confirmation.txt",
+        include_str!("../config/templates/confirmation.txt"),
+    ),
+    (
+        "team-copy.txt",
+        include_str!("../config/templates/team-copy.txt"),
+    ),
+    ("relay.txt", include_str!("../config/templates/relay.txt")),
+    (
+        "no-case.txt",
+        include_str!("../config/templates/no-case.txt"),
+    ),
+    ("footer.txt", include_str!("../config/templates/footer.txt")),
+    (
+        "reach-reporter.txt",
+        include_str!("../config/templates/reach-reporter.txt"),
+    ),
+    (
+        "not-attached.txt",
+        include_str!("../config/templates/not-attached.txt"),
+    ),
+    (
+        "next-step.txt",
+        include_str!("../config/templates/next-step.txt"),
+    ),
+    (
+        "digest-case.txt",
+        include_str!("../config/templates/digest-case.txt"),
+    ),
+    (
+        "greeting.txt",
+        include_str!("../config/templates/greeting.txt"),
+    ),
 ];
 
 /// Templates a `[templates] dir` may lack (it was copied before they
 /// existed): the built-in copy is used.
-const ADDED_LATER: &[&str] = &["update.txt", "advisory.txt"];
+const ADDED_LATER: &[&str] = &[
+    "update.txt",
+    "advisory.txt",
+    "follow-up.txt",
+    "forged.txt",
+    "held-acks.txt",
+    "note.txt",
+    "confirmation.txt",
+    "team-copy.txt",
+    "relay.txt",
+    "no-case.txt",
+    "footer.txt",
+    "reach-reporter.txt",
+    "not-attached.txt",
+    "next-step.txt",
+    "digest-case.txt",
+    "greeting.txt",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -104,22 +169,33 @@ impl Templates {
     }
 
     /// Renders every template with sample values of every variable the
-    /// code passes (and each branch: kinds, components), so an undefined
-    /// variable or a filter error shows at start and in `check-config`,
-    /// not when the first report arrives.
+    /// code passes (and each branch: kinds, components, events, what a
+    /// handler's mail did, deadline kinds), so an undefined variable or a
+    /// filter error shows at start and in `check-config`, not when the
+    /// first report arrives.
     fn check(&self) -> Result<(), TemplateError> {
-        for (name, _) in BUILTIN {
-            for (kind, component, flag) in [
-                ("reminder", "imap", true),
-                ("escalation", "smtp", false),
-                ("ack-stuck", "imap", false),
-            ] {
-                self.render(name, sample(kind, component, flag))?;
-            }
+        let mut samples = Vec::new();
+        for (kind, component, flag) in [
+            ("reminder", "imap", true),
+            ("escalation", "smtp", false),
+            ("ack-stuck", "imap", false),
+        ] {
+            samples.push(sample(kind, component, flag));
         }
+        let base = || sample("reminder", "imap", true);
         for event in UPDATE_EVENTS {
-            let ctx = minijinja::context! { event => event, ..sample("reminder", "imap", true) };
-            self.render("update.txt", ctx)?;
+            samples.push(minijinja::context! { event => event, ..base() });
+        }
+        for outcome in OUTCOMES {
+            samples.push(minijinja::context! { outcome => outcome, ..base() });
+        }
+        for kind in DEADLINE_KINDS {
+            samples.push(minijinja::context! { deadline_kind => kind, ..base() });
+        }
+        for (name, _) in BUILTIN {
+            for ctx in &samples {
+                self.render(name, ctx.clone())?;
+            }
         }
         Ok(())
     }
@@ -136,7 +212,25 @@ impl Templates {
             .render(ctx)
             .map_err(syntax)
     }
+
+    /// Renders a part, a piece of text that goes into letters as the value
+    /// of a variable (`footer.txt` is `footer`): like [`Templates::render`]
+    /// without the file's final line break, so the part sits inside a
+    /// line of the letter's template like any other value.
+    pub fn part(&self, name: &str, ctx: minijinja::Value) -> Result<String, TemplateError> {
+        let mut text = self.render(name, ctx)?;
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        Ok(text)
+    }
 }
+
+/// What a handler's mail did, as `confirmation.txt` gets it (`outcome`).
+pub const OUTCOMES: &[&str] = &["relayed", "note", "direct", "commands", "nothing"];
+
+/// The deadline kinds `next-step.txt` is rendered for (`deadline_kind`).
+pub const DEADLINE_KINDS: &[&str] = &["acknowledge", "respond", "fix", "embargo", "ack-queued"];
 
 /// The `event`s the reporter update (`update.txt`) is rendered for.
 pub const UPDATE_EVENTS: &[&str] = &[
@@ -153,15 +247,20 @@ pub const UPDATE_EVENTS: &[&str] = &[
 
 /// Every variable any template gets, with plausible values.
 fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
+    let commands = vec![
+        minijinja::context! { line => "/take", ok => true, result => "primary handler is now Alice" },
+        minijinja::context! { line => "/state nonsense", ok => false, result => "unknown state" },
+    ];
     minijinja::context! {
         project => "Example", address => "security@example.org",
         policy_url => if flag { "https://example.org/security" } else { "" },
+        comment_address => if flag { Some("security+comment@example.org") } else { None },
         case_id => "SEC-2026-0001", subject => "XSS in login", reporter => "r@example.net",
         from => "r@example.net", received_at => "2026-01-01T00:00:00.000Z",
         ack_due_at => "2026-01-03T00:00:00.000Z", respond_due_at => "2026-01-04T00:00:00.000Z",
         respond_within => "72 hours", acknowledge_within => "48 hours",
         primary => "Alice <alice@example.org>", encrypted => flag, unparsed => !flag,
-        text => "report text", footer => "how to act",
+        text => "report text\nsecond line", footer => "how to act",
         kind => kind, deadline => "response", due_at => "2026-01-04 00:00:00 UTC",
         overdue => !flag, gap => "4 hours", late => flag, fire_at => "2026-01-03 20:00:00 UTC",
         next_step => "reply", escalate_every => "12 hours",
@@ -177,6 +276,13 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         announce_date => "2026-02-08",
         summary => "A crafted header overflows the parser.", severity => if flag { "high" } else { "" },
         affected => "< 2.4", fixed_in => "2.4.1", credit => if flag { "Jane Doe" } else { "" },
+        name => "Alice", why => "it was sent to the comment address", state => "triage",
+        outcome => "relayed", relayed => flag, reach_reporter => "To answer the reporter: …",
+        files => if flag { vec!["fix.patch (text/x-patch, 120 bytes)"] } else { vec![] },
+        commands => if flag { commands } else { vec![] },
+        size => 12_000_000, deadline_kind => "respond",
+        hour => if flag { 9 } else { 21 },
+        next_deadline => if flag { Some("respond due 2026-01-04T00:00:00.000Z") } else { None },
     }
 }
 
@@ -262,19 +368,94 @@ mod tests {
         assert!(out.contains("within 72 hours"));
     }
 
+    /// The `"name.txt"` literals in `text`.
+    fn txt_literals(text: &str) -> Vec<String> {
+        text.split('"')
+            .filter(|w| {
+                w.ends_with(".txt")
+                    && w.len() > 4
+                    && w.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-' || c == '.')
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
-    fn every_template_the_code_renders_is_built_in() {
+    fn every_template_the_code_renders_is_built_in_and_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let t = Templates::builtin();
-        for name in [
-            "acknowledgement.txt",
-            "alert.txt",
-            "recovery.txt",
-            "reminder.txt",
-            "digest.txt",
-            "notification.txt",
-        ] {
-            assert!(t.env.get_template(name).is_ok(), "{name} missing");
+        let mut sources = vec![root.join("src")];
+        let mut used = Vec::new();
+        while let Some(p) = sources.pop() {
+            if p.is_dir() {
+                sources.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                // Letters are built in `outgoing` only.
+                if p.starts_with(root.join("src/outgoing")) {
+                    used.extend(txt_literals(&text));
+                } else if !p.ends_with("templates.rs") {
+                    assert!(
+                        !text.contains("templates.render(") && !text.contains("templates.part("),
+                        "{} renders a template: build the letter in src/outgoing/",
+                        p.display()
+                    );
+                }
+            }
         }
+        for name in ["notification.txt", "confirmation.txt", "next-step.txt"] {
+            assert!(used.iter().any(|u| u == name), "{name} not found in src/");
+        }
+        for name in &used {
+            assert!(t.env.get_template(name).is_ok(), "{name} is not built in");
+        }
+        // Every shipped file is built in, and both READMEs describe it.
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let dir = root.join("config/templates");
+        let listing = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if !name.ends_with(".txt") {
+                continue;
+            }
+            assert!(
+                BUILTIN.iter().any(|(n, _)| *n == name),
+                "{name} is not built in"
+            );
+            assert!(
+                listing.contains(&format!("`{name}`")),
+                "{name} missing from config/templates/README.md"
+            );
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} missing from README.md"
+            );
+        }
+    }
+
+    #[test]
+    fn a_part_loses_its_final_line_break_only() {
+        let t = Templates::builtin();
+        let ctx = minijinja::context! { hour => 9 };
+        assert_eq!(
+            t.render("greeting.txt", ctx.clone()).unwrap(),
+            "Good morning\n"
+        );
+        assert_eq!(t.part("greeting.txt", ctx).unwrap(), "Good morning");
+    }
+
+    #[test]
+    fn an_older_template_dir_gets_the_newer_templates_built_in() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, source) in BUILTIN {
+            if !ADDED_LATER.contains(name) {
+                std::fs::write(dir.path().join(name), source).unwrap();
+            }
+        }
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let out = t.render("no-case.txt", minijinja::context! {}).unwrap();
+        assert!(out.starts_with("secintake could not tell"), "{out}");
     }
 
     #[test]

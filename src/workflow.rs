@@ -17,40 +17,27 @@
 //! Only authenticated handler mail acts ([`crate::auth`]); forged mail is
 //! recorded, changes nothing, and alerts the handlers once per case.
 //! Everything here runs inside the caller's transaction.
+//!
+//! This module decides whether a letter goes, when and to whom; what it
+//! says and how it is addressed is built in [`crate::outgoing`].
 
 use crate::clock::fmt_ts;
 use crate::commands::{self, Command};
-use crate::compose::{self, Draft};
+use crate::compose;
 use crate::context::{CaseError, Context};
-use crate::deadlines::{self, thread_root};
+use crate::deadlines;
 use crate::message::ParsedMessage;
 use crate::model::Kind;
 use crate::model::State;
-use crate::outgoing::queue_outgoing;
+use crate::outgoing::handlers::{self, CommandResult, Original, Outcome};
+use crate::outgoing::outside;
+use crate::outgoing::{handler_name, queue_outgoing, Letter, LetterError, Thread};
 use crate::store::{self, CaseField, CaseRow, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
-/// The display name of mail from the mailbox itself.
-fn team_name(ctx: &Context<'_>) -> String {
-    ctx.cfg
-        .smtp
-        .from_name
-        .clone()
-        .unwrap_or_else(|| format!("{} security", ctx.cfg.mailbox.project))
-}
-
 fn is_handler(ctx: &Context<'_>, email: &str) -> bool {
     ctx.cfg.handlers.iter().any(|h| h.email == email)
-}
-
-fn handler_name(ctx: &Context<'_>, email: &str) -> String {
-    ctx.cfg
-        .handlers
-        .iter()
-        .find(|h| h.email == email)
-        .map(|h| h.name.clone())
-        .unwrap_or_else(|| email.to_owned())
 }
 
 /// The next primary handler, round-robin over `[[handlers]]`; None when
@@ -84,76 +71,25 @@ fn all_handlers(ctx: &Context<'_>) -> Vec<String> {
     ctx.cfg.handlers.iter().map(|h| h.email.clone()).collect()
 }
 
-/// Builds and queues mail to handlers about `case`, in the case's thread.
-#[allow(clippy::too_many_arguments)]
-fn to_handlers(
+/// Queues a letter to handlers about `case_id`. One that cannot be put
+/// together (an unusable address) is recorded on the case instead; a
+/// broken template is an error, like any configuration error.
+fn queue_for_handlers(
     conn: &Connection,
     ctx: &Context<'_>,
-    case: &CaseRow,
-    to: Vec<String>,
-    purpose: &'static str,
-    subject: String,
-    mut body: String,
-    original: Option<Original<'_>>,
-    reply_to_mid: Option<&str>,
+    case_id: &str,
+    purpose: &str,
+    letter: Result<Letter, LetterError>,
 ) -> Result<(), CaseError> {
-    if to.is_empty() {
-        return Ok(());
-    }
-    // No mail to handlers is larger than limits.max_message_size (base64
-    // makes an attachment a third larger, and a 56 MB header once became
-    // a 58 MB notification), nor carries an original over
-    // ATTACH_ORIGINAL_MAX (see there).
-    let mut attach = None;
-    if let Some(o) = original {
-        let fits = o.bytes.len() == o.len
-            && o.len <= ATTACH_ORIGINAL_MAX
-            && attached_size(o.len, body.len()) <= ctx.cfg.limits.max_message_size;
-        if fits {
-            attach = Some(o.bytes);
-        } else {
-            body.push_str(&format!(
-                "\n[The original message ({} bytes) is not attached: too large to send on. \
-                 `secintake cases show {}` lists the case's messages and `secintake mail \
-                 export ID` writes one out.]\n",
-                o.len, case.id
-            ));
+    match letter {
+        Ok(letter) => {
+            queue_outgoing(conn, ctx, &letter)?;
         }
-    }
-    let root = thread_root(case, &ctx.cfg.mailbox.address);
-    // The new-case notification is the thread's root; everything else
-    // answers it (or the message named by `reply_to_mid`).
-    let (message_id, in_reply_to, references) = if purpose == "notification" {
-        (root, None, vec![])
-    } else {
-        let mut refs = vec![root.clone()];
-        refs.extend(reply_to_mid.map(str::to_owned));
-        let id = compose::new_message_id(purpose, Some(&case.id), &ctx.cfg.mailbox.address);
-        (id, Some(reply_to_mid.unwrap_or(&root).to_owned()), refs)
-    };
-    let from_name = team_name(ctx);
-    let draft = Draft {
-        from_name: Some(&from_name),
-        from: &ctx.cfg.mailbox.address,
-        to,
-        subject,
-        body,
-        message_id,
-        in_reply_to,
-        references,
-        auto_submitted: "auto-generated",
-        date: ctx.now,
-        attach,
-        files: &[],
-    };
-    match compose::build(draft) {
-        Ok(out) => {
-            queue_outgoing(conn, ctx, Some(&case.id), purpose, &out)?;
-        }
-        Err(e) => {
+        Err(LetterError::Template(e)) => return Err(e.into()),
+        Err(LetterError::Compose(e)) => {
             store::add_event(
                 conn,
-                &case.id,
+                case_id,
                 ctx.now,
                 "secintake",
                 &format!("{purpose} to handlers not sent"),
@@ -163,109 +99,6 @@ fn to_handlers(
         }
     }
     Ok(())
-}
-
-/// A received message to attach to a mail for handlers: `bytes` may be
-/// only the start of it when `len` is more (see `store::message_prefix`);
-/// such a prefix is never attached.
-#[derive(Debug, Clone, Copy)]
-pub struct Original<'a> {
-    pub bytes: &'a [u8],
-    pub len: usize,
-}
-
-impl<'a> Original<'a> {
-    pub fn whole(bytes: &'a [u8]) -> Self {
-        Original {
-            bytes,
-            len: bytes.len(),
-        }
-    }
-}
-
-/// Originals larger than this are not attached to mail for handlers.
-/// Many mail systems cap a message at 25-35 MB (Microsoft 365's default
-/// is 35 MB; a handler forwarding it from Gmail may send at most 25 MB),
-/// and base64 makes a 20 MiB report 27 MiB; building such a mail also
-/// took three more copies of the report in memory (186 MiB peak for a
-/// 27 MiB report, issue 7).
-pub const ATTACH_ORIGINAL_MAX: usize = 10 << 20;
-
-/// About how large a mail with `body` and an attachment of `raw` bytes
-/// is: base64 in 76-character lines, plus room for the headers.
-fn attached_size(raw: usize, body: usize) -> u64 {
-    let b64 = raw.div_ceil(3) * 4;
-    (b64 + b64 / 76 * 2 + body + 8 * 1024) as u64
-}
-
-/// Text of a message for people, capped.
-fn readable(p: &ParsedMessage) -> String {
-    const CAP: usize = 100_000;
-    match &p.text_body {
-        Some(t) if t.len() > CAP => {
-            let mut end = CAP;
-            while !t.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!(
-                "{}\n[… cut at {CAP} bytes; the whole message is attached]",
-                &t[..end]
-            )
-        }
-        Some(t) => t.clone(),
-        None if p.encrypted => "[encrypted: see the attached original]".into(),
-        None => "[no readable text: see the attached original]".into(),
-    }
-}
-
-fn footer(ctx: &Context<'_>, case_id: &str) -> String {
-    let note = match &ctx.cfg.mailbox.comment_address {
-        Some(c) => format!("- Mail {c} (keep [{case_id}] in the subject) for an internal note:\n  stored on the case, copied to the other handlers, never sent to the reporter.\n"),
-        None => String::new(),
-    };
-    format!(
-        "How to act by email:\n\
-         - Reply to this message: your text (without the quoted part) is relayed to\n  \
-           the reporter from {addr}, and counts as the response.\n\
-         {note}\
-         - Or answer the reporter yourself with {addr} in Cc.\n\
-         - Commands go at the very top of your mail, one per line, before any text:\n  \
-           /take  /assign <handler>  /state <state>  /severity critical|high|medium|low\n  \
-           /affected <versions>  /fixed-in <versions>  /cve <CVE-id>  /audit <note>\n  \
-           /duplicate <case id>  /reject <reason>  /responded  /close\n  \
-           /deadline fix <date>  /embargo <date>  /announce [dry-run|now]  /quiet [off]  /show\n  \
-           /credit <name>|none  /summary <text>  /merge <case id>\n",
-        addr = ctx.cfg.mailbox.address
-    )
-}
-
-/// A first line for the notification of a case opened by someone who
-/// threaded into another case without taking part in it (issue 7): which
-/// case, so a handler can merge them.
-fn refers_to(events: &[store::EventRow]) -> String {
-    events
-        .iter()
-        .find(|e| e.what == "refers to another case")
-        .and_then(|e| e.detail.as_deref())
-        .map(|d| format!("[secintake: {d}]\n\n"))
-        .unwrap_or_default()
-}
-
-/// The reporter as the new-case notification shows it: the address, and
-/// why the acknowledgement did not go out when it did not (no usable
-/// address, the project's own address, a limit; issue 7).
-fn reporter_line(case: &CaseRow, events: &[store::EventRow]) -> String {
-    let why = events
-        .iter()
-        .rev()
-        .find(|e| e.what == "not acknowledged" || e.what == "acknowledgement held")
-        .map(|e| format!("{}: {}", e.what, e.detail.as_deref().unwrap_or_default()));
-    match (&case.reporter, why) {
-        (Some(r), None) => r.clone(),
-        (Some(r), Some(why)) => format!("{r} ({why})"),
-        (None, Some(why)) => format!("none ({why})"),
-        (None, None) => "none (no usable reply address: not acknowledged)".into(),
-    }
 }
 
 /// The new-case notification to every handler: the thread root.
@@ -280,40 +113,9 @@ pub fn notify_new_case(
     if to.is_empty() {
         return Ok(());
     }
-    let subject = format!(
-        "[{}] New report: {}",
-        case.id,
-        case.subject.as_deref().unwrap_or("(no subject)")
-    );
     let events = store::events_of_case(conn, &case.id)?;
-    let body = ctx.templates.render(
-        "notification.txt",
-        minijinja::context! {
-            case_id => case.id,
-            reporter => reporter_line(case, &events),
-            from => p.from.as_ref().map(|a| a.email.as_str()).unwrap_or("(none)"),
-            subject => case.subject.as_deref().unwrap_or(""),
-            received_at => case.received_at,
-            ack_due_at => case.ack_due_at,
-            respond_due_at => case.respond_due_at,
-            primary => case.primary_handler.as_deref().map(|e| format!("{} <{e}>", handler_name(ctx, e))).unwrap_or_else(|| "nobody yet (send /take)".into()),
-            encrypted => p.encrypted,
-            unparsed => !p.parsed_ok,
-            text => refers_to(&events) + &readable(p),
-            footer => footer(ctx, &case.id),
-        },
-    )?;
-    to_handlers(
-        conn,
-        ctx,
-        case,
-        to,
-        "notification",
-        subject,
-        body,
-        Some(original),
-        None,
-    )
+    let letter = handlers::notification(ctx, case, to, p, &events, original);
+    queue_for_handlers(conn, ctx, &case.id, "notification", letter)
 }
 
 /// Builds and queues the notifications promised by new cases, at most
@@ -327,7 +129,7 @@ pub fn build_pending_notifications(
     let pending = store::pending_notifications(conn, limit)?;
     for (case_id, msg) in &pending {
         // Never more than an attachable original, or the parser's window.
-        let max = ATTACH_ORIGINAL_MAX.max(crate::message::MAX_PARSE_BYTES);
+        let max = handlers::ATTACH_ORIGINAL_MAX.max(crate::message::MAX_PARSE_BYTES);
         if let (Some(case), Some((row, raw, len))) = (
             store::case(conn, case_id)?,
             store::message_prefix(conn, *msg, max)?,
@@ -368,32 +170,12 @@ pub fn forward_follow_up(
             p.message_id.as_deref(),
         )?;
     }
-    let subject = format!(
-        "[{}] Follow-up from {}: {}",
-        case.id,
-        from,
-        p.subject
-            .as_deref()
-            .map(compose::clean_subject)
-            .unwrap_or_default()
-    );
-    let body = format!(
-        "A follow-up on {} from {from}.\n\n{}\n\n-- \n{}",
-        case.id,
-        readable(p),
-        footer(ctx, &case.id)
-    );
-    to_handlers(
-        conn,
-        ctx,
-        case,
-        primary_or_all(ctx, case),
-        "forward",
-        subject,
-        body,
-        Some(Original::whole(raw)),
-        None,
-    )
+    let to = primary_or_all(ctx, case);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::follow_up(ctx, case, to, p, raw);
+    queue_for_handlers(conn, ctx, &case.id, "forward", letter)
 }
 
 /// Mail claiming to be from a handler that nothing authenticates: recorded,
@@ -417,27 +199,11 @@ pub fn forged(
     )?;
     tracing::warn!(case = %case.id, "unauthenticated mail from a handler address ignored");
     if store::first_forged_alert(conn, &case.id)? {
-        let body = format!(
-            "secintake received mail on {} whose From is {email}, a handler address,\n\
-             but it is not proven to be from that handler:\n  {why}.\n\
-             It was stored and did nothing: no command ran, nothing was relayed.\n\n\
-             If that was you, check that your mail server adds Authentication-Results\n\
-             (see [handler_auth] in the example config, or `secintake check-config`).\n\
-             If not, someone is forging a handler's address.\n\
-             (This alert is sent once per case; `secintake cases show {}` lists every such mail.)\n",
-            case.id, case.id
-        );
-        to_handlers(
-            conn,
-            ctx,
-            case,
-            all_handlers(ctx),
-            "alert",
-            format!("[{}] Forged handler mail ignored", case.id),
-            body,
-            None,
-            None,
-        )?;
+        let to = all_handlers(ctx);
+        if !to.is_empty() {
+            let letter = handlers::forged(ctx, case, to, email, why);
+            queue_for_handlers(conn, ctx, &case.id, "alert", letter)?;
+        }
     }
     Ok(())
 }
@@ -462,27 +228,12 @@ pub fn acks_held_alert(
     }
     store::set_setting(conn, KEY, &crate::clock::fmt_ts(ctx.now))?;
     tracing::warn!(case = %case_id, "acknowledgements held by a limit; handlers alerted");
-    let body = format!(
-        "secintake is holding acknowledgements back: {why}.\n\n\
-         Cases are still opened and you are notified of each; only the mail to\n\
-         the senders waits. A flood of reports in a short time is usually forged\n\
-         senders (backscatter): their acknowledgements would go to innocent people.\n\n\
-         See them:          secintake mail held\n\
-         Send them all:     secintake mail release --all\n\
-         Send one:          secintake mail release {case_id}\n\n\
-         (At most one such alert an hour.)\n"
-    );
-    to_handlers(
-        conn,
-        ctx,
-        &case,
-        all_handlers(ctx),
-        "alert",
-        format!("[{case_id}] Acknowledgements held"),
-        body,
-        None,
-        None,
-    )
+    let to = all_handlers(ctx);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::held_acks(ctx, &case, to, why);
+    queue_for_handlers(conn, ctx, case_id, "alert", letter)
 }
 
 /// Cuts the quoted part of a reply: everything from the first quoted line
@@ -773,62 +524,33 @@ fn team_copy(
     ctx: &Context<'_>,
     case: &CaseRow,
     email: &str,
-    results: &[(String, Result<String, String>)],
+    results: &[CommandResult],
     outcome: &Outcome,
 ) -> Result<(), CaseError> {
     if !ctx.cfg.workflow.team_copies {
         return Ok(());
     }
-    let name = handler_name(ctx, email);
-    let mut body = String::new();
-    if let Outcome::Relayed { text, files } = outcome {
-        body.push_str(&format!("{name} answered the reporter:\n\n"));
-        body.extend(text.lines().map(|l| format!("  | {l}\n")));
-        body.extend(files.iter().map(|f| format!("  attached: {f}\n")));
-        body.push('\n');
-    }
-    let done: Vec<String> = results
+    let relayed = match outcome {
+        Outcome::Relayed { text, files } => Some((text.as_str(), files.as_slice())),
+        _ => None,
+    };
+    let done: Vec<CommandResult> = results
         .iter()
         .filter(|(line, r)| r.is_ok() && !line.to_ascii_lowercase().starts_with("/show"))
-        .map(|(line, r)| format!("{line}\n  done: {}\n", r.as_deref().unwrap_or("")))
+        .cloned()
         .collect();
-    if !done.is_empty() {
-        body.push_str(&format!("{name} ran:\n\n{}\n", done.concat()));
-    }
-    if body.is_empty() {
+    if relayed.is_none() && done.is_empty() {
         return Ok(());
     }
-    body.push_str(&how_to_reach_reporter(ctx, &case.id));
-    body.push('\n');
     let others: Vec<String> = all_handlers(ctx)
         .into_iter()
         .filter(|h| h != email)
         .collect();
-    to_handlers(
-        conn,
-        ctx,
-        case,
-        others,
-        "team-copy",
-        format!("[{}] {name}: what was done", case.id),
-        body,
-        None,
-        None,
-    )
-}
-
-/// What a handler's mail did with its text, for the confirmation.
-enum Outcome {
-    /// Relayed to the reporter: this exact text, and these files.
-    Relayed { text: String, files: Vec<String> },
-    /// Recorded as an internal note, and why it was internal.
-    Note { why: String, text: String },
-    /// The handler answered the reporter directly; recorded as such.
-    Direct,
-    /// Only commands (or an advisory) in the mail.
-    CommandsOnly,
-    /// Nothing done with the text, and the one step to do it right.
-    NothingDone(String),
+    if others.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::team_copy(ctx, case, others, email, relayed, &done);
+    queue_for_handlers(conn, ctx, &case.id, "team-copy", letter)
 }
 
 /// What became of a handler's text meant for the reporter.
@@ -848,23 +570,15 @@ fn relay(
     files: &[crate::message::Attachment],
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
-    let from_name = format!(
-        "{} via {} security",
-        handler_name(ctx, email),
-        ctx.cfg.mailbox.project
-    );
-    let mail = ToReporter {
-        from_name: &from_name,
-        purpose: "relay",
-        body: format!("{text}\n"),
-        auto_submitted: "no",
-        files,
-    };
     let sent = match unusable_reporter(ctx, case) {
         Some(why) => Err(why),
         None => match leak(conn, case, text, files)? {
             Some(why) => Err(why),
-            None => send_to_reporter(conn, ctx, case, mail)?,
+            None => {
+                let thread = reporter_thread(conn, case)?;
+                let letter = outside::relay(ctx, case, thread, email, text, files);
+                send_to_reporter(conn, ctx, letter)?
+            }
         },
     };
     let out = match sent {
@@ -892,7 +606,7 @@ fn relay(
             "response relayed to the reporter",
             "reply relayed to the reporter",
         ],
-        &format!("Message-ID <{}>", out.message_id),
+        &format!("Message-ID <{}>", out.out.message_id),
         source,
     )?;
     Ok(Relay::Sent)
@@ -943,47 +657,21 @@ fn unusable_reporter(ctx: &Context<'_>, case: &CaseRow) -> Option<String> {
     }
 }
 
-/// Mail for a case's reporter (see [`send_to_reporter`]).
-struct ToReporter<'a> {
-    from_name: &'a str,
-    /// The outgoing kind: `relay`, `update`.
-    purpose: &'static str,
-    body: String,
-    auto_submitted: &'static str,
-    files: &'a [crate::message::Attachment],
-}
-
-/// Builds and queues mail to the case's reporter, in their own thread
-/// (their latest message or our acknowledgement), under the case's
-/// subject. `Ok(Err(why))` when it could not be built. The caller has
+/// Queues a letter to the case's reporter. `Ok(Err(why))` when it could
+/// not be put together; a broken template is an error. The caller has
 /// checked [`unusable_reporter`].
 fn send_to_reporter(
     conn: &Connection,
     ctx: &Context<'_>,
-    case: &CaseRow,
-    mail: ToReporter<'_>,
-) -> Result<Result<compose::Outgoing, String>, CaseError> {
-    let (in_reply_to, references) = reporter_thread(conn, case)?;
-    let out = compose::build(Draft {
-        from_name: Some(mail.from_name),
-        from: &ctx.cfg.mailbox.address,
-        to: vec![case.reporter.clone().unwrap_or_default()],
-        subject: compose::reply_subject(case.subject.as_deref(), &case.id),
-        body: mail.body,
-        message_id: compose::new_message_id(mail.purpose, Some(&case.id), &ctx.cfg.mailbox.address),
-        in_reply_to,
-        references,
-        auto_submitted: mail.auto_submitted,
-        date: ctx.now,
-        attach: None,
-        files: mail.files,
-    });
-    match out {
-        Ok(out) => {
-            queue_outgoing(conn, ctx, Some(&case.id), mail.purpose, &out)?;
-            Ok(Ok(out))
+    letter: Result<Letter, LetterError>,
+) -> Result<Result<Letter, String>, CaseError> {
+    match letter {
+        Ok(letter) => {
+            queue_outgoing(conn, ctx, &letter)?;
+            Ok(Ok(letter))
         }
-        Err(e) => Ok(Err(e.to_string())),
+        Err(LetterError::Template(e)) => Err(e.into()),
+        Err(LetterError::Compose(e)) => Ok(Err(e.to_string())),
     }
 }
 
@@ -1139,10 +827,7 @@ pub fn record_response(
 
 /// In-Reply-To and References for mail to the reporter: their latest
 /// message, and the conversation so far (their messages and ours to them).
-fn reporter_thread(
-    conn: &Connection,
-    case: &CaseRow,
-) -> Result<(Option<String>, Vec<String>), StoreError> {
+fn reporter_thread(conn: &Connection, case: &CaseRow) -> Result<Thread, StoreError> {
     let msgs = store::messages_of_case(conn, &case.id)?;
     let reporter = case.reporter.as_deref();
     let mut refs = Vec::new();
@@ -1161,7 +846,10 @@ fn reporter_thread(
         }
     }
     let keep = refs.len().saturating_sub(10);
-    Ok((last_in, refs.split_off(keep)))
+    Ok(Thread {
+        in_reply_to: last_in,
+        references: refs.split_off(keep),
+    })
 }
 
 /// An internal note: stored, copied to the other handlers.
@@ -1181,22 +869,11 @@ pub fn note(
         .map(|h| h.email.clone())
         .filter(|e| e != author)
         .collect();
-    let name = handler_name(ctx, author);
-    to_handlers(
-        conn,
-        ctx,
-        case,
-        others,
-        "note",
-        format!("[{}] Note from {name}", case.id),
-        format!(
-            "Internal note on {} by {name} (never sent to the reporter):\n\n{text}\n\n{}\n",
-            case.id,
-            how_to_reach_reporter(ctx, &case.id)
-        ),
-        None,
-        None,
-    )
+    if others.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::note(ctx, case, others, author, text);
+    queue_for_handlers(conn, ctx, &case.id, "note", letter)
 }
 
 /// Tells the handler, in the case's thread, exactly what their mail did:
@@ -1208,94 +885,15 @@ fn confirm(
     case: &CaseRow,
     email: &str,
     p: &ParsedMessage,
-    results: &[(String, Result<String, String>)],
+    results: &[CommandResult],
     outcome: &Outcome,
 ) -> Result<(), CaseError> {
-    let mut body = String::new();
-    let quoted = |t: &str| t.lines().map(|l| format!("  | {l}\n")).collect::<String>();
-    match outcome {
-        Outcome::Relayed { text, files } => {
-            body.push_str(&format!(
-                "Relayed to the reporter ({}), exactly this:\n\n{}\n",
-                case.reporter.as_deref().unwrap_or("-"),
-                quoted(text)
-            ));
-            for f in files {
-                body.push_str(&format!("  attached: {f}\n"));
-            }
-            if !files.is_empty() {
-                body.push('\n');
-            }
-        }
-        Outcome::Note { why, text } => body.push_str(&format!(
-            "Recorded as an internal note, copied to the other handlers, NOT sent to the \
-             reporter, because {why}:\n\n{}\n",
-            quoted(text)
-        )),
-        Outcome::Direct => body.push_str(
-            "Recorded as your direct answer to the reporter (the security address was in \
-             Cc); nothing relayed.\n\n",
-        ),
-        Outcome::CommandsOnly => {}
-        Outcome::NothingDone(why) => {
-            body.push_str(&format!("Nothing done: {why}\n\n"));
-        }
-    }
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    for (line, r) in results {
-        match r {
-            Ok(done) => body.push_str(&format!("{line}\n  done: {done}\n")),
-            Err(e) => body.push_str(&format!("{line}\n  ERROR: {e}\n")),
-        }
-    }
-    body.push_str(&format!(
-        "\n{} is now in state \"{}\".\n{}\n",
-        case.id,
-        store::case(conn, &case.id)?
-            .map(|c| c.state.to_string())
-            .unwrap_or_default(),
-        how_to_reach_reporter(ctx, &case.id)
-    ));
-    let subject = if !results.is_empty() {
-        format!(
-            "[{}] Commands: {}",
-            case.id,
-            if failed == 0 {
-                "done".to_owned()
-            } else {
-                format!("{failed} error(s)")
-            }
-        )
-    } else {
-        let what = match outcome {
-            Outcome::Relayed { .. } => "Relayed to the reporter",
-            Outcome::Note { .. } => "Internal note recorded",
-            Outcome::Direct => "Direct answer recorded",
-            Outcome::CommandsOnly | Outcome::NothingDone(_) => "Nothing done",
-        };
-        format!("[{}] {what}", case.id)
-    };
-    to_handlers(
-        conn,
-        ctx,
-        case,
-        vec![email.to_owned()],
-        "command-reply",
-        subject,
-        body,
-        None,
-        p.message_id.as_deref(),
-    )
-}
-
-/// The one line every internal mail carries about reaching the reporter.
-fn how_to_reach_reporter(ctx: &Context<'_>, case_id: &str) -> String {
-    format!(
-        "To answer the reporter: reply to the [{case_id}] New report notification (your \
-         new text, without the quoted part, is relayed), or write to them yourself with \
-         {} in Cc.",
-        ctx.cfg.mailbox.address
-    )
+    let state = store::case(conn, &case.id)?
+        .map(|c| c.state.to_string())
+        .unwrap_or_default();
+    let answers = p.message_id.as_deref();
+    let letter = handlers::confirmation(ctx, case, email, answers, results, outcome, &state);
+    queue_for_handlers(conn, ctx, &case.id, "command-reply", letter)
 }
 
 /// Moves a case to `to` if the process allows it, recording the event.
@@ -1398,7 +996,7 @@ fn set_primary(
     let state = store::case(conn, case_id)?.map(|c| c.state);
     let mut done = format!(
         "primary handler is now {} <{email}>",
-        handler_name(ctx, email)
+        handler_name(ctx.cfg, email)
     );
     if matches!(state, Some(State::New | State::Acknowledged)) {
         if let Ok(m) = move_state(conn, ctx.now, case_id, State::Triage, actor, source)? {
@@ -1709,25 +1307,16 @@ fn reporter_update(
                     .unwrap_or_default())
             };
             let (fix_date, announce_date) = (date_of(Kind::Fix)?, date_of(Kind::Embargo)?);
-            let body = ctx.templates.render(
-                "update.txt",
-                minijinja::context! {
-                    project => ctx.cfg.mailbox.project, address => ctx.cfg.mailbox.address,
-                    policy_url => ctx.cfg.mailbox.policy_url, case_id => case.id, event => event,
-                    reason => reason, cve => case.cve.as_deref().unwrap_or(""),
-                    fix_date => fix_date, announce_date => announce_date,
-                    advisory => strip_quote(advisory),
-                },
-            )?;
-            let from_name = format!("{} security", ctx.cfg.mailbox.project);
-            let mail = ToReporter {
-                from_name: &from_name,
-                purpose: "update",
-                body,
-                auto_submitted: "auto-generated",
-                files: &[],
+            let advisory = strip_quote(advisory);
+            let update = outside::Update {
+                event,
+                reason,
+                advisory: &advisory,
+                fix_date: &fix_date,
+                announce_date: &announce_date,
             };
-            send_to_reporter(conn, ctx, case, mail)?
+            let thread = reporter_thread(conn, case)?;
+            send_to_reporter(conn, ctx, outside::update(ctx, case, thread, update))?
         }
     };
     let out = match sent {
@@ -1755,7 +1344,7 @@ fn reporter_update(
             "response sent to the reporter (an update)",
             "update sent to the reporter",
         ],
-        &format!("{event}, Message-ID <{}>", out.message_id),
+        &format!("{event}, Message-ID <{}>", out.out.message_id),
         source,
     )?;
     Ok(format!("the reporter was told ({event})"))
@@ -1830,15 +1419,7 @@ fn announce(
         },
     };
     let credit = store::fact(conn, &case.id, "credit")?.filter(|c| c != "none");
-    let body = ctx.templates.render(
-        "advisory.txt",
-        minijinja::context! {
-            summary => summary, severity => case.severity, affected => case.affected,
-            fixed_in => case.fixed_in, cve => case.cve, credit => credit,
-            policy_url => ctx.cfg.mailbox.policy_url, project => ctx.cfg.mailbox.project,
-            address => ctx.cfg.mailbox.address,
-        },
-    )?;
+    let body = outside::advisory(ctx, case, &summary, credit.as_deref())?;
     if let Some(line) = quotes_the_report(conn, case, &body)? {
         return Ok(Err(format!(
             "the advisory repeats the unfixed report (\"{}…\"): nothing was sent; \
@@ -1879,38 +1460,15 @@ fn announce(
             }
         }
     };
-    // A dry run must not look like the real thing: marked in the subject,
-    // and threaded in the case with the rest of the handlers' mail.
-    let (subject, in_reply_to, references) = if dry_run {
-        let root = thread_root(case, &ctx.cfg.mailbox.address);
-        (
-            format!("[DRY RUN] [security] {first}"),
-            Some(root.clone()),
-            vec![root],
-        )
-    } else {
-        (format!("[security] {first}"), None, vec![])
+    let letter = match outside::announcement(ctx, case, to.clone(), dry_run, &first, body) {
+        Ok(letter) => letter,
+        Err(LetterError::Template(e)) => return Err(e.into()),
+        Err(LetterError::Compose(e)) => {
+            return Ok(Err(format!("cannot build the announcement: {e}")))
+        }
     };
-    let from_name = team_name(ctx);
-    let out = compose::build(Draft {
-        from_name: Some(&from_name),
-        from: &ctx.cfg.mailbox.address,
-        to: to.clone(),
-        subject: subject.clone(),
-        body,
-        message_id: compose::new_message_id("announce", Some(&case.id), &ctx.cfg.mailbox.address),
-        in_reply_to,
-        references,
-        auto_submitted: "no",
-        date: ctx.now,
-        attach: None,
-        files: &[],
-    });
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => return Ok(Err(format!("cannot build the announcement: {e}"))),
-    };
-    queue_outgoing(conn, ctx, Some(&case.id), "announce", &out)?;
+    queue_outgoing(conn, ctx, &letter)?;
+    let subject = letter.out.subject;
     if dry_run {
         store::add_event(
             conn,
@@ -1951,33 +1509,13 @@ pub fn no_case_reply(
     email: &str,
     p: &ParsedMessage,
 ) -> Result<(), CaseError> {
-    let body = ("secintake could not tell which case your mail is about, so nothing was done.\n\n\
-         Reply to a case's notification or reminder, or put the case id in the\n\
-         subject, e.g. \"[SEC-2026-0007] …\". `secintake cases list` shows the ids.\n")
-        .to_owned();
-    let from_name = team_name(ctx);
-    let out = compose::build(Draft {
-        from_name: Some(&from_name),
-        from: &ctx.cfg.mailbox.address,
-        to: vec![email.to_owned()],
-        subject: format!(
-            "Re: {} (no case found)",
-            p.subject
-                .as_deref()
-                .map(compose::clean_subject)
-                .unwrap_or_default()
-        ),
-        body,
-        message_id: compose::new_message_id("command-reply", None, &ctx.cfg.mailbox.address),
-        in_reply_to: p.message_id.clone(),
-        references: p.message_id.iter().cloned().collect(),
-        auto_submitted: "auto-replied",
-        date: ctx.now,
-        attach: None,
-        files: &[],
-    });
-    if let Ok(out) = out {
-        queue_outgoing(conn, ctx, None, "command-reply", &out)?;
+    match handlers::no_case(ctx, email, p) {
+        Ok(letter) => {
+            queue_outgoing(conn, ctx, &letter)?;
+        }
+        Err(LetterError::Template(e)) => return Err(e.into()),
+        // No address to answer: nothing to tell.
+        Err(LetterError::Compose(_)) => {}
     }
     Ok(())
 }
