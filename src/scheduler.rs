@@ -261,7 +261,6 @@ impl Scheduler {
         Ok(1)
     }
 
-    /// Sends today's digest once it is due; returns (mails queued, next digest time).
     /// Today's digest day when it is due and not sent yet (a read only),
     /// and when to look again.
     fn digest_due(
@@ -386,3 +385,7 @@ fn open_cases_by_urgency(
         .map(|(c, n)| (c, n.map(|(k, d)| format!("{k} due {d}"))))
         .collect())
 }
+
+#[cfg(test)]
+#[path = "scheduler_clock_tests.rs"]
+mod clock_tests;

@@ -1,0 +1,181 @@
+//! The scheduler driven in-process by a [`ManualClock`]: reminders,
+//! escalations and the ack-stuck alert fire at their times, exactly once,
+//! and a long absence sends only the latest stage, late. Days of SLA pass
+//! in milliseconds; the e2e tests keep running the real binary with scaled
+//! SLAs for the mail itself.
+
+use super::*;
+use crate::clock::{parse_ts, ManualClock};
+use crate::store::Store;
+
+/// The example configuration (two handlers, default SLAs: acknowledge
+/// 48h, respond 72h, reminders 24h and 4h before, escalation every 12h,
+/// ack-stuck alert after 1h).
+fn config() -> Config {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
+    let env = [
+        ("SECINTAKE_IMAP__PASSWORD", "x"),
+        ("SECINTAKE_SMTP__PASSWORD", "x"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Config::load_with_env(&path, env).unwrap()
+}
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    store: Store,
+    clock: ManualClock,
+    scheduler: Scheduler,
+    t0: DateTime<Utc>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        let t0 = parse_ts("2026-03-01T12:00:00Z").unwrap();
+        let clock = ManualClock::new(t0);
+        let scheduler = Scheduler {
+            // tick() is handed the store directly; the loop's handle is
+            // not used here.
+            db: Db::new(Store::open(&dir.path().join("unused.db")).unwrap()),
+            cfg: Arc::new(config()),
+            templates: Arc::new(Templates::builtin()),
+            clock: Arc::new(clock.clone()),
+            outbox: Arc::new(Notify::new()),
+            wake: Arc::new(Notify::new()),
+            backlog: Arc::new(crate::gate::BacklogGate::default()),
+        };
+        Bench {
+            _dir: dir,
+            store,
+            clock,
+            scheduler,
+            t0,
+        }
+    }
+
+    /// Opens a case from a report received at t0, as intake would.
+    fn report(&mut self) -> String {
+        let ctx = Context {
+            cfg: &self.scheduler.cfg,
+            templates: &self.scheduler.templates,
+            now: self.t0,
+        };
+        let raw = b"From: rep@example.net\r\nTo: security@example.org\r\nSubject: XSS\r\nMessage-ID: <r1@example.net>\r\n\r\nbody\r\n";
+        let m = crate::cases::Incoming {
+            folder: "INBOX",
+            uidvalidity: 1,
+            uid: 1,
+            internal_date: Some(self.t0),
+            seen_at: self.t0,
+            not_before: None,
+            raw,
+            size: raw.len() as u64,
+            truncated: false,
+            poisoned: false,
+        };
+        let tx = self.store.transaction().unwrap();
+        let o = crate::cases::ingest(&tx, &ctx, &m).unwrap();
+        tx.commit().unwrap();
+        match o {
+            crate::cases::Outcome::NewCase { case_id, .. } => case_id,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    /// Moves the clock to t0 + `hours` (and `mins`) and runs one tick.
+    fn tick_at(&mut self, hours: i64, mins: i64) -> usize {
+        let t = self.t0 + chrono::Duration::hours(hours) + chrono::Duration::minutes(mins);
+        self.clock.set(t);
+        self.scheduler.tick(&mut self.store).unwrap().0
+    }
+
+    /// (deadline kind, reminder kind, stage, late) of every reminder sent.
+    fn reminders(&self) -> Vec<(String, String, u32, bool)> {
+        let mut st = self
+            .store
+            .conn()
+            .prepare(
+                "SELECT d.kind, r.kind, r.stage, r.late FROM reminders r
+                 JOIN deadlines d ON d.id = r.deadline ORDER BY r.id",
+            )
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+}
+
+fn r(d: &str, k: &str, stage: u32, late: bool) -> (String, String, u32, bool) {
+    (d.into(), k.into(), stage, late)
+}
+
+#[test]
+fn reminders_and_escalations_fire_on_time_and_once() {
+    let mut b = Bench::new();
+    let case = b.report();
+    b.tick_at(0, 0); // builds the new-case notification
+    assert!(b.reminders().is_empty());
+
+    // The acknowledgement is still queued an hour later: one alert.
+    b.tick_at(0, 59);
+    assert!(b.reminders().is_empty());
+    b.tick_at(1, 1);
+    assert_eq!(b.reminders(), vec![r("ack-queued", "ack-stuck", 0, false)]);
+    b.tick_at(1, 30);
+    assert_eq!(b.reminders().len(), 1, "the alert is not repeated");
+
+    // SMTP accepts the acknowledgement: its deadlines are met.
+    let at = b.t0 + chrono::Duration::minutes(95);
+    crate::store::record_acknowledged(b.store.conn(), &case, at, "test").unwrap();
+
+    // Respond (72h): reminders 24h and 4h before, then escalations every
+    // 12h from the due time. The acknowledge deadline (met) stays quiet.
+    b.tick_at(47, 59);
+    assert_eq!(b.reminders().len(), 1);
+    b.tick_at(48, 1);
+    b.tick_at(68, 1);
+    b.tick_at(72, 1);
+    b.tick_at(84, 1);
+    b.tick_at(84, 2); // same stage again: nothing
+    assert_eq!(
+        b.reminders(),
+        vec![
+            r("ack-queued", "ack-stuck", 0, false),
+            r("respond", "reminder", 0, false),
+            r("respond", "reminder", 1, false),
+            r("respond", "escalation", 2, false),
+            r("respond", "escalation", 3, false),
+        ]
+    );
+    let queued: i64 = b
+        .store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE purpose = 'reminder'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(queued, 5, "one mail per reminder row");
+}
+
+#[test]
+fn a_long_absence_sends_only_the_latest_stage_late() {
+    let mut b = Bench::new();
+    let case = b.report();
+    let at = b.t0 + chrono::Duration::minutes(1);
+    crate::store::record_acknowledged(b.store.conn(), &case, at, "test").unwrap();
+    b.tick_at(0, 1);
+    // Down from before the first reminder until four escalations were due.
+    b.tick_at(72 + 3 * 12, 30);
+    assert_eq!(b.reminders(), vec![r("respond", "escalation", 5, true)]);
+    // And the clock jumping back repeats nothing.
+    b.tick_at(50, 0);
+    assert_eq!(b.reminders().len(), 1);
+}
