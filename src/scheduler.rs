@@ -2,17 +2,17 @@
 //! the daily digest when their time comes (the stage plan it follows is in
 //! `deadlines`; what the mails say is in `outgoing::operations`).
 
-use crate::clock::{fmt_ts, parse_ts, Clock};
+use crate::clock::{parse_ts, Clock};
 use crate::config::Config;
 use crate::context::Context;
 use crate::deadlines::{due_now, due_stage, fire_time, next_due, DeadlineRow};
 use crate::model::Kind;
 use crate::outgoing::operations::{self, Digest, Reminder};
 use crate::outgoing::{queue_outgoing, LetterError};
-use crate::store::{Ctx, Db, StoreError};
+use crate::store::{Db, StoreError};
 use crate::templates::{human_span, Templates};
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -131,34 +131,19 @@ impl Scheduler {
     ) -> Result<usize, crate::context::CaseError> {
         let sla = &self.cfg.sla;
         let (Some(kind), Some(due)) = (Kind::parse(&row.kind), parse_ts(&row.due_at)) else {
-            crate::store::exec(
-                conn,
-                "UPDATE deadlines SET next_at = NULL WHERE id = ?1",
-                [row.id],
-            )
-            .ctx("disabling a broken deadline")?;
+            crate::store::set_next_at(conn, row.id, None)?;
             return Ok(0);
         };
         let Some(stage) = due_stage(kind, due, row.stage, now, sla) else {
             // next_at was stale (deadline moved, config changed): recompute.
-            let next = fire_time(kind, due, row.stage, sla).map(fmt_ts);
-            crate::store::exec(
-                conn,
-                "UPDATE deadlines SET next_at = ?2 WHERE id = ?1",
-                params![row.id, next],
-            )
-            .ctx("rescheduling a reminder")?;
+            let next = fire_time(kind, due, row.stage, sla);
+            crate::store::set_next_at(conn, row.id, next)?;
             return Ok(0);
         };
         let fire_at = fire_time(kind, due, stage, sla).unwrap_or(now);
         let late = stage > row.stage || now - fire_at > chrono::Duration::seconds(60);
-        let next = fire_time(kind, due, stage + 1, sla).map(fmt_ts);
-        crate::store::exec(
-            conn,
-            "UPDATE deadlines SET stage = ?2, next_at = ?3 WHERE id = ?1",
-            params![row.id, stage + 1, next],
-        )
-        .ctx("advancing a reminder")?;
+        let next = fire_time(kind, due, stage + 1, sla);
+        crate::store::advance_stage(conn, row.id, stage + 1, next)?;
         let Some(case) = crate::store::case(conn, &row.case_id)? else {
             return Ok(0);
         };
@@ -169,37 +154,12 @@ impl Scheduler {
             (_, true) => "escalation",
             (_, false) => "reminder",
         };
-        // A reminder goes to the case's primary handler (everyone when there
-        // is none); an escalation or a stuck acknowledgement to everyone.
-        let mut to: Vec<String> = match (&case.primary_handler, escalation) {
-            (Some(primary), false) => vec![primary.clone()],
-            _ => self.cfg.handlers.iter().map(|h| h.email.clone()).collect(),
-        };
-        if escalation && kind != Kind::AckQueued {
-            for a in &sla.escalate_to {
-                if !to.contains(a) {
-                    to.push(a.clone());
-                }
-            }
-        }
-        let inserted = conn
-            .execute(
-                "INSERT INTO reminders (deadline, stage, kind, fire_at, sent_at, late)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(deadline, stage) DO NOTHING",
-                params![
-                    row.id,
-                    stage,
-                    reminder_kind,
-                    fmt_ts(fire_at),
-                    fmt_ts(now),
-                    late
-                ],
-            )
-            .ctx("recording a reminder")?;
-        if inserted == 0 || to.is_empty() {
+        let to = self.recipients(&case, kind, escalation);
+        let inserted =
+            crate::store::insert_reminder(conn, row.id, stage, reminder_kind, fire_at, now, late)?;
+        let Some(reminder_id) = inserted.filter(|_| !to.is_empty()) else {
             return Ok(0);
-        }
-        let reminder_id = conn.last_insert_rowid();
+        };
         // On time, the stage's planned time is the truth ("due in 4 hours",
         // not the 3:59:59.99 left when the mail is built); late, the real gap.
         let at = if late { now } else { fire_at };
@@ -229,12 +189,7 @@ impl Scheduler {
             }
         };
         let msg = queue_outgoing(conn, &ctx, &letter)?;
-        crate::store::exec(
-            conn,
-            "UPDATE reminders SET message = ?2 WHERE id = ?1",
-            params![reminder_id, msg],
-        )
-        .ctx("recording a reminder")?;
+        crate::store::set_reminder_message(conn, reminder_id, msg)?;
         crate::store::add_event(
             conn,
             &case.id,
@@ -261,6 +216,29 @@ impl Scheduler {
         Ok(1)
     }
 
+    /// A reminder goes to the case's primary handler (everyone when there
+    /// is none); an escalation or a stuck acknowledgement to everyone, and
+    /// an escalation to `sla.escalate_to` too.
+    fn recipients(
+        &self,
+        case: &crate::store::CaseRow,
+        kind: Kind,
+        escalation: bool,
+    ) -> Vec<String> {
+        let mut to: Vec<String> = match (&case.primary_handler, escalation) {
+            (Some(primary), false) => vec![primary.clone()],
+            _ => self.cfg.handlers.iter().map(|h| h.email.clone()).collect(),
+        };
+        if escalation && kind != Kind::AckQueued {
+            for a in &self.cfg.sla.escalate_to {
+                if !to.contains(a) {
+                    to.push(a.clone());
+                }
+            }
+        }
+        to
+    }
+
     /// Today's digest day when it is due and not sent yet (a read only),
     /// and when to look again.
     fn digest_due(
@@ -283,12 +261,7 @@ impl Scheduler {
             return Ok((None, today));
         }
         let day = local_day.to_string();
-        let sent = crate::store::row(conn, "SELECT 1 FROM digests WHERE day = ?1", [&day], |_| {
-            Ok(())
-        })
-        .optional()
-        .ctx("reading digests")?
-        .is_some();
+        let sent = crate::store::digest_sent(conn, &day)?;
         Ok(((!sent).then_some(day), tomorrow))
     }
 
@@ -300,28 +273,14 @@ impl Scheduler {
         day: &str,
         now: DateTime<Utc>,
     ) -> Result<usize, crate::context::CaseError> {
-        let inserted = crate::store::exec(
-            conn,
-            "INSERT INTO digests (day, sent_at) VALUES (?1, ?2) ON CONFLICT(day) DO NOTHING",
-            params![day, fmt_ts(now)],
-        )
-        .ctx("recording a digest")?;
-        if inserted == 0 {
+        if !crate::store::record_digest(conn, day, now)? {
             return Ok(0);
         }
         let open = open_cases_by_urgency(conn)?;
         // Mail filed without a case in the last day (robots that did not
         // thread, mail older than the backfill window): a forwarder that
         // stamps robot headers on a real report must not make it vanish.
-        let since = fmt_ts(now - chrono::Duration::days(1));
-        let unfiled: i64 = crate::store::row(
-            conn,
-            "SELECT count(*) FROM messages
-             WHERE direction = 'in' AND case_id IS NULL AND kind IN ('robot', 'old') AND at >= ?1",
-            [&since],
-            |r| r.get(0),
-        )
-        .ctx("counting mail without a case")?;
+        let unfiled = crate::store::unfiled_since(conn, now - chrono::Duration::days(1))?;
         if (open.is_empty() && unfiled == 0) || self.cfg.handlers.is_empty() {
             return Ok(0);
         }
@@ -363,15 +322,7 @@ fn open_cases_by_urgency(
         if !c.state.is_open() {
             continue;
         }
-        let next: Option<(String, String)> = conn
-            .query_row(
-                "SELECT kind, due_at FROM deadlines WHERE case_id = ?1 AND met_at IS NULL
-                 ORDER BY due_at LIMIT 1",
-                [&c.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .ctx("reading deadlines")?;
+        let next = crate::store::next_open_deadline(conn, &c.id)?;
         out.push((c, next));
     }
     out.sort_by(|a, b| match (&a.1, &b.1) {

@@ -129,3 +129,119 @@ pub fn deadline_met_how(
     .ctx("reading deadlines")
     .map(Option::flatten)
 }
+
+/// Sets (or clears, with None) when a deadline's next stage fires.
+pub fn set_next_at(
+    conn: &Connection,
+    id: i64,
+    next: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE deadlines SET next_at = ?2 WHERE id = ?1",
+        params![id, next.map(fmt_ts)],
+    )
+    .ctx("rescheduling a reminder")?;
+    Ok(())
+}
+
+/// Moves a deadline to its next stage and when that fires.
+pub fn advance_stage(
+    conn: &Connection,
+    id: i64,
+    stage: u32,
+    next: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE deadlines SET stage = ?2, next_at = ?3 WHERE id = ?1",
+        params![id, stage, next.map(fmt_ts)],
+    )
+    .ctx("advancing a reminder")?;
+    Ok(())
+}
+
+/// Records that a stage of a deadline fired; None when it already had
+/// (UNIQUE on deadline + stage: a restart never repeats a reminder),
+/// else the reminder's id.
+pub fn insert_reminder(
+    conn: &Connection,
+    deadline: i64,
+    stage: u32,
+    kind: &str,
+    fire_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    late: bool,
+) -> Result<Option<i64>, StoreError> {
+    let inserted = exec(
+        conn,
+        "INSERT INTO reminders (deadline, stage, kind, fire_at, sent_at, late)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(deadline, stage) DO NOTHING",
+        params![deadline, stage, kind, fmt_ts(fire_at), fmt_ts(now), late],
+    )
+    .ctx("recording a reminder")?;
+    Ok((inserted > 0).then(|| conn.last_insert_rowid()))
+}
+
+/// Links a reminder to the mail it queued.
+pub fn set_reminder_message(conn: &Connection, id: i64, message: i64) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE reminders SET message = ?2 WHERE id = ?1",
+        params![id, message],
+    )
+    .ctx("recording a reminder")?;
+    Ok(())
+}
+
+/// Whether the digest of `day` (local date) was sent.
+pub fn digest_sent(conn: &Connection, day: &str) -> Result<bool, StoreError> {
+    Ok(
+        super::row(conn, "SELECT 1 FROM digests WHERE day = ?1", [day], |_| {
+            Ok(())
+        })
+        .optional()
+        .ctx("reading digests")?
+        .is_some(),
+    )
+}
+
+/// Records the digest of `day` as sent; false when it already was.
+pub fn record_digest(conn: &Connection, day: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let inserted = exec(
+        conn,
+        "INSERT INTO digests (day, sent_at) VALUES (?1, ?2) ON CONFLICT(day) DO NOTHING",
+        params![day, fmt_ts(now)],
+    )
+    .ctx("recording a digest")?;
+    Ok(inserted > 0)
+}
+
+/// Incoming mail filed without a case since `since` (robots that did not
+/// thread, mail older than the backfill window).
+pub fn unfiled_since(conn: &Connection, since: DateTime<Utc>) -> Result<i64, StoreError> {
+    super::row(
+        conn,
+        "SELECT count(*) FROM messages
+         WHERE direction = 'in' AND case_id IS NULL AND kind IN ('robot', 'old') AND at >= ?1",
+        [fmt_ts(since)],
+        |r| r.get(0),
+    )
+    .ctx("counting mail without a case")
+}
+
+/// A case's earliest unmet deadline: (kind, due_at).
+pub fn next_open_deadline(
+    conn: &Connection,
+    case_id: &str,
+) -> Result<Option<(String, String)>, StoreError> {
+    super::row(
+        conn,
+        "SELECT kind, due_at FROM deadlines WHERE case_id = ?1 AND met_at IS NULL
+         ORDER BY due_at LIMIT 1",
+        [case_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .ctx("reading deadlines")
+}
