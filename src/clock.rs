@@ -6,6 +6,7 @@
 //! sleeping.
 
 use chrono::{DateTime, TimeZone, Utc};
+#[cfg(test)]
 use std::sync::{Arc, Mutex};
 
 /// A source of the current time.
@@ -25,8 +26,10 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to; for tests.
 #[derive(Debug, Clone)]
+#[cfg(test)]
 pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
         ManualClock(Arc::new(Mutex::new(start)))
@@ -42,6 +45,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())

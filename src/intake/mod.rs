@@ -25,7 +25,7 @@ mod record;
 
 use fetch::{size_groups, FIRST_GROUP, SIZE_WINDOW};
 use imap::{capabilities, cmd_err, drain, idle_reads, open_folder, timed, Caps, Conn};
-pub use imap::{check, connect, reconnect_delay, uid_set, ImapStream, IntakeError};
+pub use imap::{check, connect, reconnect_delay, IntakeError};
 
 use crate::clock::Clock;
 use crate::config::{After, Config};

@@ -146,11 +146,6 @@ impl Store {
         Ok(store)
     }
 
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Brings the schema up to date. Runs under one IMMEDIATE transaction
     /// and reads `user_version` inside it, so two processes opening a new
     /// file at once (the daemon starting, `secintake status` probing) never

@@ -13,7 +13,6 @@ use rusqlite::{params, Connection};
 #[derive(Debug, Clone)]
 pub struct OutboxItem {
     pub id: i64,
-    pub message: i64,
     pub case_id: Option<String>,
     pub purpose: String,
     pub envelope_from: String,
@@ -184,7 +183,6 @@ pub fn due_outbox(
             let rcpts: String = r.get(5)?;
             Ok(OutboxItem {
                 id: r.get(0)?,
-                message: r.get(1)?,
                 case_id: r.get(2)?,
                 purpose: r.get(3)?,
                 envelope_from: r.get(4)?,
