@@ -45,4 +45,4 @@ pub use notify::{
     notify_new_case,
 };
 pub use route::{handler_mail, to_comment_address};
-pub use state::{acknowledged, move_state, next_primary, record_response, set_deadline};
+pub use state::{acknowledged, move_state, next_primary, record_response, set_deadline, Reply};

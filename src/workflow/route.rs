@@ -10,8 +10,8 @@ use crate::commands::{self, Command};
 use crate::context::{CaseError, Context};
 use crate::mail::quote::{inline_answer, layout, strip_quote, Layout};
 use crate::message::ParsedMessage;
-use crate::outgoing::handlers::Outcome;
-use crate::store::{self, StoreError};
+use crate::outgoing::handlers::{CommandResult, Outcome};
+use crate::store::{self, CaseRow, StoreError};
 use rusqlite::Connection;
 
 /// Whether `p` answers mail that only handlers get (notes, reminders,
@@ -73,28 +73,8 @@ pub fn handler_mail(
     let Some(case) = store::case(conn, case_id)? else {
         return Ok(());
     };
-    let layout = layout(&parsed.rest);
-    let interleaved = layout == Layout::Interleaved;
-    let text = match &layout {
-        Layout::Bottom(below) => below.clone(),
-        Layout::Top => strip_quote(&parsed.rest),
-        // Kept only when every quoted line is the reporter's own words.
-        Layout::Interleaved => {
-            inline_answer(&parsed.rest, &case_lines(conn, &case)?.reporters_all).unwrap_or_default()
-        }
-    };
-    let misplaced: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| commands::is_command_line(l))
-        .collect();
-    if !misplaced.is_empty() {
-        let why = format!(
-            "command lines come after other text ({}). Commands go at the very top of \
-             the mail, one per line, before any text; send it again that way. Nothing \
-             ran and nothing was sent to the reporter.",
-            misplaced.join(", ")
-        );
+    let (text, interleaved) = own_text(conn, &case, &parsed.rest)?;
+    if let Some(why) = misplaced_commands(&text) {
         store::add_event(
             conn,
             case_id,
@@ -106,6 +86,92 @@ pub fn handler_mail(
         )?;
         return confirm(conn, ctx, &case, email, p, &[], &Outcome::NothingDone(why));
     }
+    let (results, announced) = run_commands(conn, ctx, case_id, email, &parsed, mid)?;
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
+    let audience = audience(conn, ctx, &case, p, email, to_comment)?;
+    let outcome = match audience {
+        // The text below /announce was the advisory; it went where
+        // /announce sends it and nowhere else.
+        _ if announced => Outcome::CommandsOnly,
+        Audience::Internal(_) if text.is_empty() => Outcome::CommandsOnly,
+        Audience::Internal(why) => {
+            note(conn, ctx, &case, email, &text, mid)?;
+            Outcome::Note { why, text }
+        }
+        Audience::Direct => {
+            record_response(
+                conn,
+                ctx.now,
+                case_id,
+                email,
+                &format!("reply by {email}"),
+                [
+                    "response sent to the reporter",
+                    "further answer sent to the reporter",
+                ],
+                "directly, with the mailbox in Cc; nothing relayed",
+                mid,
+            )?;
+            Outcome::Direct
+        }
+        Audience::Relay if text.is_empty() => Outcome::CommandsOnly,
+        Audience::Relay => relay_text(conn, ctx, &case, email, text, raw, mid)?,
+    };
+    let outcome = unread(outcome, interleaved, p);
+    if results.is_empty() && matches!(outcome, Outcome::CommandsOnly) {
+        let why = "the mail had no commands and no new text (only quoted text).".to_string();
+        return confirm(conn, ctx, &case, email, p, &[], &Outcome::NothingDone(why));
+    }
+    confirm(conn, ctx, &case, email, p, &results, &outcome)?;
+    team_copy(conn, ctx, &case, email, &results, &outcome)
+}
+
+/// The handler's own words in `rest` (the mail without its command
+/// lines), by how they sit around the quote; and whether they were
+/// written between quoted lines.
+fn own_text(conn: &Connection, case: &CaseRow, rest: &str) -> Result<(String, bool), StoreError> {
+    let layout = layout(rest);
+    let interleaved = layout == Layout::Interleaved;
+    let text = match layout {
+        Layout::Bottom(below) => below,
+        Layout::Top => strip_quote(rest),
+        // Kept only when every quoted line is the reporter's own words.
+        Layout::Interleaved => {
+            inline_answer(rest, &case_lines(conn, case)?.reporters_all).unwrap_or_default()
+        }
+    };
+    Ok((text, interleaved))
+}
+
+/// Why nothing may run, if command lines come after other text (rule 1).
+fn misplaced_commands(text: &str) -> Option<String> {
+    let misplaced: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| commands::is_command_line(l))
+        .collect();
+    (!misplaced.is_empty()).then(|| {
+        format!(
+            "command lines come after other text ({}). Commands go at the very top of \
+             the mail, one per line, before any text; send it again that way. Nothing \
+             ran and nothing was sent to the reporter.",
+            misplaced.join(", ")
+        )
+    })
+}
+
+/// Runs the commands at the top of the mail, in order; returns each
+/// line's result, and whether one was `/announce` (rule 2).
+fn run_commands(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    email: &str,
+    parsed: &commands::Parsed,
+    mid: Option<&str>,
+) -> Result<(Vec<CommandResult>, bool), CaseError> {
     let mut results = Vec::new();
     let mut announced = false;
     for (line, c) in &parsed.commands {
@@ -115,14 +181,33 @@ pub fn handler_mail(
                 if matches!(cmd, Command::Announce { .. }) {
                     announced = true;
                 }
-                apply(conn, ctx, case_id, email, cmd, &parsed.rest, mid)?
+                apply(conn, ctx, case_id, email, cmd, &parsed.rest, mid)?.into_result()
             }
         };
         results.push((line.clone(), result));
     }
-    let Some(case) = store::case(conn, case_id)? else {
-        return Ok(());
-    };
+    Ok((results, announced))
+}
+
+/// Whom the text of a handler's mail is meant for (rules 3-5).
+enum Audience {
+    /// The handlers only: a note, and why.
+    Internal(String),
+    /// The reporter, answered directly with the security address in Cc.
+    Direct,
+    /// The reporter, through the relay.
+    Relay,
+}
+
+/// See [`Audience`]: by the addresses of `p` and what it answers.
+fn audience(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    p: &ParsedMessage,
+    email: &str,
+    to_comment: bool,
+) -> Result<Audience, StoreError> {
     let named = |addr: &str| {
         let key = crate::model::mailbox_key(addr);
         p.to.iter()
@@ -150,58 +235,48 @@ pub fn handler_mail(
     } else {
         None
     };
-    let outcome = if announced {
-        // The text below /announce was the advisory; it went where
-        // /announce sends it and nowhere else.
-        Outcome::CommandsOnly
-    } else if let Some(why) = internal_why {
-        if text.is_empty() {
-            Outcome::CommandsOnly
-        } else {
-            note(conn, ctx, &case, email, &text, mid)?;
-            Outcome::Note { why, text }
-        }
-    } else if direct {
-        record_response(
-            conn,
-            ctx.now,
-            case_id,
-            email,
-            &format!("reply by {email}"),
-            [
-                "response sent to the reporter",
-                "further answer sent to the reporter",
-            ],
-            "directly, with the mailbox in Cc; nothing relayed",
-            mid,
-        )?;
-        Outcome::Direct
-    } else if text.is_empty() {
-        Outcome::CommandsOnly
-    } else {
-        match crate::message::attachments(raw) {
-            // Never the text without the files it may refer to.
-            Err(why) => Outcome::NothingDone(format!(
-                "your attachments cannot go to the reporter ({why}), so nothing was sent: \
-                 send fewer or smaller files, or a link"
-            )),
-            Ok(files) => match relay(conn, ctx, &case, email, &text, &files, mid)? {
-                Relay::Sent => Outcome::Relayed {
-                    text,
-                    files: files
-                        .iter()
-                        .map(|f| {
-                            format!("{} ({}, {} bytes)", f.name, f.content_type, f.bytes.len())
-                        })
-                        .collect(),
-                },
-                Relay::Refused(why) => Outcome::NothingDone(format!(
-                    "your text was not sent to the reporter: {why}. Write the answer without \
-                     quoting internal mail and send it again."
-                )),
+    Ok(match internal_why {
+        Some(why) => Audience::Internal(why),
+        None if direct => Audience::Direct,
+        None => Audience::Relay,
+    })
+}
+
+/// Relays `text`, with the mail's attachments, to the reporter (rule 5).
+fn relay_text(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    text: String,
+    raw: &[u8],
+    mid: Option<&str>,
+) -> Result<Outcome, CaseError> {
+    Ok(match crate::message::attachments(raw) {
+        // Never the text without the files it may refer to.
+        Err(why) => Outcome::NothingDone(format!(
+            "your attachments cannot go to the reporter ({why}), so nothing was sent: \
+             send fewer or smaller files, or a link"
+        )),
+        Ok(files) => match relay(conn, ctx, case, email, &text, &files, mid)? {
+            Relay::Sent => Outcome::Relayed {
+                text,
+                files: files
+                    .iter()
+                    .map(|f| format!("{} ({}, {} bytes)", f.name, f.content_type, f.bytes.len()))
+                    .collect(),
             },
-        }
-    };
+            Relay::Refused(why) => Outcome::NothingDone(format!(
+                "your text was not sent to the reporter: {why}. Write the answer without \
+                 quoting internal mail and send it again."
+            )),
+        },
+    })
+}
+
+/// Nothing done instead of "commands only" when the handler's words could
+/// not be read: written between quotes of other mail, or encrypted.
+fn unread(outcome: Outcome, interleaved: bool, p: &ParsedMessage) -> Outcome {
     let unread = if interleaved && matches!(outcome, Outcome::CommandsOnly) {
         Some(
             "answers written between quoted lines are relayed only when every quoted line \
@@ -218,14 +293,8 @@ pub fn handler_mail(
     } else {
         None
     };
-    let outcome = match (outcome, unread) {
+    match (outcome, unread) {
         (Outcome::CommandsOnly, Some(why)) => Outcome::NothingDone(why),
         (outcome, _) => outcome,
-    };
-    if results.is_empty() && matches!(outcome, Outcome::CommandsOnly) {
-        let why = "the mail had no commands and no new text (only quoted text).".to_string();
-        return confirm(conn, ctx, &case, email, p, &[], &Outcome::NothingDone(why));
     }
-    confirm(conn, ctx, &case, email, p, &results, &outcome)?;
-    team_copy(conn, ctx, &case, email, &results, &outcome)
 }

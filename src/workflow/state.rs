@@ -11,6 +11,33 @@ use crate::store::{self, CaseField, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
+/// What a command (or a step of one) answers the handler who sent it. A
+/// storage failure is not an answer: it is the `Err` around this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// It was done: what changed, for the confirmation.
+    Done(String),
+    /// Nothing was done: the handler's mistake, exactly, to be replied.
+    Refused(String),
+}
+
+impl Reply {
+    /// The answer's text, done or refused.
+    pub fn into_text(self) -> String {
+        match self {
+            Reply::Done(t) | Reply::Refused(t) => t,
+        }
+    }
+
+    /// As the confirmation letter lists a command's result.
+    pub fn into_result(self) -> Result<String, String> {
+        match self {
+            Reply::Done(t) => Ok(t),
+            Reply::Refused(t) => Err(t),
+        }
+    }
+}
+
 /// Moves a case to `to` if the process allows it, recording the event.
 pub fn move_state(
     conn: &Connection,
@@ -19,16 +46,16 @@ pub fn move_state(
     to: State,
     actor: &str,
     source: Option<&str>,
-) -> Result<Result<String, String>, StoreError> {
+) -> Result<Reply, StoreError> {
     let Some(case) = store::case(conn, case_id)? else {
-        return Ok(Err(format!("no case {case_id}")));
+        return Ok(Reply::Refused(format!("no case {case_id}")));
     };
     let from = case.state;
     if from == to {
-        return Ok(Ok(format!("already {}", to.as_str())));
+        return Ok(Reply::Done(format!("already {}", to.as_str())));
     }
     if !from.can_move_to(to) {
-        return Ok(Err(format!(
+        return Ok(Reply::Refused(format!(
             "cannot move from {} to {}; from {} the case can go to: {}",
             from.as_str(),
             to.as_str(),
@@ -68,7 +95,11 @@ pub fn move_state(
         }
         _ => {}
     }
-    Ok(Ok(format!("state {} → {}", from.as_str(), to.as_str())))
+    Ok(Reply::Done(format!(
+        "state {} → {}",
+        from.as_str(),
+        to.as_str()
+    )))
 }
 
 /// After the acknowledgement went out: new → acknowledged, then triage
@@ -137,7 +168,7 @@ pub(super) fn set_primary(
     email: &str,
     actor: &str,
     source: Option<&str>,
-) -> Result<Result<String, String>, StoreError> {
+) -> Result<Reply, StoreError> {
     store::set_case_field(conn, case_id, CaseField::PrimaryHandler, email)?;
     store::add_event(
         conn,
@@ -154,11 +185,11 @@ pub(super) fn set_primary(
         handler_name(ctx.cfg, email)
     );
     if matches!(state, Some(State::New | State::Acknowledged)) {
-        if let Ok(m) = move_state(conn, ctx.now, case_id, State::Triage, actor, source)? {
+        if let Reply::Done(m) = move_state(conn, ctx.now, case_id, State::Triage, actor, source)? {
             done.push_str(&format!("; {m}"));
         }
     }
-    Ok(Ok(done))
+    Ok(Reply::Done(done))
 }
 
 /// Sets (or moves) a fix or embargo deadline, recording who did it.
@@ -170,9 +201,9 @@ pub fn set_deadline(
     due: DateTime<Utc>,
     actor: &str,
     source: Option<&str>,
-) -> Result<Result<String, String>, CaseError> {
+) -> Result<Reply, CaseError> {
     if due < ctx.now {
-        return Ok(Err(format!(
+        return Ok(Reply::Refused(format!(
             "{} is in the past (it is now {}): give a later date",
             fmt_ts(due),
             fmt_ts(ctx.now)
@@ -188,7 +219,7 @@ pub fn set_deadline(
         Some(&fmt_ts(due)),
         source,
     )?;
-    Ok(Ok(format!(
+    Ok(Reply::Done(format!(
         "{} deadline set to {}",
         kind.as_str(),
         fmt_ts(due)
