@@ -7,7 +7,6 @@
 //! acknowledgement in the outbox. The caller commits together with the
 //! folder's new last UID, so the message counts as processed exactly when
 //! its effects exist.
-
 //!
 //! The steps, one file each: [`dedup`] (a second delivery?), [`thread`]
 //! (which case?), [`open`] (a new case), [`acks`] (its acknowledgement),

@@ -20,7 +20,6 @@
 //!
 //! This module decides whether a letter goes, when and to whom; what it
 //! says and how it is addressed is built in [`crate::outgoing`].
-
 //!
 //! The files, by job: [`route`] (what a handler's mail is), [`apply`]
 //! (running a command), [`announce`], [`relay`] (mail to the reporter),
