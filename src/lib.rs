@@ -12,15 +12,18 @@
 //!    and the ecosystems `config` checks against).
 //! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
 //!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
-//!    reply address), `mail::auth` (is this a handler?); and `commands`
-//!    (handler command lines).
+//!    reply address), `mail::auth` (is this a handler?), `mail::quote`
+//!    (a reply's own words apart from its quote); and `commands` (handler
+//!    command lines).
 //! 3. **Storage**: `store` (the SQLite file and its queries), `context`
 //!    (what a decision knows, and its error), `outgoing` (every letter:
 //!    its text from `templates`, its headers, queueing it in the outbox), `deadlines` (the stage plan and deadline rows), `sla`
 //!    (the SLA report).
-//! 4. **Decisions**: `workflow` (handler mail, commands, relays to the
-//!    reporter), `cases` (what one incoming message does, recorded in one
-//!    transaction), `health` (connection status and alerts).
+//! 4. **Decisions**: `workflow/` (handler mail: `route`, `apply`,
+//!    `announce`, `relay` to the reporter, the `leak` guard, `state`,
+//!    `notify` the handlers), `cases/` (what one incoming message does,
+//!    recorded in one transaction: `dedup`, `thread`, `open`, `acks`,
+//!    `promote`), `health` (connection status and alerts).
 //! 5. **Loops**: `intake` (IMAP → `cases`), `outbox` (SMTP delivery),
 //!    `scheduler` (reminders, escalations, digest); `daemon` runs them.
 //! 6. **Binary**: `cli`.

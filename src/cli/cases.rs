@@ -244,8 +244,8 @@ pub(super) fn set_deadline(
         )?)
     })?;
     match done {
-        Ok(done) => println!("{id}: {done}"),
-        Err(e) => anyhow::bail!("{id}: {e}"),
+        crate::workflow::Reply::Done(done) => println!("{id}: {done}"),
+        crate::workflow::Reply::Refused(e) => anyhow::bail!("{id}: {e}"),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -267,11 +267,11 @@ pub(super) fn run_command(
         Ok(crate::workflow::apply(tx, ctx, id, actor, &cmd, "", None)?)
     })?;
     match result {
-        Ok(done) => {
+        crate::workflow::Reply::Done(done) => {
             println!("{id}: {done}");
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Err(e) => {
+        crate::workflow::Reply::Refused(e) => {
             eprintln!("secintake: {id}: {e}");
             Ok(std::process::ExitCode::from(1))
         }

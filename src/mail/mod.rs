@@ -8,6 +8,7 @@
 //! - [`auth`]: is this mail really from a handler?
 //! - [`compose`]: building the MIME of the mail we send (over lettre's
 //!   builder).
+//! - [`quote`]: a reply's own words, apart from the text it quotes.
 //!
 //! `lib.rs` re-exports each module at the crate root (`crate::message`,
 //! `crate::classify`, ...), the paths the rest of the crate and the tests
@@ -17,3 +18,4 @@ pub mod auth;
 pub mod classify;
 pub mod compose;
 pub mod message;
+pub mod quote;

@@ -1,0 +1,328 @@
+//! What the handlers are told: the new-case notification (the case's
+//! thread root), a reporter's follow-up, forged mail and held
+//! acknowledgements, an internal note's copy, the confirmation of a
+//! handler's mail and its copy to the team. Who gets a letter, and
+//! queueing it; its text is built in [`crate::outgoing::handlers`].
+
+use crate::compose;
+use crate::context::{CaseError, Context};
+use crate::mail::quote::strip_quote;
+use crate::message::ParsedMessage;
+use crate::outgoing::handlers::{self, CommandResult, Original, Outcome};
+use crate::outgoing::{queue_outgoing, Letter, LetterError};
+use crate::store::{self, CaseRow};
+use rusqlite::Connection;
+
+pub(super) fn is_handler(ctx: &Context<'_>, email: &str) -> bool {
+    ctx.cfg.handlers.iter().any(|h| h.email == email)
+}
+
+pub(super) fn all_handlers(ctx: &Context<'_>) -> Vec<String> {
+    ctx.cfg.handlers.iter().map(|h| h.email.clone()).collect()
+}
+
+/// Recipients for "the case's people": the primary handler, or every
+/// handler when there is none.
+fn primary_or_all(ctx: &Context<'_>, case: &CaseRow) -> Vec<String> {
+    match &case.primary_handler {
+        Some(p) => vec![p.clone()],
+        None => ctx.cfg.handlers.iter().map(|h| h.email.clone()).collect(),
+    }
+}
+
+/// Queues a letter to handlers about `case_id`. One that cannot be put
+/// together (an unusable address) is recorded on the case instead; a
+/// broken template is an error, like any configuration error.
+pub(super) fn queue_for_handlers(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    purpose: &str,
+    letter: Result<Letter, LetterError>,
+) -> Result<(), CaseError> {
+    match letter {
+        Ok(letter) => {
+            queue_outgoing(conn, ctx, &letter)?;
+        }
+        Err(LetterError::Template(e)) => return Err(e.into()),
+        Err(LetterError::Compose(e)) => {
+            store::add_event(
+                conn,
+                case_id,
+                ctx.now,
+                "secintake",
+                &format!("{purpose} to handlers not sent"),
+                Some(&e.to_string()),
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The new-case notification to every handler: the thread root.
+pub fn notify_new_case(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    p: &ParsedMessage,
+    original: Original<'_>,
+) -> Result<(), CaseError> {
+    let to = all_handlers(ctx);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let events = store::events_of_case(conn, &case.id)?;
+    let letter = handlers::notification(ctx, case, to, p, &events, original);
+    queue_for_handlers(conn, ctx, &case.id, "notification", letter)
+}
+
+/// Builds and queues the notifications promised by new cases, at most
+/// `limit`, each in the caller's transaction with the removal of its
+/// promise. Returns how many were built.
+pub fn build_pending_notifications(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    limit: u32,
+) -> Result<usize, CaseError> {
+    let pending = store::pending_notifications(conn, limit)?;
+    for (case_id, msg) in &pending {
+        // Never more than an attachable original, or the parser's window.
+        let max = handlers::ATTACH_ORIGINAL_MAX.max(crate::message::MAX_PARSE_BYTES);
+        if let (Some(case), Some((row, raw, len))) = (
+            store::case(conn, case_id)?,
+            store::message_prefix(conn, *msg, max)?,
+        ) {
+            let p = crate::message::reparse(&raw, row.parsed_ok);
+            let original = Original { bytes: &raw, len };
+            notify_new_case(conn, ctx, &case, &p, original)?;
+        }
+        store::done_pending_notification(conn, case_id)?;
+    }
+    Ok(pending.len())
+}
+
+/// A reporter's (or anyone's) follow-up, forwarded to the primary handler.
+pub fn forward_follow_up(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    p: &ParsedMessage,
+    raw: &[u8],
+) -> Result<(), CaseError> {
+    let from = p
+        .from
+        .as_ref()
+        .map(|a| a.email.as_str())
+        .unwrap_or("(unknown sender)");
+    // The reporter says how to be credited with a line `Credit: <name>`
+    // (or `Credit: none`) in their own text, above any quote.
+    if let Some(credit) = credit_line(&strip_quote(p.text_body.as_deref().unwrap_or(""))) {
+        store::set_fact(conn, &case.id, "credit", &credit)?;
+        store::add_event(
+            conn,
+            &case.id,
+            ctx.now,
+            from,
+            "credit set",
+            Some(&format!("{credit} (from the reporter's mail)")),
+            p.message_id.as_deref(),
+        )?;
+    }
+    let to = primary_or_all(ctx, case);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::follow_up(ctx, case, to, p, raw);
+    queue_for_handlers(conn, ctx, &case.id, "forward", letter)
+}
+
+/// The value of a `Credit: …` line (at the start of a line, case
+/// insensitive; `none` for no credit), capped.
+fn credit_line(text: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let l = l.trim();
+        let (key, value) = l.split_once(':')?;
+        let value = compose::clean_subject(value.trim());
+        (key.trim().eq_ignore_ascii_case("credit") && !value.is_empty()).then(|| {
+            if value.eq_ignore_ascii_case("none") {
+                "none".to_string()
+            } else {
+                value.chars().take(200).collect()
+            }
+        })
+    })
+}
+
+/// Mail claiming to be from a handler that nothing authenticates: recorded,
+/// no effect, the handlers alerted once per case.
+pub fn forged(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    why: &str,
+    mid: Option<&str>,
+) -> Result<(), CaseError> {
+    store::add_event(
+        conn,
+        &case.id,
+        ctx.now,
+        "secintake",
+        "unauthenticated mail from a handler address ignored",
+        Some(&format!("From {email}, but {why}; nothing was changed")),
+        mid,
+    )?;
+    tracing::warn!(case = %case.id, "unauthenticated mail from a handler address ignored");
+    if store::first_forged_alert(conn, &case.id)? {
+        let to = all_handlers(ctx);
+        if !to.is_empty() {
+            let letter = handlers::forged(ctx, case, to, email, why);
+            queue_for_handlers(conn, ctx, &case.id, "alert", letter)?;
+        }
+    }
+    Ok(())
+}
+
+/// Tells the handlers, at most once an hour, that acknowledgements are
+/// being held (`limits`); threaded in the case that tripped the limit.
+pub fn acks_held_alert(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case_id: &str,
+    why: &str,
+) -> Result<(), CaseError> {
+    const KEY: &str = "acks_held_alerted_at";
+    let recent = store::setting(conn, KEY)?
+        .and_then(|t| crate::clock::parse_ts(&t))
+        .is_some_and(|t| ctx.now - t < chrono::Duration::hours(1));
+    let Some(case) = store::case(conn, case_id)? else {
+        return Ok(());
+    };
+    if recent {
+        return Ok(());
+    }
+    store::set_setting(conn, KEY, &crate::clock::fmt_ts(ctx.now))?;
+    tracing::warn!(case = %case_id, "acknowledgements held by a limit; handlers alerted");
+    let to = all_handlers(ctx);
+    if to.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::held_acks(ctx, &case, to, why);
+    queue_for_handlers(conn, ctx, case_id, "alert", letter)
+}
+
+/// An internal note: stored, copied to the other handlers.
+pub fn note(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    author: &str,
+    text: &str,
+    source: Option<&str>,
+) -> Result<(), CaseError> {
+    store::add_event(conn, &case.id, ctx.now, author, "note", Some(text), source)?;
+    let others: Vec<String> = ctx
+        .cfg
+        .handlers
+        .iter()
+        .map(|h| h.email.clone())
+        .filter(|e| e != author)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::note(ctx, case, others, author, text);
+    queue_for_handlers(conn, ctx, &case.id, "note", letter)
+}
+
+/// Tells the handler, in the case's thread, exactly what their mail did:
+/// the text relayed (verbatim), the note recorded, each command's result,
+/// or why nothing was done.
+pub(super) fn confirm(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    p: &ParsedMessage,
+    results: &[CommandResult],
+    outcome: &Outcome,
+) -> Result<(), CaseError> {
+    let state = store::case(conn, &case.id)?
+        .map(|c| c.state.to_string())
+        .unwrap_or_default();
+    let answers = p.message_id.as_deref();
+    let letter = handlers::confirmation(ctx, case, email, answers, results, outcome, &state);
+    queue_for_handlers(conn, ctx, &case.id, "command-reply", letter)
+}
+
+/// Copies to the other handlers what a handler's mail did for everyone
+/// to see: a relay to the reporter (its text), and each command that
+/// changed the case. Notes have their own copy; `/show` changes nothing.
+pub(super) fn team_copy(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    results: &[CommandResult],
+    outcome: &Outcome,
+) -> Result<(), CaseError> {
+    if !ctx.cfg.workflow.team_copies {
+        return Ok(());
+    }
+    let relayed = match outcome {
+        Outcome::Relayed { text, files } => Some((text.as_str(), files.as_slice())),
+        _ => None,
+    };
+    let done: Vec<CommandResult> = results
+        .iter()
+        .filter(|(line, r)| r.is_ok() && !line.to_ascii_lowercase().starts_with("/show"))
+        .cloned()
+        .collect();
+    if relayed.is_none() && done.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<String> = all_handlers(ctx)
+        .into_iter()
+        .filter(|h| h != email)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let letter = handlers::team_copy(ctx, case, others, email, relayed, &done);
+    queue_for_handlers(conn, ctx, &case.id, "team-copy", letter)
+}
+
+/// A handler's commands or note that thread into no case: the reply says
+/// how to name one.
+pub fn no_case_reply(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    email: &str,
+    p: &ParsedMessage,
+) -> Result<(), CaseError> {
+    match handlers::no_case(ctx, email, p) {
+        Ok(letter) => {
+            queue_outgoing(conn, ctx, &letter)?;
+        }
+        Err(LetterError::Template(e)) => return Err(e.into()),
+        // No address to answer: nothing to tell.
+        Err(LetterError::Compose(_)) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credit_lines() {
+        assert_eq!(
+            credit_line("Thanks!\nCredit: Jane Doe (ACME)\n").as_deref(),
+            Some("Jane Doe (ACME)")
+        );
+        assert_eq!(credit_line("credit : NONE").as_deref(), Some("none"));
+        assert_eq!(credit_line("No credit line here.\nCredit:"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! Mail to the reporter: a handler's text relayed in the reporter's own
+//! thread, and the update telling them what changed for their case. Fail
+//! closed: nothing goes to a missing or project address, nor anything the
+//! leak guard refuses.
+
+use super::leak::leak;
+use super::state::record_response;
+use crate::context::{CaseError, Context};
+use crate::deadlines;
+use crate::mail::quote::strip_quote;
+use crate::model::Kind;
+use crate::outgoing::outside;
+use crate::outgoing::{queue_outgoing, Letter, LetterError, Thread};
+use crate::store::{self, CaseRow, StoreError};
+use rusqlite::Connection;
+
+/// What became of a handler's text meant for the reporter.
+pub(super) enum Relay {
+    Sent,
+    /// Not sent, and why (one line for the handler).
+    Refused(String),
+}
+
+/// Relays a handler's text to the reporter, in the reporter's thread.
+pub(super) fn relay(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    email: &str,
+    text: &str,
+    files: &[crate::message::Attachment],
+    source: Option<&str>,
+) -> Result<Relay, CaseError> {
+    let sent = match unusable_reporter(ctx, case) {
+        Some(why) => Err(why),
+        None => match leak(conn, case, text, files)? {
+            Some(why) => Err(why),
+            None => {
+                let thread = reporter_thread(conn, case)?;
+                let letter = outside::relay(ctx, case, thread, email, text, files);
+                send_to_reporter(conn, ctx, letter)?
+            }
+        },
+    };
+    let out = match sent {
+        Ok(out) => out,
+        Err(why) => {
+            store::add_event(
+                conn,
+                &case.id,
+                ctx.now,
+                email,
+                "reply not relayed",
+                Some(&why),
+                source,
+            )?;
+            return Ok(Relay::Refused(why));
+        }
+    };
+    record_response(
+        conn,
+        ctx.now,
+        &case.id,
+        email,
+        &format!("reply by {email}, relayed"),
+        [
+            "response relayed to the reporter",
+            "reply relayed to the reporter",
+        ],
+        &format!("Message-ID <{}>", out.out.message_id),
+        source,
+    )?;
+    Ok(Relay::Sent)
+}
+
+/// Why mail must not go to the case's reporter address, if it must not:
+/// there is none, or it is one of the project's own (cases opened before
+/// that rule existed may name one, issue 7).
+pub(super) fn unusable_reporter(ctx: &Context<'_>, case: &CaseRow) -> Option<String> {
+    match case.reporter.as_deref() {
+        None => Some("the case has no usable reporter address".to_string()),
+        Some(r) => ctx
+            .project_address(r)
+            .map(|what| format!("the reporter address {r} is {what}")),
+    }
+}
+
+/// Queues a letter to the case's reporter. `Ok(Err(why))` when it could
+/// not be put together; a broken template is an error. The caller has
+/// checked [`unusable_reporter`].
+fn send_to_reporter(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    letter: Result<Letter, LetterError>,
+) -> Result<Result<Letter, String>, CaseError> {
+    match letter {
+        Ok(letter) => {
+            queue_outgoing(conn, ctx, &letter)?;
+            Ok(Ok(letter))
+        }
+        Err(LetterError::Template(e)) => Err(e.into()),
+        Err(LetterError::Compose(e)) => Ok(Err(e.to_string())),
+    }
+}
+
+/// In-Reply-To and References for mail to the reporter: their latest
+/// message, and the conversation so far (their messages and ours to them).
+fn reporter_thread(conn: &Connection, case: &CaseRow) -> Result<Thread, StoreError> {
+    let msgs = store::messages_of_case(conn, &case.id)?;
+    let reporter = case.reporter.as_deref();
+    let mut refs = Vec::new();
+    let mut last_in = None;
+    for m in &msgs {
+        let Some(mid) = &m.message_id else { continue };
+        let theirs = m.direction == "in"
+            && matches!(m.kind.as_str(), "report" | "follow-up")
+            && (m.from.as_deref() == reporter || m.kind == "report");
+        let ours = m.direction == "out" && matches!(m.kind.as_str(), "ack" | "relay");
+        if theirs {
+            last_in = Some(mid.clone());
+        }
+        if theirs || ours {
+            refs.push(mid.clone());
+        }
+    }
+    let keep = refs.len().saturating_sub(10);
+    Ok(Thread {
+        in_reply_to: last_in,
+        references: refs.split_off(keep),
+    })
+}
+
+/// Tells the reporter, in their thread, that their case was `event`
+/// (template `update.txt`); returns what happened, for the confirmation.
+/// Fail closed: nothing goes out for a `/quiet` case, with `[reporter]
+/// updates = false`, or without a reporter address that is not the
+/// project's own. The first word to the reporter after the
+/// acknowledgement counts as the response the policy promises.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn reporter_update(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    event: &str,
+    reason: &str,
+    advisory: &str,
+    actor: &str,
+    source: Option<&str>,
+) -> Result<String, CaseError> {
+    let skip = if !ctx.cfg.reporter.updates {
+        Some("reporter updates are off ([reporter] updates = false)".to_string())
+    } else if store::is_quiet(conn, &case.id)? {
+        Some("reporter updates are off for this case (/quiet)".to_string())
+    } else {
+        unusable_reporter(ctx, case)
+    };
+    let sent = match skip {
+        Some(why) => Err(why),
+        None => {
+            let date_of = |kind: Kind| -> Result<String, StoreError> {
+                Ok(deadlines::of_case(conn, &case.id)?
+                    .into_iter()
+                    .find(|d| d.kind == kind.as_str())
+                    .map(|d| d.due_at.chars().take(10).collect::<String>())
+                    .unwrap_or_default())
+            };
+            let (fix_date, announce_date) = (date_of(Kind::Fix)?, date_of(Kind::Embargo)?);
+            let advisory = strip_quote(advisory);
+            let update = outside::Update {
+                event,
+                reason,
+                advisory: &advisory,
+                fix_date: &fix_date,
+                announce_date: &announce_date,
+            };
+            let thread = reporter_thread(conn, case)?;
+            send_to_reporter(conn, ctx, outside::update(ctx, case, thread, update))?
+        }
+    };
+    let out = match sent {
+        Ok(out) => out,
+        Err(why) => {
+            store::add_event(
+                conn,
+                &case.id,
+                ctx.now,
+                "secintake",
+                "reporter not told",
+                Some(&format!("{event}: {why}")),
+                source,
+            )?;
+            return Ok(format!("the reporter was not told: {why}"));
+        }
+    };
+    record_response(
+        conn,
+        ctx.now,
+        &case.id,
+        actor,
+        &format!("update ({event}) by {actor}"),
+        [
+            "response sent to the reporter (an update)",
+            "update sent to the reporter",
+        ],
+        &format!("{event}, Message-ID <{}>", out.out.message_id),
+        source,
+    )?;
+    Ok(format!("the reporter was told ({event})"))
+}
