@@ -284,7 +284,7 @@ fn mark_acknowledged(conn: &Connection, id: &str, at: DateTime<Utc>) -> Result<b
 }
 
 /// Records the first response to the reporter; returns whether it changed.
-pub fn mark_responded(conn: &Connection, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+fn mark_responded(conn: &Connection, id: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
     let n = conn
         .execute(
             "UPDATE cases SET responded_at = ?2 WHERE id = ?1 AND responded_at IS NULL",

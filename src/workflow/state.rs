@@ -136,8 +136,7 @@ pub fn record_response(
     detail: &str,
     source: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let first = store::mark_responded(conn, case_id, now)?;
-    deadlines::meet(conn, case_id, Kind::Respond, now, how)?;
+    let first = store::record_responded(conn, case_id, now, how)?;
     let what = if first { what[0] } else { what[1] };
     store::add_event(conn, case_id, now, actor, what, Some(detail), source)?;
     Ok(first)
