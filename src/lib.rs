@@ -30,26 +30,26 @@
 
 pub mod cases;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
-pub mod daemon;
-pub mod deadlines;
-pub mod gate;
-pub mod health;
-pub mod intake;
+pub(crate) mod daemon;
+pub(crate) mod deadlines;
+pub(crate) mod gate;
+pub(crate) mod health;
+pub(crate) mod intake;
 pub mod mail;
-pub mod memory;
+pub(crate) mod memory;
 pub mod model;
 pub mod osv;
-pub mod outbox;
-pub mod outgoing;
-pub mod scheduler;
-pub mod sla;
-pub mod store;
+pub(crate) mod outbox;
+pub(crate) mod outgoing;
+pub(crate) mod scheduler;
+pub(crate) mod sla;
+pub(crate) mod store;
 pub mod templates;
-pub mod tls;
+pub(crate) mod tls;
 pub mod workflow;
 
 // The mail layer's modules under their old paths, which the rest of the
