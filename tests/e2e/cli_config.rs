@@ -2,12 +2,12 @@
 //! the terminal when the config is wrong, and what `check-config` says
 //! about a live (or broken) mail system.
 //!
-//! Why: tests/config_errors.rs checks the messages at the library level;
+//! Why: tests/e2e/config_errors.rs checks the messages at the library level;
 //! this checks that the binary prints exactly that one line on stderr (no
 //! log noise, no backtrace), exits 1, and that `check-config` really logs
 //! in to both servers.
 
-mod common;
+use crate::common;
 
 use common::daemon::cli;
 use common::{write_config, MailStack};

@@ -1,6 +1,6 @@
 //! End to end: the promises about the integrity and confidentiality of the
 //! intake, checked with the real `secintake` binary against a real private
-//! Dovecot + Postfix (tests/common).
+//! Dovecot + Postfix (tests/e2e/common).
 //!
 //! Why: these are the properties an operator cannot easily see going wrong
 //! — a folder recreated on the server (new UIDVALIDITY) must not answer
@@ -14,7 +14,7 @@
 //! daemon has processed everything (`status --json` last_uid, empty outbox)
 //! and then giving the mail system a short settle time.
 
-mod common;
+use crate::common;
 
 use common::daemon::{cases, cli, cli_json, eventually, Daemon};
 use common::{header, MailStack, TestConfig};

@@ -741,7 +741,7 @@ pub struct TestConfig {
     pub acks_per_sender_per_day: u32,
     /// `[limits] acks_per_hour`. High by default, so tests that send
     /// hundreds of reports (and the benchmark) measure intake, not the
-    /// backscatter limit; hostile_e2e sets it low.
+    /// backscatter limit; the hostile tests set it low.
     pub acks_per_hour: u32,
     pub max_message_size: String,
     pub alert_after: String,

@@ -1,5 +1,5 @@
 //! End to end: the real `secintake` binary against a real private Dovecot +
-//! Postfix (tests/common). Reports arrive over inbound SMTP, robots are made
+//! Postfix (tests/e2e/common). Reports arrive over inbound SMTP, robots are made
 //! by the real servers (Postfix DSNs, Pigeonhole vacation replies), and the
 //! acknowledgements are read back from the reporters' mailboxes over IMAPS.
 //!
@@ -12,7 +12,7 @@
 //! daemon has processed the message in question (`status --json` last_uid)
 //! and then giving the mail system a short settle time.
 
-mod common;
+use crate::common;
 
 use common::daemon::{cases, cli, cli_json, eventually, Daemon};
 use common::{header, MailStack, TestConfig};

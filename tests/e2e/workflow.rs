@@ -1,7 +1,7 @@
 //! End to end: handlers working cases from a real mail client.
 //!
 //! The real `secintake` binary runs against a private Dovecot + Postfix
-//! (tests/common). Reports arrive over inbound SMTP; the handlers (Alice and
+//! (tests/e2e/common). Reports arrive over inbound SMTP; the handlers (Alice and
 //! Bob) and the reporter answer with s-nail, a real command-line mail
 //! client, replying to the very messages they received over IMAPS, so
 //! In-Reply-To, References, subjects and quoting come from real client
@@ -19,7 +19,7 @@
 //!
 //! Each test has its own mail stack, state folder and daemon.
 
-mod common;
+use crate::common;
 
 use common::daemon::{cli_json, eventually, Daemon};
 use common::{MailStack, TestConfig};

@@ -31,8 +31,8 @@
 //! printed first (and is in the thread's name, which the abort message
 //! shows, and in `target/fuzz-crashes/last-run.txt`).
 //!
-//! - `cargo test --test fuzz` runs `fuzz_short` (15 s in all).
-//! - `FUZZ_SECONDS=600 cargo test --release --test fuzz -- --ignored fuzz_long --nocapture`
+//! - `cargo test --test e2e fuzz::` runs `fuzz_short` (15 s in all).
+//! - `FUZZ_SECONDS=600 cargo test --release --test e2e -- --ignored fuzz::fuzz_long --nocapture`
 //!
 //! Environment: `FUZZ_SEED` (decimal or 0x-hex; default: from the clock,
 //! printed), `FUZZ_SECONDS` (fuzz_long, default 600), `FUZZ_SHORT_SECONDS`
@@ -98,7 +98,7 @@ fn fuzz_short() {
 }
 
 #[test]
-#[ignore = "long run: FUZZ_SECONDS=600 cargo test --release --test fuzz -- --ignored fuzz_long --nocapture"]
+#[ignore = "long run: FUZZ_SECONDS=600 cargo test --release --test e2e -- --ignored fuzz::fuzz_long --nocapture"]
 fn fuzz_long() {
     let seconds = env_u64("FUZZ_SECONDS").unwrap_or(600);
     run("fuzz_long", Duration::from_secs(seconds));

@@ -1,5 +1,5 @@
 //! End to end: hostile mail (issue 7), with the real `secintake` binary
-//! against a real private Dovecot + Postfix (tests/common).
+//! against a real private Dovecot + Postfix (tests/e2e/common).
 //!
 //! Why: security@ is a public address that attackers write to. Each test
 //! here is one attack that worked before issue 7: a message that crashed
@@ -13,7 +13,7 @@
 //! processed everything (`status --json` last_uid, empty outbox) plus a
 //! short settle time.
 
-mod common;
+use crate::common;
 
 use common::daemon::{cases, cli, cli_json, eventually, Daemon};
 use common::{header, MailStack};

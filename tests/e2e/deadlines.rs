@@ -1,6 +1,6 @@
 //! End to end: deadlines, reminders, escalation, the daily digest and the
 //! SLA report, with the real `secintake` binary against a real private
-//! Dovecot + Postfix (tests/common).
+//! Dovecot + Postfix (tests/e2e/common).
 //!
 //! Why: deadlines.rs unit-tests the stage plan on paper; only the running
 //! daemon shows that each stage's mail reaches the right mailboxes at the
@@ -16,7 +16,7 @@
 //!
 //! Each test has its own mail stack, state folder and daemon.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::daemon::{cases, cli, cli_json, eventually, Daemon};

@@ -15,7 +15,7 @@
 //! binary's export. `every_mapping_validates` runs the syntax variants of
 //! the mapping through the library and the schema, without mail.
 
-mod common;
+use crate::common;
 
 use common::daemon::{cli, cli_json, eventually, Daemon};
 use common::{MailStack, TestConfig};

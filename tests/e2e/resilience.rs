@@ -12,7 +12,7 @@
 //! because these run in parallel with other test binaries on small machines;
 //! waiting is done by polling, never by long fixed sleeps.
 
-mod common;
+use crate::common;
 
 use common::daemon::{cli_json, eventually, Daemon};
 use common::{header, simple_message, write_config, MailStack, TestConfig};

@@ -2,7 +2,7 @@
 //! other people's mail software) through the real daemon and a real
 //! Dovecot + Postfix.
 //!
-//! Why: tests/corpus_classify.rs checks `parse` and the robot rules one
+//! Why: tests/e2e/corpus/classify.rs checks `parse` and the robot rules one
 //! message at a time; this checks what the running daemon does with a
 //! backlog of them: it survives every file, robots open no case and are
 //! never answered, people get cases, and the acknowledgements it sends to
@@ -14,7 +14,7 @@
 //! daemon's state file read-only to map each UID to what became of it (a
 //! second file with an already-seen Message-ID leaves no row: a duplicate).
 
-mod common;
+use crate::common;
 
 use common::daemon::{cases, cli, Daemon};
 use common::MailStack;
@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 
 const SECURITY: &str = "security@example.org";
 
-/// Same entries as tests/corpus_classify.rs: robots no safe rule recognizes
+/// Same entries as tests/e2e/corpus/classify.rs: robots no safe rule recognizes
 /// (there the per-sender limit has to stop a loop).
 const KNOWN_MISSES: &[&str] = &[
     "bounce/flufl-simple_20.eml",
     "bounce/sisimai-lhost-sendmail-14.eml",
 ];
 
-/// Same entries as tests/corpus_classify.rs: people a rule takes for robots.
+/// Same entries as tests/e2e/corpus/classify.rs: people a rule takes for robots.
 const KNOWN_FALSE_POSITIVES: &[&str] = &["new-report-like/mikel-mail-raw_email_trailing_dot.eml"];
 
 fn corpus_dir() -> PathBuf {
