@@ -48,6 +48,7 @@
 //! fails the test at once; default 5 × the per-input limit, at least 10 s),
 //! `FUZZ_CRASH_DIR` (default `target/fuzz-crashes`).
 
+use crate::common;
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
@@ -574,32 +575,32 @@ thread_local! {
 /// itself) instead of printing them; other threads keep the default hook.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_FUZZ.with(Cell::get) {
-                previous(info);
-                return;
-            }
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "<non-string panic payload>".to_owned());
-            let record = PanicRecord {
-                message,
-                location: info.location().map(|l| l.to_string()).unwrap_or_default(),
-                thread: std::thread::current().name().unwrap_or("?").to_owned(),
-                backtrace: Backtrace::force_capture(),
-            };
-            PANICS.with(|p| {
-                if let Ok(mut p) = p.try_borrow_mut() {
-                    p.push(record);
-                }
-            });
-        }));
+    ONCE.call_once(|| common::panic_hook::add(record_fuzz_panic));
+}
+
+/// The fuzzing thread's panic handler (see [`install_panic_hook`]).
+fn record_fuzz_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    if !IN_FUZZ.with(Cell::get) {
+        return false;
+    }
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_owned());
+    let record = PanicRecord {
+        message,
+        location: info.location().map(|l| l.to_string()).unwrap_or_default(),
+        thread: std::thread::current().name().unwrap_or("?").to_owned(),
+        backtrace: Backtrace::force_capture(),
+    };
+    PANICS.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.push(record);
+        }
     });
+    true
 }
 
 fn panic_report(
@@ -637,7 +638,8 @@ fn top_frames(bt: &Backtrace, max: usize) -> Vec<String> {
     let text = format!("{bt:#}");
     let machinery = [
         "backtrace",
-        "install_panic_hook",
+        "panic_hook",
+        "record_fuzz_panic",
         "boxed::Box<dyn",
         "panicking",
         "rust_begin_unwind",

@@ -13,7 +13,8 @@
 //!
 //! All tests share one process. So they must not change process-wide
 //! state: no `std::env::set_var` (pass environment to child processes
-//! with `Command::env`), no `set_current_dir`, no `umask`.
+//! with `Command::env`), no `set_current_dir`, no `umask`, and a panic hook
+//! only through [`common::panic_hook`].
 //!
 //! A new area is a new file `tests/e2e/<area>.rs` plus a `mod <area>;`
 //! line here; inside it, `use crate::common;` replaces `mod common;`.

@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod panic_hook;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};

@@ -378,13 +378,23 @@ fn print_summary(outcomes: &[Outcome], total: Duration) {
 /// Panics that `parse` catches inside mail-parser are counted and printed.
 #[test]
 fn truncated_messages_never_escape_parse() {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Once;
     static CAUGHT: AtomicUsize = AtomicUsize::new(0);
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        CAUGHT.fetch_add(1, Ordering::Relaxed);
-        previous(info);
-    }));
+    thread_local! {
+        /// Set on this test's thread: the other tests' panics are not ours.
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+    }
+    fn count(_: &std::panic::PanicHookInfo<'_>) -> bool {
+        if COUNTING.with(Cell::get) {
+            CAUGHT.fetch_add(1, Ordering::Relaxed);
+        }
+        false // printed as before
+    }
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| crate::common::panic_hook::add(count));
+    COUNTING.with(|c| c.set(true));
     let started = Instant::now();
     let mut parses = 0;
     for entry in manifest() {
