@@ -392,17 +392,7 @@ fn smtp_outage_acks_wait_in_outbox() {
 /// the other tests are not about that.
 fn start_daemon(cfg: &Path, dir: &Path) -> Daemon {
     let daemon = Daemon::start(cfg, dir);
-    eventually(
-        Duration::from_secs(20),
-        "daemon running",
-        Some(&daemon),
-        || {
-            daemon
-                .log_text()
-                .contains("secintake running")
-                .then_some(())
-        },
-    );
+    daemon.wait_running(Duration::from_secs(20));
     eventually(
         Duration::from_secs(20),
         "IMAP synced",
@@ -421,11 +411,7 @@ fn dump_logs(dir: &Path) {
 
 /// `status --json` works and says IMAP is fine (the daemon connected).
 fn cfg_status_ok(cfg: &Path) -> Option<()> {
-    let (code, out, _) = common::daemon::cli(cfg, &["status", "--json"]);
-    if code != 0 {
-        return None;
-    }
-    let st: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let st = common::daemon::status(cfg)?;
     (!st["imap"]["last_ok_at"].is_null() && st["imap"]["failing_since"].is_null()).then_some(())
 }
 

@@ -16,7 +16,7 @@
 
 use crate::common;
 
-use common::daemon::{cases, cli, Daemon};
+use common::daemon::{cases, status, Daemon};
 use common::MailStack;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::{BTreeMap, HashMap};
@@ -101,13 +101,6 @@ fn outgoing(db: &Path) -> Vec<(Option<String>, String, String)> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .expect("query outgoing");
     rows.map(|r| r.expect("outgoing row")).collect()
-}
-
-fn status(config: &Path) -> Option<serde_json::Value> {
-    let (code, out, _) = cli(config, &["status", "--json"]);
-    (code == 0)
-        .then(|| serde_json::from_str(&out).ok())
-        .flatten()
 }
 
 const HANDLER: &str = "corpus-handler@example.org";
