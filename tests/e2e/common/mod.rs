@@ -20,6 +20,7 @@
 
 pub mod daemon;
 pub mod panic_hook;
+pub mod world;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -806,6 +807,8 @@ pub struct TestConfig {
     pub address: String,
     pub project: String,
     pub policy_url: String,
+    /// Raw TOML lines appended to `[mailbox]` (e.g. `comment_address = …`).
+    pub mailbox_extra: String,
     pub imap_host: String,
     pub imap_port: u16,
     /// "implicit" | "starttls" | "none"
@@ -827,6 +830,8 @@ pub struct TestConfig {
     pub storage_path: PathBuf,
     pub acknowledge: String,
     pub respond: String,
+    /// Raw TOML lines appended to `[sla]` (e.g. `remind_before = […]`).
+    pub sla_extra: String,
     /// (name, email)
     pub handlers: Vec<(String, String)>,
     pub acks_per_sender_per_day: u32,
@@ -850,6 +855,7 @@ impl TestConfig {
         TestConfig {
             project: "Example".into(),
             policy_url: "https://example.org/security".into(),
+            mailbox_extra: String::new(),
             imap_host: "127.0.0.1".into(),
             imap_port: stack.imap_port,
             imap_tls: "starttls".into(),
@@ -868,6 +874,7 @@ impl TestConfig {
             storage_path: dir.join("state.db"),
             acknowledge: "48h".into(),
             respond: "72h".into(),
+            sla_extra: String::new(),
             handlers: vec![("Alice".into(), "alice@example.org".into())],
             acks_per_sender_per_day: 5,
             acks_per_hour: 100_000,
@@ -887,7 +894,9 @@ impl TestConfig {
         t.push_str("[mailbox]\n");
         t.push_str(&format!("address = {}\n", q(&self.address)));
         t.push_str(&format!("project = {}\n", q(&self.project)));
-        t.push_str(&format!("policy_url = {}\n\n", q(&self.policy_url)));
+        t.push_str(&format!("policy_url = {}\n", q(&self.policy_url)));
+        push_lines(&mut t, &self.mailbox_extra);
+        t.push('\n');
         t.push_str("[imap]\n");
         t.push_str(&format!("host = {}\n", q(&self.imap_host)));
         t.push_str(&format!("port = {}\n", self.imap_port));
@@ -910,7 +919,9 @@ impl TestConfig {
         t.push_str(&format!("path = {}\n\n", p(&self.storage_path)));
         t.push_str("[sla]\n");
         t.push_str(&format!("acknowledge = {}\n", q(&self.acknowledge)));
-        t.push_str(&format!("respond = {}\n\n", q(&self.respond)));
+        t.push_str(&format!("respond = {}\n", q(&self.respond)));
+        push_lines(&mut t, &self.sla_extra);
+        t.push('\n');
         for (name, email) in &self.handlers {
             t.push_str("[[handlers]]\n");
             t.push_str(&format!("name = {}\nemail = {}\n\n", q(name), q(email)));
@@ -950,6 +961,16 @@ pub fn write_config(dir: &Path, stack: &MailStack, tweak: impl FnOnce(&mut TestC
     let path = dir.join("secintake.toml");
     cfg.write(&path);
     path
+}
+
+/// Appends `lines` (raw TOML) to `t`, ending in a newline.
+fn push_lines(t: &mut String, lines: &str) {
+    if !lines.is_empty() {
+        t.push_str(lines);
+        if !lines.ends_with('\n') {
+            t.push('\n');
+        }
+    }
 }
 
 /// A TOML basic string.
