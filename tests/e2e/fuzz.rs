@@ -49,6 +49,7 @@
 //! `FUZZ_CRASH_DIR` (default `target/fuzz-crashes`).
 
 use crate::common;
+use crate::corpus::corpus_dir;
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
@@ -1237,10 +1238,6 @@ fn check_stripped(input: &str, out: &str) {
 struct Seed {
     name: String,
     data: Arc<Vec<u8>>,
-}
-
-fn corpus_dir() -> PathBuf {
-    manifest_dir().join("tests/fixtures/corpus")
 }
 
 fn regressions_dir() -> PathBuf {
