@@ -49,6 +49,7 @@
 //! `FUZZ_CRASH_DIR` (default `target/fuzz-crashes`).
 
 use crate::common;
+use crate::common::rng::Rng;
 use crate::corpus::corpus_dir;
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
@@ -1648,53 +1649,6 @@ References: <a@b> <> <<>> <a b@c> <\r\nSubject: [SEC-2026-0001][SEC-9999-99999][
 }
 
 // ------------------------------------------------------------------ mutator
-
-/// xorshift64*: tiny, deterministic, good enough for picking mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // splitmix64 so that small seeds give unrelated, non-zero states.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Rng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when n is 0).
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    /// Small numbers much more often than big ones: 1..=max.
-    fn skewed(&mut self, max: usize) -> usize {
-        let bits = usize::BITS - max.max(1).leading_zeros();
-        let cap = 1usize << self.below(bits as usize + 1);
-        1 + self.below(cap.min(max.max(1)))
-    }
-
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.below(items.len())]
-    }
-}
 
 const DICT: &[&[u8]] = &[
     b"From: ",

@@ -15,6 +15,7 @@
 use crate::common;
 
 use common::daemon::{cli_json, eventually, Daemon};
+use common::rng::Rng;
 use common::{header, simple_message, write_config, MailStack, TestConfig};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -58,37 +59,19 @@ fn all_logs(dir: &Path) -> String {
     out
 }
 
-/// A tiny reproducible PRNG (xorshift64*), so a failing kill schedule can
-/// be replayed with `RESILIENCE_SEED=<seed>`.
-struct Rng(u64);
-
-impl Rng {
-    fn from_env_or_time() -> (Rng, u64) {
-        let seed = std::env::var("RESILIENCE_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        (Rng(seed.max(1)), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `lo..hi` milliseconds.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
+/// The PRNG for the kill schedule, and its seed: `RESILIENCE_SEED=<seed>`
+/// replays a failing one.
+fn rng_from_env_or_time() -> (Rng, u64) {
+    let seed = std::env::var("RESILIENCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    (Rng::from_state(seed), seed)
 }
 
 /// Waits until every case is acknowledged and the outbox is empty.
@@ -219,7 +202,7 @@ fn sigkill_during_200_reports() {
     // meets delayed ACK), which stretches this to ~40 s; still steady.
     const PACE: Duration = Duration::from_millis(70);
     let started = Instant::now();
-    let (mut rng, seed) = Rng::from_env_or_time();
+    let (mut rng, seed) = rng_from_env_or_time();
     eprintln!("sigkill_during_200_reports: RESILIENCE_SEED={seed}");
 
     let stack = MailStack::start();

@@ -20,6 +20,7 @@
 
 pub mod daemon;
 pub mod panic_hook;
+pub mod rng;
 pub mod world;
 
 use std::future::Future;
