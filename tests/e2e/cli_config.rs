@@ -10,23 +10,10 @@
 use crate::common;
 
 use common::daemon::cli;
+// BASE: a valid config needing no files besides itself.
+use crate::config_errors::BASE;
 use common::{write_config, MailStack};
 use std::path::{Path, PathBuf};
-
-/// A valid config needing no files besides itself.
-const BASE: &str = r#"
-[mailbox]
-address = "security@example.org"
-project = "Example"
-
-[imap]
-host = "imap.example.org"
-username = "security@example.org"
-password = "imap-secret"
-
-[smtp]
-host = "smtp.example.org"
-"#;
 
 fn write(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("secintake.toml");
