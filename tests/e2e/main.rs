@@ -17,7 +17,11 @@
 //! only through [`common::panic_hook`].
 //!
 //! A new area is a new file `tests/e2e/<area>.rs` plus a `mod <area>;`
-//! line here; inside it, `use crate::common;` replaces `mod common;`.
+//! line here; inside it, `use crate::common;` replaces `mod common;`, and
+//! a test world of its own becomes [`common::world::World`] with the
+//! area's config tweak (see `osv.rs`). Methods an area adds to `World` in
+//! its own `impl World` block share one namespace with every other
+//! area's: the compiler refuses a name used twice.
 
 mod common;
 

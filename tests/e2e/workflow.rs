@@ -178,18 +178,6 @@ impl World {
         self.wait_matching(user, what, 1, pred).pop().unwrap()
     }
 
-    fn wait_state(&self, id: &str, state: &str) -> Value {
-        eventually(
-            T,
-            &format!("{id} in state {state}"),
-            Some(&self.daemon),
-            || {
-                let v = self.show(id);
-                (v["state"] == state).then_some(v)
-            },
-        )
-    }
-
     /// Waits until `id` has at least `n` events whose `what` is `what`.
     fn wait_events(&self, id: &str, what: &str, n: usize) -> Value {
         eventually(

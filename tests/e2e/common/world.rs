@@ -221,6 +221,19 @@ impl World {
         cli_json(&self.config, &["cases", "show", id])
     }
 
+    /// Waits until case `id` is in `state`; returns `cases show`.
+    pub fn wait_state(&self, id: &str, state: &str) -> Value {
+        eventually(
+            T,
+            &format!("{id} in state {state}"),
+            Some(&self.daemon),
+            || {
+                let v = self.show(id);
+                (v["state"] == state).then_some(v)
+            },
+        )
+    }
+
     /// `mail list --robots --json`.
     pub fn robots(&self) -> Vec<Value> {
         let v = cli_json(&self.config, &["mail", "list", "--robots"]);
