@@ -4,7 +4,7 @@
 //! reasonable fraction of what IMAP + SQLite allow, bounded memory) only mean
 //! something measured end to end with real servers, so this bench runs the
 //! release binary against the private Dovecot + Postfix of
-//! `tests/mailstack/mailstack.sh` (through `tests/common`) and prints:
+//! `tests/mailstack/mailstack.sh` (through `tests/e2e/common`) and prints:
 //!
 //! 1. acknowledgement latency with IDLE: N reports sent one by one over
 //!    inbound SMTP; daemon part (messages.at → outbox.sent_at) and end to end
@@ -21,7 +21,7 @@
 //! Run through `scripts/bench.sh` (installs the mail servers first; root).
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/e2e/common/mod.rs"]
 mod common;
 
 use common::daemon::Daemon;

@@ -12,7 +12,7 @@
 # Environment knobs:
 #   SECINTAKE_SKIP_APT=1   never touch apt
 #   BENCH_KEEP=1           keep each phase's daemon log and state file
-#   MAILSTACK_KEEP=1       keep the mail stacks (see tests/common/mod.rs)
+#   MAILSTACK_KEEP=1       keep the mail stacks (see tests/e2e/common/mod.rs)
 # Extra arguments go to the bench binary (after --bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,7 +8,7 @@ set -euo pipefail
 # opendkim + opendkim-tools (opendkim-genkey): the stack's DKIM signer and
 # verifier.  libnet-ssleay-perl: lets swaks speak TLS (--tls, --tlsc) to the
 # submission ports when checking the stack by hand.  python3-jsonschema:
-# tests/osv_e2e.rs validates `cases export --osv` against the vendored OSV
+# tests/e2e/osv.rs validates `cases export --osv` against the vendored OSV
 # schema with /usr/bin/python3 and it.
 PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema"
 

@@ -12,11 +12,17 @@
 #   SECINTAKE_SKIP_APT=1     never touch apt
 #   SECINTAKE_STEPS="fmt clippy test"   which steps to run (default: all three)
 #   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --no-fail-fast --lib --bins --tests; the benchmark runs via scripts/bench.sh)
+#   RUST_TEST_THREADS=N      tests run at once (default here: 4, see below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STEPS=${SECINTAKE_STEPS:-fmt clippy test}
 TEST_ARGS=${SECINTAKE_TEST_ARGS:---no-fail-fast --lib --bins --tests}
+# The integration tests are one binary (tests/e2e) and mostly wait for
+# mail and timers, so running 4 at once on the 2 cores more than halves
+# their time (libtest's default is one per core). More than 4 left the
+# cores busy and gave the time-boxed fuzz test a third of its inputs.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
 
 step() { echo; echo "==> $*"; }
 

@@ -67,7 +67,7 @@
 #   - Bounces (DSNs) and other mail Postfix makes itself pass no milter.
 #
 # Header order of DELIVERED mail (Postfix 3.7, Dovecot 2.3, OpenDKIM 2.11,
-# checked by hand and by mailstack_selftest; top down, i.e. newest first).
+# checked by hand and by tests/e2e/mailstack.rs; top down, i.e. newest first).
 # OpenDKIM's header lands ABOVE the Received line of the smtpd pass that ran
 # it (Postfix hides its own Received header from milters).
 #   inbound (+3), unsigned or not:

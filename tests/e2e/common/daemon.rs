@@ -110,6 +110,18 @@ impl Daemon {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the daemon logs "secintake running": it has opened
+    /// (created, migrated) its state file. Before that, a CLI call racing
+    /// the first start can break the schema migration (see
+    /// `resilience::status_during_first_start_does_not_kill_the_daemon`),
+    /// which tests about other things should not run into. Panics, with
+    /// the log, after `timeout`.
+    pub fn wait_running(&self, timeout: Duration) {
+        eventually(timeout, "the daemon to open its state", Some(self), || {
+            self.log_text().contains("secintake running").then_some(())
+        });
+    }
 }
 
 impl Drop for Daemon {
@@ -140,6 +152,14 @@ pub fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
     let (code, out, err) = cli(config, &a);
     assert_eq!(code, 0, "secintake {a:?} failed: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("bad JSON from {a:?}: {e}\n{out}"))
+}
+
+/// `status --json`, or `None` before the daemon created its state file.
+pub fn status(config: &Path) -> Option<serde_json::Value> {
+    let (code, out, _) = cli(config, &["status", "--json"]);
+    (code == 0)
+        .then(|| serde_json::from_str(&out).ok())
+        .flatten()
 }
 
 /// `cases list --json`, or an empty list when no state file exists yet.

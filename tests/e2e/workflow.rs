@@ -1,7 +1,7 @@
 //! End to end: handlers working cases from a real mail client.
 //!
 //! The real `secintake` binary runs against a private Dovecot + Postfix
-//! (tests/common). Reports arrive over inbound SMTP; the handlers (Alice and
+//! (tests/e2e/common). Reports arrive over inbound SMTP; the handlers (Alice and
 //! Bob) and the reporter answer with s-nail, a real command-line mail
 //! client, replying to the very messages they received over IMAPS, so
 //! In-Reply-To, References, subjects and quoting come from real client
@@ -19,12 +19,13 @@
 //!
 //! Each test has its own mail stack, state folder and daemon.
 
-mod common;
+use crate::common;
 
-use common::daemon::{cli_json, eventually, Daemon};
-use common::{MailStack, TestConfig};
+use common::daemon::eventually;
+use common::subjects;
+use common::world::{World, T};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -38,8 +39,6 @@ const BOB: &str = "bob@example.org";
 /// authserv-id: it arrives below the stack's Received field.
 const FORGED_VERDICT: &str =
     "Authentication-Results: mail.example.org; dkim=pass header.d=example.org";
-/// How long any one expected thing may take.
-const T: Duration = Duration::from_secs(20);
 /// How long we wait for something that must NOT happen after the daemon
 /// has processed its cause.
 const SETTLE: Duration = Duration::from_secs(3);
@@ -59,6 +58,14 @@ struct Mail {
     references: Vec<String>,
     body: String,
     auto_submitted: Option<String>,
+    /// The message as received.
+    raw: Vec<u8>,
+}
+
+impl AsRef<[u8]> for Mail {
+    fn as_ref(&self) -> &[u8] {
+        &self.raw
+    }
 }
 
 fn ids(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
@@ -101,83 +108,31 @@ fn parse_mail(raw: &[u8]) -> Mail {
             .map(|b| b.replace("\r\n", "\n"))
             .unwrap_or_default(),
         auto_submitted: common::header(raw, "Auto-Submitted"),
+        raw: raw.to_vec(),
     }
 }
 
-fn subjects(mails: &[Mail]) -> String {
-    mails
-        .iter()
-        .map(|m| format!("  {} (from {})", m.subject, m.from))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 // ------------------------------------------------------------ world --
-
-/// One test's world. Field order = drop order: the daemon dies before the
-/// stack, and the state folder goes last.
-struct World {
-    daemon: Daemon,
-    stack: MailStack,
-    config: PathBuf,
-    dir: tempfile::TempDir,
-}
 
 impl World {
     /// Handlers Alice and Bob, handler mail authenticated by the stack's
     /// OpenDKIM (`mail.example.org`), the comment address and the announce
     /// list configured.
-    fn start(round_robin: bool) -> World {
-        let stack = MailStack::start();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cfg = TestConfig::new(&stack, dir.path());
-        cfg.handlers = vec![("Alice".into(), ALICE.into()), ("Bob".into(), BOB.into())];
-        if round_robin {
-            cfg.assign = "round-robin".into();
-        }
-        cfg.extra = format!(
-            "[handler_auth]\ntrusted_authserv_id = \"{}\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n",
-            common::AUTHSERV_ID
-        );
-        // comment_address belongs in [mailbox], which TestConfig writes first.
-        let policy = format!("policy_url = {}\n", common::toml_str(&cfg.policy_url));
-        let toml = cfg.to_toml();
-        assert!(
-            toml.contains(&policy),
-            "unexpected TestConfig TOML:\n{toml}"
-        );
-        let toml = toml.replacen(
-            &policy,
-            &format!("{policy}comment_address = \"{COMMENT}\"\n"),
-            1,
-        );
-        let config = dir.path().join("secintake.toml");
-        std::fs::write(&config, toml).expect("write config");
-        let mut daemon = Daemon::start(&config, dir.path());
+    fn team(round_robin: bool) -> World {
         // No CLI call before the daemon has opened (created, migrated) its
         // state file: a concurrent `cases list` on a brand-new file can make
         // the daemon exit with "database is locked" (reported daemon bug).
-        eventually(T, "the daemon to open its state", Some(&daemon), || {
-            daemon
-                .log_text()
-                .contains("secintake running")
-                .then_some(())
-        });
-        assert!(daemon.alive(), "daemon exited:\n{}", daemon.log_text());
-        World {
-            daemon,
-            stack,
-            config,
-            dir,
-        }
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!(
-            "{what}\n---- daemon log\n{}\n{}",
-            self.daemon.log_text(),
-            self.stack.logs()
-        )
+        World::start_ready(|cfg| {
+            cfg.handlers = vec![("Alice".into(), ALICE.into()), ("Bob".into(), BOB.into())];
+            if round_robin {
+                cfg.assign = "round-robin".into();
+            }
+            cfg.mailbox_extra = format!("comment_address = \"{COMMENT}\"\n");
+            cfg.extra = format!(
+                "[handler_auth]\ntrusted_authserv_id = \"{}\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n",
+                common::AUTHSERV_ID
+            );
+        })
     }
 
     /// `user`'s INBOX, decoded, in mailbox order.
@@ -223,26 +178,6 @@ impl World {
         self.wait_matching(user, what, 1, pred).pop().unwrap()
     }
 
-    fn show(&self, id: &str) -> Value {
-        cli_json(&self.config, &["cases", "show", id])
-    }
-
-    fn cases(&self) -> Vec<Value> {
-        common::daemon::cases(&self.config)
-    }
-
-    fn wait_state(&self, id: &str, state: &str) -> Value {
-        eventually(
-            T,
-            &format!("{id} in state {state}"),
-            Some(&self.daemon),
-            || {
-                let v = self.show(id);
-                (v["state"] == state).then_some(v)
-            },
-        )
-    }
-
     /// Waits until `id` has at least `n` events whose `what` is `what`.
     fn wait_events(&self, id: &str, what: &str, n: usize) -> Value {
         eventually(
@@ -256,17 +191,9 @@ impl World {
         )
     }
 
-    fn wait_outbox_empty(&self) {
-        eventually(T, "an empty outbox", Some(&self.daemon), || {
-            let (code, out, _) = common::daemon::cli(&self.config, &["status", "--json"]);
-            let v: Value = serde_json::from_str(&out).ok()?;
-            (code == 0 && v["outbox"]["backlog"].as_u64() == Some(0)).then_some(())
-        });
-    }
-
     /// A report from `from` over inbound SMTP; waits for its case and the
     /// acknowledgement. Returns (case id, report Message-ID, the ack).
-    fn report(&self, from: &str, subject: &str, body: &str) -> (String, String, Mail) {
+    fn open_case(&self, from: &str, subject: &str, body: &str) -> (String, String, Mail) {
         let before = self.cases().len();
         let raw = common::simple_message(from, SECURITY, subject, body);
         let mid = parse_mail(&raw).message_id;
@@ -503,9 +430,9 @@ fn quiet() {
 
 #[test]
 fn full_case_by_email() {
-    let w = World::start(false);
+    let w = World::team(false);
     let subject = "Heap overflow in the config parser";
-    let (id, report_mid, ack) = w.report(
+    let (id, report_mid, ack) = w.open_case(
         REPORTER,
         subject,
         "Long keys overflow a stack buffer. SECRET-REPORT-DETAIL-42\nPoC attached.",
@@ -887,8 +814,8 @@ fn full_case_by_email() {
 /// line and the quoted lines (`quote-inject-head` = `%f wrote:\n\n`).
 #[test]
 fn quoted_reply_relays_only_the_new_text() {
-    let w = World::start(false);
-    let (id, _, ack) = w.report(
+    let w = World::team(false);
+    let (id, _, ack) = w.open_case(
         REPORTER,
         "Timing leak in token check",
         "Compare is not constant time. SECRET-REPORT-DETAIL-43",
@@ -963,10 +890,10 @@ fn quoted_reply_relays_only_the_new_text() {
 
 #[test]
 fn reporter_follow_up_goes_to_primary() {
-    let w = World::start(true);
+    let w = World::team(true);
     let reporter2 = "reporter2@example.net";
-    let (id1, _, ack1) = w.report(REPORTER, "SQL injection in search", "Details 1.");
-    let (id2, _, ack2) = w.report(reporter2, "Path traversal in upload", "Details 2.");
+    let (id1, _, ack1) = w.open_case(REPORTER, "SQL injection in search", "Details 1.");
+    let (id2, _, ack2) = w.open_case(reporter2, "Path traversal in upload", "Details 2.");
     let c1 = w.wait_state(&id1, "triage");
     let c2 = w.wait_state(&id2, "triage");
     assert_eq!(
@@ -1067,8 +994,8 @@ fn reporter_follow_up_goes_to_primary() {
 
 #[test]
 fn forged_handler_command_changes_nothing() {
-    let w = World::start(false);
-    let (id, _, _) = w.report(REPORTER, "Auth bypass", "Details.");
+    let w = World::team(false);
+    let (id, _, _) = w.open_case(REPORTER, "Auth bypass", "Details.");
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
@@ -1181,8 +1108,8 @@ fn forged_handler_command_changes_nothing() {
 
 #[test]
 fn every_command_error_path_replies() {
-    let w = World::start(false);
-    let (id, _, _) = w.report(REPORTER, "CSRF on settings", "Details.");
+    let w = World::team(false);
+    let (id, _, _) = w.open_case(REPORTER, "CSRF on settings", "Details.");
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
@@ -1286,9 +1213,9 @@ fn every_command_error_path_replies() {
 
 #[test]
 fn direct_reply_with_cc_is_the_response() {
-    let w = World::start(false);
+    let w = World::team(false);
     let subject = "Open redirect on login";
-    let (id, _, ack) = w.report(REPORTER, subject, "Details.");
+    let (id, _, ack) = w.open_case(REPORTER, subject, "Details.");
     w.wait_state(&id, "acknowledged");
 
     // Alice writes to the reporter herself, the mailbox in Cc.
@@ -1375,9 +1302,9 @@ fn cli_as(config: &Path, user: &str, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn cli_mirrors() {
-    let w = World::start(false);
+    let w = World::team(false);
     let cfg = &w.config;
-    let (id, _, _) = w.report(REPORTER, "XXE in importer", "Details.");
+    let (id, _, _) = w.open_case(REPORTER, "XXE in importer", "Details.");
     w.wait_state(&id, "acknowledged");
     let actor = "cli:carol";
 
@@ -1438,7 +1365,7 @@ fn cli_mirrors() {
     );
 
     // A legal close: Alice marks it a duplicate by mail, the CLI closes it.
-    let (other, _, _) = w.report("someone@example.net", "XXE in importer, again", "Same.");
+    let (other, _, _) = w.open_case("someone@example.net", "XXE in importer, again", "Same.");
     let other_case_id = other.clone();
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let r = w.commands(ALICE, &id, &root, &format!("/duplicate {other}"));
@@ -1486,8 +1413,8 @@ fn cli_mirrors() {
 /// internal: it becomes a note, and the reporter gets nothing.
 #[test]
 fn reply_to_a_note_stays_internal() {
-    let w = World::start(false);
-    let (id, _mid, _ack) = w.report(REPORTER, "SSRF in webhook", "Details of the SSRF.");
+    let w = World::team(false);
+    let (id, _mid, _ack) = w.open_case(REPORTER, "SSRF in webhook", "Details of the SSRF.");
     w.compose(
         ALICE,
         true,
@@ -1532,8 +1459,8 @@ fn reply_to_a_note_stays_internal() {
 /// plain answer is relayed and confirmed with its exact text.
 #[test]
 fn the_handler_channel_fails_closed_and_confirms() {
-    let w = World::start(false);
-    let (id, _, _ack) = w.report(REPORTER, "CSRF in settings", "The form lacks a token.");
+    let w = World::team(false);
+    let (id, _, _ack) = w.open_case(REPORTER, "CSRF in settings", "The form lacks a token.");
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
@@ -1700,8 +1627,8 @@ fn the_handler_channel_fails_closed_and_confirms() {
 /// confirmation with that text.
 #[test]
 fn html_only_reply_relays_only_the_new_text() {
-    let w = World::start(false);
-    let (id, _, _) = w.report(
+    let w = World::team(false);
+    let (id, _, _) = w.open_case(
         REPORTER,
         "Open redirect",
         "The next= parameter is not checked.",
@@ -1751,9 +1678,9 @@ fn html_only_reply_relays_only_the_new_text() {
 /// confirmation says whether the reporter was told.
 #[test]
 fn reporters_are_told_with_the_reason_unless_quiet() {
-    let w = World::start(false);
-    let (id1, _, ack1) = w.report(REPORTER, "Crash in the CLI", "It crashes on --foo.");
-    let (id2, _, _) = w.report("quiet@example.net", "Odd header", "X-Foo is echoed.");
+    let w = World::team(false);
+    let (id1, _, ack1) = w.open_case(REPORTER, "Crash in the CLI", "It crashes on --foo.");
+    let (id2, _, _) = w.open_case("quiet@example.net", "Odd header", "X-Foo is echoed.");
     let db = w.dir.path().join("state.db");
     let (root1, root2) = (
         common::daemon::thread_root(&db, &id1),
@@ -1801,8 +1728,8 @@ fn reporters_are_told_with_the_reason_unless_quiet() {
 /// case; a copy answered stays internal.
 #[test]
 fn show_and_team_copies() {
-    let w = World::start(false);
-    let (id, _, _) = w.report(REPORTER, "Path traversal", "../../etc/passwd works.");
+    let w = World::team(false);
+    let (id, _, _) = w.open_case(REPORTER, "Path traversal", "../../etc/passwd works.");
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
@@ -1846,8 +1773,8 @@ fn show_and_team_copies() {
 /// lists it.
 #[test]
 fn a_patch_attached_to_a_reply_reaches_the_reporter() {
-    let w = World::start(false);
-    let (id, _, _) = w.report(REPORTER, "Integer overflow", "len * 2 overflows.");
+    let w = World::team(false);
+    let (id, _, _) = w.open_case(REPORTER, "Integer overflow", "len * 2 overflows.");
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
@@ -1891,9 +1818,9 @@ fn a_patch_attached_to_a_reply_reaches_the_reporter() {
 /// mark — and the reporter receives none of their lines.
 #[test]
 fn no_line_of_internal_mail_reaches_the_reporter() {
-    let w = World::start(false);
+    let w = World::team(false);
     let report_body = "The upload form writes to ../ paths.";
-    let (id, _, _) = w.report(REPORTER, "Upload path traversal", report_body);
+    let (id, _, _) = w.open_case(REPORTER, "Upload path traversal", report_body);
     let root = common::daemon::thread_root(&w.dir.path().join("state.db"), &id);
     let notification = w.wait_one(ALICE, "the notification", |m| m.message_id == root);
     w.wait_state(&id, "acknowledged");
@@ -1987,8 +1914,8 @@ fn no_line_of_internal_mail_reaches_the_reporter() {
 /// without text drafts; list and reporter get it.
 #[test]
 fn the_advisory_is_drafted_from_the_cases_facts() {
-    let w = World::start(false);
-    let (id, _, ack) = w.report(
+    let w = World::team(false);
+    let (id, _, ack) = w.open_case(
         REPORTER,
         "Stack overflow in the YAML loader",
         "Deep nesting crashes it.",
@@ -2041,14 +1968,14 @@ fn the_advisory_is_drafted_from_the_cases_facts() {
 /// co-finder's report and tells its sender.
 #[test]
 fn a_co_finder_is_merged_and_told() {
-    let w = World::start(false);
-    let (a, _, _) = w.report(
+    let w = World::team(false);
+    let (a, _, _) = w.open_case(
         REPORTER,
         "SSRF via webhook URL",
         "Internal hosts are reachable.",
     );
     let finder = "cofinder@example.net";
-    let (b, _, _) = w.report(
+    let (b, _, _) = w.open_case(
         finder,
         &format!("Also found [{a}]"),
         "Same SSRF, via redirects.",
@@ -2087,8 +2014,8 @@ fn a_co_finder_is_merged_and_told() {
 /// line from anything else (the notification) stops it.
 #[test]
 fn inline_answers_keep_the_reporters_lines_as_context() {
-    let w = World::start(false);
-    let (id, _, _) = w.report(
+    let w = World::team(false);
+    let (id, _, _) = w.open_case(
         REPORTER,
         "Crash on long input",
         "The parser crashes on long input.\nIs version 2.3 affected as well?",

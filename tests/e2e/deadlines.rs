@@ -1,6 +1,6 @@
 //! End to end: deadlines, reminders, escalation, the daily digest and the
 //! SLA report, with the real `secintake` binary against a real private
-//! Dovecot + Postfix (tests/common).
+//! Dovecot + Postfix (tests/e2e/common).
 //!
 //! Why: deadlines.rs unit-tests the stage plan on paper; only the running
 //! daemon shows that each stage's mail reaches the right mailboxes at the
@@ -16,161 +16,39 @@
 //!
 //! Each test has its own mail stack, state folder and daemon.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
-use common::daemon::{cases, cli, cli_json, eventually, Daemon};
-use common::{header, MailStack, TestConfig};
+use common::daemon::{cli, cli_json, eventually};
+use common::world::{World, T};
+use common::{header, subjects, TestConfig};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::Duration;
 
 const SECURITY: &str = "security@example.org";
 const ALICE: &str = "alice@example.org";
 const BOB: &str = "bob@example.org";
 const LEAD: &str = "lead@example.org";
-/// How long any one expected thing may take.
-const T: Duration = Duration::from_secs(20);
 /// Tolerance on when a stage fires.
 const TOL_MS: i64 = 2000;
 
 // ------------------------------------------------------------- world --
 
-/// One test's world. Field order = drop order: the daemon dies before the
-/// stack, and the state folder goes last.
-struct World {
-    daemon: Daemon,
-    stack: MailStack,
-    config: PathBuf,
-    cfg: TestConfig,
-    dir: tempfile::TempDir,
-}
-
 impl World {
     /// Starts a stack and a daemon. `sla` is raw TOML put into the `[sla]`
     /// table (after the acknowledge/respond lines TestConfig writes).
-    fn start(tweak: impl FnOnce(&mut TestConfig), sla: &str) -> World {
-        let stack = MailStack::start();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cfg = TestConfig::new(&stack, dir.path());
-        tweak(&mut cfg);
-        let config = dir.path().join("secintake.toml");
-        write_config(&config, &cfg, sla);
-        let daemon = Daemon::start(&config, dir.path());
-        World {
-            daemon,
-            stack,
-            config,
-            cfg,
-            dir,
-        }
-    }
-
-    /// Rewrites the config with other `[sla]` lines (takes effect on restart).
-    fn reconfigure(&self, sla: &str) {
-        write_config(&self.config, &self.cfg, sla);
-    }
-
-    /// Starts a new daemon (the old one must have been stopped).
-    fn restart(&mut self) {
-        self.daemon = Daemon::start(&self.config, self.dir.path());
-    }
-
-    fn db(&self) -> PathBuf {
-        self.cfg.storage_path.clone()
-    }
-
-    /// Sends a report to security@ over inbound SMTP; returns its Message-ID.
-    fn report(&self, from: &str, subject: &str) -> String {
-        let (raw, mid) = mail(
-            from,
-            &[SECURITY],
-            &[],
-            subject,
-            &[],
-            "Steps to reproduce: ...",
-        );
-        self.stack.send_raw(from, &[SECURITY], &raw);
-        mid
-    }
-
-    fn cases(&self) -> Vec<Value> {
-        cases(&self.config)
-    }
-
-    /// Waits for exactly `n` cases, each acknowledged (the ack accepted by
-    /// SMTP), and returns them.
-    fn wait_acked_cases(&self, n: usize) -> Vec<Value> {
-        eventually(
-            T,
-            &format!("{n} acknowledged case(s)"),
-            Some(&self.daemon),
-            || {
-                let c = self.cases();
-                (c.len() == n && c.iter().all(|c| c["acknowledged_at"].is_string())).then_some(c)
-            },
-        )
-    }
-
-    fn show(&self, id: &str) -> Value {
-        cli_json(&self.config, &["cases", "show", id])
-    }
-
-    /// `status --json`, or None before the daemon created its state file.
-    fn status(&self) -> Option<Value> {
-        let (code, out, _) = cli(&self.config, &["status", "--json"]);
-        (code == 0)
-            .then(|| serde_json::from_str(&out).ok())
-            .flatten()
-    }
-
-    /// Waits until the outbox has nothing left to send.
-    fn wait_outbox_empty(&self) {
-        eventually(T, "an empty outbox", Some(&self.daemon), || {
-            self.status()
-                .filter(|s| s["outbox"]["backlog"].as_u64() == Some(0))
-                .map(|_| ())
-        });
-    }
-
-    /// Runs a CLI command that must succeed; returns its stdout.
-    fn cli_ok(&self, args: &[&str]) -> String {
-        let (code, out, err) = cli(&self.config, args);
-        assert_eq!(code, 0, "secintake {args:?} failed: {err}\n{out}");
-        out
-    }
-
-    /// Waits until `user`'s INBOX satisfies `done`; returns the messages.
-    fn wait_mail(
-        &self,
-        user: &str,
-        timeout: Duration,
-        done: impl Fn(&[Vec<u8>]) -> bool,
-    ) -> Vec<Vec<u8>> {
-        self.stack.wait_for(user, done, timeout)
+    fn with_sla(tweak: impl FnOnce(&mut TestConfig), sla: &str) -> World {
+        World::start(|c| {
+            tweak(c);
+            c.sla_extra = sla.to_owned();
+        })
     }
 
     /// The `reminders` rows of a case, read-only from the state file.
     fn reminder_rows(&self, case_id: &str) -> Vec<ReminderRow> {
         reminder_rows(&self.db(), case_id)
     }
-
-    /// For failure messages: the daemon log.
-    fn log(&self) -> String {
-        format!("---- daemon log\n{}", self.daemon.log_text())
-    }
-}
-
-/// Writes `cfg` to `path`, with `sla` inserted into its `[sla]` table.
-fn write_config(path: &Path, cfg: &TestConfig, sla: &str) {
-    let toml = cfg.to_toml();
-    assert!(
-        toml.contains("\n[sla]\n"),
-        "TestConfig wrote no [sla] table"
-    );
-    let toml = toml.replacen("\n[sla]\n", &format!("\n[sla]\n{sla}\n"), 1);
-    std::fs::write(path, toml).expect("write config");
 }
 
 fn handlers(emails: &[&str]) -> Vec<(String, String)> {
@@ -185,21 +63,8 @@ fn handlers(emails: &[&str]) -> Vec<(String, String)> {
 
 // ----------------------------------------------------------- helpers --
 
-/// A fresh Message-ID, without angle brackets.
-fn new_mid() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "dl.{nanos}.{}.{}@client.test",
-        N.fetch_add(1, Ordering::Relaxed),
-        std::process::id()
-    )
-}
-
-/// A plain-text message; returns it with its Message-ID (no brackets).
+/// A plain-text message dated now; returns it with its Message-ID (no
+/// brackets).
 fn mail(
     from: &str,
     to: &[&str],
@@ -208,42 +73,11 @@ fn mail(
     extra: &[String],
     body: &str,
 ) -> (Vec<u8>, String) {
-    let mid = new_mid();
-    let mut raw = String::new();
-    for h in extra {
-        raw.push_str(h);
-        raw.push_str("\r\n");
-    }
-    raw.push_str(&format!(
-        "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\n\
-         Date: {}\r\nMessage-ID: <{mid}>\r\n",
-        to.join(", "),
-        Utc::now().to_rfc2822()
-    ));
-    if !cc.is_empty() {
-        raw.push_str(&format!("Cc: {}\r\n", cc.join(", ")));
-    }
-    raw.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
-    raw.push_str(body);
-    raw.push_str("\r\n");
-    (raw.into_bytes(), mid)
+    common::mail("dl", from, to, cc, subject, extra, body)
 }
 
 fn subject(m: &[u8]) -> String {
     header(m, "Subject").unwrap_or_default()
-}
-
-fn subjects(msgs: &[Vec<u8>]) -> String {
-    msgs.iter()
-        .map(|m| {
-            format!(
-                "  Date: {} | Subject: {}",
-                header(m, "Date").unwrap_or_default(),
-                subject(m)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// What the reminder template says when a stage is sent late.
@@ -426,7 +260,7 @@ fn sla_lines(remind_before: &str, escalate_every: &str, extra: &str) -> String {
 
 #[test]
 fn reminders_arrive_once_at_the_right_moments() {
-    let mut w = World::start(
+    let mut w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "8s".into();
@@ -568,7 +402,7 @@ fn reminders_arrive_once_at_the_right_moments() {
 
 #[test]
 fn restart_in_the_middle_sends_each_once() {
-    let mut w = World::start(
+    let mut w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "8s".into();
@@ -673,7 +507,7 @@ fn restart_in_the_middle_sends_each_once() {
 
 #[test]
 fn response_before_reminder_means_no_reminder() {
-    let w = World::start(
+    let w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "10s".into();
@@ -830,7 +664,7 @@ fn response_before_reminder_means_no_reminder() {
 
 #[test]
 fn overdue_escalates_to_everyone_including_escalate_to() {
-    let mut w = World::start(
+    let mut w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "8s".into();
@@ -927,7 +761,7 @@ fn expect_totals(outcomes: &[(&str, Option<i64>)]) -> Value {
 
 #[test]
 fn sla_json_matches_timestamps() {
-    let w = World::start(
+    let w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "6s".into();
@@ -1091,7 +925,7 @@ fn sla_json_matches_timestamps() {
 
 #[test]
 fn fix_deadline_via_cli() {
-    let mut w = World::start(
+    let mut w = World::with_sla(
         |c| {
             c.handlers = handlers(&[ALICE]);
         },
@@ -1175,7 +1009,7 @@ fn fix_deadline_via_cli() {
 
 #[test]
 fn digest_once_a_day() {
-    let mut w = World::start(
+    let mut w = World::with_sla(
         |c| {
             c.handlers = handlers(&[ALICE, BOB]);
         },
@@ -1212,7 +1046,7 @@ fn digest_once_a_day() {
     }
     let at = now.format("%H:%M").to_string();
     let day = now.format("%Y-%m-%d").to_string();
-    w.reconfigure(&format!("timezone = \"UTC\"\ndigest_at = \"{at}\"\n"));
+    w.reconfigure(|c| c.sla_extra = format!("timezone = \"UTC\"\ndigest_at = \"{at}\"\n"));
     w.restart();
 
     let want = format!("[secintake] 1 open case(s) on {day}");
@@ -1257,7 +1091,7 @@ fn digest_once_a_day() {
 /// the escalation after the deadline goes to every handler.
 #[test]
 fn reminder_goes_to_the_primary_handler_escalation_to_all() {
-    let mut w = World::start(
+    let mut w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "8s".into();
@@ -1295,7 +1129,7 @@ fn reminder_goes_to_the_primary_handler_escalation_to_all() {
 /// 69 mails in 18 minutes), and a deadline date in the past is refused.
 #[test]
 fn rejected_cases_stop_reminding_and_past_dates_are_refused() {
-    let w = World::start(
+    let w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "8s".into();
@@ -1363,7 +1197,7 @@ fn rejected_cases_stop_reminding_and_past_dates_are_refused() {
 /// says how to reach the reporter.
 #[test]
 fn a_reply_to_a_reminder_is_a_confirmed_internal_note() {
-    let w = World::start(
+    let w = World::with_sla(
         |c| {
             c.acknowledge = "30s".into();
             c.respond = "30s".into();

@@ -1,11 +1,11 @@
-//! Self-test of the mail test harness (tests/mailstack + tests/common):
+//! Self-test of the mail test harness (tests/mailstack + tests/e2e/common):
 //! proves the private mail system behaves like a real one before any
 //! secintake test relies on it.  Inbound SMTP → IMAPS, authenticated
 //! submission, genuine DSN bounces, plus-addressing, vacation replies,
 //! outages, bulk injection, several stacks at once, and real DKIM: signing
 //! on submission, verification + Authentication-Results everywhere.
 
-mod common;
+use crate::common;
 
 use common::{
     header, header_fields, headers, simple_message, MailStack, AUTHSERV_ID, DKIM_SELECTOR,

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use secintake::config::{After, Config, ConfigError, TlsMode};
 
-/// A complete, valid configuration with every optional key left out.
-const BASE: &str = r#"
+/// A complete, valid configuration with every optional key left out,
+/// needing no files besides itself (cli_config's error tests use it too).
+pub(crate) const BASE: &str = r#"
 [mailbox]
 address = "Security@Example.org"
 project = "Example"

@@ -2,31 +2,18 @@
 //! the terminal when the config is wrong, and what `check-config` says
 //! about a live (or broken) mail system.
 //!
-//! Why: tests/config_errors.rs checks the messages at the library level;
+//! Why: tests/e2e/config_errors.rs checks the messages at the library level;
 //! this checks that the binary prints exactly that one line on stderr (no
 //! log noise, no backtrace), exits 1, and that `check-config` really logs
 //! in to both servers.
 
-mod common;
+use crate::common;
 
 use common::daemon::cli;
+// BASE: a valid config needing no files besides itself.
+use crate::config_errors::BASE;
 use common::{write_config, MailStack};
 use std::path::{Path, PathBuf};
-
-/// A valid config needing no files besides itself.
-const BASE: &str = r#"
-[mailbox]
-address = "security@example.org"
-project = "Example"
-
-[imap]
-host = "imap.example.org"
-username = "security@example.org"
-password = "imap-secret"
-
-[smtp]
-host = "smtp.example.org"
-"#;
 
 fn write(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("secintake.toml");

@@ -19,6 +19,9 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod panic_hook;
+pub mod rng;
+pub mod world;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
@@ -237,31 +240,80 @@ impl MailStack {
 
     // ------------------------------------------------------- injection --
 
-    /// Saves `raw` straight into `user`'s INBOX with doveadm (no SMTP, no
-    /// sieve). Dovecot must be running.
-    pub fn inject(&self, user: &str, raw: &[u8]) {
+    /// Runs `doveadm -c <the stack's config> ARGS…`, with `input` on its
+    /// stdin when given; panics on failure (with the servers' logs);
+    /// returns its stdout.
+    pub fn doveadm(&self, args: &[&str], input: Option<&[u8]>) -> String {
         let mut child = Command::new("doveadm")
             .arg("-c")
             .arg(&self.dovecot_conf)
-            .args(["save", "-u", user, "-m", "INBOX"])
-            .stdin(Stdio::piped())
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("run doveadm");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(raw)
-            .expect("write to doveadm");
+        if let Some(data) = input {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(data)
+                .expect("write to doveadm");
+        }
         let out = child.wait_with_output().expect("wait for doveadm");
         assert!(
             out.status.success(),
-            "doveadm save failed: {}\n{}",
+            "doveadm {args:?} failed: {}\n{}",
             String::from_utf8_lossy(&out.stderr),
             self.logs()
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Saves `raw` straight into `user`'s INBOX with doveadm (no SMTP, no
+    /// sieve). Dovecot must be running.
+    pub fn inject(&self, user: &str, raw: &[u8]) {
+        self.save(user, "INBOX", raw);
+    }
+
+    /// Saves `raw` straight into one of `user`'s folders with doveadm.
+    pub fn save(&self, user: &str, folder: &str, raw: &[u8]) {
+        self.doveadm(&["save", "-u", user, "-m", folder], Some(raw));
+    }
+
+    /// The IMAP flags of every message in one of `user`'s folders, in
+    /// mailbox order (doveadm).
+    pub fn flags(&self, user: &str, folder: &str) -> Vec<String> {
+        self.doveadm(
+            &[
+                "-f", "flow", "fetch", "-u", user, "flags", "mailbox", folder, "all",
+            ],
+            None,
+        )
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("flags=").map(str::to_owned))
+        .collect()
+    }
+
+    /// A number from `doveadm mailbox status` (`field`: messages,
+    /// uidvalidity, …) of one of `user`'s folders; creates the folder if
+    /// needed and makes Dovecot index what is there.
+    pub fn mailbox_status(&self, user: &str, field: &str, folder: &str) -> u64 {
+        let text = self.doveadm(
+            &["-f", "flow", "mailbox", "status", "-u", user, field, folder],
+            None,
+        );
+        // flow format: "mailbox=INBOX messages=N" (or "INBOX messages=N")
+        let key = format!("{field}=");
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(key.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected doveadm output: {text}"))
     }
 
     /// `user`'s Maildir (INBOX) folder.
@@ -311,25 +363,8 @@ impl MailStack {
     /// Number of messages in `user`'s INBOX, via doveadm (creates the
     /// mailbox if needed and makes Dovecot index what is there).
     pub fn message_count(&self, user: &str) -> u32 {
-        let out = Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.dovecot_conf)
-            .args([
-                "-f", "flow", "mailbox", "status", "-u", user, "messages", "INBOX",
-            ])
-            .output()
-            .expect("run doveadm");
-        assert!(
-            out.status.success(),
-            "doveadm mailbox status failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        // flow format: "mailbox=INBOX messages=N" (or "INBOX messages=N")
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix("messages="))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected doveadm output: {text}"))
+        let n = self.mailbox_status(user, "messages", "INBOX");
+        u32::try_from(n).expect("message count")
     }
 
     // ------------------------------------------------------------ IMAP --
@@ -377,11 +412,7 @@ impl MailStack {
             }
             if Instant::now() >= deadline {
                 let seen = match &last {
-                    Ok(msgs) => msgs
-                        .iter()
-                        .map(|m| format!("  Subject: {}", header(m, "Subject").unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
+                    Ok(msgs) => subjects(msgs),
                     Err(e) => format!("  (IMAP error: {e})"),
                 };
                 panic!(
@@ -625,6 +656,40 @@ pub fn text_mail(
     (raw.into_bytes(), mid)
 }
 
+/// A plain-text message dated now, to several recipients and with Cc;
+/// `extra` header lines (each "Name: value") go first, above From:, where
+/// a sender's own trace and verdict lines would stand. Returns it with its
+/// Message-ID (without brackets, see [`new_message_id`]).
+pub fn mail(
+    prefix: &str,
+    from: &str,
+    to: &[&str],
+    cc: &[&str],
+    subject: &str,
+    extra: &[String],
+    body: &str,
+) -> (Vec<u8>, String) {
+    let mid = new_message_id(prefix);
+    let mut raw = String::new();
+    for h in extra {
+        raw.push_str(h);
+        raw.push_str("\r\n");
+    }
+    raw.push_str(&format!(
+        "From: {from}\r\nTo: {}\r\nSubject: {subject}\r\n\
+         Date: {}\r\nMessage-ID: <{mid}>\r\n",
+        to.join(", "),
+        chrono::Utc::now().to_rfc2822()
+    ));
+    if !cc.is_empty() {
+        raw.push_str(&format!("Cc: {}\r\n", cc.join(", ")));
+    }
+    raw.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+    raw.push_str(body);
+    raw.push_str("\r\n");
+    (raw.into_bytes(), mid)
+}
+
 /// The unfolded values of every header `name` (case-insensitive) of a raw
 /// message, top to bottom, without decoding.
 pub fn headers(raw: &[u8], name: &str) -> Vec<String> {
@@ -687,6 +752,34 @@ pub fn header(raw: &[u8], name: &str) -> Option<String> {
     found
 }
 
+/// What a mailbox holds, for failure messages: one line per message,
+/// `  Date: … | From: … | Subject: …` (address and subject decoded).
+/// Takes raw messages, or anything that holds one (`&[Vec<u8>]`,
+/// `&[&Vec<u8>]`, a decoded mail type that keeps its raw bytes).
+pub fn subjects<M: AsRef<[u8]>>(msgs: &[M]) -> String {
+    msgs.iter()
+        .map(|m| {
+            let raw = m.as_ref();
+            let parsed = mail_parser::MessageParser::default().parse_headers(raw);
+            let from = parsed
+                .as_ref()
+                .and_then(|p| p.from()?.first()?.address().map(str::to_owned))
+                .or_else(|| header(raw, "From"))
+                .unwrap_or_default();
+            let subject = parsed
+                .as_ref()
+                .and_then(|p| p.subject().map(str::to_owned))
+                .or_else(|| header(raw, "Subject"))
+                .unwrap_or_default();
+            format!(
+                "  Date: {} | From: {from} | Subject: {subject}",
+                header(raw, "Date").unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A small RFC 5322 message with CRLF line endings.
 pub fn simple_message(from: &str, to: &str, subject: &str, body: &str) -> Vec<u8> {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -715,6 +808,8 @@ pub struct TestConfig {
     pub address: String,
     pub project: String,
     pub policy_url: String,
+    /// Raw TOML lines appended to `[mailbox]` (e.g. `comment_address = …`).
+    pub mailbox_extra: String,
     pub imap_host: String,
     pub imap_port: u16,
     /// "implicit" | "starttls" | "none"
@@ -736,12 +831,14 @@ pub struct TestConfig {
     pub storage_path: PathBuf,
     pub acknowledge: String,
     pub respond: String,
+    /// Raw TOML lines appended to `[sla]` (e.g. `remind_before = […]`).
+    pub sla_extra: String,
     /// (name, email)
     pub handlers: Vec<(String, String)>,
     pub acks_per_sender_per_day: u32,
     /// `[limits] acks_per_hour`. High by default, so tests that send
     /// hundreds of reports (and the benchmark) measure intake, not the
-    /// backscatter limit; hostile_e2e sets it low.
+    /// backscatter limit; the hostile tests set it low.
     pub acks_per_hour: u32,
     pub max_message_size: String,
     pub alert_after: String,
@@ -759,6 +856,7 @@ impl TestConfig {
         TestConfig {
             project: "Example".into(),
             policy_url: "https://example.org/security".into(),
+            mailbox_extra: String::new(),
             imap_host: "127.0.0.1".into(),
             imap_port: stack.imap_port,
             imap_tls: "starttls".into(),
@@ -777,6 +875,7 @@ impl TestConfig {
             storage_path: dir.join("state.db"),
             acknowledge: "48h".into(),
             respond: "72h".into(),
+            sla_extra: String::new(),
             handlers: vec![("Alice".into(), "alice@example.org".into())],
             acks_per_sender_per_day: 5,
             acks_per_hour: 100_000,
@@ -796,7 +895,9 @@ impl TestConfig {
         t.push_str("[mailbox]\n");
         t.push_str(&format!("address = {}\n", q(&self.address)));
         t.push_str(&format!("project = {}\n", q(&self.project)));
-        t.push_str(&format!("policy_url = {}\n\n", q(&self.policy_url)));
+        t.push_str(&format!("policy_url = {}\n", q(&self.policy_url)));
+        push_lines(&mut t, &self.mailbox_extra);
+        t.push('\n');
         t.push_str("[imap]\n");
         t.push_str(&format!("host = {}\n", q(&self.imap_host)));
         t.push_str(&format!("port = {}\n", self.imap_port));
@@ -819,7 +920,9 @@ impl TestConfig {
         t.push_str(&format!("path = {}\n\n", p(&self.storage_path)));
         t.push_str("[sla]\n");
         t.push_str(&format!("acknowledge = {}\n", q(&self.acknowledge)));
-        t.push_str(&format!("respond = {}\n\n", q(&self.respond)));
+        t.push_str(&format!("respond = {}\n", q(&self.respond)));
+        push_lines(&mut t, &self.sla_extra);
+        t.push('\n');
         for (name, email) in &self.handlers {
             t.push_str("[[handlers]]\n");
             t.push_str(&format!("name = {}\nemail = {}\n\n", q(name), q(email)));
@@ -859,6 +962,16 @@ pub fn write_config(dir: &Path, stack: &MailStack, tweak: impl FnOnce(&mut TestC
     let path = dir.join("secintake.toml");
     cfg.write(&path);
     path
+}
+
+/// Appends `lines` (raw TOML) to `t`, ending in a newline.
+fn push_lines(t: &mut String, lines: &str) {
+    if !lines.is_empty() {
+        t.push_str(lines);
+        if !lines.ends_with('\n') {
+            t.push('\n');
+        }
+    }
 }
 
 /// A TOML basic string.

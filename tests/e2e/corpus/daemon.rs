@@ -2,7 +2,7 @@
 //! other people's mail software) through the real daemon and a real
 //! Dovecot + Postfix.
 //!
-//! Why: tests/corpus_classify.rs checks `parse` and the robot rules one
+//! Why: `corpus::classify` checks `parse` and the robot rules one
 //! message at a time; this checks what the running daemon does with a
 //! backlog of them: it survives every file, robots open no case and are
 //! never answered, people get cases, and the acknowledgements it sends to
@@ -14,43 +14,23 @@
 //! daemon's state file read-only to map each UID to what became of it (a
 //! second file with an already-seen Message-ID leaves no row: a duplicate).
 
-mod common;
+use crate::common;
 
-use common::daemon::{cases, cli, Daemon};
+use super::{corpus_dir, is_robot_category, listed, KNOWN_FALSE_POSITIVES, KNOWN_MISSES};
+use common::daemon::{cases, status, Daemon};
 use common::MailStack;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SECURITY: &str = "security@example.org";
 
-/// Same entries as tests/corpus_classify.rs: robots no safe rule recognizes
-/// (there the per-sender limit has to stop a loop).
-const KNOWN_MISSES: &[&str] = &[
-    "bounce/flufl-simple_20.eml",
-    "bounce/sisimai-lhost-sendmail-14.eml",
-];
-
-/// Same entries as tests/corpus_classify.rs: people a rule takes for robots.
-const KNOWN_FALSE_POSITIVES: &[&str] = &["new-report-like/mikel-mail-raw_email_trailing_dot.eml"];
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
-
 /// (path, category) in manifest order.
 fn manifest() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv")).expect("MANIFEST.tsv");
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let mut cols = l.split('\t');
-            let path = cols.next().unwrap().to_owned();
-            let category = cols.next().expect("category column").to_owned();
-            (path, category)
-        })
+    super::manifest()
+        .into_iter()
+        .map(|e| (e.path, e.category))
         .collect()
 }
 
@@ -101,13 +81,6 @@ fn outgoing(db: &Path) -> Vec<(Option<String>, String, String)> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .expect("query outgoing");
     rows.map(|r| r.expect("outgoing row")).collect()
-}
-
-fn status(config: &Path) -> Option<serde_json::Value> {
-    let (code, out, _) = cli(config, &["status", "--json"]);
-    (code == 0)
-        .then(|| serde_json::from_str(&out).ok())
-        .flatten()
 }
 
 const HANDLER: &str = "corpus-handler@example.org";
@@ -235,11 +208,11 @@ fn corpus_through_the_daemon() {
                 "{path}: filed as older than intake.backfill (INTERNALDATE should be now)"
             ));
         }
-        let miss = KNOWN_MISSES.contains(&path.as_str());
-        let false_positive = KNOWN_FALSE_POSITIVES.contains(&path.as_str());
+        let miss = listed(KNOWN_MISSES, path);
+        let false_positive = listed(KNOWN_FALSE_POSITIVES, path);
         // malformed/ and the known exceptions: anything but a crash.
-        let robot_file = matches!(&category[..], "bounce" | "auto-reply" | "list");
-        let person_file = matches!(&category[..], "new-report-like" | "reply" | "encrypted");
+        let robot_file = is_robot_category(category) == Some(true);
+        let person_file = is_robot_category(category) == Some(false);
         if robot_file && !miss && row.kind != "robot" {
             problems.push(format!(
                 "{path}: a robot filed as {} (case {:?})",
@@ -277,9 +250,9 @@ fn corpus_through_the_daemon() {
 
     // 5. No case opened by a mailer daemon; every case opened by a person
     //    file (or a documented miss); at most one message out per case.
-    let listed = cases(&config);
+    let case_list = cases(&config);
     assert_eq!(
-        listed.len(),
+        case_list.len(),
         opened_by.len(),
         "cases list and report rows disagree"
     );
@@ -293,9 +266,7 @@ fn corpus_through_the_daemon() {
     }
     for (case, i) in &opened_by {
         let (path, category) = &files[*i];
-        if matches!(&category[..], "bounce" | "auto-reply" | "list")
-            && !KNOWN_MISSES.contains(&path.as_str())
-        {
+        if is_robot_category(category) == Some(true) && !listed(KNOWN_MISSES, path) {
             problems.push(format!("case {case} opened by robot file {path}"));
         }
     }

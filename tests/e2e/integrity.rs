@@ -1,6 +1,6 @@
 //! End to end: the promises about the integrity and confidentiality of the
 //! intake, checked with the real `secintake` binary against a real private
-//! Dovecot + Postfix (tests/common).
+//! Dovecot + Postfix (tests/e2e/common).
 //!
 //! Why: these are the properties an operator cannot easily see going wrong
 //! — a folder recreated on the server (new UIDVALIDITY) must not answer
@@ -14,12 +14,11 @@
 //! daemon has processed everything (`status --json` last_uid, empty outbox)
 //! and then giving the mail system a short settle time.
 
-mod common;
+use crate::common;
 
-use common::daemon::{cases, cli, cli_json, eventually, Daemon};
-use common::{header, MailStack, TestConfig};
+use common::daemon::{cases, cli, cli_json, eventually, status, Daemon};
+use common::{header, subjects, MailStack, TestConfig};
 use serde_json::Value;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -44,73 +43,14 @@ fn mail(from: &str, subject: &str, extra: &[&str], body: &str) -> (Vec<u8>, Stri
     common::text_mail("integrity", from, SECURITY, subject, extra, body)
 }
 
-/// Runs `doveadm -c <stack conf> ARGS…` (stdin from `input` when given);
-/// panics on failure; returns stdout.
-fn doveadm(stack: &MailStack, args: &[&str], input: Option<&[u8]>) -> String {
-    let mut child = Command::new("doveadm")
-        .arg("-c")
-        .arg(&stack.dovecot_conf)
-        .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run doveadm");
-    if let Some(data) = input {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(data)
-            .expect("write to doveadm");
-    }
-    let out = child.wait_with_output().expect("wait for doveadm");
-    assert!(
-        out.status.success(),
-        "doveadm {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        stack.logs()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Saves `raw` into security@'s `folder` with doveadm.
 fn save(stack: &MailStack, folder: &str, raw: &[u8]) {
-    doveadm(stack, &["save", "-u", SECURITY, "-m", folder], Some(raw));
+    stack.save(SECURITY, folder, raw);
 }
 
 /// The folder's UIDVALIDITY as Dovecot reports it.
 fn uidvalidity(stack: &MailStack, folder: &str) -> u64 {
-    let out = doveadm(
-        stack,
-        &[
-            "-f",
-            "flow",
-            "mailbox",
-            "status",
-            "-u",
-            SECURITY,
-            "uidvalidity",
-            folder,
-        ],
-        None,
-    );
-    out.split_whitespace()
-        .find_map(|w| w.strip_prefix("uidvalidity="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected doveadm output: {out}"))
-}
-
-/// `status --json`, or None before the daemon created its state file.
-fn status(config: &Path) -> Option<Value> {
-    let (code, out, _) = cli(config, &["status", "--json"]);
-    (code == 0)
-        .then(|| serde_json::from_str(&out).ok())
-        .flatten()
+    stack.mailbox_status(SECURITY, "uidvalidity", folder)
 }
 
 /// Waits until the daemon has committed UID `uid` and its outbox is empty.
@@ -130,19 +70,6 @@ fn wait_idle(config: &Path, uid: u64, daemon_log: &str, what: &str) -> Value {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn subjects(msgs: &[Vec<u8>]) -> String {
-    msgs.iter()
-        .map(|m| {
-            format!(
-                "  From: {} | Subject: {}",
-                header(m, "From").unwrap_or_default(),
-                header(m, "Subject").unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Asserts `user`'s INBOX holds exactly `n` messages now.
@@ -284,11 +211,7 @@ fn uidvalidity_change_rescans_without_duplicates() {
         c.folder = "Reports".into();
         c.after = "keep".into();
     });
-    doveadm(
-        &stack,
-        &["mailbox", "create", "-u", SECURITY, "Reports"],
-        None,
-    );
+    stack.doveadm(&["mailbox", "create", "-u", SECURITY, "Reports"], None);
 
     let reporters = [
         "reporter1@example.net",
@@ -322,16 +245,8 @@ fn uidvalidity_change_rescans_without_duplicates() {
 
     // Recreate the folder: a new UIDVALIDITY, the old reports again (new
     // UIDs 1..3) and one new report (UID 4).
-    doveadm(
-        &stack,
-        &["mailbox", "delete", "-u", SECURITY, "Reports"],
-        None,
-    );
-    doveadm(
-        &stack,
-        &["mailbox", "create", "-u", SECURITY, "Reports"],
-        None,
-    );
+    stack.doveadm(&["mailbox", "delete", "-u", SECURITY, "Reports"], None);
+    stack.doveadm(&["mailbox", "create", "-u", SECURITY, "Reports"], None);
     let new_validity = uidvalidity(&stack, "Reports");
     assert_ne!(
         old_validity, new_validity,
@@ -718,20 +633,19 @@ fn missed_after_action_is_caught_up_on_reconnect() {
     let mut daemon = Daemon::start(&config, dir.path());
     wait_idle(&config, 1, &daemon.log.display().to_string(), "the report");
     let seen = |stack: &MailStack| {
-        doveadm(
-            stack,
-            &["search", "-u", SECURITY, "mailbox", "INBOX", "SEEN"],
-            None,
-        )
-        .lines()
-        .count()
+        stack
+            .doveadm(
+                &["search", "-u", SECURITY, "mailbox", "INBOX", "SEEN"],
+                None,
+            )
+            .lines()
+            .count()
     };
     assert_eq!(seen(&stack), 1, "flagged \\Seen after its commit");
     daemon.terminate(T);
 
     // As if the daemon died between the commit and the flag.
-    doveadm(
-        &stack,
+    stack.doveadm(
         &[
             "flags", "remove", "-u", SECURITY, "\\Seen", "mailbox", "INBOX", "ALL",
         ],

@@ -1,5 +1,5 @@
 //! End to end: hostile mail (issue 7), with the real `secintake` binary
-//! against a real private Dovecot + Postfix (tests/common).
+//! against a real private Dovecot + Postfix (tests/e2e/common).
 //!
 //! Why: security@ is a public address that attackers write to. Each test
 //! here is one attack that worked before issue 7: a message that crashed
@@ -13,10 +13,10 @@
 //! processed everything (`status --json` last_uid, empty outbox) plus a
 //! short settle time.
 
-mod common;
+use crate::common;
 
-use common::daemon::{cases, cli, cli_json, eventually, Daemon};
-use common::{header, MailStack};
+use common::daemon::{cases, cli, cli_json, eventually, status, Daemon};
+use common::{header, subjects, MailStack};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,13 +34,6 @@ const SETTLE: Duration = Duration::from_secs(3);
 
 fn mail(from: &str, subject: &str, extra: &[&str], body: &str) -> (Vec<u8>, String) {
     common::text_mail("hostile", from, SECURITY, subject, extra, body)
-}
-
-fn status(config: &Path) -> Option<Value> {
-    let (code, out, _) = cli(config, &["status", "--json"]);
-    (code == 0)
-        .then(|| serde_json::from_str(&out).ok())
-        .flatten()
 }
 
 /// Sends `raw` to security@ over SMTP and waits until it is in the
@@ -62,13 +55,6 @@ fn wait_idle(config: &Path, stack: &MailStack, daemon: &Daemon) {
         let done = s["last_uid"].as_u64()? >= want && s["outbox"]["backlog"].as_u64()? == 0;
         done.then_some(())
     });
-}
-
-fn subjects(msgs: &[Vec<u8>]) -> String {
-    msgs.iter()
-        .map(|m| header(m, "Subject").unwrap_or_default())
-        .collect::<Vec<_>>()
-        .join(" | ")
 }
 
 fn events(config: &Path, case_id: &str) -> Vec<Value> {

@@ -15,22 +15,19 @@
 //! binary's export. `every_mapping_validates` runs the syntax variants of
 //! the mapping through the library and the schema, without mail.
 
-mod common;
+use crate::common;
 
-use common::daemon::{cli, cli_json, eventually, Daemon};
-use common::{MailStack, TestConfig};
+use common::daemon::{cli, eventually};
+use common::world::{World, T};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const SECURITY: &str = "security@example.org";
 const ANNOUNCE: &str = "announce@example.org";
 const REPORTER: &str = "reporter@example.net";
 const ALICE: &str = "alice@example.org";
-/// How long any one expected thing may take.
-const T: Duration = Duration::from_secs(20);
 
 /// The interpreter python3-jsonschema installs for: Debian's, not
 /// whichever `python3` comes first on PATH (pyenv's may lack the module).
@@ -228,51 +225,24 @@ fn every_mapping_validates() {
 
 // ------------------------------------------------- the whole stack --
 
-/// A stack, a daemon with handler Alice (authenticated by the stack's
-/// OpenDKIM) and the OSV keys set. Field order = drop order.
-struct World {
-    daemon: Daemon,
-    stack: MailStack,
-    config: PathBuf,
-    dir: tempfile::TempDir,
-}
-
 impl World {
-    fn start() -> World {
-        let stack = MailStack::start();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut cfg = TestConfig::new(&stack, dir.path());
-        cfg.handlers = vec![("Alice".into(), ALICE.into())];
-        cfg.extra = format!(
-            "[handler_auth]\ntrusted_authserv_id = \"{}\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n\
-             advisory_url = \"https://example.org/security/{{id}}\"\n\
-             osv_ecosystem = \"crates.io\"\nosv_package = \"example-yaml\"\n",
-            common::AUTHSERV_ID
-        );
-        let config = dir.path().join("secintake.toml");
-        cfg.write(&config);
-        let daemon = Daemon::start(&config, dir.path());
+    /// A stack, a daemon with handler Alice (authenticated by the stack's
+    /// OpenDKIM) and the OSV keys set.
+    fn osv() -> World {
         // No CLI call before the daemon has created its state file.
-        eventually(T, "the daemon to open its state", Some(&daemon), || {
-            daemon
-                .log_text()
-                .contains("secintake running")
-                .then_some(())
-        });
-        World {
-            daemon,
-            stack,
-            config,
-            dir,
-        }
-    }
-
-    fn show(&self, id: &str) -> Value {
-        cli_json(&self.config, &["cases", "show", id])
+        World::start_ready(|cfg| {
+            cfg.handlers = vec![("Alice".into(), ALICE.into())];
+            cfg.extra = format!(
+                "[handler_auth]\ntrusted_authserv_id = \"{}\"\n\n[announce]\nlist = \"{ANNOUNCE}\"\n\
+                 advisory_url = \"https://example.org/security/{{id}}\"\n\
+                 osv_ecosystem = \"crates.io\"\nosv_package = \"example-yaml\"\n",
+                common::AUTHSERV_ID
+            );
+        })
     }
 
     /// A report over inbound SMTP; waits until its case is acknowledged.
-    fn report(&self, subject: &str) -> String {
+    fn acknowledged_case(&self, subject: &str) -> String {
         let raw = common::simple_message(REPORTER, SECURITY, subject, "Details of the flaw.");
         self.stack.send_raw(REPORTER, &[SECURITY], &raw);
         let id = eventually(T, "the case", Some(&self.daemon), || {
@@ -285,19 +255,12 @@ impl World {
         id
     }
 
-    fn wait_state(&self, id: &str, state: &str) -> Value {
-        eventually(T, &format!("{id} in {state}"), Some(&self.daemon), || {
-            let v = self.show(id);
-            (v["state"] == state).then_some(v)
-        })
-    }
-
     /// Alice's command mail, threaded under the case's notification and
     /// submitted on the authenticated port (DKIM-signed, so the stack
     /// stamps a genuine dkim=pass); waits until the daemon recorded
     /// `event`.
-    fn commands(&self, id: &str, body: &str, event: &str) -> Value {
-        let root = common::daemon::thread_root(&self.dir.path().join("state.db"), id);
+    fn alice_commands(&self, id: &str, body: &str, event: &str) -> Value {
+        let root = common::daemon::thread_root(&self.db(), id);
         let (in_reply_to, references) = (
             format!("In-Reply-To: <{root}>"),
             format!("References: <{root}>"),
@@ -328,10 +291,10 @@ impl World {
 
 #[test]
 fn a_case_handled_by_email_exports_as_a_valid_osv_record() {
-    let w = World::start();
-    let id = w.report("Stack overflow in the YAML loader");
+    let w = World::osv();
+    let id = w.acknowledged_case("Stack overflow in the YAML loader");
     let cvss = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H";
-    w.commands(
+    w.alice_commands(
         &id,
         &format!(
             "/take\n/state confirmed\n/severity high {cvss}\n\
@@ -369,7 +332,7 @@ fn a_case_handled_by_email_exports_as_a_valid_osv_record() {
         "OSV-DETAILS: deeply nested YAML overflows the stack."
     );
 
-    let shown = w.commands(&id, "/announce", "announced");
+    let shown = w.alice_commands(&id, "/announce", "announced");
     assert_eq!(shown["state"], "announced");
     let announced_at = shown["events"]
         .as_array()
@@ -431,8 +394,8 @@ fn a_case_handled_by_email_exports_as_a_valid_osv_record() {
 
     // A fact OSV cannot express: one line naming the case, the fact and
     // its value, exit 1, nothing on stdout.
-    let other = w.report("Timing leak in token compare");
-    w.commands(
+    let other = w.acknowledged_case("Timing leak in token compare");
+    w.alice_commands(
         &other,
         "/cve CVE-2026-40124\n/affected before 2.4",
         "affected versions set",

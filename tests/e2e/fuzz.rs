@@ -31,8 +31,8 @@
 //! printed first (and is in the thread's name, which the abort message
 //! shows, and in `target/fuzz-crashes/last-run.txt`).
 //!
-//! - `cargo test --test fuzz` runs `fuzz_short` (15 s in all).
-//! - `FUZZ_SECONDS=600 cargo test --release --test fuzz -- --ignored fuzz_long --nocapture`
+//! - `cargo test --test e2e fuzz::` runs `fuzz_short` (15 s in all).
+//! - `FUZZ_SECONDS=600 cargo test --release --test e2e -- --ignored fuzz::fuzz_long --nocapture`
 //!
 //! Environment: `FUZZ_SEED` (decimal or 0x-hex; default: from the clock,
 //! printed), `FUZZ_SECONDS` (fuzz_long, default 600), `FUZZ_SHORT_SECONDS`
@@ -48,6 +48,9 @@
 //! fails the test at once; default 5 × the per-input limit, at least 10 s),
 //! `FUZZ_CRASH_DIR` (default `target/fuzz-crashes`).
 
+use crate::common;
+use crate::common::rng::Rng;
+use crate::corpus::corpus_dir;
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
@@ -98,7 +101,7 @@ fn fuzz_short() {
 }
 
 #[test]
-#[ignore = "long run: FUZZ_SECONDS=600 cargo test --release --test fuzz -- --ignored fuzz_long --nocapture"]
+#[ignore = "long run: FUZZ_SECONDS=600 cargo test --release --test e2e -- --ignored fuzz::fuzz_long --nocapture"]
 fn fuzz_long() {
     let seconds = env_u64("FUZZ_SECONDS").unwrap_or(600);
     run("fuzz_long", Duration::from_secs(seconds));
@@ -574,32 +577,32 @@ thread_local! {
 /// itself) instead of printing them; other threads keep the default hook.
 fn install_panic_hook() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_FUZZ.with(Cell::get) {
-                previous(info);
-                return;
-            }
-            let payload = info.payload();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "<non-string panic payload>".to_owned());
-            let record = PanicRecord {
-                message,
-                location: info.location().map(|l| l.to_string()).unwrap_or_default(),
-                thread: std::thread::current().name().unwrap_or("?").to_owned(),
-                backtrace: Backtrace::force_capture(),
-            };
-            PANICS.with(|p| {
-                if let Ok(mut p) = p.try_borrow_mut() {
-                    p.push(record);
-                }
-            });
-        }));
+    ONCE.call_once(|| common::panic_hook::add(record_fuzz_panic));
+}
+
+/// The fuzzing thread's panic handler (see [`install_panic_hook`]).
+fn record_fuzz_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    if !IN_FUZZ.with(Cell::get) {
+        return false;
+    }
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic payload>".to_owned());
+    let record = PanicRecord {
+        message,
+        location: info.location().map(|l| l.to_string()).unwrap_or_default(),
+        thread: std::thread::current().name().unwrap_or("?").to_owned(),
+        backtrace: Backtrace::force_capture(),
+    };
+    PANICS.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            p.push(record);
+        }
     });
+    true
 }
 
 fn panic_report(
@@ -637,7 +640,8 @@ fn top_frames(bt: &Backtrace, max: usize) -> Vec<String> {
     let text = format!("{bt:#}");
     let machinery = [
         "backtrace",
-        "install_panic_hook",
+        "panic_hook",
+        "record_fuzz_panic",
         "boxed::Box<dyn",
         "panicking",
         "rust_begin_unwind",
@@ -1237,10 +1241,6 @@ struct Seed {
     data: Arc<Vec<u8>>,
 }
 
-fn corpus_dir() -> PathBuf {
-    manifest_dir().join("tests/fixtures/corpus")
-}
-
 fn regressions_dir() -> PathBuf {
     manifest_dir().join("tests/fixtures/fuzz-regressions")
 }
@@ -1649,53 +1649,6 @@ References: <a@b> <> <<>> <a b@c> <\r\nSubject: [SEC-2026-0001][SEC-9999-99999][
 }
 
 // ------------------------------------------------------------------ mutator
-
-/// xorshift64*: tiny, deterministic, good enough for picking mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        // splitmix64 so that small seeds give unrelated, non-zero states.
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Rng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when n is 0).
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    /// Small numbers much more often than big ones: 1..=max.
-    fn skewed(&mut self, max: usize) -> usize {
-        let bits = usize::BITS - max.max(1).leading_zeros();
-        let cap = 1usize << self.below(bits as usize + 1);
-        1 + self.below(cap.min(max.max(1)))
-    }
-
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.below(items.len())]
-    }
-}
 
 const DICT: &[&[u8]] = &[
     b"From: ",

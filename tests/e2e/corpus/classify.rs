@@ -3,9 +3,9 @@
 //! software, see its README.md and NOTICE.md) and checks each against the
 //! category the manifest gives it:
 //!
-//! - `bounce/`, `auto-reply/`, `list/`: a robot, except [`KNOWN_MISSES`];
+//! - `bounce/`, `auto-reply/`, `list/`: a robot, except [`KNOWN_MISSES`](super::KNOWN_MISSES);
 //! - `new-report-like/`, `reply/`, `encrypted/`: a person, except
-//!   [`KNOWN_FALSE_POSITIVES`];
+//!   [`KNOWN_FALSE_POSITIVES`](super::KNOWN_FALSE_POSITIVES);
 //! - `encrypted/`: the `encrypted` flag set, except the signed-only messages
 //!   in [`SIGNED_ONLY`]; elsewhere it is clear, except [`ALSO_ENCRYPTED`];
 //! - everything, `malformed/` above all: no panic, a bounded parse time, and
@@ -16,8 +16,11 @@
 //! Run with `--nocapture` for a table of counts per category and rule.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use super::{
+    corpus_dir, is_robot_category, listed, manifest, Entry, KNOWN_FALSE_POSITIVES, KNOWN_MISSES,
+};
 
 use secintake::classify::{reply_address, robot_rule, RobotRule};
 use secintake::message::{parse, ParsedMessage};
@@ -25,25 +28,6 @@ use sha2::{Digest, Sha256};
 
 /// Our own address in the corpus' `real-*` messages (the loopback test stack).
 const OWN_ADDRESS: &str = "security@example.test";
-
-/// Robots that no safe rule recognizes: with these, the per-sender
-/// acknowledgement limit has to stop a loop.
-const KNOWN_MISSES: &[(&str, &str)] = &[
-    (
-        "bounce/flufl-simple_20.eml",
-        "gateway NDR sent as a person's 'RE: ...' reply; only the body says 'could not be delivered'",
-    ),
-    (
-        "bounce/sisimai-lhost-sendmail-14.eml",
-        "a person forwarding a bounce ('Fwd: Returned mail'), same shape as reply/sisimai-make-test-36",
-    ),
-];
-
-/// People (per the manifest) that a rule takes for robots.
-const KNOWN_FALSE_POSITIVES: &[(&str, &str)] = &[(
-    "new-report-like/mikel-mail-raw_email_trailing_dot.eml",
-    "forum notification From noreply@rubyforge.org; the corpus calls it a robot with no standard marker",
-)];
 
 /// Files in `encrypted/` that are signed but not encrypted.
 const SIGNED_ONLY: &[(&str, &str)] = &[
@@ -125,48 +109,6 @@ const ALSO_ENCRYPTED: &[(&str, &str)] = &[(
 /// Generous per-file bound (debug build, loaded CI); the whole corpus parses
 /// in well under a second on a laptop.
 const MAX_PARSE_TIME: Duration = Duration::from_secs(10);
-
-struct Entry {
-    path: String,
-    category: String,
-}
-
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/corpus")
-}
-
-fn manifest() -> Vec<Entry> {
-    let text = std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv")).expect("MANIFEST.tsv");
-    let mut lines = text.lines();
-    let header = lines.next().expect("manifest header");
-    assert!(header.starts_with("path\tcategory\t"), "{header}");
-    lines
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let mut cols = l.split('\t');
-            let path = cols.next().unwrap().to_string();
-            let category = cols.next().expect("category column").to_string();
-            assert!(
-                path.starts_with(&format!("{category}/")),
-                "{path} vs {category}"
-            );
-            Entry { path, category }
-        })
-        .collect()
-}
-
-fn listed(list: &[(&str, &str)], path: &str) -> bool {
-    list.iter().any(|(p, _)| *p == path)
-}
-
-fn is_robot_category(c: &str) -> Option<bool> {
-    match c {
-        "bounce" | "auto-reply" | "list" => Some(true),
-        "new-report-like" | "reply" | "encrypted" => Some(false),
-        "malformed" => None,
-        other => panic!("unknown category {other}"),
-    }
-}
 
 struct Outcome {
     entry: Entry,
@@ -378,13 +320,23 @@ fn print_summary(outcomes: &[Outcome], total: Duration) {
 /// Panics that `parse` catches inside mail-parser are counted and printed.
 #[test]
 fn truncated_messages_never_escape_parse() {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Once;
     static CAUGHT: AtomicUsize = AtomicUsize::new(0);
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        CAUGHT.fetch_add(1, Ordering::Relaxed);
-        previous(info);
-    }));
+    thread_local! {
+        /// Set on this test's thread: the other tests' panics are not ours.
+        static COUNTING: Cell<bool> = const { Cell::new(false) };
+    }
+    fn count(_: &std::panic::PanicHookInfo<'_>) -> bool {
+        if COUNTING.with(Cell::get) {
+            CAUGHT.fetch_add(1, Ordering::Relaxed);
+        }
+        false // printed as before
+    }
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| crate::common::panic_hook::add(count));
+    COUNTING.with(|c| c.set(true));
     let started = Instant::now();
     let mut parses = 0;
     for entry in manifest() {

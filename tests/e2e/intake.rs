@@ -1,5 +1,5 @@
 //! End to end: the real `secintake` binary against a real private Dovecot +
-//! Postfix (tests/common). Reports arrive over inbound SMTP, robots are made
+//! Postfix (tests/e2e/common). Reports arrive over inbound SMTP, robots are made
 //! by the real servers (Postfix DSNs, Pigeonhole vacation replies), and the
 //! acknowledgements are read back from the reporters' mailboxes over IMAPS.
 //!
@@ -12,164 +12,19 @@
 //! daemon has processed the message in question (`status --json` last_uid)
 //! and then giving the mail system a short settle time.
 
-mod common;
+use crate::common;
 
-use common::daemon::{cases, cli, cli_json, eventually, Daemon};
-use common::{header, MailStack, TestConfig};
+use common::daemon::{cli, cli_json, eventually};
+use common::header;
+use common::world::{World, T};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECURITY: &str = "security@example.org";
 const REPORTER: &str = "reporter@example.net";
-/// How long any one expected thing may take.
-const T: Duration = Duration::from_secs(20);
 /// How long we wait for something that must NOT happen after the daemon
 /// has processed its cause (a submitted ack reaches LMTP in well under 1 s).
 const SETTLE: Duration = Duration::from_secs(3);
-
-/// One test's world. Field order = drop order: the daemon dies before the
-/// stack, and the state folder goes last.
-struct World {
-    daemon: Daemon,
-    stack: MailStack,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl World {
-    fn start(tweak: impl FnOnce(&mut TestConfig)) -> World {
-        let stack = MailStack::start();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = common::write_config(dir.path(), &stack, tweak);
-        let daemon = Daemon::start(&config, dir.path());
-        World {
-            daemon,
-            stack,
-            config,
-            _dir: dir,
-        }
-    }
-
-    /// Sends `raw` to security@ over the inbound SMTP port.
-    fn deliver(&self, envelope_from: &str, raw: &[u8]) {
-        self.stack.send_raw(envelope_from, &[SECURITY], raw);
-    }
-
-    /// `status --json`, or None before the daemon created its state file.
-    fn status(&self) -> Option<Value> {
-        let (code, out, _) = cli(&self.config, &["status", "--json"]);
-        (code == 0)
-            .then(|| serde_json::from_str(&out).ok())
-            .flatten()
-    }
-
-    fn last_uid(&self) -> u64 {
-        self.status()
-            .and_then(|s| s["last_uid"].as_u64())
-            .unwrap_or(0)
-    }
-
-    /// Waits until the daemon has processed (committed) INBOX UID `uid`.
-    fn wait_processed(&self, uid: u64) {
-        eventually(T, &format!("last_uid >= {uid}"), Some(&self.daemon), || {
-            (self.last_uid() >= uid).then_some(())
-        });
-    }
-
-    /// Waits until the outbox has nothing left to send.
-    fn wait_outbox_empty(&self) {
-        eventually(T, "an empty outbox", Some(&self.daemon), || {
-            self.status()
-                .filter(|s| s["outbox"]["backlog"].as_u64() == Some(0))
-                .map(|_| ())
-        });
-    }
-
-    fn cases(&self) -> Vec<Value> {
-        cases(&self.config)
-    }
-
-    /// Waits for exactly `n` cases and returns them.
-    fn wait_cases(&self, n: usize) -> Vec<Value> {
-        eventually(T, &format!("{n} case(s)"), Some(&self.daemon), || {
-            let c = self.cases();
-            (c.len() == n).then_some(c)
-        })
-    }
-
-    fn show(&self, id: &str) -> Value {
-        cli_json(&self.config, &["cases", "show", id])
-    }
-
-    fn robots(&self) -> Vec<Value> {
-        let v = cli_json(&self.config, &["mail", "list", "--robots"]);
-        v.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until `user`'s INBOX holds exactly `n` messages, returns them.
-    fn wait_mailbox(&self, user: &str, n: usize) -> Vec<Vec<u8>> {
-        self.stack.wait_for(user, |m| m.len() >= n, T);
-        let got = self.stack.fetch_all(user);
-        assert_eq!(
-            got.len(),
-            n,
-            "{user} holds {} message(s), expected {n}:\n{}",
-            got.len(),
-            subjects(&got)
-        );
-        got
-    }
-
-    /// Asserts `user`'s INBOX holds exactly `n` messages now.
-    fn assert_mailbox(&self, user: &str, n: usize) -> Vec<Vec<u8>> {
-        let got = self.stack.fetch_all(user);
-        assert_eq!(
-            got.len(),
-            n,
-            "{user} holds {} message(s), expected {n}:\n{}\n---- daemon log\n{}",
-            got.len(),
-            subjects(&got),
-            self.daemon.log_text()
-        );
-        got
-    }
-
-    /// The IMAP flags of every message in one of `user`'s folders (doveadm).
-    fn flags(&self, user: &str, folder: &str) -> Vec<String> {
-        let out = Command::new("doveadm")
-            .arg("-c")
-            .arg(&self.stack.dovecot_conf)
-            .args([
-                "-f", "flow", "fetch", "-u", user, "flags", "mailbox", folder, "all",
-            ])
-            .output()
-            .expect("run doveadm fetch");
-        assert!(
-            out.status.success(),
-            "doveadm fetch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("flags=").map(str::to_owned))
-            .collect()
-    }
-}
-
-fn subjects(msgs: &[Vec<u8>]) -> String {
-    msgs.iter()
-        .map(|m| {
-            format!(
-                "  From: {} | Subject: {}",
-                header(m, "From").unwrap_or_default(),
-                header(m, "Subject").unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 /// A fresh Message-ID, without angle brackets.
 fn new_mid() -> String {
@@ -258,7 +113,7 @@ fn report_becomes_one_case_and_one_ack() {
 
     // Processed with the default imap.after = "seen": still there, \Seen.
     w.wait_processed(1);
-    let flags = w.flags(SECURITY, "INBOX");
+    let flags = w.stack.flags(SECURITY, "INBOX");
     assert_eq!(flags.len(), 1);
     assert!(flags[0].contains("\\Seen"), "flags: {flags:?}");
 
@@ -654,7 +509,7 @@ fn keep_after_leaves_report_unseen() {
     w.wait_mailbox(REPORTER, 1);
     w.wait_processed(1);
     w.assert_mailbox(SECURITY, 1);
-    let flags = w.flags(SECURITY, "INBOX");
+    let flags = w.stack.flags(SECURITY, "INBOX");
     assert_eq!(flags.len(), 1);
     assert!(!flags[0].contains("\\Seen"), "flags: {flags:?}");
 }

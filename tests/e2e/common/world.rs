@@ -1,0 +1,242 @@
+//! [`World`]: one test's private mail stack, state folder and running
+//! daemon, with the waits and looks most end-to-end tests need.
+//!
+//! Why one type: the intake, deadline and workflow tests each had a World
+//! of their own doing mostly the same; their differences are now the
+//! config ([`World::start`]'s tweak, with [`TestConfig::mailbox_extra`] and
+//! [`TestConfig::sla_extra`] for extra lines) and [`World::start_ready`].
+//! What only one area needs stays in that area's module, as an `impl World`
+//! block of its own there (the workflow tests' mail client, the deadline
+//! tests' reminder rows).
+
+use super::daemon::{cases, cli, cli_json, eventually, Daemon};
+use super::{subjects, MailStack, TestConfig};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long any one expected thing may take.
+pub const T: Duration = Duration::from_secs(20);
+
+/// One test's world. Field order = drop order: the daemon dies before the
+/// stack, and the state folder goes last.
+pub struct World {
+    pub daemon: Daemon,
+    pub stack: MailStack,
+    /// The config file the daemon and the CLI read.
+    pub config: PathBuf,
+    /// What [`World::config`] was written from.
+    pub cfg: TestConfig,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    /// Starts a stack and a daemon whose config is [`TestConfig::new`]'s
+    /// after `tweak`. Returns at once, while the daemon is still starting.
+    pub fn start(tweak: impl FnOnce(&mut TestConfig)) -> World {
+        let stack = MailStack::start();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = TestConfig::new(&stack, dir.path());
+        tweak(&mut cfg);
+        let config = dir.path().join("secintake.toml");
+        cfg.write(&config);
+        let daemon = Daemon::start(&config, dir.path());
+        World {
+            daemon,
+            stack,
+            config,
+            cfg,
+            dir,
+        }
+    }
+
+    /// [`World::start`], then waits until the daemon has opened its state
+    /// file (see [`Daemon::wait_running`]) and asserts it is alive.
+    pub fn start_ready(tweak: impl FnOnce(&mut TestConfig)) -> World {
+        let mut w = World::start(tweak);
+        w.daemon.wait_running(T);
+        assert!(w.daemon.alive(), "daemon exited:\n{}", w.daemon.log_text());
+        w
+    }
+
+    /// Rewrites the config after `tweak` (takes effect on restart).
+    pub fn reconfigure(&mut self, tweak: impl FnOnce(&mut TestConfig)) {
+        tweak(&mut self.cfg);
+        self.cfg.write(&self.config);
+    }
+
+    /// Starts a new daemon (the old one must have been stopped).
+    pub fn restart(&mut self) {
+        self.daemon = Daemon::start(&self.config, self.dir.path());
+    }
+
+    /// The state file.
+    pub fn db(&self) -> PathBuf {
+        self.cfg.storage_path.clone()
+    }
+
+    /// Panics with `what`, the daemon log and the servers' logs.
+    pub fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what}\n---- daemon log\n{}\n{}",
+            self.daemon.log_text(),
+            self.stack.logs()
+        )
+    }
+
+    /// For failure messages: the daemon log.
+    pub fn log(&self) -> String {
+        format!("---- daemon log\n{}", self.daemon.log_text())
+    }
+
+    // ------------------------------------------------------------ mail --
+
+    /// Sends `raw` to the project's address over the inbound SMTP port.
+    pub fn deliver(&self, envelope_from: &str, raw: &[u8]) {
+        self.stack
+            .send_raw(envelope_from, &[self.cfg.address.as_str()], raw);
+    }
+
+    /// Sends a report (plain text, dated now) to the project's address
+    /// over inbound SMTP; returns its Message-ID.
+    pub fn report(&self, from: &str, subject: &str) -> String {
+        let (raw, mid) = super::mail(
+            "report",
+            from,
+            &[self.cfg.address.as_str()],
+            &[],
+            subject,
+            &[],
+            "Steps to reproduce: ...",
+        );
+        self.deliver(from, &raw);
+        mid
+    }
+
+    /// Waits until `user`'s INBOX satisfies `done`; returns the messages.
+    pub fn wait_mail(
+        &self,
+        user: &str,
+        timeout: Duration,
+        done: impl Fn(&[Vec<u8>]) -> bool,
+    ) -> Vec<Vec<u8>> {
+        self.stack.wait_for(user, done, timeout)
+    }
+
+    /// Waits until `user`'s INBOX holds `n` messages; asserts it holds no
+    /// more, returns them.
+    pub fn wait_mailbox(&self, user: &str, n: usize) -> Vec<Vec<u8>> {
+        self.stack.wait_for(user, |m| m.len() >= n, T);
+        let got = self.stack.fetch_all(user);
+        assert_eq!(
+            got.len(),
+            n,
+            "{user} holds {} message(s), expected {n}:\n{}",
+            got.len(),
+            subjects(&got)
+        );
+        got
+    }
+
+    /// Asserts `user`'s INBOX holds exactly `n` messages now.
+    pub fn assert_mailbox(&self, user: &str, n: usize) -> Vec<Vec<u8>> {
+        let got = self.stack.fetch_all(user);
+        assert_eq!(
+            got.len(),
+            n,
+            "{user} holds {} message(s), expected {n}:\n{}\n{}",
+            got.len(),
+            subjects(&got),
+            self.log()
+        );
+        got
+    }
+
+    // ------------------------------------------------------------- CLI --
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = cli(&self.config, args);
+        assert_eq!(code, 0, "secintake {args:?} failed: {err}\n{out}");
+        out
+    }
+
+    /// `status --json`, or None before the daemon created its state file.
+    pub fn status(&self) -> Option<Value> {
+        super::daemon::status(&self.config)
+    }
+
+    /// The highest INBOX UID the daemon has committed (0 before any).
+    pub fn last_uid(&self) -> u64 {
+        self.status()
+            .and_then(|s| s["last_uid"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the daemon has processed (committed) INBOX UID `uid`.
+    pub fn wait_processed(&self, uid: u64) {
+        eventually(T, &format!("last_uid >= {uid}"), Some(&self.daemon), || {
+            (self.last_uid() >= uid).then_some(())
+        });
+    }
+
+    /// Waits until the outbox has nothing left to send.
+    pub fn wait_outbox_empty(&self) {
+        eventually(T, "an empty outbox", Some(&self.daemon), || {
+            self.status()
+                .filter(|s| s["outbox"]["backlog"].as_u64() == Some(0))
+                .map(|_| ())
+        });
+    }
+
+    /// `cases list --json` (empty before the state file exists).
+    pub fn cases(&self) -> Vec<Value> {
+        cases(&self.config)
+    }
+
+    /// Waits for exactly `n` cases and returns them.
+    pub fn wait_cases(&self, n: usize) -> Vec<Value> {
+        eventually(T, &format!("{n} case(s)"), Some(&self.daemon), || {
+            let c = self.cases();
+            (c.len() == n).then_some(c)
+        })
+    }
+
+    /// Waits for exactly `n` cases, each acknowledged (the ack accepted by
+    /// SMTP), and returns them.
+    pub fn wait_acked_cases(&self, n: usize) -> Vec<Value> {
+        eventually(
+            T,
+            &format!("{n} acknowledged case(s)"),
+            Some(&self.daemon),
+            || {
+                let c = self.cases();
+                (c.len() == n && c.iter().all(|c| c["acknowledged_at"].is_string())).then_some(c)
+            },
+        )
+    }
+
+    /// `cases show ID --json`.
+    pub fn show(&self, id: &str) -> Value {
+        cli_json(&self.config, &["cases", "show", id])
+    }
+
+    /// Waits until case `id` is in `state`; returns `cases show`.
+    pub fn wait_state(&self, id: &str, state: &str) -> Value {
+        eventually(
+            T,
+            &format!("{id} in state {state}"),
+            Some(&self.daemon),
+            || {
+                let v = self.show(id);
+                (v["state"] == state).then_some(v)
+            },
+        )
+    }
+
+    /// `mail list --robots --json`.
+    pub fn robots(&self) -> Vec<Value> {
+        let v = cli_json(&self.config, &["mail", "list", "--robots"]);
+        v.as_array().cloned().unwrap_or_default()
+    }
+}
