@@ -21,6 +21,9 @@
 //! Run through `scripts/bench.sh` (installs the mail servers first; root).
 //! Under `cargo test --all-targets` (no `--bench` argument) it does nothing.
 
+// The bench may unwrap and expect: a failure is a failed run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/e2e/common/mod.rs"]
 mod common;
 

@@ -129,9 +129,10 @@ impl Spawned {
     fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("daemon running");
         // `exec` in sh: the child's pid is secintake's.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&c),
+            rustix::process::Signal::TERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(st) = c.try_wait().expect("wait daemon") {

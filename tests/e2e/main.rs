@@ -23,6 +23,9 @@
 //! its own `impl World` block share one namespace with every other
 //! area's: the compiler refuses a name used twice.
 
+// Tests may unwrap and expect: a panic is a failed test (STYLE.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 mod cli_config;

@@ -63,9 +63,10 @@ impl Daemon {
     /// SIGTERM, then waits up to `timeout` for exit; returns the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("daemon running");
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_child(&c),
+            rustix::process::Signal::TERM,
+        );
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(st) = c.try_wait().expect("wait daemon") {
