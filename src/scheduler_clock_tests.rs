@@ -8,20 +8,11 @@ use super::*;
 use crate::clock::{parse_ts, ManualClock};
 use crate::store::Store;
 
-/// The example configuration (two handlers, default SLAs: acknowledge
+/// The example configuration: two handlers, default SLAs (acknowledge
 /// 48h, respond 72h, reminders 24h and 4h before, escalation every 12h,
 /// ack-stuck alert after 1h).
 fn config() -> Config {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
-    let env = [
-        ("SECINTAKE_IMAP__PASSWORD", "x"),
-        ("SECINTAKE_SMTP__PASSWORD", "x"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Config::load_with_env(&path, env).unwrap()
+    Config::example()
 }
 
 struct Bench {

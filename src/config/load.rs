@@ -76,6 +76,25 @@ fn toml_detail(report: &str) -> String {
 }
 
 #[cfg(test)]
+impl Config {
+    /// The example configuration (`config/secintake.example.toml`, two
+    /// handlers), loaded for real, for unit tests.
+    pub(crate) fn example() -> Config {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
+        let env = [
+            ("SECINTAKE_IMAP__PASSWORD", "x"),
+            ("SECINTAKE_SMTP__PASSWORD", "x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        #[allow(clippy::unwrap_used)]
+        Config::load_with_env(&path, env).unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

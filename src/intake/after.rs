@@ -31,19 +31,10 @@ impl Intake {
             return Ok(());
         };
         let query = format!("{criteria}UID 1:{}", st.last_uid);
-        let found = async {
-            session
-                .uid_search(&query)
-                .await
-                .map_err(cmd_err("UID SEARCH"))
-        }
-        .await?;
-        drain(session);
-        let mut uids: Vec<u32> = found.into_iter().filter(|u| *u <= st.last_uid).collect();
+        let uids = uid_search(session, &query, |u| u <= st.last_uid).await?;
         if uids.is_empty() {
             return Ok(());
         }
-        uids.sort_unstable();
         tracing::info!(
             count = uids.len(),
             "applying imap.after to mail recorded before a reconnect"

@@ -242,6 +242,24 @@ pub fn uid_set(uids: &[u32]) -> String {
     out
 }
 
+/// `UID SEARCH <query>`: the matching UIDs in ascending order, restricted
+/// to `keep` (a `UID n:*` window always matches the newest message even
+/// when its UID is below n, RFC 3501 6.4.8, so callers filter).
+pub(super) async fn uid_search(
+    session: &mut Session<Conn>,
+    query: &str,
+    keep: impl Fn(u32) -> bool,
+) -> Result<Vec<u32>, IntakeError> {
+    let found = session
+        .uid_search(query)
+        .await
+        .map_err(cmd_err("UID SEARCH"))?;
+    drain(session);
+    let mut uids: Vec<u32> = found.into_iter().filter(|u| keep(*u)).collect();
+    uids.sort_unstable();
+    Ok(uids)
+}
+
 /// `UID STORE set +FLAGS.SILENT (flag)`, reading the (empty) answer.
 pub(super) async fn add_flag(
     session: &mut Session<Conn>,

@@ -24,7 +24,7 @@ mod imap;
 mod record;
 
 use fetch::{size_groups, FIRST_GROUP, SIZE_WINDOW};
-use imap::{capabilities, cmd_err, drain, idle_reads, open_folder, timed, Caps, Conn};
+use imap::{capabilities, cmd_err, drain, idle_reads, open_folder, timed, uid_search, Caps, Conn};
 pub use imap::{check, connect, reconnect_delay, IntakeError};
 
 use crate::clock::Clock;
@@ -201,22 +201,11 @@ impl Intake {
     ) -> Result<(), IntakeError> {
         let mut last_uid = self.start_uid(uidvalidity).await?;
         loop {
-            // Explicit window: `UID n:*` always matches the newest message
-            // even when its UID is below n (RFC 3501 6.4.8), so filter.
             let query = format!("UID {}:*", last_uid.saturating_add(1));
-            let found = async {
-                session
-                    .uid_search(&query)
-                    .await
-                    .map_err(cmd_err("UID SEARCH"))
-            }
-            .await?;
-            drain(session);
-            let mut uids: Vec<u32> = found.into_iter().filter(|u| *u > last_uid).collect();
+            let uids = uid_search(session, &query, |u| u > last_uid).await?;
             if uids.is_empty() {
                 return Ok(());
             }
-            uids.sort_unstable();
             let batch = self.cfg.intake.batch_size.max(1) as usize;
             let _busy = (uids.len() > batch).then(|| self.backlog.hold());
             for window in uids.chunks(SIZE_WINDOW) {

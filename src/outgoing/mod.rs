@@ -217,18 +217,8 @@ mod tests {
     use crate::store::CaseRow;
     use crate::templates::Templates;
 
-    /// The example configuration (two handlers), loaded for real.
     fn config() -> Config {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
-        let env = [
-            ("SECINTAKE_IMAP__PASSWORD", "x"),
-            ("SECINTAKE_SMTP__PASSWORD", "x"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        Config::load_with_env(&path, env).unwrap()
+        Config::example()
     }
 
     fn case() -> CaseRow {
