@@ -51,7 +51,3 @@ pub(crate) mod store;
 pub mod templates;
 pub(crate) mod tls;
 pub mod workflow;
-
-// The mail layer's modules under their old paths, which the rest of the
-// crate and the tests use.
-pub use mail::{auth, classify, compose, message};

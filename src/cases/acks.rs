@@ -1,11 +1,11 @@
 //! The acknowledgement of a new report: queued, held by a limit (until
 //! `secintake mail release`), or not sent and why; releasing held ones.
 
-use crate::auth;
 use crate::clock::{add, fmt_ts};
 use crate::context::{CaseError, Context};
 use crate::deadlines;
-use crate::message::ParsedMessage;
+use crate::mail::auth;
+use crate::mail::message::ParsedMessage;
 use crate::model::Kind;
 use crate::outgoing::{outside, queue_outgoing, store_outgoing, Letter, LetterError};
 use crate::store::{self, StoreError};

@@ -2,7 +2,7 @@
 //! Message-ID and content, so that a second delivery is a duplicate and a
 //! reused Message-ID is not.
 
-use crate::message::ParsedMessage;
+use crate::mail::message::ParsedMessage;
 use crate::store::{self, StoreError};
 use rusqlite::Connection;
 

@@ -19,11 +19,11 @@ mod open;
 mod promote;
 mod thread;
 
-use crate::auth;
-use crate::classify;
-use crate::compose;
 use crate::context::{CaseError, Context};
-use crate::message::{self, ParsedMessage};
+use crate::mail::auth;
+use crate::mail::classify;
+use crate::mail::compose;
+use crate::mail::message::{self, ParsedMessage};
 use crate::store::{self, NewMessage, StoreError};
 use crate::workflow;
 use chrono::{DateTime, Utc};

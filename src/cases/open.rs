@@ -3,12 +3,12 @@
 //! of the handlers' notification.
 
 use super::acks::{acknowledge, not_acknowledged};
-use crate::classify;
 use crate::clock::{add, fmt_ts};
-use crate::compose;
 use crate::context::{CaseError, Context};
 use crate::deadlines;
-use crate::message::ParsedMessage;
+use crate::mail::classify;
+use crate::mail::compose;
+use crate::mail::message::ParsedMessage;
 use crate::model::{format_case_id, Kind, State};
 use crate::store::{self, CaseRow, NewMessage};
 use crate::workflow;

@@ -3,7 +3,7 @@
 
 use super::open::{open_case, Report};
 use crate::context::{CaseError, Context};
-use crate::message;
+use crate::mail::message;
 use crate::store;
 use rusqlite::Connection;
 

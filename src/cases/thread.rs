@@ -3,7 +3,7 @@
 //! for a bounce, by the Message-IDs it quotes.
 
 use crate::context::Context;
-use crate::message::{self, ParsedMessage};
+use crate::mail::message::{self, ParsedMessage};
 use crate::model::subject_tags;
 use crate::store::{self, StoreError};
 use rusqlite::Connection;

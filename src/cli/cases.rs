@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::clock::{Clock, SystemClock};
-use crate::compose::printable;
 use crate::config::Config;
+use crate::mail::compose::printable;
 use crate::store::{self};
 use anyhow::Context as _;
 

@@ -2,8 +2,8 @@
 //! exporting and promoting messages.
 
 use super::*;
-use crate::compose::printable;
 use crate::config::Config;
+use crate::mail::compose::printable;
 use crate::store::{self};
 use anyhow::Context as _;
 

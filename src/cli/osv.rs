@@ -70,7 +70,10 @@ pub(super) fn osv_export(
             let t = t.trim();
             t.strip_prefix("[security]").unwrap_or(t).trim().to_owned()
         }),
-        None => case.subject.as_deref().map(crate::compose::clean_subject),
+        None => case
+            .subject
+            .as_deref()
+            .map(crate::mail::compose::clean_subject),
     };
     let details = match &announcement {
         Some(m) => Some(without_signature(&crate::workflow::stored_text(c, m)?)),

@@ -9,10 +9,6 @@
 //! - [`compose`]: building the MIME of the mail we send (over lettre's
 //!   builder).
 //! - [`quote`]: a reply's own words, apart from the text it quotes.
-//!
-//! `lib.rs` re-exports each module at the crate root (`crate::message`,
-//! `crate::classify`, ...), the paths the rest of the crate and the tests
-//! use.
 
 pub mod auth;
 pub mod classify;

@@ -5,10 +5,10 @@
 //! relayed.
 
 use super::{build, handler_name, new_id, Letter, LetterError, Parts, Thread, Voice};
-use crate::compose;
 use crate::context::Context;
 use crate::deadlines::thread_root;
-use crate::message::ParsedMessage;
+use crate::mail::compose;
+use crate::mail::message::ParsedMessage;
 use crate::store::{CaseRow, EventRow};
 use crate::templates::TemplateError;
 

@@ -19,9 +19,9 @@ pub mod handlers;
 pub mod operations;
 pub mod outside;
 
-use crate::compose::{self, ComposeError, Draft};
 use crate::config::Config;
 use crate::context::Context;
+use crate::mail::compose::{self, ComposeError, Draft};
 use crate::store::{self, NewMessage, StoreError};
 use crate::templates::TemplateError;
 use rusqlite::Connection;
@@ -130,7 +130,7 @@ struct Parts<'a> {
     message_id: String,
     thread: Thread,
     attach: Option<&'a [u8]>,
-    files: &'a [crate::message::Attachment],
+    files: &'a [crate::mail::message::Attachment],
 }
 
 /// A new Message-ID in our own domain, `prefix` and the case id in it.
@@ -249,7 +249,7 @@ mod tests {
 
     /// The letter's text body, line breaks as `\n`.
     fn body(l: &Letter) -> String {
-        let p = crate::message::parse(&l.out.raw);
+        let p = crate::mail::message::parse(&l.out.raw);
         p.text_body.unwrap_or_default().replace("\r\n", "\n")
     }
 
@@ -273,7 +273,7 @@ mod tests {
                 now: now(),
             };
             let team = team.unwrap_or("Example security");
-            let p = crate::message::ParsedMessage {
+            let p = crate::mail::message::ParsedMessage {
                 message_id: Some("m@example.org".into()),
                 ..Default::default()
             };

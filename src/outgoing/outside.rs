@@ -5,10 +5,10 @@
 //! builder here is called.
 
 use super::{build, handler_name, new_id, Letter, LetterError, Parts, Thread, Voice};
-use crate::compose;
 use crate::context::Context;
 use crate::deadlines::thread_root;
-use crate::message::{Attachment, ParsedMessage};
+use crate::mail::compose;
+use crate::mail::message::{Attachment, ParsedMessage};
 use crate::store::CaseRow;
 use crate::templates::{human_duration, TemplateError};
 use chrono::{DateTime, Utc};

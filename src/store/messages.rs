@@ -31,7 +31,7 @@ pub struct NewMessage<'a> {
     pub truncated: bool,
     pub at: DateTime<Utc>,
     pub raw: &'a [u8],
-    /// [`crate::message::ParsedMessage::content_key`]; `None` for mail we send.
+    /// [`crate::mail::message::ParsedMessage::content_key`]; `None` for mail we send.
     pub content_key: Option<String>,
 }
 

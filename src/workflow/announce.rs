@@ -4,9 +4,9 @@
 use super::leak::quotes_the_report;
 use super::notify::all_handlers;
 use super::state::{move_state, Reply};
-use crate::compose;
 use crate::context::{CaseError, Context};
 use crate::deadlines;
+use crate::mail::compose;
 use crate::mail::quote::strip_quote;
 use crate::model::{Kind, State};
 use crate::outgoing::outside;

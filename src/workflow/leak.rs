@@ -64,9 +64,9 @@ pub(super) fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines,
 /// The readable text of a stored message (read within the parser's
 /// window; never re-parsed when it failed to parse on arrival).
 pub fn stored_text(conn: &Connection, m: &store::MessageRow) -> Result<String, StoreError> {
-    let max = crate::message::MAX_PARSE_BYTES;
+    let max = crate::mail::message::MAX_PARSE_BYTES;
     Ok(match store::message_prefix(conn, m.id, max)? {
-        Some((_, raw, _)) => crate::message::reparse(&raw, m.parsed_ok)
+        Some((_, raw, _)) => crate::mail::message::reparse(&raw, m.parsed_ok)
             .text_body
             .unwrap_or_default(),
         None => String::new(),
@@ -100,7 +100,7 @@ pub(super) fn leak(
     conn: &Connection,
     case: &CaseRow,
     text: &str,
-    files: &[crate::message::Attachment],
+    files: &[crate::mail::message::Attachment],
 ) -> Result<Option<String>, StoreError> {
     let internal = internal_lines(conn, case)?;
     let mut leaked = leaked_lines(text, &internal);

@@ -14,7 +14,7 @@
 //! - A reporter's follow-up goes to the primary handler (everyone when
 //!   there is none).
 //!
-//! Only authenticated handler mail acts ([`crate::auth`]); forged mail is
+//! Only authenticated handler mail acts ([`crate::mail::auth`]); forged mail is
 //! recorded, changes nothing, and alerts the handlers once per case.
 //! Everything here runs inside the caller's transaction.
 //!

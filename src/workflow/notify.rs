@@ -4,10 +4,10 @@
 //! handler's mail and its copy to the team. Who gets a letter, and
 //! queueing it; its text is built in [`crate::outgoing::handlers`].
 
-use crate::compose;
 use crate::context::{CaseError, Context};
+use crate::mail::compose;
+use crate::mail::message::ParsedMessage;
 use crate::mail::quote::strip_quote;
-use crate::message::ParsedMessage;
 use crate::outgoing::handlers::{self, CommandResult, Original, Outcome};
 use crate::outgoing::{queue_outgoing, Letter, LetterError};
 use crate::store::{self, CaseRow};
@@ -88,12 +88,12 @@ pub fn build_pending_notifications(
     let pending = store::pending_notifications(conn, limit)?;
     for (case_id, msg) in &pending {
         // Never more than an attachable original, or the parser's window.
-        let max = handlers::ATTACH_ORIGINAL_MAX.max(crate::message::MAX_PARSE_BYTES);
+        let max = handlers::ATTACH_ORIGINAL_MAX.max(crate::mail::message::MAX_PARSE_BYTES);
         if let (Some(case), Some((row, raw, len))) = (
             store::case(conn, case_id)?,
             store::message_prefix(conn, *msg, max)?,
         ) {
-            let p = crate::message::reparse(&raw, row.parsed_ok);
+            let p = crate::mail::message::reparse(&raw, row.parsed_ok);
             let original = Original { bytes: &raw, len };
             notify_new_case(conn, ctx, &case, &p, original)?;
         }

@@ -28,7 +28,7 @@ pub(super) fn relay(
     case: &CaseRow,
     email: &str,
     text: &str,
-    files: &[crate::message::Attachment],
+    files: &[crate::mail::message::Attachment],
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
     let sent = match unusable_reporter(ctx, case) {

@@ -8,8 +8,8 @@ use super::relay::{relay, Relay};
 use super::state::record_response;
 use crate::commands::{self, Command};
 use crate::context::{CaseError, Context};
+use crate::mail::message::ParsedMessage;
 use crate::mail::quote::{inline_answer, layout, strip_quote, Layout};
-use crate::message::ParsedMessage;
 use crate::outgoing::handlers::{CommandResult, Outcome};
 use crate::store::{self, CaseRow, StoreError};
 use rusqlite::Connection;
@@ -66,7 +66,7 @@ pub fn handler_mail(
 ) -> Result<(), CaseError> {
     let mid = p.message_id.as_deref();
     // An HTML-only reply: its own words, without the client's quote.
-    let body = crate::message::reply_text(raw)
+    let body = crate::mail::message::reply_text(raw)
         .or_else(|| p.text_body.clone())
         .unwrap_or_default();
     let parsed = commands::parse(&body);
@@ -252,7 +252,7 @@ fn relay_text(
     raw: &[u8],
     mid: Option<&str>,
 ) -> Result<Outcome, CaseError> {
-    Ok(match crate::message::attachments(raw) {
+    Ok(match crate::mail::message::attachments(raw) {
         // Never the text without the files it may refer to.
         Err(why) => Outcome::NothingDone(format!(
             "your attachments cannot go to the reporter ({why}), so nothing was sent: \

@@ -1214,7 +1214,7 @@ fn a_reply_to_a_reminder_is_a_confirmed_internal_note() {
     let id = case["id"].as_str().unwrap().to_string();
     let msgs = w.wait_mail(ALICE, T, |m| count(m, &id, REMINDER) == 1);
     let reminder = about(&msgs, &id, REMINDER)[0].clone();
-    let text = secintake::message::parse(&reminder)
+    let text = secintake::mail::message::parse(&reminder)
         .text_body
         .unwrap_or_default();
     assert!(text.contains("To answer the reporter"), "{text}");
@@ -1229,7 +1229,7 @@ fn a_reply_to_a_reminder_is_a_confirmed_internal_note() {
     );
     w.stack.submit(ALICE, ALICE, &[SECURITY], &reply);
     let got = w.wait_mail(ALICE, T, |m| count(m, &id, "Internal note recorded") == 1);
-    let conf = secintake::message::parse(about(&got, &id, "Internal note recorded")[0])
+    let conf = secintake::mail::message::parse(about(&got, &id, "Internal note recorded")[0])
         .text_body
         .unwrap_or_default();
     assert!(conf.contains("internal mail"), "{conf}");

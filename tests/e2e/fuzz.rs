@@ -63,14 +63,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use secintake::auth::{self, Sender};
 use secintake::cases;
-use secintake::classify;
 use secintake::commands::{self, Command};
-use secintake::compose::{self, Draft};
 use secintake::config::{Config, HandlerAuth};
 use secintake::context::Context;
-use secintake::message::{self, ParsedMessage};
+use secintake::mail::auth::{self, Sender};
+use secintake::mail::classify;
+use secintake::mail::compose::{self, Draft};
+use secintake::mail::message::{self, ParsedMessage};
 use secintake::model;
 use secintake::templates::Templates;
 use secintake::workflow;

@@ -292,7 +292,7 @@ fn an_outsider_cannot_join_a_case() {
             let refs = stack
                 .fetch_all(ALICE)
                 .iter()
-                .filter_map(|m| secintake::message::parse(m).text_body)
+                .filter_map(|m| secintake::mail::message::parse(m).text_body)
                 .filter(|t| t.contains(&format!("threads into {id}")))
                 .count();
             (refs == 2).then_some(())
@@ -713,10 +713,12 @@ fn invisible_characters_never_reach_outgoing_subjects() {
     let acks = stack.wait_for(REPORTER, |m| !m.is_empty(), T);
     let notes = stack.wait_for(ALICE, |m| !m.is_empty(), T);
     for m in [&acks[0], &notes[0]] {
-        let decoded = secintake::message::parse(m).subject.unwrap_or_default();
+        let decoded = secintake::mail::message::parse(m)
+            .subject
+            .unwrap_or_default();
         assert!(decoded.contains("Invoice"), "{decoded:?}");
         assert!(
-            !decoded.chars().any(secintake::compose::invisible),
+            !decoded.chars().any(secintake::mail::compose::invisible),
             "invisible characters in {decoded:?}"
         );
     }

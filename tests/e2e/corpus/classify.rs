@@ -22,8 +22,8 @@ use super::{
     corpus_dir, is_robot_category, listed, manifest, Entry, KNOWN_FALSE_POSITIVES, KNOWN_MISSES,
 };
 
-use secintake::classify::{reply_address, robot_rule, RobotRule};
-use secintake::message::{parse, ParsedMessage};
+use secintake::mail::classify::{reply_address, robot_rule, RobotRule};
+use secintake::mail::message::{parse, ParsedMessage};
 use sha2::{Digest, Sha256};
 
 /// Our own address in the corpus' `real-*` messages (the loopback test stack).

@@ -160,7 +160,10 @@ fn corpus_through_the_daemon() {
     // 3. Per file.
     let db = dir.path().join("state.db");
     let rows = rows_by_uid(&db);
-    let parsed: Vec<_> = raws.iter().map(|r| secintake::message::parse(r)).collect();
+    let parsed: Vec<_> = raws
+        .iter()
+        .map(|r| secintake::mail::message::parse(r))
+        .collect();
     let mut first_with_key: HashMap<String, usize> = HashMap::new();
     let mut problems = Vec::new();
     let mut table: BTreeMap<(String, String), usize> = BTreeMap::new();
