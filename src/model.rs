@@ -140,6 +140,54 @@ impl rusqlite::types::FromSql for State {
     }
 }
 
+/// Which way a stored message went: received by the mailbox, or sent by
+/// secintake. Stored as `in` / `out` (`messages.direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Direction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl rusqlite::types::ToSql for Direction {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for Direction {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match v.as_str()? {
+            "in" => Ok(Direction::In),
+            "out" => Ok(Direction::Out),
+            s => Err(rusqlite::types::FromSqlError::Other(
+                format!("unknown message direction {s:?}").into(),
+            )),
+        }
+    }
+}
+
 /// Names of a list of states, for error messages.
 pub fn names(states: &[State]) -> String {
     if states.is_empty() {

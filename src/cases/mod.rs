@@ -24,6 +24,7 @@ use crate::mail::auth;
 use crate::mail::classify;
 use crate::mail::compose;
 use crate::mail::message::{self, ParsedMessage};
+use crate::model::Direction;
 use crate::store::{self, NewMessage, StoreError};
 use crate::workflow;
 use chrono::{DateTime, Utc};
@@ -309,7 +310,7 @@ fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessag
             .map(|a| a.email.clone())
             .collect();
     NewMessage {
-        direction: "in",
+        direction: Direction::In,
         dedup_key: key,
         folder: Some(m.folder),
         uidvalidity: Some(m.uidvalidity),

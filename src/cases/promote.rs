@@ -4,6 +4,7 @@
 use super::open::{open_case, Report};
 use crate::context::{CaseError, Context};
 use crate::mail::message;
+use crate::model::Direction;
 use crate::store;
 use rusqlite::Connection;
 
@@ -19,7 +20,9 @@ pub fn promote(
     let max = message::MAX_PARSE_BYTES;
     let (row, raw, _) =
         store::message_prefix(conn, msg_id, max)?.ok_or(CaseError::NoSuchMessage(msg_id))?;
-    if row.direction != "in" || !(row.kind == "robot" || row.kind == "old") || row.case_id.is_some()
+    if row.direction != Direction::In
+        || !(row.kind == "robot" || row.kind == "old")
+        || row.case_id.is_some()
     {
         return Err(CaseError::NotPromotable {
             id: msg_id,

@@ -60,7 +60,7 @@ pub(super) fn osv_export(
     let announcement = match published {
         None => None,
         Some(_) => store::messages_of_case(c, id)?.into_iter().rev().find(|m| {
-            m.direction == "out"
+            m.direction == crate::model::Direction::Out
                 && m.kind == "announce"
                 && !m.subject.as_deref().unwrap_or("").starts_with("[DRY RUN]")
         }),

@@ -190,7 +190,7 @@ pub fn store_outgoing(
 ) -> Result<i64, StoreError> {
     let out = &letter.out;
     let rec = NewMessage {
-        direction: "out",
+        direction: crate::model::Direction::Out,
         dedup_key: format!("out:{}", out.message_id),
         message_id: Some(out.message_id.clone()),
         case_id: letter.case_id.clone(),

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 /// A message to record.
 #[derive(Debug, Clone, Default)]
 pub struct NewMessage<'a> {
-    pub direction: &'static str,
+    pub direction: crate::model::Direction,
     pub dedup_key: String,
     pub folder: Option<&'a str>,
     pub uidvalidity: Option<u32>,
@@ -194,7 +194,7 @@ pub fn set_message_case(conn: &Connection, msg: i64, case_id: &str) -> Result<()
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MessageRow {
     pub id: i64,
-    pub direction: String,
+    pub direction: crate::model::Direction,
     pub kind: String,
     pub robot_rule: Option<String>,
     pub message_id: Option<String>,

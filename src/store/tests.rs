@@ -47,7 +47,7 @@ fn large_messages_are_streamed_into_the_blob_intact() {
     ] {
         let raw: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let m = NewMessage {
-            direction: "in",
+            direction: crate::model::Direction::In,
             dedup_key: format!("k{n}"),
             kind: "report",
             size: len as u64,

@@ -10,6 +10,7 @@ use super::state::{move_state, record_response, set_deadline, set_primary, Reply
 use crate::commands::Command;
 use crate::context::{CaseError, Context};
 use crate::deadlines;
+use crate::model::Direction;
 use crate::model::{Kind, State};
 use crate::store::{self, CaseField, CaseRow, StoreError};
 use rusqlite::Connection;
@@ -398,7 +399,7 @@ fn tell_reporter(run: &Run<'_>, cmd: &Command, done: String) -> Result<Reply, Ca
         match store::messages_of_case(conn, &run.case.id)?
             .iter()
             .rev()
-            .find(|m| m.direction == "out" && m.kind == "announce")
+            .find(|m| m.direction == Direction::Out && m.kind == "announce")
         {
             Some(m) => stored_text(conn, m)?,
             None => String::new(),

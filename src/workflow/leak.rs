@@ -3,6 +3,7 @@
 //! unfixed report, leaves with a relay or an advisory.
 
 use crate::mail::quote::collapsed;
+use crate::model::Direction;
 use crate::store::{self, CaseRow, StoreError};
 use rusqlite::Connection;
 
@@ -41,9 +42,10 @@ pub(super) fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines,
     let mut internal = HashSet::new();
     let mut reporters_all = HashSet::new();
     for m in store::messages_of_case(conn, &case.id)? {
-        let from_reporter = m.direction == "in"
+        let from_reporter = m.direction == Direction::In
             && (m.kind == "report" || m.from.is_some() && m.from == case.reporter);
-        let internal_mail = m.direction == "out" && INTERNAL_KINDS.contains(&m.kind.as_str());
+        let internal_mail =
+            m.direction == Direction::Out && INTERNAL_KINDS.contains(&m.kind.as_str());
         if !from_reporter && !internal_mail {
             continue;
         }

@@ -8,6 +8,7 @@ use super::state::record_response;
 use crate::context::{CaseError, Context};
 use crate::deadlines;
 use crate::mail::quote::strip_quote;
+use crate::model::Direction;
 use crate::model::Kind;
 use crate::outgoing::outside;
 use crate::outgoing::{queue_outgoing, Letter, LetterError, Thread};
@@ -112,10 +113,10 @@ fn reporter_thread(conn: &Connection, case: &CaseRow) -> Result<Thread, StoreErr
     let mut last_in = None;
     for m in &msgs {
         let Some(mid) = &m.message_id else { continue };
-        let theirs = m.direction == "in"
+        let theirs = m.direction == Direction::In
             && matches!(m.kind.as_str(), "report" | "follow-up")
             && (m.from.as_deref() == reporter || m.kind == "report");
-        let ours = m.direction == "out" && matches!(m.kind.as_str(), "ack" | "relay");
+        let ours = m.direction == Direction::Out && matches!(m.kind.as_str(), "ack" | "relay");
         if theirs {
             last_in = Some(mid.clone());
         }
