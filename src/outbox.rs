@@ -421,6 +421,9 @@ pub async fn run(
         flush(&db, &health, &mut done).await?;
         let (had_items, bytes) = (!items.is_empty(), items.iter().map(|i| i.raw.len()).sum());
         drop(items);
+        if bytes >= crate::memory::TRIM_AFTER_BYTES {
+            db.call(move |s| s.release_memory(bytes)).await;
+        }
         crate::memory::trim_after(bytes);
         if shutdown.is_cancelled() {
             client.close().await;

@@ -90,6 +90,7 @@ impl Scheduler {
                 let n = crate::workflow::build_pending_notifications(&tx, &ctx, 64)?;
                 crate::store::commit(tx, "building notifications")?;
                 // Each notification attaches its report: give the copies back.
+                s.release_memory(usize::MAX);
                 crate::memory::trim_after(usize::MAX);
                 fired += n;
                 if n < 64 {

@@ -151,6 +151,7 @@ impl Intake {
                     now,
                 )?;
                 crate::store::commit(tx, "committing received mail")?;
+                s.release_memory(bytes);
                 Ok(outcomes)
             })
             .await?;

@@ -225,6 +225,18 @@ impl Store {
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
+
+    /// After work on at least `bytes` of mail (see `memory::trim_after`),
+    /// empties SQLite's page cache (up to `cache_size`, 8 MiB): a large
+    /// report streamed in and read back for its notification leaves the
+    /// cache full of its blob's pages, resident until the next large
+    /// message. The cache refills from the OS page cache on demand.
+    pub fn release_memory(&self, bytes: usize) {
+        if bytes >= crate::memory::TRIM_AFTER_BYTES {
+            // Best effort: failing to shrink a cache changes nothing else.
+            let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+        }
+    }
 }
 
 /// Commits `tx`, naming what it recorded if that fails.
