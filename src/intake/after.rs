@@ -61,21 +61,15 @@ impl Intake {
             }
             After::Move(target) => {
                 if moves.can_move {
-                    async {
-                        session
-                            .uid_mv(&set, target)
-                            .await
-                            .map_err(cmd_err("UID MOVE"))
-                    }
-                    .await?;
+                    session
+                        .uid_mv(&set, target)
+                        .await
+                        .map_err(cmd_err("UID MOVE"))?;
                 } else {
-                    async {
-                        session
-                            .uid_copy(&set, target)
-                            .await
-                            .map_err(cmd_err("UID COPY"))
-                    }
-                    .await?;
+                    session
+                        .uid_copy(&set, target)
+                        .await
+                        .map_err(cmd_err("UID COPY"))?;
                     add_flag(session, &set, "\\Deleted").await?;
                     if moves.can_uidplus {
                         let expunged = session

@@ -34,13 +34,10 @@ impl Intake {
         // well under servers' command-line limits (Dovecot: 64 KiB).
         for chunk in uids.chunks(1000) {
             let set = uid_set(chunk);
-            let mut stream = async {
-                session
-                    .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
-                    .await
-                    .map_err(cmd_err("UID FETCH"))
-            }
-            .await?;
+            let mut stream = session
+                .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
+                .await
+                .map_err(cmd_err("UID FETCH"))?;
             while let Some(item) = stream.next().await {
                 let f = item.map_err(cmd_err("UID FETCH"))?;
                 if let Some(uid) = f.uid {
@@ -79,13 +76,10 @@ impl Intake {
             }
             let set_s = uid_set(&set);
             {
-                let mut stream = async {
-                    session
-                        .uid_fetch(&set_s, query)
-                        .await
-                        .map_err(cmd_err("UID FETCH"))
-                }
-                .await?;
+                let mut stream = session
+                    .uid_fetch(&set_s, query)
+                    .await
+                    .map_err(cmd_err("UID FETCH"))?;
                 while let Some(item) = stream.next().await {
                     let f = item.map_err(cmd_err("UID FETCH"))?;
                     let Some(uid) = f.uid else { continue };

@@ -146,26 +146,23 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
         Ok(tokio_rustls::TlsConnector::from(config))
     };
     let name = || tls::server_name(host, "imap.host");
+    // The TLS handshake, over a stream with no timeouts of its own yet.
+    let handshake = async |tcp: TcpStream| {
+        timed(io, "TLS handshake", async {
+            tls_connector()?
+                .connect(name()?, tcp)
+                .await
+                .map_err(|e| tls_err(e.to_string()))
+        })
+        .await
+    };
     let mut client: Client<Conn> = match cfg.tls {
         TlsMode::None => Client::new(timed_stream(Box::new(tcp), io)),
-        TlsMode::Implicit => {
-            let tls = timed(io, "TLS handshake", async {
-                tls_connector()?
-                    .connect(name()?, tcp)
-                    .await
-                    .map_err(|e| tls_err(e.to_string()))
-            })
-            .await?;
-            Client::new(timed_stream(Box::new(tls), io))
-        }
+        TlsMode::Implicit => Client::new(timed_stream(Box::new(handshake(tcp).await?), io)),
         TlsMode::Starttls => {
             let mut plain = Client::new(tcp);
             timed(io, "greeting", async {
-                plain
-                    .read_response()
-                    .await
-                    .map_err(|e| connect_err(greeting_error(&e)))?
-                    .ok_or_else(|| connect_err("closed before greeting".into()))
+                greeting(&mut plain).await.map_err(connect_err)
             })
             .await?;
             timed(io, "STARTTLS", async {
@@ -175,41 +172,38 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
                     .map_err(|e| tls_err(format!("STARTTLS refused: {}", describe(&e))))
             })
             .await?;
-            let tcp = plain.into_inner();
-            let tls = timed(io, "TLS handshake", async {
-                tls_connector()?
-                    .connect(name()?, tcp)
-                    .await
-                    .map_err(|e| tls_err(e.to_string()))
-            })
-            .await?;
+            let tls = handshake(plain.into_inner()).await?;
             // No second greeting after STARTTLS.
             let client = Client::new(timed_stream(Box::new(tls), io));
             return login(client, cfg).await;
         }
     };
-    async {
-        client
-            .read_response()
-            .await
-            .map_err(|e| connect_err(greeting_error(&e)))?
-            .ok_or_else(|| connect_err("closed before greeting".into()))
-    }
-    .await?;
+    // The stream's read timeout covers the greeting.
+    greeting(&mut client).await.map_err(connect_err)?;
     login(client, cfg).await
 }
 
-pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
-    async {
-        client
-            .login(&cfg.username, &cfg.password)
-            .await
-            .map_err(|(e, _)| IntakeError::Login {
-                user: cfg.username.clone(),
-                reason: describe(&e),
-            })
+/// Reads the server's greeting; the error is a reason for
+/// `IntakeError::Connect`, never the server's bytes.
+async fn greeting<T>(client: &mut Client<T>) -> Result<(), String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
+{
+    match client.read_response().await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("closed before greeting".into()),
+        Err(e) => Err(greeting_error(&e)),
     }
-    .await
+}
+
+pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
+    client
+        .login(&cfg.username, &cfg.password)
+        .await
+        .map_err(|(e, _)| IntakeError::Login {
+            user: cfg.username.clone(),
+            reason: describe(&e),
+        })
 }
 
 /// Drops unsolicited responses we don't use, so the channel (bounded at
@@ -307,14 +301,11 @@ pub(super) async fn open_folder(
         folder: cfg.folder.clone(),
         reason: describe(&e),
     };
-    let mailbox = async {
-        if read_only {
-            session.examine(&cfg.folder).await.map_err(folder_err)
-        } else {
-            session.select(&cfg.folder).await.map_err(folder_err)
-        }
-    }
-    .await?;
+    let mailbox = if read_only {
+        session.examine(&cfg.folder).await.map_err(folder_err)?
+    } else {
+        session.select(&cfg.folder).await.map_err(folder_err)?
+    };
     drain(session);
     Ok(mailbox)
 }

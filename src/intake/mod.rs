@@ -115,7 +115,7 @@ impl Intake {
         let can_idle = cfg.idle && caps.idle;
         if let After::Move(target) = &cfg.after {
             // Best effort: the folder may already exist.
-            let _ = async { session.create(target).await.map_err(cmd_err("CREATE")) }.await;
+            let _ = session.create(target).await;
         }
         let mailbox = open_folder(&mut session, cfg, false).await?;
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| IntakeError::Folder {
@@ -136,7 +136,7 @@ impl Intake {
             *failures = 0;
             self.health.ok(Component::Imap, self.clock.now()).await;
             if shutdown.is_cancelled() {
-                let _ = async { session.logout().await.map_err(cmd_err("LOGOUT")) }.await;
+                let _ = session.logout().await;
                 return Ok(());
             }
             let cycle = cfg.idle_timeout.min(cfg.poll_interval);
