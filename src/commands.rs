@@ -135,7 +135,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
             let s = need("<state>")?;
             State::parse(&s.to_ascii_lowercase())
                 .map(Command::State)
-                .ok_or_else(|| format!("unknown state {s:?}; states are {}", names(&State::ALL)))
+                .ok_or_else(|| format!("unknown state {s:?}; states are {}", names(State::ALL)))
         }
         "/severity" => severity(&need("critical|high|medium|low [CVSS vector]")?),
         "/affected" => need("<versions or range>").map(Command::Affected),
@@ -380,7 +380,7 @@ mod tests {
         assert!(!Closed.can_move_to(Closed));
         assert_eq!(names(Fixing.next()), "fix-ready");
         for s in State::ALL {
-            assert_eq!(State::parse(s.as_str()), Some(s));
+            assert_eq!(State::parse(s.as_str()), Some(*s));
         }
     }
 }

@@ -4,6 +4,73 @@
 //! the crate.
 
 /// `SEC-2026-0007`.
+/// A closed set of names stored as text: the enum, its `ALL` list,
+/// `as_str`/`parse`, and the `Display`, `Serialize`, `ToSql` and `FromSql`
+/// that read and write the same text, so no caller compares strings. An
+/// unknown name read from the database is an error naming `$what`.
+macro_rules! named_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $what:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$( $name::$variant, )+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text, )+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s {
+                    $( $text => Some($name::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                v: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $name::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!(concat!("unknown ", $what, " {:?}"), s).into(),
+                    )
+                })
+            }
+        }
+    };
+}
+
 pub fn format_case_id(year: i32, seq: u32) -> String {
     format!("SEC-{year}-{seq:04}")
 }
@@ -32,54 +99,24 @@ pub fn subject_tags(subject: &str) -> Vec<String> {
     out
 }
 
-/// Where a case is in the disclosure process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    New,
-    Acknowledged,
-    Triage,
-    Confirmed,
-    Rejected,
-    Duplicate,
-    Fixing,
-    FixReady,
-    Announced,
-    Closed,
+named_enum! {
+    /// Where a case is in the disclosure process. Stored as its name
+    /// (`cases.state`), the same text the CLI and the commands show.
+    State, "case state" {
+        New = "new",
+        Acknowledged = "acknowledged",
+        Triage = "triage",
+        Confirmed = "confirmed",
+        Rejected = "rejected",
+        Duplicate = "duplicate",
+        Fixing = "fixing",
+        FixReady = "fix-ready",
+        Announced = "announced",
+        Closed = "closed",
+    }
 }
 
 impl State {
-    pub const ALL: [State; 10] = [
-        State::New,
-        State::Acknowledged,
-        State::Triage,
-        State::Confirmed,
-        State::Rejected,
-        State::Duplicate,
-        State::Fixing,
-        State::FixReady,
-        State::Announced,
-        State::Closed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::New => "new",
-            State::Acknowledged => "acknowledged",
-            State::Triage => "triage",
-            State::Confirmed => "confirmed",
-            State::Rejected => "rejected",
-            State::Duplicate => "duplicate",
-            State::Fixing => "fixing",
-            State::FixReady => "fix-ready",
-            State::Announced => "announced",
-            State::Closed => "closed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// The states reachable in one move.
     pub fn next(self) -> &'static [State] {
         use State::*;
@@ -111,80 +148,65 @@ impl State {
     }
 }
 
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+named_enum! {
+    /// Which way a stored message went: received by the mailbox, or sent
+    /// by secintake (`messages.direction`).
+    Direction, "message direction" {
+        In = "in",
+        Out = "out",
     }
 }
 
-impl serde::Serialize for State {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+/// Most stored messages are received ones.
+impl Default for Direction {
+    fn default() -> Direction {
+        Direction::In
     }
 }
 
-/// Stored as its name (`cases.state`), the same text the CLI and the
-/// commands show.
-impl rusqlite::types::ToSql for State {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
+named_enum! {
+    /// What a stored message is. Received mail is a `Report` (it opened a
+    /// case), a `FollowUp` (the reporter again, or anyone in the thread),
+    /// `Handler` mail, a `Robot` (never answered) or `Old` (from before
+    /// the mailbox was adopted). Sent mail is named by its purpose, which
+    /// is also its outbox `purpose`: the mark that the leak guard, the
+    /// threading rules and the outbox's order read.
+    MessageKind, "message kind" {
+        Report = "report",
+        FollowUp = "follow-up",
+        Handler = "handler",
+        Robot = "robot",
+        Old = "old",
+        Ack = "ack",
+        Relay = "relay",
+        Update = "update",
+        Announce = "announce",
+        Notification = "notification",
+        Forward = "forward",
+        Note = "note",
+        TeamCopy = "team-copy",
+        CommandReply = "command-reply",
+        Reminder = "reminder",
+        Alert = "alert",
+        Digest = "digest",
     }
 }
 
-impl rusqlite::types::FromSql for State {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        let s = v.as_str()?;
-        State::parse(s).ok_or_else(|| {
-            rusqlite::types::FromSqlError::Other(format!("unknown case state {s:?}").into())
-        })
+impl MessageKind {
+    /// Sent mail that only handlers ever see: notifications, notes,
+    /// confirmations, reminders, alerts, digests. Its text must never
+    /// reach a reporter or a list.
+    pub fn is_internal(self) -> bool {
+        use MessageKind::*;
+        matches!(
+            self,
+            Notification | Note | TeamCopy | CommandReply | Reminder | Alert | Digest
+        )
     }
-}
 
-/// Which way a stored message went: received by the mailbox, or sent by
-/// secintake. Stored as `in` / `out` (`messages.direction`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Direction {
-    #[default]
-    In,
-    Out,
-}
-
-impl Direction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-        }
-    }
-}
-
-impl std::fmt::Display for Direction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl serde::Serialize for Direction {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl rusqlite::types::ToSql for Direction {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        Ok(self.as_str().into())
-    }
-}
-
-impl rusqlite::types::FromSql for Direction {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        match v.as_str()? {
-            "in" => Ok(Direction::In),
-            "out" => Ok(Direction::Out),
-            s => Err(rusqlite::types::FromSqlError::Other(
-                format!("unknown message direction {s:?}").into(),
-            )),
-        }
+    /// Mail from the reporter's side of a case: the report or a follow-up.
+    pub fn is_reporters(self) -> bool {
+        matches!(self, MessageKind::Report | MessageKind::FollowUp)
     }
 }
 
@@ -200,44 +222,24 @@ pub fn names(states: &[State]) -> String {
         .join(", ")
 }
 
-/// What a deadline is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The acknowledgement reaches the SMTP server.
-    Acknowledge,
-    /// A handler's substantive answer to the reporter.
-    Respond,
-    /// Fixes are ready (set by a handler).
-    Fix,
-    /// The agreed public disclosure date (set by a handler).
-    Embargo,
-    /// The queued acknowledgement is still unsent after
-    /// `sla.ack_alert_after`: one alert, no repetition.
-    AckQueued,
+named_enum! {
+    /// What a deadline is for (`deadlines.kind`).
+    Kind, "deadline kind" {
+        /// The acknowledgement reaches the SMTP server.
+        Acknowledge = "acknowledge",
+        /// A handler's substantive answer to the reporter.
+        Respond = "respond",
+        /// Fixes are ready (set by a handler).
+        Fix = "fix",
+        /// The agreed public disclosure date (set by a handler).
+        Embargo = "embargo",
+        /// The queued acknowledgement is still unsent after
+        /// `sla.ack_alert_after`: one alert, no repetition.
+        AckQueued = "ack-queued",
+    }
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Acknowledge => "acknowledge",
-            Kind::Respond => "respond",
-            Kind::Fix => "fix",
-            Kind::Embargo => "embargo",
-            Kind::AckQueued => "ack-queued",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "acknowledge" => Kind::Acknowledge,
-            "respond" => Kind::Respond,
-            "fix" => Kind::Fix,
-            "embargo" => Kind::Embargo,
-            "ack-queued" => Kind::AckQueued,
-            _ => return None,
-        })
-    }
-
     pub fn noun(self) -> &'static str {
         match self {
             Kind::Acknowledge => "acknowledgement",

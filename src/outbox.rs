@@ -14,6 +14,7 @@
 use crate::clock::{parse_ts, Clock};
 use crate::config::{Smtp, TlsMode};
 use crate::health::{Component, Health};
+use crate::model::MessageKind;
 use crate::store::{self, Db, OutboxItem, StoreError};
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
@@ -301,7 +302,7 @@ fn record(
         Attempt::Accepted => {
             store::outbox_sent(tx, item.id, now)?;
             if let Some(case) = &item.case_id {
-                if item.purpose == "ack" {
+                if item.purpose == MessageKind::Ack {
                     let how = "acknowledgement accepted by SMTP";
                     store::record_acknowledged(tx, case, now, how)?;
                     crate::workflow::acknowledged(tx, now, case)?;
@@ -311,7 +312,7 @@ fn record(
                     case,
                     now,
                     "secintake",
-                    &format!("{} accepted by SMTP server", purpose_name(&item.purpose)),
+                    &format!("{} accepted by SMTP server", purpose_name(item.purpose)),
                     Some(&format!("to {}", item.recipients.join(", "))),
                     None,
                 )?;
@@ -329,7 +330,7 @@ fn record(
                     case,
                     now,
                     "secintake",
-                    &format!("{} could not be delivered", purpose_name(&item.purpose)),
+                    &format!("{} could not be delivered", purpose_name(item.purpose)),
                     Some(err),
                     None,
                 )?;
@@ -339,10 +340,10 @@ fn record(
     Ok(())
 }
 
-fn purpose_name(p: &str) -> &str {
+fn purpose_name(p: MessageKind) -> &'static str {
     match p {
-        "ack" => "acknowledgement",
-        other => other,
+        MessageKind::Ack => "acknowledgement",
+        other => other.as_str(),
     }
 }
 

@@ -131,7 +131,8 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<usize, crate::context::CaseError> {
         let sla = &self.cfg.sla;
-        let (Some(kind), Some(due)) = (Kind::parse(&row.kind), parse_ts(&row.due_at)) else {
+        let kind = row.kind;
+        let Some(due) = parse_ts(&row.due_at) else {
             crate::store::set_next_at(conn, row.id, None)?;
             return Ok(0);
         };

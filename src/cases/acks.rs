@@ -156,7 +156,7 @@ pub fn release_held(
             conn,
             h.message,
             Some(&h.case_id),
-            "ack",
+            crate::model::MessageKind::Ack,
             &ctx.cfg.mailbox.address,
             std::slice::from_ref(&h.recipient),
             ctx.now,

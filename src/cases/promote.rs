@@ -5,6 +5,7 @@ use super::open::{open_case, Report};
 use crate::context::{CaseError, Context};
 use crate::mail::message;
 use crate::model::Direction;
+use crate::model::MessageKind;
 use crate::store;
 use rusqlite::Connection;
 
@@ -21,7 +22,7 @@ pub fn promote(
     let (row, raw, _) =
         store::message_prefix(conn, msg_id, max)?.ok_or(CaseError::NoSuchMessage(msg_id))?;
     if row.direction != Direction::In
-        || !(row.kind == "robot" || row.kind == "old")
+        || !matches!(row.kind, MessageKind::Robot | MessageKind::Old)
         || row.case_id.is_some()
     {
         return Err(CaseError::NotPromotable {
@@ -33,12 +34,12 @@ pub fn promote(
                     row.case_id.unwrap_or_default()
                 )
             } else {
-                row.kind
+                row.kind.to_string()
             },
         });
     }
     let p = message::reparse(&raw, row.parsed_ok);
-    store::set_message_kind(conn, msg_id, "report")?;
+    store::set_message_kind(conn, msg_id, MessageKind::Report)?;
     let (case_id, acked) = open_case(conn, ctx, Report::Stored(msg_id), &p, ctx.now, actor)?;
     store::add_event(
         conn,

@@ -5,6 +5,7 @@ use super::*;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::mail::compose::printable;
+use crate::model::Kind;
 use crate::store::{self};
 use anyhow::Context as _;
 
@@ -18,7 +19,7 @@ pub(super) fn cases_list(
         Some(s) => Some(crate::model::State::parse(s).ok_or_else(|| {
             anyhow::anyhow!(
                 "--state {s:?}: expected one of {}",
-                crate::model::names(&crate::model::State::ALL)
+                crate::model::names(crate::model::State::ALL)
             )
         })?),
     };
@@ -98,7 +99,7 @@ pub(super) fn case_show(
     );
     for d in deadlines
         .iter()
-        .filter(|d| d.kind == "fix" || d.kind == "embargo")
+        .filter(|d| matches!(d.kind, Kind::Fix | Kind::Embargo))
     {
         println!(
             "{:<13} due {}{}",

@@ -32,7 +32,7 @@ pub(super) fn mail_list(
                 "{:<7} {:<24} {:<20} {:<15} {:<30} {}",
                 m.id,
                 m.at,
-                m.robot_rule.as_deref().unwrap_or(&m.kind),
+                m.robot_rule.as_deref().unwrap_or(m.kind.as_str()),
                 m.case_id.as_deref().unwrap_or("-"),
                 printable(m.from.as_deref().unwrap_or("-")),
                 printable(m.subject.as_deref().unwrap_or(""))

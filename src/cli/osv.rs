@@ -61,7 +61,7 @@ pub(super) fn osv_export(
         None => None,
         Some(_) => store::messages_of_case(c, id)?.into_iter().rev().find(|m| {
             m.direction == crate::model::Direction::Out
-                && m.kind == "announce"
+                && m.kind == crate::model::MessageKind::Announce
                 && !m.subject.as_deref().unwrap_or("").starts_with("[DRY RUN]")
         }),
     };

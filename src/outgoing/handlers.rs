@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::deadlines::thread_root;
 use crate::mail::compose;
 use crate::mail::message::ParsedMessage;
+use crate::model::MessageKind;
 use crate::store::{CaseRow, EventRow};
 use crate::templates::TemplateError;
 
@@ -86,7 +87,7 @@ fn to_handlers(
     ctx: &Context<'_>,
     case: &CaseRow,
     to: Vec<String>,
-    purpose: &'static str,
+    purpose: MessageKind,
     subject: String,
     mut body: String,
     original: Option<Original<'_>>,
@@ -114,7 +115,7 @@ fn to_handlers(
         }
     }
     let root = thread_root(case, &ctx.cfg.mailbox.address);
-    let (message_id, thread) = if purpose == "notification" {
+    let (message_id, thread) = if purpose == MessageKind::Notification {
         (root, Thread::default())
     } else {
         let mut references = vec![root.clone()];
@@ -123,7 +124,7 @@ fn to_handlers(
             in_reply_to: Some(reply_to_mid.unwrap_or(&root).to_owned()),
             references,
         };
-        (new_id(ctx, purpose, Some(&case.id)), thread)
+        (new_id(ctx, purpose.as_str(), Some(&case.id)), thread)
     };
     Ok(build(
         ctx,
@@ -255,7 +256,7 @@ pub fn notification(
         ctx,
         case,
         to,
-        "notification",
+        MessageKind::Notification,
         subject,
         body,
         Some(original),
@@ -297,7 +298,7 @@ pub fn follow_up(
         ctx,
         case,
         to,
-        "forward",
+        MessageKind::Forward,
         subject,
         body,
         Some(Original::whole(raw)),
@@ -319,7 +320,7 @@ pub fn forged(
         minijinja::context! { case_id => case.id, from => email, why => why },
     )?;
     let subject = format!("[{}] Forged handler mail ignored", case.id);
-    to_handlers(ctx, case, to, "alert", subject, body, None, None)
+    to_handlers(ctx, case, to, MessageKind::Alert, subject, body, None, None)
 }
 
 /// The alert that acknowledgements are being held (`held-acks.txt`),
@@ -335,7 +336,7 @@ pub fn held_acks(
         minijinja::context! { case_id => case.id, why => why },
     )?;
     let subject = format!("[{}] Acknowledgements held", case.id);
-    to_handlers(ctx, case, to, "alert", subject, body, None, None)
+    to_handlers(ctx, case, to, MessageKind::Alert, subject, body, None, None)
 }
 
 /// The copy of an internal note by `author` (`note.txt`).
@@ -355,7 +356,7 @@ pub fn note(
         },
     )?;
     let subject = format!("[{}] Note from {name}", case.id);
-    to_handlers(ctx, case, to, "note", subject, body, None, None)
+    to_handlers(ctx, case, to, MessageKind::Note, subject, body, None, None)
 }
 
 /// The commands of a handler's mail for a template: `line`, `ok` and
@@ -425,7 +426,7 @@ pub fn confirmation(
         ctx,
         case,
         vec![handler.to_owned()],
-        "command-reply",
+        MessageKind::CommandReply,
         subject,
         body,
         None,
@@ -455,7 +456,16 @@ pub fn team_copy(
         },
     )?;
     let subject = format!("[{}] {name}: what was done", case.id);
-    to_handlers(ctx, case, to, "team-copy", subject, body, None, None)
+    to_handlers(
+        ctx,
+        case,
+        to,
+        MessageKind::TeamCopy,
+        subject,
+        body,
+        None,
+        None,
+    )
 }
 
 /// The reply to a handler's commands or note that thread into no case
@@ -477,7 +487,7 @@ pub fn no_case(ctx: &Context<'_>, email: &str, p: &ParsedMessage) -> Result<Lett
     Ok(build(
         ctx,
         Parts {
-            purpose: "command-reply",
+            purpose: MessageKind::CommandReply,
             case_id: None,
             voice: Voice::TeamReply,
             to: vec![email.to_owned()],

@@ -22,6 +22,7 @@ pub mod outside;
 use crate::config::Config;
 use crate::context::Context;
 use crate::mail::compose::{self, ComposeError, Draft};
+use crate::model::MessageKind;
 use crate::store::{self, NewMessage, StoreError};
 use crate::templates::TemplateError;
 use rusqlite::Connection;
@@ -32,7 +33,7 @@ pub struct Letter {
     /// What kind of letter it is (`ack`, `relay`, `note`, `reminder`, …):
     /// stored with the message, and the mark the leak guard and the
     /// threading rules look for.
-    pub purpose: &'static str,
+    pub purpose: MessageKind,
     /// The case it belongs to; `None` for digests, outage notices and
     /// replies to mail that named no case.
     pub case_id: Option<String>,
@@ -121,7 +122,7 @@ pub struct Thread {
 /// Everything of a letter but the date, sender address and headers that
 /// [`Voice`] decides.
 struct Parts<'a> {
-    purpose: &'static str,
+    purpose: MessageKind,
     case_id: Option<&'a str>,
     voice: Voice<'a>,
     to: Vec<String>,
@@ -202,7 +203,15 @@ pub fn store_outgoing(
         size: out.raw.len() as u64,
         at: ctx.now,
         raw: &out.raw,
-        ..NewMessage::default()
+        folder: None,
+        uidvalidity: None,
+        uid: None,
+        robot_rule: None,
+        in_reply_to: None,
+        refs: None,
+        encrypted: false,
+        truncated: false,
+        content_key: None,
     };
     store::insert_message(conn, &rec)
 }

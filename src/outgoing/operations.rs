@@ -8,6 +8,7 @@ use crate::clock::fmt_ts;
 use crate::context::Context;
 use crate::deadlines::thread_root;
 use crate::model::Kind;
+use crate::model::MessageKind;
 use crate::store::CaseRow;
 use crate::templates::{human_duration, TemplateError};
 use chrono::{DateTime, Utc};
@@ -85,7 +86,7 @@ pub fn reminder(
     Ok(build(
         ctx,
         Parts {
-            purpose: "reminder",
+            purpose: MessageKind::Reminder,
             case_id: Some(&case.id),
             voice: Voice::Robot,
             to,
@@ -159,7 +160,7 @@ pub fn digest(
     Ok(build(
         ctx,
         Parts {
-            purpose: "digest",
+            purpose: MessageKind::Digest,
             case_id: None,
             voice: Voice::Robot,
             to: vec![handler.email.clone()],
@@ -236,7 +237,7 @@ fn outage_notice(
     Ok(build(
         ctx,
         Parts {
-            purpose: "alert",
+            purpose: MessageKind::Alert,
             case_id: None,
             voice: Voice::Robot,
             to,

@@ -9,6 +9,7 @@ use crate::context::Context;
 use crate::deadlines::thread_root;
 use crate::mail::compose;
 use crate::mail::message::{Attachment, ParsedMessage};
+use crate::model::MessageKind;
 use crate::store::CaseRow;
 use crate::templates::{human_duration, TemplateError};
 use chrono::{DateTime, Utc};
@@ -45,7 +46,7 @@ pub fn acknowledgement(
     Ok(build(
         ctx,
         Parts {
-            purpose: "ack",
+            purpose: MessageKind::Ack,
             case_id: Some(case_id),
             voice: Voice::TeamReply,
             to: vec![reply.to_owned()],
@@ -67,7 +68,7 @@ pub fn acknowledgement(
 fn to_reporter<'a>(
     ctx: &Context<'_>,
     case: &'a CaseRow,
-    purpose: &'static str,
+    purpose: MessageKind,
     voice: Voice<'a>,
     body: String,
     thread: Thread,
@@ -82,7 +83,7 @@ fn to_reporter<'a>(
             to: vec![case.reporter.clone().unwrap_or_default()],
             subject: compose::reply_subject(case.subject.as_deref(), &case.id),
             body,
-            message_id: new_id(ctx, purpose, Some(&case.id)),
+            message_id: new_id(ctx, purpose.as_str(), Some(&case.id)),
             thread,
             attach: None,
             files,
@@ -111,7 +112,7 @@ pub fn relay(
     to_reporter(
         ctx,
         case,
-        "relay",
+        MessageKind::Relay,
         Voice::Handler(&name),
         body,
         thread,
@@ -152,7 +153,15 @@ pub fn update(
             advisory => u.advisory,
         },
     )?;
-    to_reporter(ctx, case, "update", Voice::TeamNotice, body, thread, &[])
+    to_reporter(
+        ctx,
+        case,
+        MessageKind::Update,
+        Voice::TeamNotice,
+        body,
+        thread,
+        &[],
+    )
 }
 
 /// The advisory's text (`advisory.txt`): `summary` and the case's facts.
@@ -200,7 +209,7 @@ pub fn announcement(
     Ok(build(
         ctx,
         Parts {
-            purpose: "announce",
+            purpose: MessageKind::Announce,
             case_id: Some(&case.id),
             voice: Voice::Announcement,
             to,

@@ -13,7 +13,7 @@ pub struct DeadlineRow {
     #[serde(skip)]
     pub id: i64,
     pub case_id: String,
-    pub kind: String,
+    pub kind: Kind,
     pub due_at: String,
     pub met_at: Option<String>,
     pub met_how: Option<String>,

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 // Messages
 
 /// A message to record.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewMessage<'a> {
     pub direction: crate::model::Direction,
     pub dedup_key: String,
@@ -18,7 +18,7 @@ pub struct NewMessage<'a> {
     pub uid: Option<u32>,
     pub message_id: Option<String>,
     pub case_id: Option<String>,
-    pub kind: &'static str,
+    pub kind: crate::model::MessageKind,
     pub robot_rule: Option<&'static str>,
     pub from_addr: Option<String>,
     pub to_addrs: Option<String>,
@@ -153,7 +153,10 @@ pub fn case_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>
 }
 
 /// The kind of the message we stored with Message-ID `mid`, if any.
-pub fn kind_of_message_id(conn: &Connection, mid: &str) -> Result<Option<String>, StoreError> {
+pub fn kind_of_message_id(
+    conn: &Connection,
+    mid: &str,
+) -> Result<Option<crate::model::MessageKind>, StoreError> {
     row(
         conn,
         "SELECT kind FROM messages WHERE message_id = ?1 ORDER BY id LIMIT 1",
@@ -195,7 +198,7 @@ pub fn set_message_case(conn: &Connection, msg: i64, case_id: &str) -> Result<()
 pub struct MessageRow {
     pub id: i64,
     pub direction: crate::model::Direction,
-    pub kind: String,
+    pub kind: crate::model::MessageKind,
     pub robot_rule: Option<String>,
     pub message_id: Option<String>,
     pub case_id: Option<String>,
@@ -383,7 +386,11 @@ pub fn set_quiet(conn: &Connection, case_id: &str, quiet: bool) -> Result<(), St
     Ok(())
 }
 
-pub fn set_message_kind(conn: &Connection, id: i64, kind: &str) -> Result<(), StoreError> {
+pub fn set_message_kind(
+    conn: &Connection,
+    id: i64,
+    kind: crate::model::MessageKind,
+) -> Result<(), StoreError> {
     exec(
         conn,
         "UPDATE messages SET kind = ?2 WHERE id = ?1",

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection};
 pub struct OutboxItem {
     pub id: i64,
     pub case_id: Option<String>,
-    pub purpose: String,
+    pub purpose: crate::model::MessageKind,
     pub envelope_from: String,
     pub recipients: Vec<String>,
     pub attempts: u32,
@@ -26,7 +26,7 @@ pub fn enqueue(
     conn: &Connection,
     message: i64,
     case_id: Option<&str>,
-    purpose: &str,
+    purpose: crate::model::MessageKind,
     envelope_from: &str,
     recipients: &[String],
     now: DateTime<Utc>,
@@ -53,7 +53,7 @@ pub fn enqueue(
     )
     .ctx("queueing outgoing mail")?;
     let id = conn.last_insert_rowid();
-    if purpose == "ack" {
+    if purpose == crate::model::MessageKind::Ack {
         let minute = now.timestamp().div_euclid(60);
         let n: i64 = row(
             conn,

@@ -23,9 +23,27 @@ fn the_hourly_ack_count_is_a_sliding_window_of_minutes() {
     let to = vec!["a@example.net".to_string()];
     for (i, minutes) in [0i64, 10, 59, 59].iter().enumerate() {
         let at = t0 + chrono::Duration::minutes(*minutes);
-        enqueue(c, msg(i as i64), None, "ack", "s@x", &to, at).unwrap();
+        enqueue(
+            c,
+            msg(i as i64),
+            None,
+            crate::model::MessageKind::Ack,
+            "s@x",
+            &to,
+            at,
+        )
+        .unwrap();
     }
-    enqueue(c, msg(9), None, "notification", "s@x", &to, t0).unwrap();
+    enqueue(
+        c,
+        msg(9),
+        None,
+        crate::model::MessageKind::Notification,
+        "s@x",
+        &to,
+        t0,
+    )
+    .unwrap();
     let at = |m: i64| t0 + chrono::Duration::minutes(m);
     assert_eq!(acks_last_hour(c, at(59)).unwrap(), 4);
     assert_eq!(acks_last_hour(c, at(60)).unwrap(), 3);
@@ -49,11 +67,25 @@ fn large_messages_are_streamed_into_the_blob_intact() {
         let m = NewMessage {
             direction: crate::model::Direction::In,
             dedup_key: format!("k{n}"),
-            kind: "report",
+            kind: crate::model::MessageKind::Report,
             size: len as u64,
             at: crate::clock::parse_ts("2026-03-01T12:00:00Z").unwrap(),
             raw: &raw,
-            ..NewMessage::default()
+            folder: None,
+            uidvalidity: None,
+            uid: None,
+            message_id: None,
+            case_id: None,
+            robot_rule: None,
+            from_addr: None,
+            to_addrs: None,
+            subject: None,
+            in_reply_to: None,
+            refs: None,
+            parsed_ok: true,
+            encrypted: false,
+            truncated: false,
+            content_key: None,
         };
         let id = insert_message(s.conn(), &m).unwrap();
         assert_eq!(

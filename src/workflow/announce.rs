@@ -129,7 +129,7 @@ fn not_yet(
     // says otherwise: /announce once went out two weeks early.
     let embargo = deadlines::of_case(conn, &case.id)?
         .into_iter()
-        .find(|d| d.kind == Kind::Embargo.as_str() && d.met_at.is_none())
+        .find(|d| d.kind == Kind::Embargo && d.met_at.is_none())
         .filter(|d| crate::clock::parse_ts(&d.due_at).is_some_and(|t| t > ctx.now));
     if let (Some(e), false) = (embargo, now) {
         return Ok(Some(format!(

@@ -399,8 +399,9 @@ fn tell_reporter(run: &Run<'_>, cmd: &Command, done: String) -> Result<Reply, Ca
         match store::messages_of_case(conn, &run.case.id)?
             .iter()
             .rev()
-            .find(|m| m.direction == Direction::Out && m.kind == "announce")
-        {
+            .find(|m| {
+                m.direction == Direction::Out && m.kind == crate::model::MessageKind::Announce
+            }) {
             Some(m) => stored_text(conn, m)?,
             None => String::new(),
         }

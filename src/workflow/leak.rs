@@ -4,19 +4,9 @@
 
 use crate::mail::quote::collapsed;
 use crate::model::Direction;
+use crate::model::MessageKind;
 use crate::store::{self, CaseRow, StoreError};
 use rusqlite::Connection;
-
-/// Outgoing kinds that are internal: only handlers ever see them.
-const INTERNAL_KINDS: &[&str] = &[
-    "notification",
-    "note",
-    "team-copy",
-    "command-reply",
-    "reminder",
-    "alert",
-    "digest",
-];
 
 /// The normalised, non-trivial lines of the internal mail about `case`
 /// (notification, notes, confirmations, reminders, alerts), without the
@@ -43,9 +33,8 @@ pub(super) fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines,
     let mut reporters_all = HashSet::new();
     for m in store::messages_of_case(conn, &case.id)? {
         let from_reporter = m.direction == Direction::In
-            && (m.kind == "report" || m.from.is_some() && m.from == case.reporter);
-        let internal_mail =
-            m.direction == Direction::Out && INTERNAL_KINDS.contains(&m.kind.as_str());
+            && (m.kind == MessageKind::Report || m.from.is_some() && m.from == case.reporter);
+        let internal_mail = m.direction == Direction::Out && m.kind.is_internal();
         if !from_reporter && !internal_mail {
             continue;
         }
@@ -134,7 +123,7 @@ pub(super) fn quotes_the_report(
     text: &str,
 ) -> Result<Option<String>, StoreError> {
     for m in store::messages_of_case(conn, &case.id)? {
-        if m.kind != "report" {
+        if m.kind != MessageKind::Report {
             continue;
         }
         let report = stored_text(conn, &m)?;

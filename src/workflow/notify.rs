@@ -8,6 +8,7 @@ use crate::context::{CaseError, Context};
 use crate::mail::compose;
 use crate::mail::message::ParsedMessage;
 use crate::mail::quote::strip_quote;
+use crate::model::MessageKind;
 use crate::outgoing::handlers::{self, CommandResult, Original, Outcome};
 use crate::outgoing::{queue_outgoing, Letter, LetterError};
 use crate::store::{self, CaseRow};
@@ -37,7 +38,7 @@ pub(super) fn queue_for_handlers(
     conn: &Connection,
     ctx: &Context<'_>,
     case_id: &str,
-    purpose: &str,
+    purpose: MessageKind,
     letter: Result<Letter, LetterError>,
 ) -> Result<(), CaseError> {
     match letter {
@@ -74,7 +75,7 @@ pub fn notify_new_case(
     }
     let events = store::events_of_case(conn, &case.id)?;
     let letter = handlers::notification(ctx, case, to, p, &events, original);
-    queue_for_handlers(conn, ctx, &case.id, "notification", letter)
+    queue_for_handlers(conn, ctx, &case.id, MessageKind::Notification, letter)
 }
 
 /// Builds and queues the notifications promised by new cases, at most
@@ -134,7 +135,7 @@ pub fn forward_follow_up(
         return Ok(());
     }
     let letter = handlers::follow_up(ctx, case, to, p, raw);
-    queue_for_handlers(conn, ctx, &case.id, "forward", letter)
+    queue_for_handlers(conn, ctx, &case.id, MessageKind::Forward, letter)
 }
 
 /// The value of a `Credit: …` line (at the start of a line, case
@@ -178,7 +179,7 @@ pub fn forged(
         let to = all_handlers(ctx);
         if !to.is_empty() {
             let letter = handlers::forged(ctx, case, to, email, why);
-            queue_for_handlers(conn, ctx, &case.id, "alert", letter)?;
+            queue_for_handlers(conn, ctx, &case.id, MessageKind::Alert, letter)?;
         }
     }
     Ok(())
@@ -209,7 +210,7 @@ pub fn acks_held_alert(
         return Ok(());
     }
     let letter = handlers::held_acks(ctx, &case, to, why);
-    queue_for_handlers(conn, ctx, case_id, "alert", letter)
+    queue_for_handlers(conn, ctx, case_id, MessageKind::Alert, letter)
 }
 
 /// An internal note: stored, copied to the other handlers.
@@ -233,7 +234,7 @@ pub fn note(
         return Ok(());
     }
     let letter = handlers::note(ctx, case, others, author, text);
-    queue_for_handlers(conn, ctx, &case.id, "note", letter)
+    queue_for_handlers(conn, ctx, &case.id, MessageKind::Note, letter)
 }
 
 /// Tells the handler, in the case's thread, exactly what their mail did:
@@ -253,7 +254,7 @@ pub(super) fn confirm(
         .unwrap_or_default();
     let answers = p.message_id.as_deref();
     let letter = handlers::confirmation(ctx, case, email, answers, results, outcome, &state);
-    queue_for_handlers(conn, ctx, &case.id, "command-reply", letter)
+    queue_for_handlers(conn, ctx, &case.id, MessageKind::CommandReply, letter)
 }
 
 /// Copies to the other handlers what a handler's mail did for everyone
@@ -290,7 +291,7 @@ pub(super) fn team_copy(
         return Ok(());
     }
     let letter = handlers::team_copy(ctx, case, others, email, relayed, &done);
-    queue_for_handlers(conn, ctx, &case.id, "team-copy", letter)
+    queue_for_handlers(conn, ctx, &case.id, MessageKind::TeamCopy, letter)
 }
 
 /// A handler's commands or note that thread into no case: the reply says

@@ -10,6 +10,7 @@ use crate::deadlines;
 use crate::mail::quote::strip_quote;
 use crate::model::Direction;
 use crate::model::Kind;
+use crate::model::MessageKind;
 use crate::outgoing::outside;
 use crate::outgoing::{queue_outgoing, Letter, LetterError, Thread};
 use crate::store::{self, CaseRow, StoreError};
@@ -33,9 +34,9 @@ pub(super) fn relay(
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
     let sent = match unusable_reporter(ctx, case) {
-        Some(why) => Err(why),
+        Some(why) => ToReporter::NotSent(why),
         None => match leak(conn, case, text, files)? {
-            Some(why) => Err(why),
+            Some(why) => ToReporter::NotSent(why),
             None => {
                 let thread = reporter_thread(conn, case)?;
                 let letter = outside::relay(ctx, case, thread, email, text, files);
@@ -44,8 +45,8 @@ pub(super) fn relay(
         },
     };
     let out = match sent {
-        Ok(out) => out,
-        Err(why) => {
+        ToReporter::Queued(out) => out,
+        ToReporter::NotSent(why) => {
             store::add_event(
                 conn,
                 &case.id,
@@ -86,21 +87,28 @@ pub(super) fn unusable_reporter(ctx: &Context<'_>, case: &CaseRow) -> Option<Str
     }
 }
 
-/// Queues a letter to the case's reporter. `Ok(Err(why))` when it could
-/// not be put together; a broken template is an error. The caller has
-/// checked [`unusable_reporter`].
+/// What became of a letter to the reporter.
+enum ToReporter {
+    Queued(Letter),
+    /// Not sent, and why (one line for the handler and the case events).
+    NotSent(String),
+}
+
+/// Queues a letter to the case's reporter, or says why it could not be
+/// put together; a broken template is an error (a configuration
+/// problem). The caller has checked [`unusable_reporter`].
 fn send_to_reporter(
     conn: &Connection,
     ctx: &Context<'_>,
     letter: Result<Letter, LetterError>,
-) -> Result<Result<Letter, String>, CaseError> {
+) -> Result<ToReporter, CaseError> {
     match letter {
         Ok(letter) => {
             queue_outgoing(conn, ctx, &letter)?;
-            Ok(Ok(letter))
+            Ok(ToReporter::Queued(letter))
         }
         Err(LetterError::Template(e)) => Err(e.into()),
-        Err(LetterError::Compose(e)) => Ok(Err(e.to_string())),
+        Err(LetterError::Compose(e)) => Ok(ToReporter::NotSent(e.to_string())),
     }
 }
 
@@ -114,9 +122,10 @@ fn reporter_thread(conn: &Connection, case: &CaseRow) -> Result<Thread, StoreErr
     for m in &msgs {
         let Some(mid) = &m.message_id else { continue };
         let theirs = m.direction == Direction::In
-            && matches!(m.kind.as_str(), "report" | "follow-up")
-            && (m.from.as_deref() == reporter || m.kind == "report");
-        let ours = m.direction == Direction::Out && matches!(m.kind.as_str(), "ack" | "relay");
+            && m.kind.is_reporters()
+            && (m.from.as_deref() == reporter || m.kind == MessageKind::Report);
+        let ours = m.direction == Direction::Out
+            && matches!(m.kind, MessageKind::Ack | MessageKind::Relay);
         if theirs {
             last_in = Some(mid.clone());
         }
@@ -156,12 +165,12 @@ pub(super) fn reporter_update(
         unusable_reporter(ctx, case)
     };
     let sent = match skip {
-        Some(why) => Err(why),
+        Some(why) => ToReporter::NotSent(why),
         None => {
             let date_of = |kind: Kind| -> Result<String, StoreError> {
                 Ok(deadlines::of_case(conn, &case.id)?
                     .into_iter()
-                    .find(|d| d.kind == kind.as_str())
+                    .find(|d| d.kind == kind)
                     .map(|d| d.due_at.chars().take(10).collect::<String>())
                     .unwrap_or_default())
             };
@@ -179,8 +188,8 @@ pub(super) fn reporter_update(
         }
     };
     let out = match sent {
-        Ok(out) => out,
-        Err(why) => {
+        ToReporter::Queued(out) => out,
+        ToReporter::NotSent(why) => {
             store::add_event(
                 conn,
                 &case.id,

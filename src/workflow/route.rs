@@ -10,6 +10,7 @@ use crate::commands::{self, Command};
 use crate::context::{CaseError, Context};
 use crate::mail::message::ParsedMessage;
 use crate::mail::quote::{inline_answer, layout, strip_quote, Layout};
+use crate::model::MessageKind;
 use crate::outgoing::handlers::{CommandResult, Outcome};
 use crate::store::{self, CaseRow, StoreError};
 use rusqlite::Connection;
@@ -20,10 +21,10 @@ fn replies_to_internal(conn: &Connection, p: &ParsedMessage) -> Result<bool, Sto
     let Some(parent) = p.in_reply_to.first() else {
         return Ok(false);
     };
-    Ok(matches!(
-        store::kind_of_message_id(conn, parent)?.as_deref(),
-        Some("note" | "reminder" | "command-reply" | "alert" | "digest" | "team-copy")
-    ))
+    // Not a notification: a reply to one is a handler answering the
+    // reporter (relayed), the one internal letter meant to be answered so.
+    Ok(store::kind_of_message_id(conn, parent)?
+        .is_some_and(|k| k.is_internal() && k != MessageKind::Notification))
 }
 
 /// Whether `p` was addressed to the comment address (plus-address or alias).
