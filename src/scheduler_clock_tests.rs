@@ -70,7 +70,7 @@ impl Bench {
             poisoned: false,
         };
         let tx = self.store.transaction().unwrap();
-        let o = crate::cases::ingest(&tx, &ctx, &m).unwrap();
+        let o = crate::cases::ingest(&tx, &ctx, &m, &crate::cases::read(raw, false)).unwrap();
         tx.commit().unwrap();
         match o {
             crate::cases::Outcome::NewCase { case_id, .. } => case_id,

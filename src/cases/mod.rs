@@ -1,7 +1,7 @@
 //! Cases: what an incoming message does, recorded in one transaction.
 //!
-//! [`ingest`] is the heart of secintake. Given one raw message and an open
-//! transaction it decides (new report, follow-up of a case, robot, duplicate
+//! [`ingest`] is the heart of secintake. Given one message, already read
+//! by [`read`] outside the transaction, and an open transaction it decides (new report, follow-up of a case, robot, duplicate
 //! or too old to answer) and records everything that follows from that
 //! decision: the raw bytes, the case, its audit events and the
 //! acknowledgement in the outbox. The caller commits together with the
@@ -25,6 +25,7 @@ use crate::mail::classify;
 use crate::mail::compose;
 use crate::mail::message::{self, ParsedMessage};
 use crate::model::Direction;
+use crate::model::MessageKind;
 use crate::store::{self, NewMessage, StoreError};
 use crate::workflow;
 use chrono::{DateTime, Utc};
@@ -122,43 +123,50 @@ fn intake_notes(m: &Incoming<'_>, p: &ParsedMessage, reused_id: bool) -> Vec<Str
     notes
 }
 
-/// Records one incoming message and its effects. Runs inside the caller's
-/// transaction; the caller commits.
+/// Reads a fetched message: the parse, the costly part of intake that
+/// needs no database, so intake runs it before it takes the store and
+/// opens the write transaction. A poisoned message is not parsed again.
+pub fn read(raw: &[u8], poisoned: bool) -> ParsedMessage {
+    if poisoned {
+        message::unparsed(raw)
+    } else {
+        message::parse(raw)
+    }
+}
+
+/// Records one incoming message, read by [`read`], and its effects. Runs
+/// inside the caller's transaction; the caller commits.
 pub fn ingest(
     conn: &Connection,
     ctx: &Context<'_>,
     m: &Incoming<'_>,
+    p: &ParsedMessage,
 ) -> Result<Outcome, CaseError> {
-    let p = if m.poisoned {
-        message::unparsed(m.raw)
-    } else {
-        message::parse(m.raw)
-    };
-    let Some(DedupKey { key, reused }) = dedup_key(conn, &p)? else {
+    let Some(DedupKey { key, reused }) = dedup_key(conn, p)? else {
         return Ok(Outcome::Duplicate);
     };
-    let notes = intake_notes(m, &p, reused);
+    let notes = intake_notes(m, p, reused);
     let own = ctx.own_addresses();
-    let rule = classify::robot_rule(&p, &own);
-    let mut rec = new_record(m, &p, key);
+    let rule = classify::robot_rule(p, &own);
+    let mut rec = new_record(m, p, key);
 
     if let Some(rule) = rule {
-        return robot(conn, ctx, m, &p, rec, rule);
+        return robot(conn, ctx, m, p, rec, rule);
     }
-    let (case_id, refers_to) = case_of(conn, ctx, &p)?;
+    let (case_id, refers_to) = case_of(conn, ctx, p)?;
     if let Some(c) = case_id {
-        return follow_up(conn, ctx, m, &p, rec, c, &notes);
+        return follow_up(conn, ctx, m, p, rec, c, &notes);
     }
 
     // A handler's commands or note that names no case: say so instead of
     // opening a case for it.
-    if let auth::Sender::Handler { email, .. } = auth::sender(ctx.cfg, &p) {
+    if let auth::Sender::Handler { email, .. } = auth::sender(ctx.cfg, p) {
         let body = p.text_body.as_deref().unwrap_or("");
-        let to_comment = workflow::to_comment_address(ctx, &p);
+        let to_comment = workflow::to_comment_address(ctx, p);
         if to_comment || !crate::commands::parse(body).commands.is_empty() {
-            rec.kind = "handler";
+            rec.kind = MessageKind::Handler;
             store::insert_message(conn, &rec)?;
-            workflow::no_case_reply(conn, ctx, &email, &p)?;
+            workflow::no_case_reply(conn, ctx, &email, p)?;
             return Ok(Outcome::HandlerWithoutCase);
         }
     }
@@ -167,17 +175,17 @@ pub fn ingest(
     // a time in the future.
     let received = m.internal_date.unwrap_or(m.seen_at).min(m.seen_at);
     if m.not_before.is_some_and(|nb| received < nb) {
-        rec.kind = "old";
+        rec.kind = MessageKind::Old;
         store::insert_message(conn, &rec)?;
         return Ok(Outcome::Old);
     }
 
-    rec.kind = "report";
+    rec.kind = MessageKind::Report;
     let (case_id, ack_queued) = open_case(
         conn,
         ctx,
         Report::New(Box::new(rec)),
-        &p,
+        p,
         received,
         "secintake",
     )?;
@@ -215,7 +223,7 @@ fn robot(
     rule: classify::RobotRule,
 ) -> Result<Outcome, CaseError> {
     let case_id = case_of_robot(conn, p, m.raw)?;
-    rec.kind = "robot";
+    rec.kind = MessageKind::Robot;
     rec.robot_rule = Some(rule.as_str());
     rec.case_id = case_id.clone();
     store::insert_message(conn, &rec)?;
@@ -248,7 +256,7 @@ fn follow_up(
     c: String,
     notes: &[String],
 ) -> Result<Outcome, CaseError> {
-    rec.kind = "follow-up";
+    rec.kind = MessageKind::FollowUp;
     rec.case_id = Some(c.clone());
     store::insert_message(conn, &rec)?;
     add_notes(conn, ctx, &c, notes, p.message_id.as_deref())?;
@@ -317,7 +325,7 @@ fn new_record<'a>(m: &Incoming<'a>, p: &ParsedMessage, key: String) -> NewMessag
         uid: Some(m.uid),
         message_id: p.message_id.clone(),
         case_id: None,
-        kind: "report",
+        kind: MessageKind::Report,
         robot_rule: None,
         from_addr: p.from.as_ref().map(|a| a.email.clone()),
         to_addrs: join(&to),
@@ -365,6 +373,11 @@ mod tests {
         }
     }
 
+    /// Reads and records `m`, as intake does.
+    fn record(tx: &Connection, ctx: &Context<'_>, m: &Incoming<'_>) -> Result<Outcome, CaseError> {
+        ingest(tx, ctx, m, &read(m.raw, m.poisoned))
+    }
+
     #[test]
     fn ingest_decides_report_duplicate_follow_up_robot_and_old() {
         let cfg = config();
@@ -378,7 +391,7 @@ mod tests {
         };
         let tx = store.transaction().unwrap();
         let report = b"From: rep@example.net\r\nTo: security@example.org\r\nSubject: XSS\r\nMessage-ID: <r1@example.net>\r\n\r\nbody\r\n";
-        let o = ingest(
+        let o = record(
             &tx,
             &ctx,
             &incoming(report, 1, "2026-03-01T11:00:00Z", None),
@@ -397,7 +410,7 @@ mod tests {
         assert_eq!(case.received_at, "2026-03-01T11:00:00.000Z");
         assert_eq!(case.ack_due_at, "2026-03-03T11:00:00.000Z");
         // Same Message-ID again: nothing new.
-        let o = ingest(
+        let o = record(
             &tx,
             &ctx,
             &incoming(report, 2, "2026-03-01T11:00:00Z", None),
@@ -406,7 +419,7 @@ mod tests {
         assert_eq!(o, Outcome::Duplicate);
         // A reply threading by In-Reply-To, no tag in the subject.
         let reply = b"From: rep@example.net\r\nSubject: more\r\nIn-Reply-To: <r1@example.net>\r\nMessage-ID: <r2@example.net>\r\n\r\nx\r\n";
-        let o = ingest(&tx, &ctx, &incoming(reply, 3, "2026-03-01T11:30:00Z", None)).unwrap();
+        let o = record(&tx, &ctx, &incoming(reply, 3, "2026-03-01T11:30:00Z", None)).unwrap();
         assert_eq!(
             o,
             Outcome::FollowUp {
@@ -415,7 +428,7 @@ mod tests {
         );
         // The case tag from a stranger opens a new case.
         let stranger = b"From: x@example.net\r\nSubject: [SEC-2026-0001] hi\r\nMessage-ID: <s1@example.net>\r\n\r\nx\r\n";
-        let o = ingest(
+        let o = record(
             &tx,
             &ctx,
             &incoming(stranger, 4, "2026-03-01T11:40:00Z", None),
@@ -424,7 +437,7 @@ mod tests {
         assert!(matches!(o, Outcome::NewCase { .. }), "{o:?}");
         // A robot is stored, opens nothing, answers nothing.
         let ooo = b"From: ooo@example.net\r\nAuto-Submitted: auto-replied\r\nSubject: Out of office\r\nMessage-ID: <o1@example.net>\r\n\r\nx\r\n";
-        let o = ingest(&tx, &ctx, &incoming(ooo, 5, "2026-03-01T11:50:00Z", None)).unwrap();
+        let o = record(&tx, &ctx, &incoming(ooo, 5, "2026-03-01T11:50:00Z", None)).unwrap();
         assert_eq!(
             o,
             Outcome::Robot {
@@ -437,11 +450,11 @@ mod tests {
         let old =
             b"From: a@example.net\r\nSubject: old\r\nMessage-ID: <a1@example.net>\r\n\r\nx\r\n";
         let nb = Some("2026-02-20T00:00:00Z");
-        let o = ingest(&tx, &ctx, &incoming(old, 6, "2026-01-01T00:00:00Z", nb)).unwrap();
+        let o = record(&tx, &ctx, &incoming(old, 6, "2026-01-01T00:00:00Z", nb)).unwrap();
         assert_eq!(o, Outcome::Old);
         let late =
             b"From: b@example.net\r\nSubject: late\r\nMessage-ID: <b1@example.net>\r\n\r\nx\r\n";
-        let o = ingest(&tx, &ctx, &incoming(late, 7, "2026-02-21T00:00:00Z", nb)).unwrap();
+        let o = record(&tx, &ctx, &incoming(late, 7, "2026-02-21T00:00:00Z", nb)).unwrap();
         assert!(matches!(o, Outcome::NewCase { .. }), "{o:?}");
     }
 }

@@ -97,6 +97,19 @@ impl Intake {
         poisoned: bool,
     ) -> Result<(), IntakeError> {
         let bytes: usize = fetched.iter().map(|m| m.raw().len()).sum();
+        // Parsing, the costly part, happens here on the blocking pool,
+        // before the store is taken: the write transaction only decides
+        // and writes, and the other loops wait for it less. (A parser
+        // crash still counts against the attempt committed above.)
+        let (fetched, parsed) = tokio::task::spawn_blocking(move || {
+            let parsed: Vec<_> = fetched
+                .iter()
+                .map(|m| cases::read(m.raw(), poisoned))
+                .collect();
+            (fetched, parsed)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         let cfg = self.cfg.clone();
         let templates = self.templates.clone();
         let clock = self.clock.clone();
@@ -122,7 +135,7 @@ impl Intake {
                         .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
                 });
                 let mut outcomes = Vec::with_capacity(fetched.len());
-                for m in &fetched {
+                for (m, p) in fetched.iter().zip(&parsed) {
                     let incoming = Incoming {
                         folder: &folder,
                         uidvalidity,
@@ -135,7 +148,7 @@ impl Intake {
                         truncated: m.truncated,
                         poisoned,
                     };
-                    outcomes.push((m.uid, cases::ingest(&tx, &ctx, &incoming)?));
+                    outcomes.push((m.uid, cases::ingest(&tx, &ctx, &incoming, p)?));
                 }
                 // The UID FETCH completed OK: a UID of the group it did not
                 // return was expunged meanwhile, so moving past it loses nothing.
