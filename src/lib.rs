@@ -9,7 +9,8 @@
 //!    `config`, `templates`, `tls`, `memory`, `gate` (the backlog priority
 //!    rule between the loops), `model` (the vocabulary: case ids, `State`,
 //!    deadline `Kind`, the address key), `osv` (the OSV record of a case
-//!    and the ecosystems `config` checks against).
+//!    and the ecosystems `config` checks against), `openpgp` (the rPGP
+//!    adapter: keys, decrypting, encrypting, signatures).
 //! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
 //!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
 //!    reply address), `mail::auth` (is this a handler?), `mail::quote`
@@ -42,6 +43,7 @@ pub(crate) mod intake;
 pub mod mail;
 pub(crate) mod memory;
 pub mod model;
+pub mod openpgp;
 pub mod osv;
 pub(crate) mod outbox;
 pub(crate) mod outgoing;
