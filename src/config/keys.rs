@@ -44,18 +44,22 @@ schema! {
         acknowledge, respond, remind_before, escalate_every, escalate_to, ack_alert_after,
         digest_at, timezone,
     ],
-    handlers: [name, email],
+    handlers: [name, email, pgp_key],
     limits: [
         acks_per_sender_per_day, acks_per_hour, ack_only_if, max_message_size, alert_after,
     ],
     templates: [dir],
     intake: [backfill, batch_size],
-    handler_auth: [trusted_authserv_id, trust_unauthenticated, border_hosts],
+    handler_auth: [trusted_authserv_id, trust_unauthenticated, border_hosts, accept],
     workflow: [assign, team_copies],
     announce: [
         list, advisory_url, osv_ecosystem, osv_package, osv_range_type, osv_id_prefix,
     ],
     reporter: [updates],
+    pgp: [
+        secret_key_file, passphrase_file, keyring_dir, sign_acknowledgements,
+        cleartext_to_handlers,
+    ],
 }
 
 #[cfg(test)]

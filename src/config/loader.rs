@@ -228,28 +228,37 @@ impl<'l> Section<'l> {
                 }
                 Ok(Some(secret))
             }
-            (None, Some(file)) => {
-                let path = file.path()?;
-                let bytes = std::fs::read(&path).map_err(|err| file.read_fail(&path, &err))?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| file.fail("the file is not valid UTF-8"))?;
-                let secret = text.trim_end_matches(['\n', '\r']);
-                if secret.is_empty() {
-                    return Err(file.fail("the file is empty"));
-                }
-                if secret.contains(['\r', '\n', '\0']) {
-                    return Err(
-                        file.fail("the file holds more than one line; expected the secret alone")
-                    );
-                }
-                Ok(Some(secret.to_string()))
-            }
+            (None, Some(file)) => file.secret_file().map(Some),
             (None, None) => Ok(None),
         }
     }
 }
 
 impl Field<'_> {
+    /// The secret held alone in the file this field names (a trailing
+    /// newline trimmed), e.g. a systemd `LoadCredential=` file.
+    pub(super) fn secret_file(&self) -> Result<String, ConfigError> {
+        let path = self.path()?;
+        let bytes = std::fs::read(&path).map_err(|err| self.read_fail(&path, &err))?;
+        let text =
+            String::from_utf8(bytes).map_err(|_| self.fail("the file is not valid UTF-8"))?;
+        let secret = text.trim_end_matches(['\n', '\r']);
+        if secret.is_empty() {
+            return Err(self.fail("the file is empty"));
+        }
+        if secret.contains(['\r', '\n', '\0']) {
+            return Err(self.fail("the file holds more than one line; expected the secret alone"));
+        }
+        Ok(secret.to_string())
+    }
+
+    /// The bytes of the file this field names, with the path they came from.
+    pub(super) fn file_bytes(&self) -> Result<(PathBuf, Vec<u8>), ConfigError> {
+        let path = self.path()?;
+        let bytes = std::fs::read(&path).map_err(|err| self.read_fail(&path, &err))?;
+        Ok((path, bytes))
+    }
+
     fn is_from_env(&self) -> bool {
         self.value.origin() == Some(ENV_ORIGIN)
     }

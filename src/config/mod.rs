@@ -46,11 +46,13 @@ mod env;
 mod keys;
 mod load;
 mod loader;
+mod pgp;
 mod sections;
 mod servers;
 mod units;
 mod validate;
 
+pub use pgp::Pgp;
 pub use units::{parse_duration, parse_size};
 
 /// The whole validated configuration.
@@ -82,6 +84,8 @@ pub struct Config {
     pub announce: Announce,
     /// What reporters are told after the acknowledgement.
     pub reporter: Reporter,
+    /// `[pgp]`: the team's OpenPGP key, when it has one.
+    pub pgp: Option<Pgp>,
     /// Problems with the files the configuration was read from, found at
     /// load (a password in a file other users can read); part of
     /// [`Config::warnings`].
@@ -140,6 +144,11 @@ pub struct HandlerAuth {
     /// (e.g. the IMAP server's LMTP, an internal relay), lowercased: their
     /// `Received` fields are not "another host" (see `auth`).
     pub border_hosts: Vec<String>,
+    /// Accept the verdict of `trusted_authserv_id` (default yes).
+    pub accept_authentication_results: bool,
+    /// Accept a valid OpenPGP signature by the handler's `pgp_key`
+    /// (default yes).
+    pub accept_pgp_signature: bool,
 }
 
 /// `[mailbox]`: the security@ address itself.
@@ -299,6 +308,9 @@ pub struct Handler {
     pub name: String,
     /// Address, lowercased; unique among handlers.
     pub email: String,
+    /// Their OpenPGP public key: mail about encrypted reports goes to them
+    /// encrypted; without one they get the facts only.
+    pub pgp_key: Option<crate::openpgp::PublicKey>,
 }
 
 /// `[limits]`.

@@ -12,6 +12,7 @@ use config::{Map, Value};
 use super::announce::announce_from;
 use super::keys::{self, SECTIONS};
 use super::loader::{Field, Loader, Section};
+use super::pgp::{handler_key, pgp_from};
 use super::servers::{imap_from, smtp_from};
 use super::units::parse_duration;
 use super::validate::valid_address;
@@ -63,9 +64,11 @@ pub(super) fn config_from(
     let workflow = loader.section(&mut root, keys::workflow::NAME, keys::workflow::KEYS)?;
     let announce = loader.section(&mut root, keys::announce::NAME, keys::announce::KEYS)?;
     let reporter = loader.section(&mut root, keys::reporter::NAME, keys::reporter::KEYS)?;
+    let pgp = loader.section(&mut root, keys::pgp::NAME, keys::pgp::KEYS)?;
 
     let mailbox = mailbox_from(mailbox)?;
     let handlers = handlers_from(handlers, &mailbox)?;
+    let pgp = pgp_from(pgp, &mailbox)?;
     Ok(Config {
         imap: imap_from(imap)?,
         smtp: smtp_from(smtp)?,
@@ -80,6 +83,7 @@ pub(super) fn config_from(
         reporter: reporter_from(reporter)?,
         mailbox,
         handlers,
+        pgp,
         file_warnings: Vec::new(),
     })
 }
@@ -221,7 +225,26 @@ fn reporter_from(mut s: Section<'_>) -> Result<Reporter, ConfigError> {
 }
 
 fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
+    const ACCEPT: [&str; 2] = ["authentication-results", "pgp-signature"];
+    let accept = match s.get(keys::handler_auth::accept) {
+        None => ACCEPT.iter().map(|a| a.to_string()).collect(),
+        Some(f) => {
+            let list = f.list()?;
+            if let Some(bad) = list.iter().find(|a| !ACCEPT.contains(&a.as_str())) {
+                return Err(f.fail(format_args!(
+                    "{bad:?} is not a proof secintake knows (expected {})",
+                    ACCEPT.map(|a| format!("{a:?}")).join(", ")
+                )));
+            }
+            if list.is_empty() {
+                return Err(f.fail("must name at least one proof"));
+            }
+            list
+        }
+    };
     Ok(HandlerAuth {
+        accept_authentication_results: accept.iter().any(|a| a == ACCEPT[0]),
+        accept_pgp_signature: accept.iter().any(|a| a == ACCEPT[1]),
         trusted_authserv_id: s
             .get(keys::handler_auth::trusted_authserv_id)
             .map(|f| f.line().map(|l| l.trim().to_ascii_lowercase()))
@@ -266,7 +289,15 @@ fn handlers_from(tables: Vec<Section<'_>>, mailbox: &Mailbox) -> Result<Vec<Hand
             return Err(email_field.fail(format_args!("duplicate of {first}")));
         }
         seen.insert(email.clone(), email_field.key.clone());
-        out.push(Handler { name, email });
+        let pgp_key = t
+            .get(keys::handlers::pgp_key)
+            .map(|f| handler_key(&f, &email))
+            .transpose()?;
+        out.push(Handler {
+            name,
+            email,
+            pgp_key,
+        });
     }
     Ok(out)
 }

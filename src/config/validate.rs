@@ -30,6 +30,7 @@ impl Config {
                     .to_string(),
             );
         }
+        out.extend(self.pgp_warnings(chrono::Utc::now()));
         if self.handlers.is_empty() {
             out.push(
                 "no [[handlers]] configured: new reports have nobody to handle them".to_string(),
@@ -157,6 +158,53 @@ pub(super) fn valid_host(s: &str) -> Option<String> {
         || host.contains(|c: char| c.is_whitespace() || c == '/' || c == '@')
         || (host.contains(':') && !ip);
     (!bad).then(|| host.to_string())
+}
+
+impl Config {
+    /// What will stop working with the configured OpenPGP keys: a team key
+    /// others can read, keys that expired or soon will (a key that cannot
+    /// encrypt only costs its owner the report text, so it is a warning,
+    /// not a refusal to start).
+    fn pgp_warnings(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        let soon = now + chrono::Duration::days(30);
+        let expiry = |what: String, at: Option<chrono::DateTime<chrono::Utc>>| match at {
+            Some(t) if t <= now => Some(format!("{what} expired on {}", t.format("%Y-%m-%d"))),
+            Some(t) if t <= soon => Some(format!("{what} expires on {}", t.format("%Y-%m-%d"))),
+            _ => None,
+        };
+        if let Some(p) = &self.pgp {
+            let mode = std::fs::metadata(&p.secret_key_file)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            if mode & 0o044 != 0 {
+                out.push(format!(
+                    "pgp.secret_key_file {} can be read by other users (mode {mode:o}): chmod 600 it",
+                    p.secret_key_file.display()
+                ));
+            }
+            let what = format!("the team key {}", p.team.fingerprint());
+            out.extend(expiry(what, p.team.expires_at()));
+        }
+        for h in &self.handlers {
+            let Some(k) = &h.pgp_key else { continue };
+            let what = format!("{}'s key {}", h.email, k.fingerprint());
+            if let Some(w) = expiry(what.clone(), k.expires_at()) {
+                out.push(w);
+            } else if !k.can_encrypt(now) {
+                out.push(format!("{what} has no subkey that can encrypt"));
+            }
+        }
+        if self.pgp.is_none() && self.handlers.iter().any(|h| h.pgp_key.is_some()) {
+            out.push(
+                "handlers have pgp_key but [pgp] secret_key_file is not set: encrypted reports \
+                 cannot be read, so there is nothing to encrypt to them"
+                    .to_string(),
+            );
+        }
+        out
+    }
 }
 
 pub(super) fn same_folder(a: &str, b: &str) -> bool {

@@ -163,7 +163,7 @@ fn unknown_section() {
         case.error(&[]),
         format!(
             "{}unknown key \"handler\" (expected one of: mailbox, imap, smtp, storage, sla, handlers, \
-             limits, templates, intake, handler_auth, workflow, announce, reporter)",
+             limits, templates, intake, handler_auth, workflow, announce, reporter, pgp)",
             case.prefix()
         )
     );
@@ -530,7 +530,7 @@ fn handler_missing_email_and_unknown_key() {
     assert_eq!(
         case.error(&[]),
         format!(
-            "{}unknown key \"handlers[0].mail\" (expected one of: name, email)",
+            "{}unknown key \"handlers[0].mail\" (expected one of: name, email, pgp_key)",
             case.prefix()
         )
     );
