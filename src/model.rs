@@ -204,6 +204,17 @@ impl MessageKind {
         )
     }
 
+    /// Internal mail that may carry what a case's mail says (the report,
+    /// a follow-up, a handler's words): for an encrypted case it goes to
+    /// handlers encrypted, or as the facts only (see `outgoing::Rendition`).
+    pub fn is_confidential(self) -> bool {
+        use MessageKind::*;
+        matches!(
+            self,
+            Notification | Forward | Note | TeamCopy | CommandReply
+        )
+    }
+
     /// Mail from the reporter's side of a case: the report or a follow-up.
     pub fn is_reporters(self) -> bool {
         matches!(self, MessageKind::Report | MessageKind::FollowUp)

@@ -70,7 +70,8 @@ impl Bench {
             poisoned: false,
         };
         let tx = self.store.transaction().unwrap();
-        let o = crate::cases::ingest(&tx, &ctx, &m, &crate::cases::read(raw, false)).unwrap();
+        let o =
+            crate::cases::ingest(&tx, &ctx, &m, &crate::cases::read(raw, false, ctx.cfg)).unwrap();
         tx.commit().unwrap();
         match o {
             crate::cases::Outcome::NewCase { case_id, .. } => case_id,

@@ -23,9 +23,10 @@ use crate::context::{CaseError, Context};
 use crate::mail::auth;
 use crate::mail::classify;
 use crate::mail::compose;
-use crate::mail::message::{self, ParsedMessage};
+use crate::mail::message::{self, Decryption, ParsedMessage};
 use crate::model::Direction;
 use crate::model::MessageKind;
+use crate::openpgp::SignatureCheck;
 use crate::store::{self, NewMessage, StoreError};
 use crate::workflow;
 use chrono::{DateTime, Utc};
@@ -113,6 +114,32 @@ fn intake_notes(m: &Incoming<'_>, p: &ParsedMessage, reused_id: bool) -> Vec<Str
             message::MAX_MIME_PARTS
         ));
     }
+    match &p.decryption {
+        Some(Decryption::Failed(why)) => notes.push(format!(
+            "the message is encrypted and secintake could not decrypt it: {why}"
+        )),
+        Some(Decryption::NoKey) => notes.push(
+            "the message is encrypted and secintake holds no team key ([pgp] secret_key_file)"
+                .to_string(),
+        ),
+        Some(Decryption::Decrypted { .. }) | None => {}
+    }
+    let issuer = |i: &Option<String>| i.clone().unwrap_or_else(|| "not named".into());
+    match p.signature() {
+        Some(SignatureCheck::Valid { fingerprint }) => {
+            notes.push(format!("OpenPGP signature: valid, by key {fingerprint}"))
+        }
+        Some(SignatureCheck::Invalid { issuer: i }) => notes.push(format!(
+            "OpenPGP signature: INVALID (key {}): the signed text was changed, or the \
+             signature forged",
+            issuer(i)
+        )),
+        Some(SignatureCheck::UnknownKey { issuer: i }) => notes.push(format!(
+            "OpenPGP signature by key {}, which secintake does not hold: not checked",
+            issuer(i)
+        )),
+        Some(SignatureCheck::Unsigned) | None => {}
+    }
     if reused_id {
         notes.push(
             "an earlier, different message carried the same Message-ID; this one was \
@@ -123,15 +150,11 @@ fn intake_notes(m: &Incoming<'_>, p: &ParsedMessage, reused_id: bool) -> Vec<Str
     notes
 }
 
-/// Reads a fetched message: the parse, the costly part of intake that
-/// needs no database, so intake runs it before it takes the store and
+/// Reads a fetched message: the parse and the decryption, the costly
+/// part of intake that needs no database, so intake runs it before it takes the store and
 /// opens the write transaction. A poisoned message is not parsed again.
-pub fn read(raw: &[u8], poisoned: bool) -> ParsedMessage {
-    if poisoned {
-        message::unparsed(raw)
-    } else {
-        message::parse(raw)
-    }
+pub fn read(raw: &[u8], poisoned: bool, cfg: &crate::config::Config) -> ParsedMessage {
+    crate::mail::decrypt::read(raw, !poisoned, cfg)
 }
 
 /// Records one incoming message, read by [`read`], and its effects. Runs
@@ -275,6 +298,9 @@ fn follow_up(
         p.message_id.as_deref(),
     )?;
     if let Some(case) = store::case(conn, &c)? {
+        if p.from.as_ref().map(|a| &a.email) == case.reporter.as_ref() {
+            workflow::keys::adopt(conn, ctx, &case, p, who, false)?;
+        }
         match auth::sender(ctx.cfg, p) {
             auth::Sender::Handler { email, .. } => {
                 let to_comment = workflow::to_comment_address(ctx, p);
@@ -375,7 +401,7 @@ mod tests {
 
     /// Reads and records `m`, as intake does.
     fn record(tx: &Connection, ctx: &Context<'_>, m: &Incoming<'_>) -> Result<Outcome, CaseError> {
-        ingest(tx, ctx, m, &read(m.raw, m.poisoned))
+        ingest(tx, ctx, m, &read(m.raw, m.poisoned, ctx.cfg))
     }
 
     #[test]

@@ -76,6 +76,7 @@ fn open_and_acknowledge(
     let times = [received, ack_due, respond_due];
     let row = new_case(ctx, &case_id, p, reply.clone(), primary, times);
     store::insert_case(conn, &row)?;
+    workflow::keys::adopt(conn, ctx, &row, p, "secintake", false)?;
     let msg_id = match report {
         Report::New(mut rec) => {
             rec.case_id = Some(case_id.clone());
@@ -152,6 +153,9 @@ fn new_case(
             Some(case_id),
             &ctx.cfg.mailbox.address,
         )),
+        encrypted: p.encrypted,
+        protected_subject: p.protected_subject.as_deref().map(compose::clean_subject),
+        reporter_key: None,
     }
 }
 

@@ -38,7 +38,7 @@ pub fn promote(
             },
         });
     }
-    let p = message::reparse(&raw, row.parsed_ok);
+    let p = crate::mail::decrypt::read(&raw, row.parsed_ok, ctx.cfg);
     store::set_message_kind(conn, msg_id, MessageKind::Report)?;
     let (case_id, acked) = open_case(conn, ctx, Report::Stored(msg_id), &p, ctx.now, actor)?;
     store::add_event(

@@ -52,6 +52,7 @@ pub(super) fn case_show(
     cfg: &Config,
     id: &str,
     json: bool,
+    text: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let s = open_store(cfg)?;
     let c = s.conn();
@@ -59,6 +60,16 @@ pub(super) fn case_show(
         anyhow::bail!("no case {id:?} (ids look like SEC-2026-0007; see `secintake cases list`)");
     };
     let messages = store::messages_of_case(c, id)?;
+    if text {
+        let report = messages
+            .iter()
+            .find(|m| m.kind == crate::model::MessageKind::Report);
+        let Some(m) = report else {
+            anyhow::bail!("{id}: no report message is stored with the case");
+        };
+        print!("{}", crate::workflow::stored_text(c, cfg, m)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     let events = store::events_of_case(c, id)?;
     let deadlines = crate::deadlines::of_case(c, id)?;
     if json {
@@ -74,6 +85,15 @@ pub(super) fn case_show(
         "subject       {}",
         printable(case.subject.as_deref().unwrap_or(""))
     );
+    if case.encrypted {
+        println!(
+            "encrypted     yes; real subject: {}",
+            printable(case.protected_subject.as_deref().unwrap_or("(none inside)"))
+        );
+        if let Some(k) = &case.reporter_key {
+            println!("reporter key  {k}");
+        }
+    }
     println!(
         "reporter      {}",
         case.reporter

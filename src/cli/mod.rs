@@ -6,11 +6,13 @@
 mod cases;
 mod mail;
 mod osv;
+mod pgp;
 mod status;
 
 use cases::*;
 use mail::*;
 use osv::*;
+use pgp::*;
 use status::*;
 
 use crate::clock::SystemClock;
@@ -74,6 +76,26 @@ pub enum Command {
     /// Stored mail: what opened no case, held acknowledgements, raw export.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Print an RFC 9116 security.txt: Contact (mailbox.address), Expires,
+    /// Encryption (the team key), Policy (mailbox.policy_url), Preferred-Languages.
+    SecurityTxt {
+        /// Clear-sign it with the team key ([pgp] secret_key_file).
+        #[arg(long)]
+        sign: bool,
+        /// How long it is valid (RFC 9116 advises less than a year).
+        #[arg(long, default_value = "365d", value_parser = parse_duration_arg)]
+        expires: std::time::Duration,
+        /// Where the team's public key is published, e.g.
+        /// https://example.org/security.asc (default: the key's openpgp4fpr: URI).
+        #[arg(long)]
+        encryption: Option<String>,
+        /// Preferred languages for reports, comma-separated.
+        #[arg(long, default_value = "en")]
+        languages: String,
+    },
+    /// OpenPGP: the team key.
+    #[command(subcommand)]
+    Pgp(PgpCommand),
     /// Time to acknowledgement and to response, per case and in total: met or
     /// missed, median and 90th percentile.
     Sla {
@@ -83,6 +105,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PgpCommand {
+    /// Print the team's public key, armored (for the web site and keyservers).
+    ExportKey,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +133,10 @@ pub enum CasesCommand {
         id: String,
         #[arg(long)]
         json: bool,
+        /// Print only the report's text (decrypted with the team key when it
+        /// arrived encrypted).
+        #[arg(long, conflicts_with = "json")]
+        text: bool,
     },
     /// Record that the reporter got a detailed response another way (stops the reminders).
     Responded { id: String },
@@ -267,13 +303,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::CheckConfig { offline } => check_config(cfg, offline),
         Command::Status { json } => status(&cfg, json),
         Command::Cases(CasesCommand::List { state, json }) => cases_list(&cfg, state, json),
-        Command::Cases(CasesCommand::Show { id, json }) => case_show(&cfg, &id, json),
+        Command::Cases(CasesCommand::Show { id, json, text }) => case_show(&cfg, &id, json, text),
         Command::Mail(MailCommand::List { robots, json }) => mail_list(&cfg, robots, json),
         Command::Mail(MailCommand::Promote { id }) => promote(cfg, id),
         Command::Mail(MailCommand::Held { json }) => held(&cfg, json),
         Command::Mail(MailCommand::Export { id }) => export(&cfg, id),
         Command::Mail(MailCommand::Release { ids, all }) => release(&cfg, &ids, all),
         Command::Sla { since, json } => sla(&cfg, since.as_deref(), json),
+        Command::SecurityTxt {
+            sign,
+            expires,
+            encryption,
+            languages,
+        } => security_txt(&cfg, sign, expires, encryption.as_deref(), &languages),
+        Command::Pgp(PgpCommand::ExportKey) => export_key(&cfg),
         Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),
         Command::Cases(CasesCommand::Met { id, kind }) => met(&cfg, &id, &kind),
         Command::Cases(CasesCommand::Deadline { id, kind, date }) => {

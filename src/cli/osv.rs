@@ -76,7 +76,7 @@ pub(super) fn osv_export(
             .map(crate::mail::compose::clean_subject),
     };
     let details = match &announcement {
-        Some(m) => Some(without_signature(&crate::workflow::stored_text(c, m)?)),
+        Some(m) => Some(without_signature(&crate::workflow::stored_text(c, cfg, m)?)),
         None => store::fact(c, id, "summary")?,
     };
     let credit = store::fact(c, id, "credit")?;

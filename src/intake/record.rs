@@ -101,10 +101,11 @@ impl Intake {
         // before the store is taken: the write transaction only decides
         // and writes, and the other loops wait for it less. (A parser
         // crash still counts against the attempt committed above.)
+        let read_cfg = self.cfg.clone();
         let (fetched, parsed) = tokio::task::spawn_blocking(move || {
             let parsed: Vec<_> = fetched
                 .iter()
-                .map(|m| cases::read(m.raw(), poisoned))
+                .map(|m| cases::read(m.raw(), poisoned, &read_cfg))
                 .collect();
             (fetched, parsed)
         })

@@ -41,10 +41,23 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
     let Some(from) = &msg.from else {
         return Sender::Other;
     };
-    if !cfg.handlers.iter().any(|h| h.email == from.email) {
+    let Some(handler) = cfg.handlers.iter().find(|h| h.email == from.email) else {
         return Sender::Other;
-    }
+    };
     let email = from.email.clone();
+    if cfg.handler_auth.accept_pgp_signature {
+        match signed_by(handler, msg) {
+            Some(Ok(how)) => return Sender::Handler { email, how },
+            Some(Err(why)) => return Sender::ForgedHandler { email, why },
+            None => {}
+        }
+    }
+    if !cfg.handler_auth.accept_authentication_results {
+        let why = "it carries no OpenPGP signature by their key, the only proof \
+                   handler_auth.accept allows"
+            .to_string();
+        return Sender::ForgedHandler { email, why };
+    }
     let own = match own_verdicts(&cfg.handler_auth, &msg.trace) {
         Ok(own) => own,
         Err(why) => return Sender::ForgedHandler { email, why },
@@ -66,6 +79,43 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
             Sender::ForgedHandler { email, why }
         }
     }
+}
+
+/// What the message's OpenPGP signature says of `handler`: `None` when it
+/// is unsigned (other proof may do), `Ok(how)` when their own key made
+/// it, `Err(why)` when it does not verify or another key made it: a
+/// signature that fails never authenticates, and the mail is forged.
+fn signed_by(
+    handler: &crate::config::Handler,
+    msg: &ParsedMessage,
+) -> Option<Result<String, String>> {
+    use crate::openpgp::SignatureCheck;
+    let sig = msg.signature()?;
+    let fp = |issuer: &Option<String>| issuer.clone().unwrap_or_else(|| "unknown".into());
+    Some(match sig {
+        SignatureCheck::Unsigned => return None,
+        SignatureCheck::Valid { fingerprint } => match &handler.pgp_key {
+            Some(k) if k.fingerprint() == *fingerprint => {
+                Ok(format!("OpenPGP signature by their key {fingerprint}"))
+            }
+            _ => Err(format!(
+                "it is signed with the OpenPGP key {fingerprint}, which is not {}'s pgp_key",
+                handler.email
+            )),
+        },
+        SignatureCheck::Invalid { issuer } => Err(format!(
+            "its OpenPGP signature (key {}) does not verify",
+            fp(issuer)
+        )),
+        SignatureCheck::UnknownKey { issuer } if handler.pgp_key.is_some() => Err(format!(
+            "it is signed with the OpenPGP key {}, which is not {}'s pgp_key",
+            fp(issuer),
+            handler.email
+        )),
+        // Signed, but the handler has no key configured to check it by:
+        // the signature proves nothing either way.
+        SignatureCheck::UnknownKey { .. } => return None,
+    })
 }
 
 /// Whether the receiving server verified the From domain by DMARC

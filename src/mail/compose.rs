@@ -25,6 +25,12 @@ pub enum ComposeError {
     Address(String),
     #[error("cannot build message: {0}")]
     Build(#[from] lettre::error::Error),
+    /// It must go encrypted, and cannot.
+    #[error(transparent)]
+    Seal(crate::mail::seal::SealError),
+    /// It must go encrypted, and secintake holds no key for this address.
+    #[error("it must go encrypted, and there is no OpenPGP key for {0}")]
+    NoKey(String),
 }
 
 /// Longest subject we copy from a report, in characters. Some robots and

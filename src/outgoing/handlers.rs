@@ -4,11 +4,13 @@
 //! goes to a reporter, and the leak guard keeps its lines from being
 //! relayed.
 
-use super::{build, handler_name, new_id, Letter, LetterError, Parts, Thread, Voice};
+use super::{
+    build, handler_name, new_id, Audience, Letter, LetterError, Parts, Rendition, Thread, Voice,
+};
 use crate::context::Context;
 use crate::deadlines::thread_root;
 use crate::mail::compose;
-use crate::mail::message::ParsedMessage;
+use crate::mail::message::{Decryption, ParsedMessage};
 use crate::model::MessageKind;
 use crate::store::{CaseRow, EventRow};
 use crate::templates::TemplateError;
@@ -86,13 +88,32 @@ pub type CommandResult = (String, Result<String, String>);
 fn to_handlers(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     purpose: MessageKind,
     subject: String,
     mut body: String,
     original: Option<Original<'_>>,
     reply_to_mid: Option<&str>,
 ) -> Result<Letter, LetterError> {
+    // What handlers write about an encrypted case (notes, the copies of
+    // what one of them did) may quote the report: it travels in
+    // cleartext only with [pgp] cleartext_to_handlers (issue 10).
+    let Audience { to, rendition } = to;
+    if rendition == Rendition::Facts
+        && matches!(
+            purpose,
+            MessageKind::Note | MessageKind::TeamCopy | MessageKind::CommandReply
+        )
+    {
+        body = format!(
+            "[{} about the encrypted case {}: its text is not sent in cleartext, and no \
+             OpenPGP key is configured for you ([[handlers]] pgp_key). Read it on the \
+             secintake host: secintake cases show {}]\n",
+            purpose.as_str(),
+            case.id,
+            case.id
+        );
+    }
     // No mail to handlers is larger than limits.max_message_size (base64
     // makes an attachment a third larger, and a 56 MB header once became
     // a 58 MB notification), nor carries an original over
@@ -126,7 +147,7 @@ fn to_handlers(
         };
         (new_id(ctx, purpose.as_str(), Some(&case.id)), thread)
     };
-    Ok(build(
+    let letter = build(
         ctx,
         Parts {
             purpose,
@@ -140,12 +161,40 @@ fn to_handlers(
             attach,
             files: &[],
         },
-    )?)
+    )?;
+    match rendition {
+        Rendition::Sealed => super::sealed(ctx, letter, &[]),
+        Rendition::Open | Rendition::Facts => Ok(letter),
+    }
 }
 
-/// Text of a message for people, capped.
-fn readable(p: &ParsedMessage) -> String {
+/// Text of a message for people, capped. What an encrypted message said
+/// goes to handlers in cleartext only with `[pgp] cleartext_to_handlers`:
+/// otherwise they get the facts (issue 10).
+fn readable(case: &CaseRow, p: &ParsedMessage, rendition: Rendition) -> String {
     const CAP: usize = 100_000;
+    let case_id = &case.id;
+    match &p.decryption {
+        Some(Decryption::Failed(why)) => {
+            return format!(
+                "[encrypted, and secintake could not decrypt it: {why}. The original is attached.]"
+            )
+        }
+        Some(Decryption::NoKey) => {
+            return "[encrypted: secintake holds no team key ([pgp] secret_key_file); decrypt \
+                    the attached original with it]"
+                .into()
+        }
+        _ if rendition == Rendition::Facts && p.text_body.is_some() => {
+            return format!(
+                "[encrypted case: this text ({} bytes) is not sent in \
+                 cleartext, and no OpenPGP key is configured for you ([[handlers]] pgp_key). \
+                 Read it on the secintake host: secintake cases show {case_id} --text]",
+                p.text_body.as_ref().map_or(0, String::len)
+            )
+        }
+        _ => {}
+    }
     match &p.text_body {
         Some(t) if t.len() > CAP => {
             let mut end = CAP;
@@ -220,15 +269,20 @@ fn reporter_line(case: &CaseRow, events: &[EventRow]) -> String {
 pub fn notification(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     p: &ParsedMessage,
     events: &[EventRow],
     original: Original<'_>,
 ) -> Result<Letter, LetterError> {
+    // The real subject of an encrypted report only travels encrypted.
+    let shown = match to.rendition {
+        Rendition::Sealed => case.protected_subject.as_ref().or(case.subject.as_ref()),
+        Rendition::Open | Rendition::Facts => case.subject.as_ref(),
+    };
     let subject = format!(
         "[{}] New report: {}",
         case.id,
-        case.subject.as_deref().unwrap_or("(no subject)")
+        shown.map_or("(no subject)", String::as_str)
     );
     let primary = case
         .primary_handler
@@ -241,14 +295,15 @@ pub fn notification(
             case_id => case.id,
             reporter => reporter_line(case, events),
             from => p.from.as_ref().map(|a| a.email.as_str()).unwrap_or("(none)"),
-            subject => case.subject.as_deref().unwrap_or(""),
+            subject => shown.map_or("", String::as_str),
             received_at => case.received_at,
             ack_due_at => case.ack_due_at,
             respond_due_at => case.respond_due_at,
             primary => primary,
             encrypted => p.encrypted,
+            decrypted => p.decryption.as_ref().is_some_and(Decryption::is_decrypted),
             unparsed => !p.parsed_ok,
-            text => refers_to(events) + &readable(p),
+            text => refers_to(events) + &readable(case, p, to.rendition),
             footer => footer(ctx, &case.id)?,
         },
     )?;
@@ -269,7 +324,7 @@ pub fn notification(
 pub fn follow_up(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     p: &ParsedMessage,
     raw: &[u8],
 ) -> Result<Letter, LetterError> {
@@ -290,7 +345,7 @@ pub fn follow_up(
     let body = ctx.templates.render(
         "follow-up.txt",
         minijinja::context! {
-            case_id => case.id, from => from, text => readable(p),
+            case_id => case.id, from => from, text => readable(case, p, to.rendition),
             footer => footer(ctx, &case.id)?,
         },
     )?;
@@ -311,7 +366,7 @@ pub fn follow_up(
 pub fn forged(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     email: &str,
     why: &str,
 ) -> Result<Letter, LetterError> {
@@ -328,7 +383,7 @@ pub fn forged(
 pub fn held_acks(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     why: &str,
 ) -> Result<Letter, LetterError> {
     let body = ctx.templates.render(
@@ -343,7 +398,7 @@ pub fn held_acks(
 pub fn note(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     author: &str,
     text: &str,
 ) -> Result<Letter, LetterError> {
@@ -381,7 +436,7 @@ fn command_values(results: &[CommandResult]) -> Vec<minijinja::Value> {
 pub fn confirmation(
     ctx: &Context<'_>,
     case: &CaseRow,
-    handler: &str,
+    to: Audience,
     answers: Option<&str>,
     results: &[CommandResult],
     outcome: &Outcome,
@@ -425,7 +480,7 @@ pub fn confirmation(
     to_handlers(
         ctx,
         case,
-        vec![handler.to_owned()],
+        to,
         MessageKind::CommandReply,
         subject,
         body,
@@ -440,7 +495,7 @@ pub fn confirmation(
 pub fn team_copy(
     ctx: &Context<'_>,
     case: &CaseRow,
-    to: Vec<String>,
+    to: Audience,
     author: &str,
     relayed: Option<(&str, &[String])>,
     done: &[CommandResult],

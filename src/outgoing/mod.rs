@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::mail::compose::{self, ComposeError, Draft};
 use crate::model::MessageKind;
-use crate::store::{self, NewMessage, StoreError};
+use crate::store::{self, CaseRow, NewMessage, StoreError};
 use crate::templates::TemplateError;
 use rusqlite::Connection;
 
@@ -48,8 +48,40 @@ pub enum LetterError {
     #[error(transparent)]
     Template(#[from] TemplateError),
     /// The message could not be put together (an unusable address).
+    /// (Or it must be encrypted and cannot be: it is not sent at all,
+    /// never in cleartext instead.)
     #[error(transparent)]
     Compose(#[from] ComposeError),
+}
+
+/// `letter` PGP/MIME-encrypted to its recipients' keys (handlers'
+/// `pgp_key`, or `keys` given for others, e.g. the reporter's), signed
+/// with the team key.
+pub fn sealed(
+    ctx: &Context<'_>,
+    mut letter: Letter,
+    keys: &[crate::openpgp::PublicKey],
+) -> Result<Letter, LetterError> {
+    let team = ctx
+        .cfg
+        .pgp
+        .as_ref()
+        .ok_or_else(|| ComposeError::NoKey(ctx.cfg.mailbox.address.clone()))?;
+    let mut to_keys = Vec::new();
+    for addr in &letter.out.to {
+        let key = ctx
+            .cfg
+            .handlers
+            .iter()
+            .find(|h| h.email == *addr)
+            .and_then(|h| h.pgp_key.as_ref())
+            .or_else(|| keys.iter().find(|k| k.emails().iter().any(|e| e == addr)))
+            .ok_or_else(|| ComposeError::NoKey(addr.clone()))?;
+        to_keys.push(key);
+    }
+    letter.out.raw = crate::mail::seal::seal(&letter.out.raw, &to_keys, &team.team)
+        .map_err(ComposeError::Seal)?;
+    Ok(letter)
 }
 
 /// Who a letter speaks as: the one rule for its From display name and its
@@ -109,6 +141,65 @@ pub fn handler_name(cfg: &Config, email: &str) -> String {
         .find(|h| h.email == email)
         .map(|h| h.name.clone())
         .unwrap_or_else(|| email.to_owned())
+}
+
+/// How a letter about a case reaches one group of handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rendition {
+    /// As written, in cleartext: a case that was not encrypted, a letter
+    /// that carries nothing of what the case's mail says, or
+    /// `[pgp] cleartext_to_handlers`.
+    Open,
+    /// As written, PGP/MIME-encrypted to the recipients' keys (and the
+    /// team's), subject protected, signed with the team key.
+    Sealed,
+    /// The facts only, in cleartext: what an encrypted case's mail says
+    /// stays out, and the letter says where to read it.
+    Facts,
+}
+
+/// Who a letter to handlers goes to, and in which rendition.
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub to: Vec<String>,
+    pub rendition: Rendition,
+}
+
+impl Audience {
+    pub fn open(to: Vec<String>) -> Audience {
+        Audience {
+            to,
+            rendition: Rendition::Open,
+        }
+    }
+}
+
+/// The addresses of `to` grouped by how a `purpose` letter about `case`
+/// reaches them: for an encrypted case, mail that may carry what the
+/// case's mail says goes sealed to handlers whose `pgp_key` can encrypt,
+/// and as the facts to everyone else (issue 10). Empty groups are left
+/// out.
+pub fn audiences(
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    purpose: MessageKind,
+    to: Vec<String>,
+) -> Vec<Audience> {
+    if !case.encrypted || !purpose.is_confidential() || ctx.cfg.cleartext_to_handlers() {
+        return vec![Audience::open(to)];
+    }
+    let can_seal = |addr: &String| {
+        ctx.cfg.pgp.is_some()
+            && ctx.cfg.handlers.iter().any(|h| {
+                h.email == *addr && h.pgp_key.as_ref().is_some_and(|k| k.can_encrypt(ctx.now))
+            })
+    };
+    let (sealed, facts): (Vec<String>, Vec<String>) = to.into_iter().partition(can_seal);
+    [(sealed, Rendition::Sealed), (facts, Rendition::Facts)]
+        .into_iter()
+        .filter(|(to, _)| !to.is_empty())
+        .map(|(to, rendition)| Audience { to, rendition })
+        .collect()
 }
 
 /// Where a letter sits in a conversation: the message it answers and the
@@ -192,7 +283,9 @@ pub fn store_outgoing(
     let out = &letter.out;
     let rec = NewMessage {
         direction: crate::model::Direction::Out,
-        dedup_key: format!("out:{}", out.message_id),
+        // One Message-ID may go out twice: a notification about an encrypted
+        // case, sealed to handlers with a key and as the facts to the others.
+        dedup_key: format!("out:{}:{}", out.message_id, out.to.join(",")),
         message_id: Some(out.message_id.clone()),
         case_id: letter.case_id.clone(),
         kind: letter.purpose,
@@ -249,6 +342,9 @@ mod tests {
             cve: None,
             duplicate_of: None,
             thread_root: Some("case.SEC-2026-0007.1@example.org".into()),
+            encrypted: false,
+            protected_subject: None,
+            reporter_key: None,
         }
     }
 
@@ -359,7 +455,7 @@ mod tests {
         let letter = handlers::confirmation(
             &ctx,
             &case(),
-            "alice@example.org",
+            Audience::open(vec!["alice@example.org".into()]),
             Some("m@example.org"),
             &results,
             &outcome,

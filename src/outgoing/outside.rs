@@ -43,7 +43,7 @@ pub fn acknowledgement(
             references.push(mid.clone());
         }
     }
-    Ok(build(
+    let mut letter = build(
         ctx,
         Parts {
             purpose: MessageKind::Ack,
@@ -60,11 +60,20 @@ pub fn acknowledgement(
             attach: None,
             files: &[],
         },
-    )?)
+    )?;
+    // Signed, never encrypted: it must reach the reporter whatever their
+    // client, and it says nothing of the report.
+    if let Some(pgp) = cfg.pgp.as_ref().filter(|p| p.sign_acknowledgements) {
+        letter.out.raw = crate::mail::seal::sign(&letter.out.raw, &pgp.team)
+            .map_err(compose::ComposeError::Seal)?;
+    }
+    Ok(letter)
 }
 
 /// Mail to the case's reporter in `thread` (their latest message and the
-/// conversation so far), under the case's subject.
+/// conversation so far), under the case's subject: for an encrypted case
+/// the real one, as such a letter only leaves sealed to the reporter's key
+/// (`workflow::relay` refuses to send it otherwise).
 fn to_reporter<'a>(
     ctx: &Context<'_>,
     case: &'a CaseRow,
@@ -81,7 +90,15 @@ fn to_reporter<'a>(
             case_id: Some(&case.id),
             voice,
             to: vec![case.reporter.clone().unwrap_or_default()],
-            subject: compose::reply_subject(case.subject.as_deref(), &case.id),
+            subject: compose::reply_subject(
+                if case.encrypted {
+                    case.protected_subject.as_ref().or(case.subject.as_ref())
+                } else {
+                    case.subject.as_ref()
+                }
+                .map(String::as_str),
+                &case.id,
+            ),
             body,
             message_id: new_id(ctx, purpose.as_str(), Some(&case.id)),
             thread,

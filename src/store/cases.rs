@@ -44,11 +44,19 @@ pub struct CaseRow {
     /// root of the case's thread. Internal; not part of the JSON shape.
     #[serde(skip)]
     pub thread_root: Option<String>,
+    /// The report arrived encrypted: its content goes to nobody in
+    /// cleartext (see `workflow` and `outgoing`).
+    pub encrypted: bool,
+    /// The real subject of an encrypted report (its protected headers),
+    /// shown only locally and inside encrypted mail.
+    pub protected_subject: Option<String>,
+    /// Fingerprint of the reporter's OpenPGP key, when one is known.
+    pub reporter_key: Option<String>,
 }
 
 const CASE_COLS: &str = "id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
     acknowledged_at, responded_at, unparsed, primary_handler, severity, affected, fixed_in, cve,
-    duplicate_of, thread_root";
+    duplicate_of, thread_root, encrypted, protected_subject, reporter_key";
 
 fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
     Ok(CaseRow {
@@ -69,6 +77,9 @@ fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
         cve: r.get(14)?,
         duplicate_of: r.get(15)?,
         thread_root: r.get(16)?,
+        encrypted: r.get(17)?,
+        protected_subject: r.get(18)?,
+        reporter_key: r.get(19)?,
     })
 }
 
@@ -76,8 +87,9 @@ pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO cases (id, state, reporter, subject, received_at, ack_due_at, respond_due_at,
-             acknowledged_at, responded_at, unparsed, primary_handler, thread_root)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             acknowledged_at, responded_at, unparsed, primary_handler, thread_root, encrypted,
+             protected_subject, reporter_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             c.id,
             c.state,
@@ -90,7 +102,10 @@ pub fn insert_case(conn: &Connection, c: &CaseRow) -> Result<(), StoreError> {
             c.responded_at,
             c.unparsed,
             c.primary_handler,
-            c.thread_root
+            c.thread_root,
+            c.encrypted,
+            c.protected_subject,
+            c.reporter_key
         ],
     )
     .ctx("opening a case")?;
@@ -292,6 +307,31 @@ fn mark_responded(conn: &Connection, id: &str, at: DateTime<Utc>) -> Result<bool
         )
         .ctx("recording a response")?;
     Ok(n > 0)
+}
+
+/// The case fact holding the reporter's OpenPGP key, armored.
+const REPORTER_KEY_FACT: &str = "reporter_pgp_key";
+
+/// Records the reporter's OpenPGP key on the case: its fingerprint (shown
+/// by `cases show`) and the key itself.
+pub fn set_reporter_key(
+    conn: &Connection,
+    case_id: &str,
+    fingerprint: &str,
+    armored: &str,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE cases SET reporter_key = ?2 WHERE id = ?1",
+        params![case_id, fingerprint],
+    )
+    .ctx("recording the reporter's key")?;
+    super::set_fact(conn, case_id, REPORTER_KEY_FACT, armored)
+}
+
+/// The reporter's OpenPGP key recorded on the case, armored.
+pub fn reporter_key(conn: &Connection, case_id: &str) -> Result<Option<String>, StoreError> {
+    super::fact(conn, case_id, REPORTER_KEY_FACT)
 }
 
 /// Cases not closed (for `status`; rejected, duplicate and announced ones

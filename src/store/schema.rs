@@ -224,4 +224,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (folder, uidvalidity, first_uid, last_uid)
     ) STRICT;
     "#,
+    // 8: OpenPGP (issue 10). An encrypted report makes an encrypted case:
+    // what it says reaches nobody in cleartext. Its real subject, from the
+    // encrypted part's protected headers, is kept apart from `subject`
+    // (the outer one, "..." for most clients), which cleartext mail may
+    // show. `reporter_key` is the fingerprint of the reporter's key.
+    r#"
+    ALTER TABLE cases ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE cases ADD COLUMN protected_subject TEXT;
+    ALTER TABLE cases ADD COLUMN reporter_key TEXT;
+    "#,
 ];

@@ -33,7 +33,7 @@ pub(super) fn announce(
     };
     let credit = store::fact(conn, &case.id, "credit")?.filter(|c| c != "none");
     let body = outside::advisory(ctx, case, &summary, credit.as_deref())?;
-    if let Some(line) = quotes_the_report(conn, case, &body)? {
+    if let Some(line) = quotes_the_report(conn, ctx.cfg, case, &body)? {
         return Ok(Reply::Refused(format!(
             "the advisory repeats the unfixed report (\"{}…\"): nothing was sent; \
              write the advisory above any quoted text",

@@ -402,7 +402,7 @@ fn tell_reporter(run: &Run<'_>, cmd: &Command, done: String) -> Result<Reply, Ca
             .find(|m| {
                 m.direction == Direction::Out && m.kind == crate::model::MessageKind::Announce
             }) {
-            Some(m) => stored_text(conn, m)?,
+            Some(m) => stored_text(conn, ctx.cfg, m)?,
             None => String::new(),
         }
     } else {

@@ -14,9 +14,10 @@ use rusqlite::Connection;
 /// back to them).
 fn internal_lines(
     conn: &Connection,
+    cfg: &crate::config::Config,
     case: &CaseRow,
 ) -> Result<std::collections::HashSet<String>, StoreError> {
-    Ok(case_lines(conn, case)?.internal)
+    Ok(case_lines(conn, cfg, case)?.internal)
 }
 
 /// The lines of a case's mail, by whose words they are.
@@ -27,7 +28,11 @@ pub(super) struct CaseLines {
     pub(super) reporters_all: std::collections::HashSet<String>,
 }
 
-pub(super) fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines, StoreError> {
+pub(super) fn case_lines(
+    conn: &Connection,
+    cfg: &crate::config::Config,
+    case: &CaseRow,
+) -> Result<CaseLines, StoreError> {
     use std::collections::HashSet;
     let mut internal = HashSet::new();
     let mut reporters_all = HashSet::new();
@@ -38,7 +43,7 @@ pub(super) fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines,
         if !from_reporter && !internal_mail {
             continue;
         }
-        let text = stored_text(conn, &m)?;
+        let text = stored_text(conn, cfg, &m)?;
         if from_reporter {
             reporters_all.extend(text.lines().filter_map(collapsed));
         } else {
@@ -54,10 +59,14 @@ pub(super) fn case_lines(conn: &Connection, case: &CaseRow) -> Result<CaseLines,
 
 /// The readable text of a stored message (read within the parser's
 /// window; never re-parsed when it failed to parse on arrival).
-pub fn stored_text(conn: &Connection, m: &store::MessageRow) -> Result<String, StoreError> {
+pub fn stored_text(
+    conn: &Connection,
+    cfg: &crate::config::Config,
+    m: &store::MessageRow,
+) -> Result<String, StoreError> {
     let max = crate::mail::message::MAX_PARSE_BYTES;
     Ok(match store::message_prefix(conn, m.id, max)? {
-        Some((_, raw, _)) => crate::mail::message::reparse(&raw, m.parsed_ok)
+        Some((_, raw, _)) => crate::mail::decrypt::read(&raw, m.parsed_ok, cfg)
             .text_body
             .unwrap_or_default(),
         None => String::new(),
@@ -89,11 +98,12 @@ fn leaked_lines(text: &str, internal: &std::collections::HashSet<String>) -> Vec
 /// recognisable).
 pub(super) fn leak(
     conn: &Connection,
+    cfg: &crate::config::Config,
     case: &CaseRow,
     text: &str,
     files: &[crate::mail::message::Attachment],
 ) -> Result<Option<String>, StoreError> {
-    let internal = internal_lines(conn, case)?;
+    let internal = internal_lines(conn, cfg, case)?;
     let mut leaked = leaked_lines(text, &internal);
     for f in files.iter().filter(|f| f.content_type.starts_with("text/")) {
         for l in leaked_lines(&String::from_utf8_lossy(&f.bytes), &internal) {
@@ -119,6 +129,7 @@ pub(super) fn leak(
 /// repeats: a last guard against publishing the report with an advisory.
 pub(super) fn quotes_the_report(
     conn: &Connection,
+    cfg: &crate::config::Config,
     case: &CaseRow,
     text: &str,
 ) -> Result<Option<String>, StoreError> {
@@ -126,7 +137,7 @@ pub(super) fn quotes_the_report(
         if m.kind != MessageKind::Report {
             continue;
         }
-        let report = stored_text(conn, &m)?;
+        let report = stored_text(conn, cfg, &m)?;
         for line in report
             .lines()
             .map(str::trim)

@@ -23,13 +23,14 @@
 //!
 //! The files, by job: [`route`] (what a handler's mail is), [`apply`]
 //! (running a command), [`announce`], [`relay`] (mail to the reporter),
-//! [`leak`] (the leak guard), [`state`] (state, people, deadlines),
+//! [`leak`] (the leak guard), [`keys`] (the reporter's OpenPGP key), [`state`] (state, people, deadlines),
 //! [`notify`] (letters to the handlers). They import one another in that
 //! order, downward only; this file only names what the rest of the crate
 //! uses.
 
 mod announce;
 mod apply;
+pub mod keys;
 mod leak;
 mod notify;
 mod relay;

@@ -10,7 +10,7 @@ use crate::mail::message::ParsedMessage;
 use crate::mail::quote::strip_quote;
 use crate::model::MessageKind;
 use crate::outgoing::handlers::{self, CommandResult, Original, Outcome};
-use crate::outgoing::{queue_outgoing, Letter, LetterError};
+use crate::outgoing::{audiences, queue_outgoing, Audience, Letter, LetterError};
 use crate::store::{self, CaseRow};
 use rusqlite::Connection;
 
@@ -31,10 +31,31 @@ fn primary_or_all(ctx: &Context<'_>, case: &CaseRow) -> Vec<String> {
     }
 }
 
-/// Queues a letter to handlers about `case_id`. One that cannot be put
-/// together (an unusable address) is recorded on the case instead; a
-/// broken template is an error, like any configuration error.
+/// Queues a `purpose` letter about `case` to the handlers `to`, built by
+/// `letter` once per [`audiences`] group (sealed to those with a key,
+/// the facts to the others, for an encrypted case). One that cannot be
+/// put together (an unusable address, a key that cannot encrypt) is
+/// recorded on the case instead; a broken template is an error, like any
+/// configuration error.
 pub(super) fn queue_for_handlers(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    purpose: MessageKind,
+    to: Vec<String>,
+    letter: impl Fn(Audience) -> Result<Letter, LetterError>,
+) -> Result<(), CaseError> {
+    if to.is_empty() {
+        return Ok(());
+    }
+    for audience in audiences(ctx, case, purpose, to) {
+        queue_one(conn, ctx, &case.id, purpose, letter(audience))?;
+    }
+    Ok(())
+}
+
+/// Queues one built letter (see [`queue_for_handlers`]).
+fn queue_one(
     conn: &Connection,
     ctx: &Context<'_>,
     case_id: &str,
@@ -74,8 +95,9 @@ pub fn notify_new_case(
         return Ok(());
     }
     let events = store::events_of_case(conn, &case.id)?;
-    let letter = handlers::notification(ctx, case, to, p, &events, original);
-    queue_for_handlers(conn, ctx, &case.id, MessageKind::Notification, letter)
+    queue_for_handlers(conn, ctx, case, MessageKind::Notification, to, |a| {
+        handlers::notification(ctx, case, a, p, &events, original)
+    })
 }
 
 /// Builds and queues the notifications promised by new cases, at most
@@ -94,7 +116,7 @@ pub fn build_pending_notifications(
             store::case(conn, case_id)?,
             store::message_prefix(conn, *msg, max)?,
         ) {
-            let p = crate::mail::message::reparse(&raw, row.parsed_ok);
+            let p = crate::mail::decrypt::read(&raw, row.parsed_ok, ctx.cfg);
             let original = Original { bytes: &raw, len };
             notify_new_case(conn, ctx, &case, &p, original)?;
         }
@@ -131,11 +153,9 @@ pub fn forward_follow_up(
         )?;
     }
     let to = primary_or_all(ctx, case);
-    if to.is_empty() {
-        return Ok(());
-    }
-    let letter = handlers::follow_up(ctx, case, to, p, raw);
-    queue_for_handlers(conn, ctx, &case.id, MessageKind::Forward, letter)
+    queue_for_handlers(conn, ctx, case, MessageKind::Forward, to, |a| {
+        handlers::follow_up(ctx, case, a, p, raw)
+    })
 }
 
 /// The value of a `Credit: …` line (at the start of a line, case
@@ -177,10 +197,9 @@ pub fn forged(
     tracing::warn!(case = %case.id, "unauthenticated mail from a handler address ignored");
     if store::first_forged_alert(conn, &case.id)? {
         let to = all_handlers(ctx);
-        if !to.is_empty() {
-            let letter = handlers::forged(ctx, case, to, email, why);
-            queue_for_handlers(conn, ctx, &case.id, MessageKind::Alert, letter)?;
-        }
+        queue_for_handlers(conn, ctx, case, MessageKind::Alert, to, |a| {
+            handlers::forged(ctx, case, a, email, why)
+        })?;
     }
     Ok(())
 }
@@ -206,11 +225,9 @@ pub fn acks_held_alert(
     store::set_setting(conn, KEY, &crate::clock::fmt_ts(ctx.now))?;
     tracing::warn!(case = %case_id, "acknowledgements held by a limit; handlers alerted");
     let to = all_handlers(ctx);
-    if to.is_empty() {
-        return Ok(());
-    }
-    let letter = handlers::held_acks(ctx, &case, to, why);
-    queue_for_handlers(conn, ctx, case_id, MessageKind::Alert, letter)
+    queue_for_handlers(conn, ctx, &case, MessageKind::Alert, to, |a| {
+        handlers::held_acks(ctx, &case, a, why)
+    })
 }
 
 /// An internal note: stored, copied to the other handlers.
@@ -230,11 +247,9 @@ pub fn note(
         .map(|h| h.email.clone())
         .filter(|e| e != author)
         .collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let letter = handlers::note(ctx, case, others, author, text);
-    queue_for_handlers(conn, ctx, &case.id, MessageKind::Note, letter)
+    queue_for_handlers(conn, ctx, case, MessageKind::Note, others, |a| {
+        handlers::note(ctx, case, a, author, text)
+    })
 }
 
 /// Tells the handler, in the case's thread, exactly what their mail did:
@@ -253,8 +268,10 @@ pub(super) fn confirm(
         .map(|c| c.state.to_string())
         .unwrap_or_default();
     let answers = p.message_id.as_deref();
-    let letter = handlers::confirmation(ctx, case, email, answers, results, outcome, &state);
-    queue_for_handlers(conn, ctx, &case.id, MessageKind::CommandReply, letter)
+    let to = vec![email.to_owned()];
+    queue_for_handlers(conn, ctx, case, MessageKind::CommandReply, to, |a| {
+        handlers::confirmation(ctx, case, a, answers, results, outcome, &state)
+    })
 }
 
 /// Copies to the other handlers what a handler's mail did for everyone
@@ -287,11 +304,9 @@ pub(super) fn team_copy(
         .into_iter()
         .filter(|h| h != email)
         .collect();
-    if others.is_empty() {
-        return Ok(());
-    }
-    let letter = handlers::team_copy(ctx, case, others, email, relayed, &done);
-    queue_for_handlers(conn, ctx, &case.id, MessageKind::TeamCopy, letter)
+    queue_for_handlers(conn, ctx, case, MessageKind::TeamCopy, others, |a| {
+        handlers::team_copy(ctx, case, a, email, relayed, &done)
+    })
 }
 
 /// A handler's commands or note that thread into no case: the reply says

@@ -3,6 +3,7 @@
 //! closed: nothing goes to a missing or project address, nor anything the
 //! leak guard refuses.
 
+use super::keys;
 use super::leak::leak;
 use super::state::record_response;
 use crate::context::{CaseError, Context};
@@ -35,12 +36,12 @@ pub(super) fn relay(
 ) -> Result<Relay, CaseError> {
     let sent = match unusable_reporter(ctx, case) {
         Some(why) => ToReporter::NotSent(why),
-        None => match leak(conn, case, text, files)? {
+        None => match leak(conn, ctx.cfg, case, text, files)? {
             Some(why) => ToReporter::NotSent(why),
             None => {
                 let thread = reporter_thread(conn, case)?;
                 let letter = outside::relay(ctx, case, thread, email, text, files);
-                send_to_reporter(conn, ctx, letter)?
+                send_to_reporter(conn, ctx, case, letter)?
             }
         },
     };
@@ -96,12 +97,29 @@ enum ToReporter {
 
 /// Queues a letter to the case's reporter, or says why it could not be
 /// put together; a broken template is an error (a configuration
-/// problem). The caller has checked [`unusable_reporter`].
+/// problem). The caller has checked [`unusable_reporter`]. For an
+/// encrypted case the letter leaves sealed to the reporter's key, or not
+/// at all (issue 10).
 fn send_to_reporter(
     conn: &Connection,
     ctx: &Context<'_>,
+    case: &CaseRow,
     letter: Result<Letter, LetterError>,
 ) -> Result<ToReporter, CaseError> {
+    let letter = match letter {
+        Ok(l) if case.encrypted => match keys::reporter_key(conn, ctx, case)? {
+            Some(key) => crate::outgoing::sealed(ctx, l, &[key]),
+            None => {
+                return Ok(ToReporter::NotSent(
+                    "the report was encrypted and no OpenPGP key of the reporter is known, so \
+                     nothing goes to them in cleartext: attach their public key to your reply \
+                     (it is kept for the case), or write to them encrypted yourself"
+                        .to_string(),
+                ))
+            }
+        },
+        other => other,
+    };
     match letter {
         Ok(letter) => {
             queue_outgoing(conn, ctx, &letter)?;
@@ -184,7 +202,7 @@ pub(super) fn reporter_update(
                 announce_date: &announce_date,
             };
             let thread = reporter_thread(conn, case)?;
-            send_to_reporter(conn, ctx, outside::update(ctx, case, thread, update))?
+            send_to_reporter(conn, ctx, case, outside::update(ctx, case, thread, update))?
         }
     };
     let out = match sent {

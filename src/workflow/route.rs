@@ -67,6 +67,8 @@ pub fn handler_mail(
 ) -> Result<(), CaseError> {
     let mid = p.message_id.as_deref();
     // An HTML-only reply: its own words, without the client's quote.
+    // An encrypted reply is read from what it decrypted to.
+    let raw = p.plaintext.as_deref().unwrap_or(raw);
     let body = crate::mail::message::reply_text(raw)
         .or_else(|| p.text_body.clone())
         .unwrap_or_default();
@@ -74,7 +76,10 @@ pub fn handler_mail(
     let Some(case) = store::case(conn, case_id)? else {
         return Ok(());
     };
-    let (text, interleaved) = own_text(conn, &case, &parsed.rest)?;
+    // A handler may attach the reporter's key, so that answers can go
+    // encrypted.
+    super::keys::adopt(conn, ctx, &case, p, email, true)?;
+    let (text, interleaved) = own_text(conn, ctx.cfg, &case, &parsed.rest)?;
     if let Some(why) = misplaced_commands(&text) {
         store::add_event(
             conn,
@@ -132,7 +137,12 @@ pub fn handler_mail(
 /// The handler's own words in `rest` (the mail without its command
 /// lines), by how they sit around the quote; and whether they were
 /// written between quoted lines.
-fn own_text(conn: &Connection, case: &CaseRow, rest: &str) -> Result<(String, bool), StoreError> {
+fn own_text(
+    conn: &Connection,
+    cfg: &crate::config::Config,
+    case: &CaseRow,
+    rest: &str,
+) -> Result<(String, bool), StoreError> {
     let layout = layout(rest);
     let interleaved = layout == Layout::Interleaved;
     let text = match layout {
@@ -140,7 +150,7 @@ fn own_text(conn: &Connection, case: &CaseRow, rest: &str) -> Result<(String, bo
         Layout::Top => strip_quote(rest),
         // Kept only when every quoted line is the reporter's own words.
         Layout::Interleaved => {
-            inline_answer(rest, &case_lines(conn, case)?.reporters_all).unwrap_or_default()
+            inline_answer(rest, &case_lines(conn, cfg, case)?.reporters_all).unwrap_or_default()
         }
     };
     Ok((text, interleaved))

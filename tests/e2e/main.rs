@@ -38,5 +38,6 @@ mod intake;
 mod integrity;
 mod mailstack;
 mod osv;
+mod pgp;
 mod resilience;
 mod workflow;

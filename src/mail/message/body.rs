@@ -16,7 +16,7 @@ const MAX_INLINE_PGP_SCAN_BYTES: usize = 4 * 1024 * 1024;
 /// has none.
 pub(super) const MAX_NESTED_TEXT_DEPTH: usize = 3;
 
-const PGP_MESSAGE_MARKER: &str = "-----BEGIN PGP MESSAGE-----";
+pub(super) const PGP_MESSAGE_MARKER: &str = "-----BEGIN PGP MESSAGE-----";
 
 /// Readable text of the message's own parts (not attached messages).
 ///
@@ -110,6 +110,12 @@ pub(super) fn is_encrypted(msg: &Message<'_>) -> bool {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `text` cut to [`MAX_TEXT_BODY_BYTES`] on a char boundary, as every
+/// readable text the adapter hands out.
+pub fn cap_text(text: String) -> String {
+    cap_string(text, MAX_TEXT_BODY_BYTES)
 }
 
 pub(super) fn cap_string(mut s: String, max: usize) -> String {

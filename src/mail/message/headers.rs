@@ -5,6 +5,7 @@
 use mail_parser::{Header, HeaderValue, Message, MimeHeaders};
 
 use super::body::{cap_string, is_encrypted, text_body, MAX_NESTED_TEXT_DEPTH};
+use super::encrypted::offered_keys;
 use super::parsed::{Address, ParsedMessage, MAX_HEADER_VALUE_BYTES, MAX_REPEATED_VALUES};
 use super::raw::{strip_comments, trace_fields, trim_ascii, unfold};
 
@@ -252,6 +253,7 @@ pub(super) fn convert(msg: &Message<'_>) -> Option<ParsedMessage> {
     pm.trace = trace_fields(msg.raw_message.as_ref());
     pm.text_body = text_body(msg, MAX_NESTED_TEXT_DEPTH);
     pm.encrypted = is_encrypted(msg);
+    pm.offered_keys = offered_keys(msg, first_raw("autocrypt").as_deref());
     Some(pm)
 }
 

@@ -31,6 +31,7 @@
 //!   starts, its trace fields, the content key;
 //! - `mime`: the part count that bounds the tree, and freeing it flat;
 //! - `body`: the readable text, and whether the message is encrypted;
+//! - `encrypted`: where an encrypted message keeps its OpenPGP data;
 //! - `headers`: the header fields, read from mail-parser's tree;
 //! - `reply`: what a handler's reply carries on to the reporter (its own
 //!   words when it is HTML only, its attached files);
@@ -42,16 +43,20 @@ use mail_parser::MessageParser;
 use sha2::{Digest, Sha256};
 
 mod body;
+mod encrypted;
 mod headers;
 mod mime;
 mod parsed;
 mod raw;
 mod reply;
 
+pub use body::cap_text;
+pub use encrypted::{encrypted_payload, signed_entity, Payload};
 pub use headers::{message_id_list, normalize_message_id};
 pub use parsed::{
-    Address, ParsedMessage, TraceField, MAX_HEADER_VALUE_BYTES, MAX_MIME_PARTS, MAX_PARSE_BYTES,
-    MAX_REPEATED_VALUES, MAX_TEXT_BODY_BYTES,
+    Address, Decryption, ParsedMessage, TraceField, MAX_HEADER_VALUE_BYTES, MAX_MIME_PARTS,
+    MAX_OFFERED_KEYS, MAX_OFFERED_KEY_BYTES, MAX_PARSE_BYTES, MAX_REPEATED_VALUES,
+    MAX_TEXT_BODY_BYTES,
 };
 pub use reply::{
     attachments, reply_text, Attachment, MAX_RELAY_ATTACHMENTS, MAX_RELAY_ATTACHMENT_BYTES,

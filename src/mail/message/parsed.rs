@@ -23,6 +23,12 @@ pub const MAX_REPEATED_VALUES: usize = 100;
 /// 40,000 levels crashed the daemon when the tree was freed (issue 7).
 pub const MAX_MIME_PARTS: usize = 500;
 
+/// At most this many offered keys are kept (see `offered_keys`).
+pub const MAX_OFFERED_KEYS: usize = 3;
+/// A larger key part is ignored: an RSA-4096 key with a few user ids and
+/// subkeys is 5-10 KiB armored.
+pub const MAX_OFFERED_KEY_BYTES: usize = 64 * 1024;
+
 /// A mailbox from an address header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Address {
@@ -110,6 +116,25 @@ pub struct ParsedMessage {
     /// (application/pkcs7-mime whose smime-type is not signed-data).
     /// Only this message's own parts count, not attached messages.
     pub encrypted: bool,
+    /// What became of the encryption of an `encrypted` message; `None`
+    /// for a cleartext one. Set by `mail::decrypt`, never by the parser.
+    pub decryption: Option<Decryption>,
+    /// The Subject inside the encrypted part (protected headers), when it
+    /// was decrypted and carried one. `subject` stays the outer one: only
+    /// encrypted mail and local views may show this.
+    pub protected_subject: Option<String>,
+    /// OpenPGP public keys the message offers, as bytes: its
+    /// `application/pgp-keys` parts (inside the encryption too, once
+    /// decrypted), then the keydata of its `Autocrypt` header. At most
+    /// [`MAX_OFFERED_KEYS`] of at most [`MAX_OFFERED_KEY_BYTES`] each.
+    pub offered_keys: Vec<Vec<u8>>,
+    /// The decrypted MIME entity of a PGP/MIME message, in memory only:
+    /// where a handler's encrypted reply keeps its attachments.
+    pub plaintext: Option<Vec<u8>>,
+    /// The OpenPGP signature of a cleartext PGP/MIME signed message
+    /// (multipart/signed, RFC 3156 section 5), checked against the
+    /// handlers' keys by `mail::decrypt`.
+    pub signed: Option<crate::openpgp::SignatureCheck>,
     /// Lowercase hex SHA-256 of the raw bytes, as received.
     pub content_hash: String,
     /// Lowercase hex SHA-256 of the raw bytes without the trace fields
@@ -117,6 +142,37 @@ pub struct ParsedMessage {
     /// deliveries of one message share it, two messages that merely share
     /// a Message-ID do not.
     pub content_key: String,
+}
+
+/// What became of an encrypted message (see `mail::decrypt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decryption {
+    /// Read with the team key: the text and subject are the decrypted
+    /// ones (the subject from the protected headers when it has them).
+    Decrypted {
+        signature: crate::openpgp::SignatureCheck,
+    },
+    /// No team key is configured: stored and acknowledged, never read.
+    NoKey,
+    /// It could not be read; one line saying why, never its content.
+    Failed(String),
+}
+
+impl ParsedMessage {
+    /// The OpenPGP signature the message carries, if it is signed: inside
+    /// the encryption, or as PGP/MIME signed cleartext.
+    pub fn signature(&self) -> Option<&crate::openpgp::SignatureCheck> {
+        match &self.decryption {
+            Some(Decryption::Decrypted { signature }) => Some(signature),
+            _ => self.signed.as_ref(),
+        }
+    }
+}
+
+impl Decryption {
+    pub fn is_decrypted(&self) -> bool {
+        matches!(self, Decryption::Decrypted { .. })
+    }
 }
 
 /// One top-level trace field, see [`ParsedMessage::trace`].
