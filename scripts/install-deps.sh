@@ -9,8 +9,9 @@ set -euo pipefail
 # verifier.  libnet-ssleay-perl: lets swaks speak TLS (--tls, --tlsc) to the
 # submission ports when checking the stack by hand.  python3-jsonschema:
 # tests/e2e/osv.rs validates `cases export --osv` against the vendored OSV
-# schema with /usr/bin/python3 and it.
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema"
+# schema with /usr/bin/python3 and it.  gnupg: the reporters' and handlers'
+# OpenPGP tool in tests/e2e/pgp.rs (secintake itself never runs gpg).
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg"
 
 missing=()
 for p in $PACKAGES; do
