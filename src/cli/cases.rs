@@ -48,38 +48,8 @@ pub(super) fn cases_list(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-pub(super) fn case_show(
-    cfg: &Config,
-    id: &str,
-    json: bool,
-    text: bool,
-) -> anyhow::Result<std::process::ExitCode> {
-    let s = open_store(cfg)?;
-    let c = s.conn();
-    let Some(case) = store::case(c, id)? else {
-        anyhow::bail!("no case {id:?} (ids look like SEC-2026-0007; see `secintake cases list`)");
-    };
-    let messages = store::messages_of_case(c, id)?;
-    if text {
-        let report = messages
-            .iter()
-            .find(|m| m.kind == crate::model::MessageKind::Report);
-        let Some(m) = report else {
-            anyhow::bail!("{id}: no report message is stored with the case");
-        };
-        print!("{}", crate::workflow::stored_text(c, cfg, m)?);
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
-    let events = store::events_of_case(c, id)?;
-    let deadlines = crate::deadlines::of_case(c, id)?;
-    if json {
-        let mut v = serde_json::to_value(&case)?;
-        v["deadlines"] = serde_json::to_value(&deadlines)?;
-        v["messages"] = serde_json::to_value(&messages)?;
-        v["events"] = serde_json::to_value(&events)?;
-        print_json(&v)?;
-        return Ok(std::process::ExitCode::SUCCESS);
-    }
+/// The case's facts and due times, as `cases show` prints them first.
+fn print_facts(case: &store::CaseRow, deadlines: &[store::DeadlineRow]) {
     println!("{}  [{}]", case.id, case.state);
     println!(
         "subject       {}",
@@ -134,6 +104,41 @@ pub(super) fn case_show(
     if case.unparsed {
         println!("note          the report could not be parsed; read its raw bytes");
     }
+}
+
+pub(super) fn case_show(
+    cfg: &Config,
+    id: &str,
+    json: bool,
+    text: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let s = open_store(cfg)?;
+    let c = s.conn();
+    let Some(case) = store::case(c, id)? else {
+        anyhow::bail!("no case {id:?} (ids look like SEC-2026-0007; see `secintake cases list`)");
+    };
+    let messages = store::messages_of_case(c, id)?;
+    if text {
+        let report = messages
+            .iter()
+            .find(|m| m.kind == crate::model::MessageKind::Report);
+        let Some(m) = report else {
+            anyhow::bail!("{id}: no report message is stored with the case");
+        };
+        print!("{}", crate::workflow::stored_text(c, cfg, m)?);
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let events = store::events_of_case(c, id)?;
+    let deadlines = crate::deadlines::of_case(c, id)?;
+    if json {
+        let mut v = serde_json::to_value(&case)?;
+        v["deadlines"] = serde_json::to_value(&deadlines)?;
+        v["messages"] = serde_json::to_value(&messages)?;
+        v["events"] = serde_json::to_value(&events)?;
+        print_json(&v)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    print_facts(&case, &deadlines);
     println!("\nmessages:");
     for m in &messages {
         println!(

@@ -64,6 +64,17 @@ fn is_protected(name: &str) -> bool {
         .any(|n| name.eq_ignore_ascii_case(n))
 }
 
+/// Ends a two-part message whose last part is `armored`: its lines as
+/// CRLF, then the closing boundary.
+fn close(mut out: String, armored: &str, boundary: &str) -> Vec<u8> {
+    out.push_str(&armored.replace("\r\n", "\n").replace('\n', "\r\n"));
+    if !out.ends_with("\r\n") {
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("--{boundary}--\r\n"));
+    out.into_bytes()
+}
+
 /// `raw` PGP/MIME-signed with the team key (RFC 3156 section 5): the
 /// body and its Content-* fields become the signed first part, the
 /// detached signature the second. The header stays as it was.
@@ -98,12 +109,7 @@ pub fn sign(raw: &[u8], team: &SecretKey) -> Result<Vec<u8>, SealError> {
          Content-Description: OpenPGP digital signature\r\n\
          Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n"
     ));
-    out.push_str(&signature.replace("\r\n", "\n").replace('\n', "\r\n"));
-    if !out.ends_with("\r\n") {
-        out.push_str("\r\n");
-    }
-    out.push_str(&format!("--{boundary}--\r\n"));
-    Ok(out.into_bytes())
+    Ok(close(out, &signature, &boundary))
 }
 
 /// `raw` encrypted to `recipients` (and the team's own key, so the team
@@ -162,12 +168,7 @@ pub fn seal(raw: &[u8], recipients: &[&PublicKey], team: &SecretKey) -> Result<V
          Content-Description: OpenPGP encrypted message\r\n\
          Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n"
     ));
-    out.push_str(&armored.replace("\r\n", "\n").replace('\n', "\r\n"));
-    if !out.ends_with("\r\n") {
-        out.push_str("\r\n");
-    }
-    out.push_str(&format!("--{boundary}--\r\n"));
-    Ok(out.into_bytes())
+    Ok(close(out, &armored, &boundary))
 }
 
 #[cfg(test)]

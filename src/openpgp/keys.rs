@@ -246,15 +246,17 @@ impl fmt::Debug for PublicKey {
 }
 
 impl SecretKey {
-    /// Armored (or binary) transferable secret key; `passphrase` None =
-    /// unprotected. Verifies self-signatures, removes the passphrase (a
-    /// wrong one is [`KeyError::WrongPassphrase`]), requires a part that
-    /// can encrypt and one that can sign now, and proves both with a
-    /// signed message to itself.
-    ///
-    /// "Now" is the system clock: this is load-time validation, like a TLS
-    /// certificate's, not a decision the injected clock should drive.
-    pub fn from_bytes(bytes: &[u8], passphrase: Option<&str>) -> Result<SecretKey, KeyError> {
+    /// Parses and unlocks a transferable secret key (see
+    /// [`SecretKey::from_bytes`], which adds the self-test): verifies
+    /// self-signatures, removes the passphrase (a wrong one is
+    /// [`KeyError::WrongPassphrase`]) and requires a part that can encrypt
+    /// and one that can sign now. Also returns whether a part is protected
+    /// by the legacy 2-byte checksum, which lets some wrong passphrases
+    /// through.
+    pub(super) fn unlock(
+        bytes: &[u8],
+        passphrase: Option<&str>,
+    ) -> Result<(SecretKey, bool), KeyError> {
         // rPGP's parse errors can quote the bytes they choke on, which
         // here are key material: only the fixed phrase of `describe`.
         let (mut secret, _) = SignedSecretKey::from_reader_single(bytes)
@@ -296,14 +298,7 @@ impl SecretKey {
             public,
         };
         key.check_usable(Utc::now())?;
-        key.self_test().map_err(|e| {
-            if weak_checksum {
-                KeyError::WrongPassphrase
-            } else {
-                e
-            }
-        })?;
-        Ok(key)
+        Ok((key, weak_checksum))
     }
 
     pub fn fingerprint(&self) -> String {
@@ -375,26 +370,6 @@ impl SecretKey {
         }
         if self.signer(now).is_none() {
             return Err(KeyError::NoSigningKey);
-        }
-        Ok(())
-    }
-
-    /// Encrypts and signs a short message to itself and opens it: proves
-    /// the unlocked secret material belongs to the public keys.
-    fn self_test(&self) -> Result<(), KeyError> {
-        let probe = b"secintake key self-test";
-        let public = self.public();
-        let fail = |reason: String| KeyError::Unusable(reason);
-        let armored =
-            super::encrypt(probe, &[&public], Some(self)).map_err(|e| fail(e.to_string()))?;
-        let opened = super::decrypt(armored.as_bytes(), self, &[&public], probe.len())
-            .map_err(|e| fail(e.to_string()))?;
-        let signed = opened.signature
-            == super::SignatureCheck::Valid {
-                fingerprint: self.fingerprint(),
-            };
-        if opened.data != probe || !signed {
-            return Err(fail("its signature or decryption does not verify".into()));
         }
         Ok(())
     }

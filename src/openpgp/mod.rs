@@ -24,6 +24,51 @@ pub use keys::{KeyError, PublicKey, SecretKey};
 
 use pgp::errors::Error as PgpError;
 
+impl SecretKey {
+    /// The team key from its armored (or binary) transferable secret key;
+    /// `passphrase` None = unprotected. Verifies self-signatures, removes
+    /// the passphrase (a wrong one is [`KeyError::WrongPassphrase`]),
+    /// requires a part that can encrypt and one that can sign now, and
+    /// proves both with a signed message to itself.
+    ///
+    /// "Now" is the system clock: this is load-time validation, like a TLS
+    /// certificate's, not a decision the injected clock should drive.
+    pub fn from_bytes(bytes: &[u8], passphrase: Option<&str>) -> Result<SecretKey, KeyError> {
+        let (key, weak_checksum) = SecretKey::unlock(bytes, passphrase)?;
+        // The legacy 2-byte checksum lets 1 in 65,536 wrong passphrases
+        // through the unlock: the self-test is what catches them.
+        self_test(&key).map_err(|e| {
+            if weak_checksum {
+                KeyError::WrongPassphrase
+            } else {
+                e
+            }
+        })?;
+        Ok(key)
+    }
+}
+
+/// Encrypts and signs a short message to the key itself and opens it:
+/// proves the unlocked secret material belongs to the public keys. (Here,
+/// above `keys`, `encrypt` and `decrypt`, so none of them imports another
+/// in a circle.)
+fn self_test(key: &SecretKey) -> Result<(), KeyError> {
+    let probe = b"secintake key self-test";
+    let public = key.public();
+    let fail = |reason: String| KeyError::Unusable(reason);
+    let armored = encrypt(probe, &[&public], Some(key)).map_err(|e| fail(e.to_string()))?;
+    let opened = decrypt(armored.as_bytes(), key, &[&public], probe.len())
+        .map_err(|e| fail(e.to_string()))?;
+    let signed = opened.signature
+        == SignatureCheck::Valid {
+            fingerprint: key.fingerprint(),
+        };
+    if opened.data != probe || !signed {
+        return Err(fail("its signature or decryption does not verify".into()));
+    }
+    Ok(())
+}
+
 /// Longest piece of rPGP text an error carries: enough for an algorithm
 /// name and a reason, short enough to stay one log line.
 const MAX_DETAIL: usize = 120;

@@ -146,6 +146,26 @@ impl World {
     }
 }
 
+impl World {
+    /// Alice's cleartext answer in the case's thread, submitted on the
+    /// authenticated port (the stack's verdict makes it hers).
+    fn alice_answers(&self, id: &str, body: &str) {
+        let root = common::daemon::thread_root(&self.db(), id);
+        let (answer, _) = common::text_mail(
+            "answer",
+            ALICE,
+            SECURITY,
+            &format!("Re: [{id}] New report"),
+            &[
+                &format!("In-Reply-To: <{root}>"),
+                &format!("References: <{root}>"),
+            ],
+            body,
+        );
+        self.stack.submit(ALICE, ALICE, &[SECURITY], &answer);
+    }
+}
+
 fn text(raw: &[u8]) -> String {
     String::from_utf8_lossy(raw).into_owned()
 }
@@ -200,19 +220,7 @@ fn an_encrypted_report_is_read_but_its_text_reaches_nobody_in_cleartext() {
 
     // A handler's cleartext answer is not relayed to the reporter of an
     // encrypted report: the handler is told why, the reporter gets nothing.
-    let root = common::daemon::thread_root(&w.db(), &id);
-    let (answer, _) = common::text_mail(
-        "answer",
-        ALICE,
-        SECURITY,
-        &format!("Re: [{id}] New report"),
-        &[
-            &format!("In-Reply-To: <{root}>"),
-            &format!("References: <{root}>"),
-        ],
-        "Thanks, we can reproduce it and are working on a fix.",
-    );
-    w.stack.submit(ALICE, ALICE, &[SECURITY], &answer);
+    w.alice_answers(&id, "Thanks, we can reproduce it and are working on a fix.");
     let v = w.wait_event(&id, "reply not relayed");
     let why = v["events"]
         .as_array()
@@ -464,19 +472,7 @@ fn keyed_handlers_get_the_report_sealed_and_the_reporter_is_answered_encrypted()
 
     // Alice answers in cleartext from her client (authenticated by the
     // stack); the reporter gets it encrypted to her attached key.
-    let root = common::daemon::thread_root(&w.db(), &id);
-    let (answer, _) = common::text_mail(
-        "answer",
-        ALICE,
-        SECURITY,
-        &format!("Re: [{id}] New report"),
-        &[
-            &format!("In-Reply-To: <{root}>"),
-            &format!("References: <{root}>"),
-        ],
-        "We can reproduce it; a fix is on its way.",
-    );
-    w.stack.submit(ALICE, ALICE, &[SECURITY], &answer);
+    w.alice_answers(&id, "We can reproduce it; a fix is on its way.");
     w.wait_event(&id, "response relayed to the reporter");
     let mails = w.wait_mailbox(RITA, 2);
     let relay = mails
