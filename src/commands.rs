@@ -56,6 +56,9 @@ pub enum Command {
     Credit(String),
     /// `/summary <one paragraph for the advisory>`.
     Summary(String),
+    /// `/cleartext`: this mail's answer may go to the reporter of an
+    /// encrypted report in cleartext, as no key of theirs is known.
+    Cleartext,
 }
 
 /// The command names, for "unknown command" replies.
@@ -63,7 +66,8 @@ pub const KNOWN: &str =
     "/take, /assign <handler>, /state <state>, /severity critical|high|medium|low [CVSS vector], \
 /affected <versions>, /fixed-in <versions>, /cve <CVE-id>, /audit <note>, /duplicate <case id>, \
 /reject <reason>, /responded, /close, /announce [dry-run|now], /deadline fix <date>, \
-/embargo <date>, /quiet [off], /show, /credit <name>|none, /summary <text>, /merge <case id>";
+/embargo <date>, /quiet [off], /show, /credit <name>|none, /summary <text>, /merge <case id>, \
+/cleartext";
 
 /// A handler's message, split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -154,6 +158,7 @@ fn parse_line(line: &str) -> Result<Command, String> {
         "/responded" => none(Command::Responded),
         "/close" => none(Command::Close),
         "/show" => none(Command::Show),
+        "/cleartext" => none(Command::Cleartext),
         "/credit" => need("<name, as the reporter wants it> or none").map(Command::Credit),
         "/summary" => need("<one paragraph for the advisory>").map(Command::Summary),
         "/quiet" => match arg.to_ascii_lowercase().as_str() {

@@ -5,7 +5,8 @@
 //! Layers, each importing only from itself and the layers listed before
 //! it (no import cycles; `farm-studio look` draws it):
 //!
-//! 1. **Base** (imports nothing of the crate): `clock` (time, date forms),
+//! 1. **Base** (imports nothing above it; `config` reads keys through
+//!    `openpgp`): `clock` (time, date forms),
 //!    `config`, `templates`, `tls`, `memory`, `gate` (the backlog priority
 //!    rule between the loops), `model` (the vocabulary: case ids, `State`,
 //!    deadline `Kind`, the address key), `osv` (the OSV record of a case
@@ -13,16 +14,19 @@
 //!    adapter: keys, decrypting, encrypting, signatures).
 //! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
 //!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
-//!    reply address), `mail::auth` (is this a handler?), `mail::quote`
-//!    (a reply's own words apart from its quote); and `commands` (handler
-//!    command lines).
+//!    reply address), `mail::auth` (is this a handler? a server verdict
+//!    or the handler's OpenPGP signature), `mail::quote` (a reply's own
+//!    words apart from its quote), `mail::decrypt` (reading mail as the
+//!    team does: the one way the pipeline reads it), `mail::seal`
+//!    (PGP/MIME encrypting and signing a built letter); and `commands`
+//!    (handler command lines).
 //! 3. **Storage**: `store` (the SQLite file and its queries), `context`
 //!    (what a decision knows, and its error), `outgoing` (every letter:
 //!    its text from `templates`, its headers, queueing it in the outbox), `deadlines` (the stage plan and deadline rows), `sla`
 //!    (the SLA report).
 //! 4. **Decisions**: `workflow/` (handler mail: `route`, `apply`,
-//!    `announce`, `relay` to the reporter, the `leak` guard, `state`,
-//!    `notify` the handlers), `cases/` (what one incoming message does,
+//!    `announce`, `relay` to the reporter, the `leak` guard, `keys` (the
+//!    reporter's OpenPGP key), `state`, `notify` the handlers), `cases/` (what one incoming message does,
 //!    recorded in one transaction: `dedup`, `thread`, `open`, `acks`,
 //!    `promote`), `health` (connection status and alerts).
 //! 5. **Loops**: `intake` (IMAP → `cases`), `outbox` (SMTP delivery),

@@ -60,9 +60,9 @@ fn print_facts(case: &store::CaseRow, deadlines: &[store::DeadlineRow]) {
             "encrypted     yes; real subject: {}",
             printable(case.protected_subject.as_deref().unwrap_or("(none inside)"))
         );
-        if let Some(k) = &case.reporter_key {
-            println!("reporter key  {k}");
-        }
+    }
+    if let Some(k) = &case.reporter_key {
+        println!("reporter key  {k}");
     }
     println!(
         "reporter      {}",

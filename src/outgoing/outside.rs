@@ -71,9 +71,8 @@ pub fn acknowledgement(
 }
 
 /// Mail to the case's reporter in `thread` (their latest message and the
-/// conversation so far), under the case's subject: for an encrypted case
-/// the real one, as such a letter only leaves sealed to the reporter's key
-/// (`workflow::relay` refuses to send it otherwise).
+/// conversation so far), under the case's subject (`workflow::relay`
+/// shows the real subject of an encrypted report only in sealed mail).
 fn to_reporter<'a>(
     ctx: &Context<'_>,
     case: &'a CaseRow,
@@ -90,15 +89,7 @@ fn to_reporter<'a>(
             case_id: Some(&case.id),
             voice,
             to: vec![case.reporter.clone().unwrap_or_default()],
-            subject: compose::reply_subject(
-                if case.encrypted {
-                    case.protected_subject.as_ref().or(case.subject.as_ref())
-                } else {
-                    case.subject.as_ref()
-                }
-                .map(String::as_str),
-                &case.id,
-            ),
+            subject: compose::reply_subject(case.subject.as_deref(), &case.id),
             body,
             message_id: new_id(ctx, purpose.as_str(), Some(&case.id)),
             thread,

@@ -63,6 +63,10 @@ pub fn apply(
             announce(conn, ctx, &case, actor, text, (*dry_run, *now), source)?
         }
         Command::Show => Reply::Done(case_summary(conn, &case)?),
+        // What it allows happens with the relay of this mail's text.
+        Command::Cleartext => {
+            Reply::Done("this mail's answer may go to the reporter in cleartext".to_string())
+        }
     };
     match reply {
         Reply::Done(done) => tell_reporter(&run, cmd, done),

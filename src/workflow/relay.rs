@@ -24,13 +24,14 @@ pub(super) enum Relay {
     Refused(String),
 }
 
-/// Relays a handler's text to the reporter, in the reporter's thread.
+/// Relays a handler's text to the reporter, in the reporter's thread;
+/// `cleartext`: the handler sent `/cleartext` (see [`send_to_reporter`]).
 pub(super) fn relay(
     conn: &Connection,
     ctx: &Context<'_>,
     case: &CaseRow,
     email: &str,
-    text: &str,
+    (text, cleartext): (&str, bool),
     files: &[crate::mail::message::Attachment],
     source: Option<&str>,
 ) -> Result<Relay, CaseError> {
@@ -38,11 +39,15 @@ pub(super) fn relay(
         Some(why) => ToReporter::NotSent(why),
         None => match leak(conn, ctx.cfg, case, text, files)? {
             Some(why) => ToReporter::NotSent(why),
-            None => {
-                let thread = reporter_thread(conn, case)?;
-                let letter = outside::relay(ctx, case, thread, email, text, files);
-                send_to_reporter(conn, ctx, case, letter)?
-            }
+            None => match channel(conn, ctx, case, cleartext)? {
+                Channel::Closed(why) => ToReporter::NotSent(why),
+                ch => {
+                    let thread = reporter_thread(conn, case)?;
+                    let shown = shown_case(case, &ch);
+                    let letter = outside::relay(ctx, &shown, thread, email, text, files);
+                    send_to_reporter(conn, ctx, letter, ch)?
+                }
+            },
         },
     };
     let out = match sent {
@@ -95,30 +100,66 @@ enum ToReporter {
     NotSent(String),
 }
 
-/// Queues a letter to the case's reporter, or says why it could not be
-/// put together; a broken template is an error (a configuration
-/// problem). The caller has checked [`unusable_reporter`]. For an
-/// encrypted case the letter leaves sealed to the reporter's key, or not
-/// at all (issue 10).
-fn send_to_reporter(
+/// How a letter can reach the case's reporter.
+enum Channel {
+    /// In cleartext: the report was not encrypted, or a handler said
+    /// `/cleartext` for this answer.
+    Clear,
+    /// Sealed to the reporter's key: the report was encrypted.
+    Sealed(crate::openpgp::PublicKey),
+    /// Not at all, and why: the report was encrypted and no key of the
+    /// reporter is known.
+    Closed(String),
+}
+
+/// The [`Channel`] to `case`'s reporter (issue 10): nothing about an
+/// encrypted report travels to them in cleartext unless a handler said
+/// `/cleartext` for it.
+fn channel(
     conn: &Connection,
     ctx: &Context<'_>,
     case: &CaseRow,
+    cleartext: bool,
+) -> Result<Channel, StoreError> {
+    if !case.encrypted {
+        return Ok(Channel::Clear);
+    }
+    Ok(match keys::reporter_key(conn, ctx, case)? {
+        Some(key) => Channel::Sealed(key),
+        None if cleartext => Channel::Clear,
+        None => Channel::Closed(
+            "the report was encrypted and no OpenPGP key of the reporter is known, so nothing \
+             goes to them in cleartext: attach their public key to your reply (it is kept for \
+             the case), put /cleartext on the first line to send this answer unencrypted, or \
+             write to them encrypted yourself"
+                .to_string(),
+        ),
+    })
+}
+
+/// The case as a letter to the reporter shows it: its real subject only
+/// inside a sealed letter.
+fn shown_case(case: &CaseRow, ch: &Channel) -> CaseRow {
+    let mut shown = case.clone();
+    if let (Channel::Sealed(_), Some(real)) = (ch, &case.protected_subject) {
+        shown.subject = Some(real.clone());
+    }
+    shown
+}
+
+/// Queues a letter to the case's reporter over `ch`, or says why it could
+/// not be put together (or sealed); a broken template is an error (a
+/// configuration problem). The caller has checked [`unusable_reporter`].
+fn send_to_reporter(
+    conn: &Connection,
+    ctx: &Context<'_>,
     letter: Result<Letter, LetterError>,
+    ch: Channel,
 ) -> Result<ToReporter, CaseError> {
-    let letter = match letter {
-        Ok(l) if case.encrypted => match keys::reporter_key(conn, ctx, case)? {
-            Some(key) => crate::outgoing::sealed(ctx, l, &[key]),
-            None => {
-                return Ok(ToReporter::NotSent(
-                    "the report was encrypted and no OpenPGP key of the reporter is known, so \
-                     nothing goes to them in cleartext: attach their public key to your reply \
-                     (it is kept for the case), or write to them encrypted yourself"
-                        .to_string(),
-                ))
-            }
-        },
-        other => other,
+    let letter = match (letter, ch) {
+        (Ok(l), Channel::Sealed(key)) => crate::outgoing::sealed(ctx, l, &[key]),
+        (Ok(_), Channel::Closed(why)) => return Ok(ToReporter::NotSent(why)),
+        (other, _) => other,
     };
     match letter {
         Ok(letter) => {
@@ -201,8 +242,14 @@ pub(super) fn reporter_update(
                 fix_date: &fix_date,
                 announce_date: &announce_date,
             };
-            let thread = reporter_thread(conn, case)?;
-            send_to_reporter(conn, ctx, case, outside::update(ctx, case, thread, update))?
+            match channel(conn, ctx, case, false)? {
+                Channel::Closed(why) => ToReporter::NotSent(why),
+                ch => {
+                    let thread = reporter_thread(conn, case)?;
+                    let update = outside::update(ctx, &shown_case(case, &ch), thread, update);
+                    send_to_reporter(conn, ctx, update, ch)?
+                }
+            }
         }
     };
     let out = match sent {

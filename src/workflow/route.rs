@@ -123,7 +123,13 @@ pub fn handler_mail(
             Outcome::Direct
         }
         Audience::Relay if text.is_empty() => Outcome::CommandsOnly,
-        Audience::Relay => relay_text(conn, ctx, &case, email, text, raw, mid)?,
+        Audience::Relay => {
+            let cleartext = parsed
+                .commands
+                .iter()
+                .any(|(_, c)| matches!(c, Ok(Command::Cleartext)));
+            relay_text(conn, ctx, &case, email, (text, cleartext), raw, mid)?
+        }
     };
     let outcome = unread(outcome, interleaved, p);
     if results.is_empty() && matches!(outcome, Outcome::CommandsOnly) {
@@ -259,7 +265,7 @@ fn relay_text(
     ctx: &Context<'_>,
     case: &CaseRow,
     email: &str,
-    text: String,
+    (text, cleartext): (String, bool),
     raw: &[u8],
     mid: Option<&str>,
 ) -> Result<Outcome, CaseError> {
@@ -269,7 +275,7 @@ fn relay_text(
             "your attachments cannot go to the reporter ({why}), so nothing was sent: \
              send fewer or smaller files, or a link"
         )),
-        Ok(files) => match relay(conn, ctx, case, email, &text, &files, mid)? {
+        Ok(files) => match relay(conn, ctx, case, email, (&text, cleartext), &files, mid)? {
             Relay::Sent => Outcome::Relayed {
                 text,
                 files: files

@@ -235,6 +235,21 @@ fn an_encrypted_report_is_read_but_its_text_reaches_nobody_in_cleartext() {
     w.wait_outbox_empty();
     w.assert_mailbox(RITA, 1);
 
+    // `/cleartext`: this one answer goes unencrypted, under the outer
+    // subject (the real one stays protected).
+    w.alice_answers(&id, "/cleartext\n\nPlease send us your public key.");
+    w.wait_event(&id, "response relayed to the reporter");
+    let mails = w.wait_mailbox(RITA, 2);
+    let relay = mails
+        .iter()
+        .map(|m| text(m))
+        .find(|m| m.contains("Please send us your public key."))
+        .unwrap_or_else(|| panic!("no cleartext relay"));
+    assert!(
+        !relay.contains(subject) && !relay.contains(CANARY),
+        "{relay}"
+    );
+
     // Nothing decrypted in the log (the daemon logs at debug).
     let log = w.log();
     assert!(!log.contains(CANARY), "the log holds decrypted text");
@@ -299,10 +314,14 @@ fn inline_pgp_and_broken_armor_both_open_cases_and_intake_goes_on() {
         &format!("{half}\n-----END PGP MESSAGE-----\n"),
     );
     w.stack.send_raw("bob@example.net", &[SECURITY], &broken);
+    // Encrypted to another key: the team cannot read it.
+    let other = std::fs::read_to_string(fixture("to-other.asc")).unwrap();
+    let not_ours = common::simple_message("dave@example.net", SECURITY, "Not for you", &other);
+    w.stack.send_raw("dave@example.net", &[SECURITY], &not_ours);
     let after = common::simple_message("carol@example.net", SECURITY, "Cleartext after", "plain");
     w.stack.send_raw("carol@example.net", &[SECURITY], &after);
 
-    let cases = w.wait_cases(3);
+    let cases = w.wait_cases(4);
     let id_of = |from: &str| {
         cases.iter().find(|c| c["reporter"] == from).unwrap()["id"]
             .as_str()
@@ -319,13 +338,15 @@ fn inline_pgp_and_broken_armor_both_open_cases_and_intake_goes_on() {
     // The broken one: a case all the same, and the handler is told why.
     let broken_id = id_of("bob@example.net");
     w.wait_state(&broken_id, "acknowledged");
-    let mails = w.wait_mail(ALICE, T, |m| m.len() >= 3);
-    let note = mails
-        .iter()
-        .map(|m| text(m))
-        .find(|m| m.contains(&broken_id))
-        .unwrap();
-    assert!(note.contains("could not decrypt it"), "{note}");
+    let mails = w.wait_mail(ALICE, T, |m| m.len() >= 4);
+    for id in [broken_id, id_of("dave@example.net")] {
+        let note = mails
+            .iter()
+            .map(|m| text(m))
+            .find(|m| m.contains(&format!("[{id}] New report")))
+            .unwrap();
+        assert!(note.contains("could not decrypt it"), "{note}");
+    }
     assert!(mails.iter().all(|m| !text(m).contains(CANARY)));
     let (code, out, err) = cli(&w.config, &["cases", "list"]);
     assert_eq!(code, 0, "{err}");
