@@ -82,6 +82,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "greeting.txt",
         include_str!("../config/templates/greeting.txt"),
     ),
+    (
+        "facts-only.txt",
+        include_str!("../config/templates/facts-only.txt"),
+    ),
 ];
 
 /// Templates a `[templates] dir` may lack (it was copied before they
@@ -103,6 +107,7 @@ const ADDED_LATER: &[&str] = &[
     "next-step.txt",
     "digest-case.txt",
     "greeting.txt",
+    "facts-only.txt",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +286,7 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         outcome => "relayed", relayed => flag, reach_reporter => "To answer the reporter: …",
         files => if flag { vec!["fix.patch (text/x-patch, 120 bytes)"] } else { vec![] },
         commands => if flag { commands } else { vec![] },
-        size => 12_000_000, deadline_kind => "respond",
+        size => 12_000_000, deadline_kind => "respond", what => "note", report => flag,
         hour => if flag { 9 } else { 21 },
         next_deadline => if flag { Some("respond due 2026-01-04T00:00:00.000Z") } else { None },
     }

@@ -105,14 +105,8 @@ fn to_handlers(
             MessageKind::Note | MessageKind::TeamCopy | MessageKind::CommandReply
         )
     {
-        body = format!(
-            "[{} about the encrypted case {}: its text is not sent in cleartext, and no \
-             OpenPGP key is configured for you ([[handlers]] pgp_key). Read it on the \
-             secintake host: secintake cases show {}]\n",
-            purpose.as_str(),
-            case.id,
-            case.id
-        );
+        body = facts_only(ctx, &case.id, purpose, 0, false)?;
+        body.push('\n');
     }
     // No mail to handlers is larger than limits.max_message_size (base64
     // makes an attachment a third larger, and a 56 MB header once became
@@ -171,31 +165,35 @@ fn to_handlers(
 /// Text of a message for people, capped. What an encrypted message said
 /// goes to handlers in cleartext only with `[pgp] cleartext_to_handlers`:
 /// otherwise they get the facts (issue 10).
-fn readable(case: &CaseRow, p: &ParsedMessage, rendition: Rendition) -> String {
+fn readable(
+    ctx: &Context<'_>,
+    case: &CaseRow,
+    purpose: MessageKind,
+    p: &ParsedMessage,
+    rendition: Rendition,
+) -> Result<String, TemplateError> {
     const CAP: usize = 100_000;
-    let case_id = &case.id;
     match &p.decryption {
         Some(Decryption::Failed(why)) => {
-            return format!(
+            return Ok(format!(
                 "[encrypted, and secintake could not decrypt it: {why}. The original is attached.]"
-            )
+            ))
         }
         Some(Decryption::NoKey) => {
-            return "[encrypted: secintake holds no team key ([pgp] secret_key_file); decrypt \
+            return Ok(
+                "[encrypted: secintake holds no team key ([pgp] secret_key_file); decrypt \
                     the attached original with it]"
-                .into()
+                    .into(),
+            )
         }
         _ if rendition == Rendition::Facts && p.text_body.is_some() => {
-            return format!(
-                "[encrypted case: this text ({} bytes) is not sent in \
-                 cleartext, and no OpenPGP key is configured for you ([[handlers]] pgp_key). \
-                 Read it on the secintake host: secintake cases show {case_id} --text]",
-                p.text_body.as_ref().map_or(0, String::len)
-            )
+            let size = p.text_body.as_ref().map_or(0, String::len);
+            let report = purpose == MessageKind::Notification;
+            return facts_only(ctx, &case.id, purpose, size, report);
         }
         _ => {}
     }
-    match &p.text_body {
+    Ok(match &p.text_body {
         Some(t) if t.len() > CAP => {
             let mut end = CAP;
             while !t.is_char_boundary(end) {
@@ -209,7 +207,24 @@ fn readable(case: &CaseRow, p: &ParsedMessage, rendition: Rendition) -> String {
         Some(t) => t.clone(),
         None if p.encrypted => "[encrypted: see the attached original]".into(),
         None => "[no readable text: see the attached original]".into(),
-    }
+    })
+}
+
+/// What a handler without a key gets instead of the text of mail about
+/// an encrypted case (`facts-only.txt`).
+fn facts_only(
+    ctx: &Context<'_>,
+    case_id: &str,
+    purpose: MessageKind,
+    size: usize,
+    report: bool,
+) -> Result<String, TemplateError> {
+    ctx.templates.part(
+        "facts-only.txt",
+        minijinja::context! {
+            what => purpose.as_str(), case_id => case_id, size => size, report => report,
+        },
+    )
 }
 
 /// How to act on a case by email (`footer.txt`): closes the notification
@@ -303,7 +318,7 @@ pub fn notification(
             encrypted => p.encrypted,
             decrypted => p.decryption.as_ref().is_some_and(Decryption::is_decrypted),
             unparsed => !p.parsed_ok,
-            text => refers_to(events) + &readable(case, p, to.rendition),
+            text => refers_to(events) + &readable(ctx, case, MessageKind::Notification, p, to.rendition)?,
             footer => footer(ctx, &case.id)?,
         },
     )?;
@@ -345,7 +360,7 @@ pub fn follow_up(
     let body = ctx.templates.render(
         "follow-up.txt",
         minijinja::context! {
-            case_id => case.id, from => from, text => readable(case, p, to.rendition),
+            case_id => case.id, from => from, text => readable(ctx, case, MessageKind::Forward, p, to.rendition)?,
             footer => footer(ctx, &case.id)?,
         },
     )?;
