@@ -43,6 +43,7 @@ pub async fn run(
     let deadline_wake = Arc::new(Notify::new());
     let backlog = Arc::new(crate::gate::BacklogGate::default());
     let intake = Intake {
+        folder: cfg.imap.folder.clone(),
         db: db.clone(),
         cfg: cfg.clone(),
         templates: templates.clone(),
@@ -62,6 +63,28 @@ pub async fn run(
         backlog: backlog.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
+    // One loop and one connection per watched folder: IDLE watches one
+    // folder per connection (RFC 2177), and a folder's failure (one that
+    // does not exist, say) does not hold up the others.
+    for folder in &cfg.imap.more_folders {
+        let more = Intake {
+            folder: folder.clone(),
+            ..intake.clone()
+        };
+        let t = shutdown.clone();
+        tasks.spawn(async move {
+            more.run(t).await;
+            Ok(())
+        });
+    }
+    if cfg.imap.junk_auto {
+        let junk = intake.clone();
+        let t = shutdown.clone();
+        tasks.spawn(async move {
+            junk.run_junk(t).await;
+            Ok(())
+        });
+    }
     let t = shutdown.clone();
     tasks.spawn(async move {
         intake.run(t).await;

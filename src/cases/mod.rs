@@ -99,8 +99,20 @@ impl Outcome {
 
 /// What the handlers should know about how a message was read, recorded
 /// as an event on the case it opens or joins.
-fn intake_notes(m: &Incoming<'_>, p: &ParsedMessage, reused_id: bool) -> Vec<String> {
+fn intake_notes(
+    ctx: &Context<'_>,
+    m: &Incoming<'_>,
+    p: &ParsedMessage,
+    reused_id: bool,
+) -> Vec<String> {
     let mut notes = Vec::new();
+    let main = &ctx.cfg.imap.folder;
+    if !crate::config::same_folder(m.folder, main) {
+        notes.push(format!(
+            "found in the folder {:?}, not {main:?}: the provider may have filed it as spam",
+            m.folder
+        ));
+    }
     if m.poisoned {
         notes.push(
             "processing this message stopped the daemon twice; it was stored raw without \
@@ -168,7 +180,7 @@ pub fn ingest(
     let Some(DedupKey { key, reused }) = dedup_key(conn, p)? else {
         return Ok(Outcome::Duplicate);
     };
-    let notes = intake_notes(m, p, reused);
+    let notes = intake_notes(ctx, m, p, reused);
     let own = ctx.own_addresses();
     let rule = classify::robot_rule(p, &own);
     let mut rec = new_record(m, p, key);

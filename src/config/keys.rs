@@ -35,8 +35,8 @@ macro_rules! schema {
 schema! {
     mailbox: [address, project, policy_url, comment_address],
     imap: [
-        host, port, tls, ca_file, username, password, password_file, folder, idle,
-        poll_interval, idle_timeout, io_timeout, after,
+        host, port, tls, ca_file, username, password, password_file, folder, folders, junk,
+        idle, poll_interval, idle_timeout, io_timeout, after,
     ],
     smtp: [host, port, tls, ca_file, username, password, password_file, timeout, from_name],
     storage: [path],

@@ -54,6 +54,7 @@ mod validate;
 
 pub use pgp::Pgp;
 pub use units::{parse_duration, parse_size};
+pub use validate::same_folder;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
@@ -201,8 +202,15 @@ pub struct Imap {
     pub username: String,
     /// Login password (from `password` or `password_file`). Never logged.
     pub password: String,
-    /// Folder to watch: default "INBOX".
+    /// The main folder to watch: default "INBOX" (`folder`, or the first
+    /// of `folders`).
     pub folder: String,
+    /// More folders to watch, each on its own connection: the rest of
+    /// `folders` (a provider's spam folder, say).
+    pub more_folders: Vec<String>,
+    /// `junk = "auto"`: also watch the folder the server marks `\Junk`
+    /// (RFC 6154), found when the daemon starts.
+    pub junk_auto: bool,
     /// Use IMAP IDLE (polling stays on as a safety net): default true.
     pub idle: bool,
     /// How often to poll: default 60s.
@@ -225,6 +233,8 @@ impl fmt::Debug for Imap {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("folder", &self.folder)
+            .field("more_folders", &self.more_folders)
+            .field("junk_auto", &self.junk_auto)
             .field("idle", &self.idle)
             .field("poll_interval", &self.poll_interval)
             .field("idle_timeout", &self.idle_timeout)

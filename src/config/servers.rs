@@ -106,11 +106,19 @@ pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
             s.loader
                 .missing(&s.key(keys::imap::password), " (or imap.password_file)")
         })?;
-    let folder = s
-        .get(keys::imap::folder)
-        .map(|f| f.folder())
-        .transpose()?
-        .unwrap_or_else(|| "INBOX".into());
+    let (folder, more_folders) = imap_folders(&mut s)?;
+    let junk_auto = match s.get(keys::imap::junk) {
+        None => false,
+        Some(f) => match f.text()?.as_str() {
+            "auto" => true,
+            "none" => false,
+            _ => {
+                return Err(
+                    f.fail("expected \"auto\" or \"none\" (or name the folder in imap.folders)")
+                )
+            }
+        },
+    };
     let idle = s
         .get(keys::imap::idle)
         .map(|f| f.boolean())
@@ -140,7 +148,7 @@ pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
         .unwrap_or(Duration::from_secs(60));
     let after = match s.get(keys::imap::after) {
         None => After::Seen,
-        Some(f) => after_from(&f, &folder)?,
+        Some(f) => after_from(&f, &folder, &more_folders)?,
     };
     Ok(Imap {
         host,
@@ -150,6 +158,8 @@ pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
         username,
         password,
         folder,
+        more_folders,
+        junk_auto,
         idle,
         poll_interval,
         idle_timeout,
@@ -213,9 +223,41 @@ pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
     })
 }
 
+/// `imap.folder` or `imap.folders` (not both): the main folder and the
+/// others to watch, none twice.
+fn imap_folders(s: &mut Section<'_>) -> Result<(String, Vec<String>), ConfigError> {
+    let one = s.get(keys::imap::folder);
+    let many = s.get(keys::imap::folders);
+    match (one, many) {
+        (Some(_), Some(f)) => {
+            Err(f.fail("imap.folder and imap.folders are both set: set only one"))
+        }
+        (Some(f), None) => Ok((f.folder()?, Vec::new())),
+        (None, None) => Ok(("INBOX".into(), Vec::new())),
+        (None, Some(f)) => {
+            let mut names: Vec<String> = Vec::new();
+            for name in f.list()? {
+                let name = name.trim().to_string();
+                if name.is_empty() || name.chars().any(char::is_control) {
+                    return Err(f.fail("folder names must not be empty or hold control characters"));
+                }
+                if names.iter().any(|n| same_folder(n, &name)) {
+                    return Err(f.fail(format_args!("{name:?} is listed twice")));
+                }
+                names.push(name);
+            }
+            if names.is_empty() {
+                return Err(f.fail("must name at least one folder"));
+            }
+            let first = names.remove(0);
+            Ok((first, names))
+        }
+    }
+}
+
 /// `imap.after`: "seen", "keep" or "move:<folder>", where the folder is
 /// not the watched `folder` itself.
-fn after_from(f: &Field<'_>, folder: &str) -> Result<After, ConfigError> {
+fn after_from(f: &Field<'_>, folder: &str, more: &[String]) -> Result<After, ConfigError> {
     let text = f.text()?;
     let lower = text.to_ascii_lowercase();
     match lower.as_str() {
@@ -229,6 +271,11 @@ fn after_from(f: &Field<'_>, folder: &str) -> Result<After, ConfigError> {
             if same_folder(target, folder) {
                 return Err(f.fail(format_args!(
                     "moves messages into imap.folder ({folder:?}) itself"
+                )));
+            }
+            if let Some(w) = more.iter().find(|w| same_folder(target, w)) {
+                return Err(f.fail(format_args!(
+                    "moves messages into {w:?}, which is watched too (imap.folders)"
                 )));
             }
             Ok(After::Move(target.to_string()))

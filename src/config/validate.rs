@@ -207,7 +207,9 @@ impl Config {
     }
 }
 
-pub(super) fn same_folder(a: &str, b: &str) -> bool {
+/// Whether two IMAP folder names name the same folder (INBOX is
+/// case-insensitive, RFC 3501 5.1).
+pub fn same_folder(a: &str, b: &str) -> bool {
     a == b || (a.eq_ignore_ascii_case("INBOX") && b.eq_ignore_ascii_case("INBOX"))
 }
 

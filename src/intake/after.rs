@@ -22,7 +22,7 @@ impl Intake {
             After::Seen => "UNSEEN ",
             After::Move(_) => "",
         };
-        let folder = self.cfg.imap.folder.clone();
+        let folder = self.folder.clone();
         let stored = self
             .db
             .call(move |s| store::folder_state(s.conn(), &folder))

@@ -291,20 +291,20 @@ pub(super) async fn capabilities(session: &mut Session<Conn>) -> Result<Caps, In
     })
 }
 
-/// SELECTs (or, read-only, EXAMINEs) the configured folder.
+/// SELECTs (or, read-only, EXAMINEs) `folder`.
 pub(super) async fn open_folder(
     session: &mut Session<Conn>,
-    cfg: &Imap,
+    folder: &str,
     read_only: bool,
 ) -> Result<async_imap::types::Mailbox, IntakeError> {
     let folder_err = |e: async_imap::error::Error| IntakeError::Folder {
-        folder: cfg.folder.clone(),
+        folder: folder.to_string(),
         reason: describe(&e),
     };
     let mailbox = if read_only {
-        session.examine(&cfg.folder).await.map_err(folder_err)?
+        session.examine(folder).await.map_err(folder_err)?
     } else {
-        session.select(&cfg.folder).await.map_err(folder_err)?
+        session.select(folder).await.map_err(folder_err)?
     };
     drain(session);
     Ok(mailbox)
@@ -317,11 +317,36 @@ pub fn reconnect_delay(failures: u32) -> Duration {
     base.mul_f64(1.0 + rand::thread_rng().gen_range(0.0..0.25))
 }
 
+/// The folder the server marks `\Junk` (RFC 6154 special use), if any:
+/// where providers file what they take for spam, first reports from
+/// unknown researchers with a PoC attached among it.
+pub async fn find_junk(cfg: &Imap) -> Result<Option<String>, IntakeError> {
+    let mut session = connect(cfg).await?;
+    let names: Vec<async_imap::types::Name> = session
+        .list(Some(""), Some("*"))
+        .await
+        .map_err(cmd_err("LIST"))?
+        .try_collect()
+        .await
+        .map_err(cmd_err("LIST"))?;
+    let junk = names
+        .iter()
+        .find(|n| {
+            n.attributes()
+                .iter()
+                .any(|a| matches!(a, async_imap::imap_proto::NameAttribute::Junk))
+        })
+        .map(|n| n.name().to_string());
+    drop(names);
+    let _ = session.logout().await;
+    Ok(junk)
+}
+
 /// Connects, logs in, selects the folder and logs out; for `check-config`.
 pub async fn check(cfg: &Imap) -> Result<String, IntakeError> {
     let mut session = connect(cfg).await?;
     let idle = capabilities(&mut session).await?.idle;
-    let mailbox = open_folder(&mut session, cfg, true).await?;
+    let mailbox = open_folder(&mut session, &cfg.folder, true).await?;
     let _ = async { session.logout().await.map_err(cmd_err("LOGOUT")) }.await;
     Ok(format!(
         "IMAP ok: logged in to {}:{} as {}, folder {:?} holds {} message(s), IDLE {}",

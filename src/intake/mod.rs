@@ -71,9 +71,52 @@ pub struct Intake {
     pub health: Health,
     /// Held while a backlog is recorded; the outbox waits on it.
     pub backlog: Arc<crate::gate::BacklogGate>,
+    /// The folder this loop watches: `imap.folder`, or one of the others
+    /// (`imap.folders`, the `\Junk` folder), one loop and connection each.
+    pub folder: String,
 }
 
 impl Intake {
+    /// `junk = "auto"`: finds the server's `\Junk` folder (retrying while
+    /// the server cannot be reached), then watches it like any other,
+    /// until `shutdown`. A server without one is said once, at warn.
+    pub async fn run_junk(mut self, shutdown: CancellationToken) {
+        let mut failures: u32 = 0;
+        let found = loop {
+            match imap::find_junk(&self.cfg.imap).await {
+                Ok(found) => break found,
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(error = %e, "finding the junk folder failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(reconnect_delay(failures)) => {}
+                    }
+                }
+            }
+        };
+        let imap = &self.cfg.imap;
+        let watched = |f: &str| {
+            crate::config::same_folder(f, &imap.folder)
+                || imap
+                    .more_folders
+                    .iter()
+                    .any(|m| crate::config::same_folder(f, m))
+        };
+        match found {
+            Some(f) if !watched(&f) => {
+                tracing::info!(folder = %f, "imap.junk = auto: watching the junk folder");
+                self.folder = f;
+                self.run(shutdown).await;
+            }
+            Some(_) => shutdown.cancelled().await,
+            None => {
+                tracing::warn!("imap.junk = auto: the server marks no folder \\Junk; none watched");
+                shutdown.cancelled().await;
+            }
+        }
+    }
+
     /// Runs until `shutdown`, reconnecting as needed.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
@@ -117,12 +160,12 @@ impl Intake {
             // Best effort: the folder may already exist.
             let _ = session.create(target).await;
         }
-        let mailbox = open_folder(&mut session, cfg, false).await?;
+        let mailbox = open_folder(&mut session, &self.folder, false).await?;
         let uidvalidity = mailbox.uid_validity.ok_or_else(|| IntakeError::Folder {
-            folder: cfg.folder.clone(),
+            folder: self.folder.clone(),
             reason: "server gave no UIDVALIDITY".into(),
         })?;
-        tracing::info!(host = %cfg.host, folder = %cfg.folder, idle = can_idle, messages = mailbox.exists, "IMAP connected");
+        tracing::info!(host = %cfg.host, folder = %self.folder, idle = can_idle, messages = mailbox.exists, "IMAP connected");
         let moves = caps;
         // Mail recorded before a connection broke may have missed its
         // `after` action (it runs after the commit): catch up once per
@@ -222,7 +265,7 @@ impl Intake {
     /// The folder's last processed UID, after noting a UIDVALIDITY change
     /// (or a first sync) in the state file.
     async fn start_uid(&self, uidvalidity: u32) -> Result<u32, IntakeError> {
-        let folder = self.cfg.imap.folder.clone();
+        let folder = self.folder.clone();
         let f = folder.clone();
         let stored = self
             .db

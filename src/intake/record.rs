@@ -39,7 +39,7 @@ impl Intake {
         uidvalidity: u32,
         max_uid: u32,
     ) -> Result<(), IntakeError> {
-        let folder = self.cfg.imap.folder.clone();
+        let folder = self.folder.clone();
         let uids: Vec<u32> = fetched.iter().map(|f| f.uid).collect();
         let prior = self
             .db
@@ -65,7 +65,7 @@ impl Intake {
         );
         let last = fetched.len().saturating_sub(1);
         for (i, (m, prior)) in fetched.into_iter().zip(prior).enumerate() {
-            let (folder, uid) = (self.cfg.imap.folder.clone(), m.uid);
+            let (folder, uid) = (self.folder.clone(), m.uid);
             self.db
                 .call(move |s| {
                     s.hint_transaction(|tx| {
@@ -114,7 +114,7 @@ impl Intake {
         let cfg = self.cfg.clone();
         let templates = self.templates.clone();
         let clock = self.clock.clone();
-        let folder = cfg.imap.folder.clone();
+        let folder = self.folder.clone();
         let expected = max_uid;
         let outcomes = self
             .db

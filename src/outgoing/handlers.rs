@@ -249,16 +249,23 @@ fn reach_reporter(ctx: &Context<'_>, case_id: &str) -> Result<String, TemplateEr
     )
 }
 
-/// A first line for the notification of a case opened by someone who
-/// threaded into another case without taking part in it (issue 7): which
-/// case, so a handler can merge them.
+/// First lines for the notification: what intake noted about the report
+/// (the folder it was found in, its signature, why it could not be read)
+/// and, for a case opened by someone who threaded into another case
+/// without taking part in it (issue 7), which case, so a handler can
+/// merge them.
 fn refers_to(events: &[EventRow]) -> String {
-    events
+    let lines: String = events
         .iter()
-        .find(|e| e.what == "refers to another case")
-        .and_then(|e| e.detail.as_deref())
-        .map(|d| format!("[secintake: {d}]\n\n"))
-        .unwrap_or_default()
+        .filter(|e| e.what == "intake note" || e.what == "refers to another case")
+        .filter_map(|e| e.detail.as_deref())
+        .map(|d| format!("[secintake: {d}]\n"))
+        .collect();
+    if lines.is_empty() {
+        lines
+    } else {
+        lines + "\n"
+    }
 }
 
 /// The reporter as the new-case notification shows it: the address, and

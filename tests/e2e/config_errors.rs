@@ -150,9 +150,37 @@ fn unknown_key() {
         case.error(&[]),
         format!(
             "{}unknown key \"imap.hots\" (expected one of: host, port, tls, ca_file, username, password, \
-             password_file, folder, idle, poll_interval, idle_timeout, io_timeout, after)",
+             password_file, folder, folders, junk, idle, poll_interval, idle_timeout, io_timeout, after)",
             case.prefix()
         )
+    );
+}
+
+#[test]
+fn folders_are_checked() {
+    let both = Case::new(&with(
+        "imap",
+        "folder = \"INBOX\"\nfolders = [\"INBOX\", \"Junk\"]",
+    ));
+    assert_eq!(
+        both.error(&[]),
+        format!(
+            "{}imap.folders = an array: imap.folder and imap.folders are both set: set only one",
+            both.prefix()
+        )
+    );
+    let twice = Case::new(&with("imap", "folders = [\"INBOX\", \"inbox\"]"));
+    assert!(
+        twice.error(&[]).ends_with("\"inbox\" is listed twice"),
+        "{}",
+        twice.error(&[])
+    );
+    let junk = Case::new(&with("imap", "junk = \"yes\""));
+    assert!(
+        junk.error(&[])
+            .contains("imap.junk = \"yes\": expected \"auto\" or \"none\""),
+        "{}",
+        junk.error(&[])
     );
 }
 

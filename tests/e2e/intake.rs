@@ -578,3 +578,68 @@ fn robot_with_non_ascii_body_line_does_not_crash() {
     w.wait_cases(1);
     w.wait_mailbox(REPORTER, 1);
 }
+
+/// Issue 11: a report the provider filed as spam is seen. `junk = "auto"`
+/// finds the stack's `\Junk` folder (Dovecot's special_use) and watches
+/// it beside INBOX; the case says where the report was found, and the
+/// reporter is acknowledged as from INBOX.
+#[test]
+fn a_report_filed_as_spam_opens_a_case_that_says_where_it_was_found() {
+    let w = World::start_ready(|cfg| {
+        cfg.imap_extra = "junk = \"auto\"".into();
+    });
+    let raw = common::simple_message(REPORTER, SECURITY, "RCE via crafted PoC", "PoC attached.");
+    w.stack.save(SECURITY, "Junk", &raw);
+    w.report("other@example.net", "From the inbox");
+    let cases = w.wait_acked_cases(2);
+    let spam = cases
+        .iter()
+        .find(|c| c["subject"] == "RCE via crafted PoC")
+        .unwrap_or_else(|| w.fail("no case for the report in Junk"));
+    let id = spam["id"].as_str().unwrap();
+    let notes: Vec<String> = w.show(id)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"] == "intake note")
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("found in the folder \"Junk\"")),
+        "{notes:?}"
+    );
+    // The inbox report carries no such note, and the handler sees it.
+    let inbox = cases
+        .iter()
+        .find(|c| c["subject"] == "From the inbox")
+        .unwrap();
+    let inbox_events = w.show(inbox["id"].as_str().unwrap())["events"].to_string();
+    assert!(
+        !inbox_events.contains("found in the folder"),
+        "{inbox_events}"
+    );
+    let alice = w.wait_mail("alice@example.org", T, |m| m.len() >= 2);
+    assert!(
+        alice.iter().any(|m| {
+            let t = String::from_utf8_lossy(m).replace("=\r\n", "");
+            t.contains(id) && t.contains("found in the folder \"Junk\"")
+        }),
+        "the notification says where the report was found"
+    );
+    // Each folder keeps its own UIDVALIDITY/UID checkpoint.
+    let db =
+        rusqlite::Connection::open_with_flags(w.db(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut names: Vec<(String, i64)> = db
+        .prepare("SELECT name, last_uid FROM folders ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    names.sort();
+    assert_eq!(names, [("INBOX".to_string(), 1), ("Junk".to_string(), 1)]);
+    assert!(w.log().contains("watching the junk folder"), "{}", w.log());
+}

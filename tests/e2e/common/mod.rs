@@ -820,6 +820,8 @@ pub struct TestConfig {
     pub policy_url: String,
     /// Raw TOML lines appended to `[mailbox]` (e.g. `comment_address = …`).
     pub mailbox_extra: String,
+    /// Raw TOML lines appended to `[imap]` (e.g. `junk = "auto"`).
+    pub imap_extra: String,
     pub imap_host: String,
     pub imap_port: u16,
     /// "implicit" | "starttls" | "none"
@@ -867,6 +869,7 @@ impl TestConfig {
             project: "Example".into(),
             policy_url: "https://example.org/security".into(),
             mailbox_extra: String::new(),
+            imap_extra: String::new(),
             imap_host: "127.0.0.1".into(),
             imap_port: stack.imap_port,
             imap_tls: "starttls".into(),
@@ -918,7 +921,9 @@ impl TestConfig {
         t.push_str(&format!("folder = {}\n", q(&self.folder)));
         t.push_str(&format!("idle = {}\n", self.idle));
         t.push_str(&format!("poll_interval = {}\n", q(&self.poll_interval)));
-        t.push_str(&format!("after = {}\n\n", q(&self.after)));
+        t.push_str(&format!("after = {}\n", q(&self.after)));
+        push_lines(&mut t, &self.imap_extra);
+        t.push('\n');
         t.push_str("[smtp]\n");
         t.push_str(&format!("host = {}\n", q(&self.smtp_host)));
         t.push_str(&format!("port = {}\n", self.smtp_port));
