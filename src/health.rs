@@ -44,12 +44,35 @@ impl Component {
     }
 }
 
+/// How the last error of a failing component begins when the server
+/// refused the login: a revoked password or token, not an outage.
+pub const CREDENTIAL_REJECTED: &str = "credential rejected";
+
+/// How long intake and the outbox wait after a server refused the login:
+/// long enough not to look like password guessing (providers lock an
+/// account after a few failures a minute), short enough to pick up a fixed
+/// password soon. Debug builds take SECINTAKE_TEST_CREDENTIAL_RETRY_MS, so
+/// the tests need not wait five minutes.
+pub fn credential_retry() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("SECINTAKE_TEST_CREDENTIAL_RETRY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    Duration::from_secs(300)
+}
+
 /// How often `last_ok_at` is written while all is well.
 const OK_WRITE_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Default)]
 struct State {
     failing_since: Option<DateTime<Utc>>,
+    /// The server refused our credential: alert at once, not after
+    /// `alert_after` (waiting does not fix a revoked password).
+    credential: bool,
     alerted: bool,
     last_error: Option<String>,
     last_ok_written: Option<DateTime<Utc>>,
@@ -90,6 +113,10 @@ impl Health {
                 c,
                 State {
                     failing_since: row.failing_since.as_deref().and_then(parse_ts),
+                    credential: row
+                        .last_error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with(CREDENTIAL_REJECTED)),
                     alerted: row.alerted,
                     last_error: row.last_error,
                     last_ok_written: None,
@@ -116,6 +143,7 @@ impl Health {
         let (recovered, write) = self.with_state(c, |st| {
             let recovered = st.failing_since.take().map(|since| (since, st.alerted));
             st.alerted = false;
+            st.credential = false;
             st.last_error = None;
             let write = recovered.is_some()
                 || st
@@ -161,21 +189,44 @@ impl Health {
         }
     }
 
+    /// The server refused our credential (IMAP `NO` to LOGIN, SMTP 535):
+    /// recorded as failing with "credential rejected", logged at error,
+    /// and the handlers are alerted at the next check, not after
+    /// `alert_after`.
+    pub async fn credential_rejected(&self, c: Component, now: DateTime<Utc>, error: &str) {
+        let error = format!("{CREDENTIAL_REJECTED}: {error}");
+        let first = self.with_state(c, |st| !std::mem::replace(&mut st.credential, true));
+        if first {
+            tracing::error!(component = c.as_str(), error = %loggable(&error),
+                "the server refused the login: check the password or token; retrying slowly");
+        }
+        // Written even when an outage was already recorded, so `status`
+        // names the refusal.
+        self.fail(c, now, &error, first).await;
+    }
+
     /// The component fails. Logs the first failure of an outage only.
     pub async fn failing(&self, c: Component, now: DateTime<Utc>, error: &str) {
-        let first = self.with_state(c, |st| {
+        self.fail(c, now, error, false).await;
+    }
+
+    async fn fail(&self, c: Component, now: DateTime<Utc>, error: &str, write: bool) {
+        let (first, credential) = self.with_state(c, |st| {
             st.last_error = Some(error.to_owned());
             if st.failing_since.is_none() {
                 st.failing_since = Some(now);
-                true
+                (true, st.credential)
             } else {
-                false
+                (false, st.credential)
             }
         });
-        if first {
+        if first && !credential {
             tracing::warn!(component = c.as_str(), error = %loggable(error),
                 "connection failing; retrying quietly");
-            let (since, err) = (fmt_ts(now), error.to_owned());
+        }
+        if first || write {
+            let since = self.with_state(c, |st| st.failing_since.unwrap_or(now));
+            let (since, err) = (fmt_ts(since), error.to_owned());
             let res = self
                 .db
                 .call(move |s| -> Result<(), StoreError> {
@@ -242,7 +293,7 @@ impl Health {
         let after = self.cfg.limits.alert_after;
         for c in [Component::Imap, Component::Smtp] {
             let due = self.with_state(c, |st| match st.failing_since {
-                Some(since) if !st.alerted && add(since, after) <= now => {
+                Some(since) if !st.alerted && (st.credential || add(since, after) <= now) => {
                     Some((since, st.last_error.clone()))
                 }
                 _ => None,

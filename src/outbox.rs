@@ -48,6 +48,10 @@ pub enum OutboxError {
     },
     #[error("SMTP: {0}")]
     Transport(#[from] lettre::transport::smtp::Error),
+    /// The server refused the login (535 and other 5xx to AUTH): the
+    /// password or token is wrong or revoked.
+    #[error("SMTP server refused the login: {0}")]
+    Credential(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -162,7 +166,14 @@ pub async fn connect(cfg: &Smtp) -> Result<AsyncSmtpConnection, OutboxError> {
                 &[Mechanism::Plain, Mechanism::Login],
                 &Credentials::new(u.clone(), p.clone()),
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                if e.is_permanent() {
+                    OutboxError::Credential(e.to_string())
+                } else {
+                    OutboxError::Transport(e)
+                }
+            })?;
         }
         Ok::<_, OutboxError>(conn)
     };
@@ -212,6 +223,7 @@ impl Client {
                 self.conn = None;
                 match connect(&self.cfg).await {
                     Ok(c) => self.conn = Some((c, tokio::time::Instant::now())),
+                    Err(OutboxError::Credential(e)) => return Attempt::Credential(e),
                     Err(e) => return Attempt::Transient(e.to_string()),
                 }
             }
@@ -227,7 +239,9 @@ impl Client {
                     humantime::format_duration(timeout)
                 )),
                 Ok(Ok(_)) => Attempt::Accepted,
-                Ok(Err(e)) if e.is_permanent() => Attempt::Permanent(e.to_string()),
+                Ok(Err(e)) if e.is_permanent() && !over_quota(&e.to_string()) => {
+                    Attempt::Permanent(e.to_string())
+                }
                 Ok(Err(e)) => Attempt::Transient(e.to_string()),
             };
             match &result {
@@ -239,7 +253,7 @@ impl Client {
                     }
                     return result;
                 }
-                Attempt::Transient(_) => {
+                Attempt::Transient(_) | Attempt::Credential(_) => {
                     self.conn = None;
                     if !reused {
                         return result;
@@ -263,12 +277,22 @@ fn envelope(item: &OutboxItem) -> Result<Envelope, String> {
     Envelope::new(Some(from), to).map_err(|e| format!("bad envelope: {e}"))
 }
 
+/// Whether a permanent-looking answer is a sending quota, which lifts
+/// (Gmail answers `550 5.4.5 Daily user sending limit exceeded`): the
+/// mail waits and is retried, it does not fail.
+fn over_quota(error: &str) -> bool {
+    error.contains("5.4.5")
+}
+
 /// How one delivery attempt ended.
 #[derive(Debug)]
 enum Attempt {
     Accepted,
     Transient(String),
     Permanent(String),
+    /// The server refused our login: the mail waits for a fixed password
+    /// (retried after `health::credential_retry`), nothing fails.
+    Credential(String),
 }
 
 /// The delay before retry number `attempts` (1-based), with up to 20% jitter.
@@ -322,6 +346,10 @@ fn record(
             let next = crate::clock::add(now, backoff(item.attempts + 1));
             store::outbox_retry(tx, item.id, next, err)?;
         }
+        Attempt::Credential(err) => {
+            let next = crate::clock::add(now, crate::health::credential_retry());
+            store::outbox_retry(tx, item.id, next, err)?;
+        }
         Attempt::Permanent(err) => {
             store::outbox_failed(tx, item.id, err)?;
             if let Some(case) = &item.case_id {
@@ -366,6 +394,7 @@ async fn flush(
     if let Some((_, last, at)) = batch.last() {
         match last {
             Attempt::Transient(e) => health.failing(Component::Smtp, *at, e).await,
+            Attempt::Credential(e) => health.credential_rejected(Component::Smtp, *at, e).await,
             _ => health.ok(Component::Smtp, *at).await,
         }
     }
@@ -409,7 +438,7 @@ pub async fn run(
             let result = client.send(item).await;
             let now = clock.now();
             log_attempt(item, &result);
-            failing |= matches!(result, Attempt::Transient(_));
+            failing |= matches!(result, Attempt::Transient(_) | Attempt::Credential(_));
             done.push((item.clone(), result, now));
             if done.len() >= RECORD_EVERY || failing {
                 flush(&db, &health, &mut done).await?;
@@ -482,7 +511,8 @@ fn log_attempt(item: &OutboxItem, result: &Attempt) {
             tracing::info!(outbox = item.id, case = item.case_id.as_deref().unwrap_or("-"),
                 purpose = %item.purpose, "mail accepted by SMTP server");
         }
-        Attempt::Transient(e) => {
+        // The refusal itself is logged once by `health`.
+        Attempt::Transient(e) | Attempt::Credential(e) => {
             tracing::debug!(outbox = item.id, error = %crate::health::loggable(e), "delivery deferred");
         }
         Attempt::Permanent(e) => {
@@ -495,6 +525,16 @@ fn log_attempt(item: &OutboxItem, result: &Attempt) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sending_quota_waits_other_5xx_fail() {
+        assert!(over_quota(
+            "permanent error (550): 5.4.5 Daily user sending limit exceeded. For more information"
+        ));
+        assert!(!over_quota(
+            "permanent error (550): 5.1.1 The email account does not exist"
+        ));
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

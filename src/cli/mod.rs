@@ -66,6 +66,8 @@ pub enum Command {
         offline: bool,
     },
     /// Show the last successful sync, connection health and the outbox backlog.
+    /// Exit status: 0 all well, 3 the mailbox or the SMTP server is failing
+    /// (an outage or a refused password), 1 the status could not be read.
     Status {
         #[arg(long)]
         json: bool,

@@ -59,8 +59,17 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
         );
         println!("open cases     {open}");
     }
+    // For monitoring: 3 while the mailbox or the outgoing server fails
+    // (an outage or a refused credential), 1 when the status cannot be
+    // read, 0 otherwise.
+    if imap.failing_since.is_some() || smtp.failing_since.is_some() {
+        return Ok(std::process::ExitCode::from(STATUS_FAILING));
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
+
+/// `secintake status` exits with this while a connection fails.
+pub(super) const STATUS_FAILING: u8 = 3;
 
 pub(super) fn sla(
     cfg: &Config,

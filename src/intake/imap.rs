@@ -55,6 +55,10 @@ pub enum IntakeError {
     },
     #[error("IMAP login as {user:?} failed: {reason}")]
     Login { user: String, reason: String },
+    /// The server answered NO to the login: the password (or token) is
+    /// wrong or revoked, not a network blip.
+    #[error("IMAP server refused the login as {user:?}: {reason}")]
+    Credential { user: String, reason: String },
     #[error("IMAP folder {folder:?}: {reason}")]
     Folder { folder: String, reason: String },
     #[error("IMAP {op} failed: {reason}")]
@@ -200,9 +204,15 @@ pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Co
     client
         .login(&cfg.username, &cfg.password)
         .await
-        .map_err(|(e, _)| IntakeError::Login {
-            user: cfg.username.clone(),
-            reason: describe(&e),
+        .map_err(|(e, _)| match e {
+            async_imap::error::Error::No(_) => IntakeError::Credential {
+                user: cfg.username.clone(),
+                reason: describe(&e),
+            },
+            _ => IntakeError::Login {
+                user: cfg.username.clone(),
+                reason: describe(&e),
+            },
         })
 }
 

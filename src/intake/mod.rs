@@ -126,6 +126,16 @@ impl Intake {
             }
             match self.session(&shutdown, &mut failures).await {
                 Ok(()) => return,
+                Err(e @ IntakeError::Credential { .. }) => {
+                    self.health
+                        .credential_rejected(Component::Imap, self.clock.now(), &e.to_string())
+                        .await;
+                    // Hammering a refused login gets accounts locked out.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(crate::health::credential_retry()) => {}
+                    }
+                }
                 Err(e) => {
                     self.health
                         .failing(Component::Imap, self.clock.now(), &e.to_string())

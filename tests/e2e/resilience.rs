@@ -14,8 +14,9 @@
 
 use crate::common;
 
-use common::daemon::{cli_json, eventually, Daemon};
+use common::daemon::{eventually, Daemon};
 use common::rng::Rng;
+use common::world::{World, T};
 use common::{header, simple_message, write_config, MailStack, TestConfig};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ fn cases(cfg: &Path) -> Vec<serde_json::Value> {
 }
 
 fn status(cfg: &Path) -> serde_json::Value {
-    cli_json(cfg, &["status"])
+    common::daemon::status(cfg).expect("status --json")
 }
 
 /// The Message-IDs of our acknowledgements among `msgs`, one entry per
@@ -759,4 +760,60 @@ fn status_during_first_start_does_not_kill_the_daemon() {
         );
         daemon.kill9();
     }
+}
+
+/// `status --json` with its exit code, once the state file exists.
+fn status_code(w: &World) -> Option<(i32, serde_json::Value)> {
+    let (code, out, _) = common::daemon::cli(&w.config, &["status", "--json"]);
+    Some((code, serde_json::from_str(&out).ok()?))
+}
+
+/// Issue 11: a password the IMAP server refuses is not a network blip:
+/// `status` names it and exits 3, the handlers are alerted at once (not
+/// after `alert_after`), and intake retries slowly.
+#[test]
+fn a_refused_imap_password_alerts_at_once() {
+    let w = World::start_ready(|c| {
+        c.imap_password = "revoked".into();
+        c.alert_after = "1h".into();
+    });
+    let (code, st) = eventually(T, "imap: credential rejected", Some(&w.daemon), || {
+        status_code(&w).filter(|(_, st)| {
+            st["imap"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("credential rejected"))
+        })
+    });
+    assert_eq!(code, 3, "{st}");
+    let alert = w.wait_mail("alice@example.org", T, |m| !m.is_empty());
+    let text = String::from_utf8_lossy(&alert[0]).replace("=\r\n", "");
+    assert!(text.contains("ALERT: IMAP mailbox failing"), "{text}");
+    assert!(text.contains("credential rejected"), "{text}");
+    let log = w.log();
+    assert!(log.contains("the server refused the login"), "{log}");
+    assert!(!log.contains("retrying quietly"), "{log}");
+    // Slowly: one refused login, not one a second.
+    std::thread::sleep(Duration::from_secs(3));
+    let refusals = w.log().matches("IMAP server refused the login").count();
+    assert!(refusals <= 2, "{refusals} refused logins in a few seconds");
+}
+
+/// A password the SMTP server refuses (535) keeps the mail queued, not
+/// failed, and `status` says so.
+#[test]
+fn a_refused_smtp_password_keeps_the_mail_queued() {
+    let w = World::start_ready(|c| {
+        c.smtp_password = "revoked".into();
+    });
+    w.report("reporter@example.net", "Queued while the password is wrong");
+    let (code, st) = eventually(T, "smtp: credential rejected", Some(&w.daemon), || {
+        status_code(&w).filter(|(_, st)| {
+            st["smtp"]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("credential rejected"))
+        })
+    });
+    assert_eq!(code, 3, "{st}");
+    assert_eq!(st["outbox"]["failed"], 0, "{st}");
+    assert!(st["outbox"]["backlog"].as_u64().unwrap() >= 1, "{st}");
 }

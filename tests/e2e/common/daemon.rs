@@ -156,9 +156,10 @@ pub fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// `status --json`, or `None` before the daemon created its state file.
+/// Exit 3 (a connection failing) still prints the status.
 pub fn status(config: &Path) -> Option<serde_json::Value> {
     let (code, out, _) = cli(config, &["status", "--json"]);
-    (code == 0)
+    matches!(code, 0 | 3)
         .then(|| serde_json::from_str(&out).ok())
         .flatten()
 }
