@@ -64,6 +64,9 @@ pub fn credential_retry() -> Duration {
     Duration::from_secs(300)
 }
 
+/// How long `[alerts] command` may take before it is killed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often `last_ok_at` is written while all is well.
 const OK_WRITE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -163,29 +166,48 @@ impl Health {
         let this = self.clone();
         let res = self
             .db
-            .call(move |s| -> Result<(), crate::context::CaseError> {
-                let tx = s.transaction()?;
-                store::put_health(
-                    &tx,
-                    &store::Health {
-                        component: c.as_str().into(),
-                        last_ok_at: Some(fmt_ts(now)),
-                        failing_since: None,
-                        last_error: None,
-                        alerted: false,
-                    },
-                )?;
-                if let Some((since, true)) = recovered {
-                    this.queue_notice(&tx, c, true, since, None, now)?;
-                }
-                crate::store::commit(tx, "saving health")?;
-                Ok(())
-            })
+            .call(
+                move |s| -> Result<Option<Vec<u8>>, crate::context::CaseError> {
+                    let tx = s.transaction()?;
+                    store::put_health(
+                        &tx,
+                        &store::Health {
+                            component: c.as_str().into(),
+                            last_ok_at: Some(fmt_ts(now)),
+                            failing_since: None,
+                            last_error: None,
+                            alerted: false,
+                        },
+                    )?;
+                    let mut notice = None;
+                    if recovered.is_some() {
+                        let stale = store::withdraw_stale_alerts(&tx, c.as_str())?;
+                        if stale > 0 {
+                            tracing::info!(
+                                component = c.as_str(),
+                                stale,
+                                "unsent outage alerts withdrawn"
+                            );
+                        }
+                    }
+                    if let Some((since, true)) = recovered {
+                        notice = this.queue_notice(&tx, c, true, since, None, now)?;
+                    }
+                    crate::store::commit(tx, "saving health")?;
+                    Ok(notice)
+                },
+            )
             .await;
-        if let Err(e) = res {
-            tracing::error!(component = c.as_str(), error = %e, "cannot record health");
-        } else if matches!(recovered, Some((_, true))) {
-            self.outbox.notify_one();
+        match res {
+            Err(e) => tracing::error!(component = c.as_str(), error = %e, "cannot record health"),
+            Ok(notice) => {
+                if matches!(recovered, Some((_, true))) {
+                    self.outbox.notify_one();
+                }
+                if let Some(raw) = notice {
+                    self.run_command(raw);
+                }
+            }
         }
     }
 
@@ -252,10 +274,10 @@ impl Health {
         failing_since: DateTime<Utc>,
         last_error: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(), crate::context::CaseError> {
+    ) -> Result<Option<Vec<u8>>, crate::context::CaseError> {
         let cfg = &*self.cfg;
-        if cfg.handlers.is_empty() {
-            return Ok(());
+        if cfg.handlers.is_empty() && cfg.alerts.command.is_empty() {
+            return Ok(None);
         }
         let (backlog, _) = store::outbox_backlog(conn)?;
         let ctx = Context {
@@ -278,12 +300,57 @@ impl Health {
         };
         match letter {
             Ok(letter) => {
-                queue_outgoing(conn, &ctx, &letter)?;
+                if !cfg.handlers.is_empty() {
+                    queue_outgoing(conn, &ctx, &letter)?;
+                }
+                Ok(Some(letter.out.raw))
             }
-            Err(LetterError::Template(e)) => return Err(e.into()),
-            Err(LetterError::Compose(e)) => tracing::error!(error = %e, "cannot build alert mail"),
+            Err(LetterError::Template(e)) => Err(e.into()),
+            Err(LetterError::Compose(e)) => {
+                tracing::error!(error = %e, "cannot build alert mail");
+                Ok(None)
+            }
         }
-        Ok(())
+    }
+
+    /// Hands an alert or recovery notice to `[alerts] command`, on its
+    /// standard input, in the background: the second path that still works
+    /// when the SMTP server is what fails. At most [`COMMAND_TIMEOUT`].
+    fn run_command(&self, raw: Vec<u8>) {
+        let Some((program, args)) = self.cfg.alerts.command.split_first() else {
+            return;
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let program = program.clone();
+        tokio::spawn(async move {
+            let run = async {
+                let mut child = cmd.spawn()?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    use tokio::io::AsyncWriteExt;
+                    stdin.write_all(&raw).await?;
+                }
+                child.wait().await
+            };
+            match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+                Ok(Ok(status)) if status.success() => {
+                    tracing::info!(program = %program, "alert handed to [alerts] command")
+                }
+                Ok(Ok(status)) => {
+                    tracing::error!(program = %program, %status, "[alerts] command failed")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(program = %program, error = %e, "[alerts] command could not run")
+                }
+                Err(_) => {
+                    tracing::error!(program = %program, "[alerts] command took too long; killed")
+                }
+            }
+        });
     }
 
     /// Sends the alert for every component failing longer than
@@ -302,23 +369,29 @@ impl Health {
             let this = self.clone();
             let res = self
                 .db
-                .call(move |s| -> Result<(), crate::context::CaseError> {
-                    let tx = s.transaction()?;
-                    let mut h = store::health(&tx, c.as_str())?;
-                    if h.alerted {
-                        return Ok(());
-                    }
-                    h.alerted = true;
-                    h.failing_since = Some(fmt_ts(since));
-                    h.last_error = err.clone();
-                    store::put_health(&tx, &h)?;
-                    this.queue_notice(&tx, c, false, since, err.as_deref(), now)?;
-                    crate::store::commit(tx, "queueing an alert")?;
-                    Ok(())
-                })
+                .call(
+                    move |s| -> Result<Option<Vec<u8>>, crate::context::CaseError> {
+                        let tx = s.transaction()?;
+                        let mut h = store::health(&tx, c.as_str())?;
+                        if h.alerted {
+                            return Ok(None);
+                        }
+                        h.alerted = true;
+                        h.failing_since = Some(fmt_ts(since));
+                        h.last_error = err.clone();
+                        store::put_health(&tx, &h)?;
+                        let notice =
+                            this.queue_notice(&tx, c, false, since, err.as_deref(), now)?;
+                        crate::store::commit(tx, "queueing an alert")?;
+                        Ok(notice)
+                    },
+                )
                 .await;
             match res {
-                Ok(()) => {
+                Ok(notice) => {
+                    if let Some(raw) = notice {
+                        self.run_command(raw);
+                    }
                     self.with_state(c, |st| st.alerted = true);
                     tracing::error!(component = c.as_str(), failing_since = %fmt_ts(since),
                         "failing longer than limits.alert_after; handlers alerted");

@@ -56,6 +56,7 @@ schema! {
         list, advisory_url, osv_ecosystem, osv_package, osv_range_type, osv_id_prefix,
     ],
     reporter: [updates],
+    alerts: [command],
     pgp: [
         secret_key_file, passphrase_file, keyring_dir, sign_acknowledgements,
         cleartext_to_handlers,

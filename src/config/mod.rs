@@ -85,6 +85,8 @@ pub struct Config {
     pub announce: Announce,
     /// What reporters are told after the acknowledgement.
     pub reporter: Reporter,
+    /// `[alerts]`.
+    pub alerts: Alerts,
     /// `[pgp]`: the team's OpenPGP key, when it has one.
     pub pgp: Option<Pgp>,
     /// Problems with the files the configuration was read from, found at
@@ -102,6 +104,16 @@ pub struct Workflow {
     /// Copy each relay, state change, take/assign, audit note and
     /// announcement to the other handlers (default true).
     pub team_copies: bool,
+}
+
+/// `[alerts]`: a second path for outage alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Alerts {
+    /// A program and its arguments (no shell), run with every outage alert
+    /// and recovery notice on standard input as an RFC 5322 message: it
+    /// still reaches someone when the SMTP server is what fails (a chat
+    /// webhook, `sendmail` through another relay). Empty: none.
+    pub command: Vec<String>,
 }
 
 /// `[reporter]`.

@@ -17,8 +17,8 @@ use super::servers::{imap_from, smtp_from};
 use super::units::parse_duration;
 use super::validate::valid_address;
 use super::{
-    Config, ConfigError, Handler, HandlerAuth, Intake, Limits, Mailbox, Reporter, Sla, Storage,
-    Templates, Workflow,
+    Alerts, Config, ConfigError, Handler, HandlerAuth, Intake, Limits, Mailbox, Reporter, Sla,
+    Storage, Templates, Workflow,
 };
 
 /// Upper bound for `intake.batch_size`; larger windows only make one
@@ -65,6 +65,7 @@ pub(super) fn config_from(
     let announce = loader.section(&mut root, keys::announce::NAME, keys::announce::KEYS)?;
     let reporter = loader.section(&mut root, keys::reporter::NAME, keys::reporter::KEYS)?;
     let pgp = loader.section(&mut root, keys::pgp::NAME, keys::pgp::KEYS)?;
+    let alerts = loader.section(&mut root, keys::alerts::NAME, keys::alerts::KEYS)?;
 
     let mailbox = mailbox_from(mailbox)?;
     let handlers = handlers_from(handlers, &mailbox)?;
@@ -81,6 +82,7 @@ pub(super) fn config_from(
         workflow: workflow_from(workflow)?,
         announce: announce_from(announce)?,
         reporter: reporter_from(reporter)?,
+        alerts: alerts_from(alerts)?,
         mailbox,
         handlers,
         pgp,
@@ -212,6 +214,31 @@ fn workflow_from(mut s: Section<'_>) -> Result<Workflow, ConfigError> {
         round_robin,
         team_copies,
     })
+}
+
+fn alerts_from(mut s: Section<'_>) -> Result<Alerts, ConfigError> {
+    let Some(f) = s.get(keys::alerts::command) else {
+        return Ok(Alerts::default());
+    };
+    let command = f.list()?;
+    let Some(program) = command.first() else {
+        return Err(f.fail("expected [\"/path/to/program\", \"argument\", …]"));
+    };
+    let path = std::path::Path::new(program);
+    if !path.is_absolute() {
+        return Err(f.fail(format_args!(
+            "{program:?}: give the program's absolute path"
+        )));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let runnable = std::fs::metadata(path)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if !runnable {
+            return Err(f.fail(format_args!("{program}: no such executable file")));
+        }
+    }
+    Ok(Alerts { command })
 }
 
 fn reporter_from(mut s: Section<'_>) -> Result<Reporter, ConfigError> {

@@ -262,6 +262,20 @@ pub fn outbox_backlog(conn: &Connection) -> Result<(u64, Option<String>), StoreE
     .ctx("reading the outbox backlog")
 }
 
+/// Withdraws the outage alerts about `component` still waiting in the
+/// outbox (their Message-IDs start with the component's name): once it
+/// works again, an alert that says it fails is stale. The stored messages
+/// stay; returns how many were withdrawn.
+pub fn withdraw_stale_alerts(conn: &Connection, component: &str) -> Result<usize, StoreError> {
+    exec(
+        conn,
+        "DELETE FROM outbox WHERE status = 'scheduled' AND purpose = 'alert' AND case_id IS NULL
+           AND message IN (SELECT id FROM messages WHERE message_id LIKE ?1 || '.%')",
+        [component],
+    )
+    .ctx("withdrawing stale alerts")
+}
+
 pub fn outbox_failed_count(conn: &Connection) -> Result<u64, StoreError> {
     row(
         conn,

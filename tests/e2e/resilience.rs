@@ -817,3 +817,41 @@ fn a_refused_smtp_password_keeps_the_mail_queued() {
     assert_eq!(st["outbox"]["failed"], 0, "{st}");
     assert!(st["outbox"]["backlog"].as_u64().unwrap() >= 1, "{st}");
 }
+
+/// Issue 11: when the SMTP server is what fails, the alert still reaches
+/// someone through `[alerts] command`, within seconds of a refused
+/// password (a revoked credential alerts at once).
+#[test]
+fn alerts_take_the_command_path_when_smtp_refuses_the_login() {
+    let out = tempfile::tempdir().unwrap();
+    let sink = out.path().join("alert.eml");
+    let script = out.path().join("alert.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat > {}\n", sink.display())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let w = World::start_ready(|c| {
+        c.smtp_password = "revoked".into();
+        c.alert_after = "1h".into();
+        c.extra = format!("[alerts]\ncommand = [\"{}\"]\n", script.display());
+    });
+    let started = Instant::now();
+    w.report("reporter@example.net", "Waits for a working password");
+    let alert = eventually(
+        Duration::from_secs(10),
+        "the alert through [alerts] command",
+        Some(&w.daemon),
+        || {
+            std::fs::read_to_string(&sink)
+                .ok()
+                .filter(|t| t.contains("ALERT"))
+        },
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        alert.contains("SMTP server (outgoing mail) failing"),
+        "{alert}"
+    );
+    assert!(alert.contains("credential rejected"), "{alert}");
+}
