@@ -277,11 +277,14 @@ fn envelope(item: &OutboxItem) -> Result<Envelope, String> {
     Envelope::new(Some(from), to).map_err(|e| format!("bad envelope: {e}"))
 }
 
-/// Whether a permanent-looking answer is a sending quota, which lifts
-/// (Gmail answers `550 5.4.5 Daily user sending limit exceeded`): the
-/// mail waits and is retried, it does not fail.
+/// Whether a permanent-looking answer is a quota, which lifts: our
+/// sending quota (Gmail: `550 5.4.5 Daily user sending limit exceeded`) or
+/// a full mailbox (`552 5.2.2 … quota exceeded`). The mail waits and is
+/// retried with the usual spread-out backoff; it does not fail.
 fn over_quota(error: &str) -> bool {
-    error.contains("5.4.5")
+    let lower = error.to_ascii_lowercase();
+    lower.contains("5.4.5")
+        || (lower.contains("5.2.2") && (lower.contains("quota") || lower.contains("full")))
 }
 
 /// How one delivery attempt ended.
@@ -531,8 +534,14 @@ mod tests {
         assert!(over_quota(
             "permanent error (550): 5.4.5 Daily user sending limit exceeded. For more information"
         ));
+        assert!(over_quota(
+            "permanent error (552): 5.2.2 The email account that you tried to reach is over quota"
+        ));
         assert!(!over_quota(
             "permanent error (550): 5.1.1 The email account does not exist"
+        ));
+        assert!(!over_quota(
+            "permanent error (552): 5.2.2 message too large"
         ));
     }
 

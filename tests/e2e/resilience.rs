@@ -855,3 +855,33 @@ fn alerts_take_the_command_path_when_smtp_refuses_the_login() {
     );
     assert!(alert.contains("credential rejected"), "{alert}");
 }
+
+/// Issue 11: the junk folder's checkpoint survives SIGKILL as INBOX's
+/// does: reports filed as spam while the daemon is killed and restarted
+/// each become exactly one case with exactly one acknowledgement.
+#[test]
+fn sigkill_while_reading_the_junk_folder() {
+    const N: usize = 40;
+    let mut w = World::start_ready(|c| {
+        c.imap_extra = "junk = \"auto\"".into();
+        c.handlers = Vec::new();
+    });
+    let reporters: Vec<String> = (0..N).map(|i| format!("j{i:03}@example.net")).collect();
+    for (i, r) in reporters.iter().enumerate() {
+        w.stack.save(SECURITY, "Junk", &report(r, i));
+        if i % 10 == 9 {
+            w.daemon.kill9();
+            w.restart();
+        }
+    }
+    wait_all_acknowledged(&w.config, w.dir.path(), N, Duration::from_secs(60));
+    let cs = cases(&w.config);
+    assert_eq!(cs.len(), N);
+    // One acknowledgement each; a kill between the SMTP accept and the
+    // commit of its result may re-send the same one (same Message-ID), at
+    // most RECORD_EVERY (8) per kill, as for INBOX.
+    std::thread::sleep(Duration::from_secs(2));
+    let acks = acks_by_reporter(&w.stack, &reporters);
+    let raw = assert_one_ack_each(&acks);
+    assert!(raw - N <= (N / 10) * 8, "{} re-sent copies", raw - N);
+}
