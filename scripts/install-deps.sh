@@ -11,7 +11,8 @@ set -euo pipefail
 # tests/e2e/osv.rs validates `cases export --osv` against the vendored OSV
 # schema with /usr/bin/python3 and it.  gnupg: the reporters' and handlers'
 # OpenPGP tool in tests/e2e/pgp.rs (secintake itself never runs gpg).
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg"
+# dnsmasq-base: the tests' DNS server for DKIM keys (handler_auth dkim).
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base"
 
 missing=()
 for p in $PACKAGES; do

@@ -42,8 +42,16 @@ pub async fn run(
 
     let deadline_wake = Arc::new(Notify::new());
     let backlog = Arc::new(crate::gate::BacklogGate::default());
+    let dkim = if cfg.handler_auth.accept_dkim {
+        let v = crate::dkim::Verifier::new(&cfg.handler_auth.dns_servers)
+            .map_err(|e| anyhow::anyhow!("handler_auth.accept = dkim: {e}"))?;
+        Some(Arc::new(v))
+    } else {
+        None
+    };
     let intake = Intake {
         folder: cfg.imap.folder.clone(),
+        dkim,
         db: db.clone(),
         cfg: cfg.clone(),
         templates: templates.clone(),

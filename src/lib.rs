@@ -11,7 +11,8 @@
 //!    rule between the loops), `model` (the vocabulary: case ids, `State`,
 //!    deadline `Kind`, the address key), `osv` (the OSV record of a case
 //!    and the ecosystems `config` checks against), `openpgp` (the rPGP
-//!    adapter: keys, decrypting, encrypting, signatures).
+//!    adapter: keys, decrypting, encrypting, signatures), `dkim` (the
+//!    mail-auth adapter: a handler's DKIM signature checked through DNS).
 //! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
 //!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
 //!    reply address), `mail::auth` (is this a handler? a server verdict
@@ -41,6 +42,7 @@ pub mod config;
 pub mod context;
 pub(crate) mod daemon;
 pub(crate) mod deadlines;
+pub mod dkim;
 pub(crate) mod gate;
 pub(crate) mod health;
 pub(crate) mod intake;

@@ -162,6 +162,11 @@ pub struct HandlerAuth {
     /// Accept a valid OpenPGP signature by the handler's `pgp_key`
     /// (default yes).
     pub accept_pgp_signature: bool,
+    /// Accept a DKIM signature by the handler's own domain, verified by
+    /// secintake through DNS (default no: it needs DNS).
+    pub accept_dkim: bool,
+    /// DNS servers for `dkim` (UDP); empty: the system's resolvers.
+    pub dns_servers: Vec<std::net::SocketAddr>,
 }
 
 /// `[mailbox]`: the security@ address itself.

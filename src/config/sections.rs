@@ -252,9 +252,9 @@ fn reporter_from(mut s: Section<'_>) -> Result<Reporter, ConfigError> {
 }
 
 fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
-    const ACCEPT: [&str; 2] = ["authentication-results", "pgp-signature"];
+    const ACCEPT: [&str; 3] = ["authentication-results", "pgp-signature", "dkim"];
     let accept = match s.get(keys::handler_auth::accept) {
-        None => ACCEPT.iter().map(|a| a.to_string()).collect(),
+        None => ACCEPT[..2].iter().map(|a| a.to_string()).collect(),
         Some(f) => {
             let list = f.list()?;
             if let Some(bad) = list.iter().find(|a| !ACCEPT.contains(&a.as_str())) {
@@ -272,6 +272,24 @@ fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
     Ok(HandlerAuth {
         accept_authentication_results: accept.iter().any(|a| a == ACCEPT[0]),
         accept_pgp_signature: accept.iter().any(|a| a == ACCEPT[1]),
+        accept_dkim: accept.iter().any(|a| a == ACCEPT[2]),
+        dns_servers: match s.get(keys::handler_auth::dns_servers) {
+            None => Vec::new(),
+            Some(f) => f
+                .list()?
+                .iter()
+                .map(|a| {
+                    let a = a.trim();
+                    a.parse::<std::net::SocketAddr>()
+                        .or_else(|_| format!("{a}:53").parse())
+                        .map_err(|_| {
+                            f.fail(format_args!(
+                                "{a:?} is not an IP address (with an optional :port)"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        },
         trusted_authserv_id: s
             .get(keys::handler_auth::trusted_authserv_id)
             .map(|f| f.line().map(|l| l.trim().to_ascii_lowercase()))

@@ -13,9 +13,13 @@ impl Config {
     /// Non-fatal problems worth logging at startup.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.file_warnings.clone();
+        let other_proof = self.handler_auth.accept_dkim
+            || (self.handler_auth.accept_pgp_signature
+                && self.handlers.iter().any(|h| h.pgp_key.is_some()));
         if !self.handlers.is_empty()
             && self.handler_auth.trusted_authserv_id.is_none()
             && !self.handler_auth.trust_unauthenticated
+            && !other_proof
         {
             out.push(
                 "handler_auth.trusted_authserv_id is not set: no handler mail can be \

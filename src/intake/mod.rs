@@ -74,6 +74,9 @@ pub struct Intake {
     /// The folder this loop watches: `imap.folder`, or one of the others
     /// (`imap.folders`, the `\Junk` folder), one loop and connection each.
     pub folder: String,
+    /// `[handler_auth] accept = ["dkim"]`: checks handler mail's DKIM
+    /// signature through DNS before it is recorded.
+    pub dkim: Option<Arc<crate::dkim::Verifier>>,
 }
 
 impl Intake {

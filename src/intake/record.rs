@@ -102,7 +102,7 @@ impl Intake {
         // and writes, and the other loops wait for it less. (A parser
         // crash still counts against the attempt committed above.)
         let read_cfg = self.cfg.clone();
-        let (fetched, parsed) = tokio::task::spawn_blocking(move || {
+        let (fetched, mut parsed) = tokio::task::spawn_blocking(move || {
             let parsed: Vec<_> = fetched
                 .iter()
                 .map(|m| cases::read(m.raw(), poisoned, &read_cfg))
@@ -111,6 +111,13 @@ impl Intake {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        if let Some(v) = &self.dkim {
+            for (m, p) in fetched.iter().zip(parsed.iter_mut()) {
+                if let Some(domain) = handler_domain(&self.cfg, p) {
+                    p.dkim = Some(v.check(m.raw(), &domain).await);
+                }
+            }
+        }
         let cfg = self.cfg.clone();
         let templates = self.templates.clone();
         let clock = self.clock.clone();
@@ -177,6 +184,19 @@ impl Intake {
         }
         Ok(())
     }
+}
+
+/// The From domain of mail that names a handler (lowercased): the mail
+/// whose DKIM signature secintake checks.
+fn handler_domain(
+    cfg: &crate::config::Config,
+    p: &crate::mail::message::ParsedMessage,
+) -> Option<String> {
+    let from = p.from.as_ref()?;
+    cfg.handlers.iter().find(|h| h.email == from.email)?;
+    from.email
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
 }
 
 /// One log line per recorded message (never its content); returns whether

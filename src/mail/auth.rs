@@ -52,10 +52,24 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
             None => {}
         }
     }
+    let mut dkim_why = None;
+    if cfg.handler_auth.accept_dkim {
+        match &msg.dkim {
+            Some(crate::dkim::DkimCheck::Pass { domain }) => {
+                let how = format!("DKIM signature by {domain}, verified by secintake");
+                return Sender::Handler { email, how };
+            }
+            Some(crate::dkim::DkimCheck::Fail(why)) => dkim_why = Some(why.clone()),
+            None => dkim_why = Some("its DKIM signature was not checked".into()),
+        }
+    }
     if !cfg.handler_auth.accept_authentication_results {
-        let why = "it carries no OpenPGP signature by their key, the only proof \
-                   handler_auth.accept allows"
-            .to_string();
+        let why = match dkim_why {
+            Some(why) => format!("{why}, and it carries no OpenPGP signature by their key"),
+            None => "it carries no OpenPGP signature by their key, the only proof \
+                     handler_auth.accept allows"
+                .to_string(),
+        };
         return Sender::ForgedHandler { email, why };
     }
     let own = match own_verdicts(&cfg.handler_auth, &msg.trace) {

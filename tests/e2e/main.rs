@@ -32,6 +32,7 @@ mod cli_config;
 mod config_errors;
 mod corpus;
 mod deadlines;
+mod dkim;
 mod fuzz;
 mod hostile;
 mod intake;

@@ -135,6 +135,10 @@ pub struct ParsedMessage {
     /// (multipart/signed, RFC 3156 section 5), checked against the
     /// handlers' keys by `mail::decrypt`.
     pub signed: Option<crate::openpgp::SignatureCheck>,
+    /// For mail From a handler with `[handler_auth] accept = ["dkim"]`:
+    /// its DKIM signature as secintake verified it through DNS (intake
+    /// sets it before the message is recorded).
+    pub dkim: Option<crate::dkim::DkimCheck>,
     /// Lowercase hex SHA-256 of the raw bytes, as received.
     pub content_hash: String,
     /// Lowercase hex SHA-256 of the raw bytes without the trace fields

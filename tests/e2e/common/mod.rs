@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dns;
 pub mod panic_hook;
 pub mod rng;
 pub mod world;
