@@ -33,19 +33,7 @@ fn dkim_world() -> (World, Dns) {
 
 /// Alice's command mail threaded under case `id`'s notification.
 fn command(w: &World, id: &str, body: &str) -> Vec<u8> {
-    let root = common::daemon::thread_root(&w.db(), id);
-    common::text_mail(
-        "cmd",
-        ALICE,
-        SECURITY,
-        &format!("Re: [{id}] New report"),
-        &[
-            &format!("In-Reply-To: <{root}>"),
-            &format!("References: <{root}>"),
-        ],
-        body,
-    )
-    .0
+    w.threaded(id, ALICE, body)
 }
 
 fn forged_events(w: &World, id: &str) -> Vec<String> {

@@ -150,18 +150,7 @@ impl World {
     /// Alice's cleartext answer in the case's thread, submitted on the
     /// authenticated port (the stack's verdict makes it hers).
     fn alice_answers(&self, id: &str, body: &str) {
-        let root = common::daemon::thread_root(&self.db(), id);
-        let (answer, _) = common::text_mail(
-            "answer",
-            ALICE,
-            SECURITY,
-            &format!("Re: [{id}] New report"),
-            &[
-                &format!("In-Reply-To: <{root}>"),
-                &format!("References: <{root}>"),
-            ],
-            body,
-        );
+        let answer = self.threaded(id, ALICE, body);
         self.stack.submit(ALICE, ALICE, &[SECURITY], &answer);
     }
 }

@@ -97,6 +97,25 @@ impl World {
             .send_raw(envelope_from, &[self.cfg.address.as_str()], raw);
     }
 
+    /// A plain-text mail from `from` threaded under case `id`'s
+    /// notification (In-Reply-To and References its root), as a handler's
+    /// reply is; not sent.
+    pub fn threaded(&self, id: &str, from: &str, body: &str) -> Vec<u8> {
+        let root = super::daemon::thread_root(&self.db(), id);
+        super::text_mail(
+            "reply",
+            from,
+            &self.cfg.address,
+            &format!("Re: [{id}] New report"),
+            &[
+                &format!("In-Reply-To: <{root}>"),
+                &format!("References: <{root}>"),
+            ],
+            body,
+        )
+        .0
+    }
+
     /// Sends a report (plain text, dated now) to the project's address
     /// over inbound SMTP; returns its Message-ID.
     pub fn report(&self, from: &str, subject: &str) -> String {
