@@ -28,6 +28,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let templates = Arc::new(Templates::load(cfg.templates.dir.as_deref())?);
     let store = open_state(&cfg).await?;
+    // Held until the daemon exits (dropped with this frame).
+    let _lock = lock_state(&cfg)?;
     let db = Db::new(store);
     let cfg = Arc::new(cfg);
     let outbox_wake = Arc::new(Notify::new());
@@ -148,6 +150,49 @@ pub async fn run(
     drain(tasks).await;
     tracing::info!("stopped");
     result
+}
+
+/// Takes the state file's daemon lock (`<storage.path>.lock`, 0600), or
+/// says which daemon holds it: two daemons on one state file both sent
+/// every acknowledgement (issue 12). The kernel drops the lock when the
+/// process dies, so a SIGKILL leaves nothing stale. CLI commands do not
+/// take it: they run beside the daemon.
+fn lock_state(cfg: &Config) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut path = cfg.storage.path.clone().into_os_string();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("storage.path: cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // The holder's pid, for the message a second daemon prints.
+            file.set_len(0)?;
+            file.rewind()?;
+            write!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            anyhow::bail!(
+                "another secintake daemon (pid {}) is running on the state file {}: two \
+                 daemons would send every letter twice",
+                pid.trim(),
+                cfg.storage.path.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Opens (creating and migrating) the state file `storage.path` names.

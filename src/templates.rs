@@ -296,9 +296,9 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
 pub fn human_duration(d: std::time::Duration) -> String {
     let secs = d.as_secs();
     let unit = |n: u64, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
-    if secs > 0 && secs % 3600 == 0 {
+    if secs > 0 && secs.is_multiple_of(3600) {
         unit(secs / 3600, "hour")
-    } else if secs > 0 && secs % 60 == 0 {
+    } else if secs > 0 && secs.is_multiple_of(60) {
         unit(secs / 60, "minute")
     } else {
         unit(secs, "second")

@@ -885,3 +885,33 @@ fn sigkill_while_reading_the_junk_folder() {
     let raw = assert_one_ack_each(&acks);
     assert!(raw - N <= (N / 10) * 8, "{} re-sent copies", raw - N);
 }
+
+/// Issue 12: a second daemon on the same state file refuses to start
+/// (two would send every letter twice), naming the first one's pid; the
+/// first goes on. A SIGKILLed daemon leaves no stale lock.
+#[test]
+fn a_second_daemon_on_the_same_state_file_refuses_to_start() {
+    let mut w = World::start_ready(|_| {});
+    let first = w.daemon.pid();
+    let log_dir = tempfile::tempdir().unwrap();
+    let mut second = Daemon::start(&w.config, log_dir.path());
+    let status = second
+        .wait_exit(Duration::from_secs(20))
+        .expect("the second daemon exits");
+    assert!(!status.success());
+    let log = second.log_text();
+    assert!(
+        log.contains(&format!(
+            "another secintake daemon (pid {first}) is running"
+        )),
+        "{log}"
+    );
+    assert!(w.daemon.alive(), "the first daemon went on");
+    w.report("reporter@example.net", "Still one daemon");
+    w.wait_acked_cases(1);
+    // The kernel drops the lock with the process.
+    w.daemon.kill9();
+    w.restart();
+    w.daemon.wait_running(T);
+    assert!(w.daemon.alive(), "{}", w.daemon.log_text());
+}

@@ -65,8 +65,13 @@ impl World {
         self.cfg.write(&self.config);
     }
 
-    /// Starts a new daemon (the old one must have been stopped).
+    /// Stops the daemon if it still runs (SIGKILL) and starts a new one.
     pub fn restart(&mut self) {
+        // One daemon at a time: a second one on the same state file
+        // refuses to start (its lock).
+        if self.daemon.alive() {
+            self.daemon.kill9();
+        }
         self.daemon = Daemon::start(&self.config, self.dir.path());
     }
 
