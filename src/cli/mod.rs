@@ -98,6 +98,12 @@ pub enum Command {
     /// OpenPGP: the team key.
     #[command(subcommand)]
     Pgp(PgpCommand),
+    /// Write a consistent copy of the state file to FILE (created 0600; it
+    /// must not exist), safe while the daemon runs.
+    Backup {
+        /// Where the copy goes.
+        file: PathBuf,
+    },
     /// Time to acknowledgement and to response, per case and in total: met or
     /// missed, median and 90th percentile.
     Sla {
@@ -319,6 +325,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             languages,
         } => security_txt(&cfg, sign, expires, encryption.as_deref(), &languages),
         Command::Pgp(PgpCommand::ExportKey) => export_key(&cfg),
+        Command::Backup { file } => {
+            open_store(&cfg)?.backup_to(&file)?;
+            println!("state file copied to {}", file.display());
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),
         Command::Cases(CasesCommand::Met { id, kind }) => met(&cfg, &id, &kind),
         Command::Cases(CasesCommand::Deadline { id, kind, date }) => {

@@ -665,3 +665,31 @@ fn missed_after_action_is_caught_up_on_reconnect() {
         "no second acknowledgement"
     );
 }
+
+/// Issue 12: `secintake backup FILE` copies the state file consistently
+/// while the daemon runs (what is still in the WAL included), 0600, and
+/// refuses to overwrite.
+#[test]
+fn backup_while_running_is_consistent_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = crate::common::world::World::start_ready(|_| {});
+    for i in 0..5 {
+        w.report(&format!("b{i}@example.net"), &format!("Backed up {i}"));
+    }
+    w.wait_acked_cases(5);
+    let copy = w.dir.path().join("backup.db");
+    let out = w.cli_ok(&["backup", copy.to_str().unwrap()]);
+    assert!(out.contains("state file copied"), "{out}");
+    let mode = std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "backup mode {mode:o}");
+    let db =
+        rusqlite::Connection::open_with_flags(&copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM cases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 5);
+    let (code, _, err) = crate::common::daemon::cli(&w.config, &["backup", copy.to_str().unwrap()]);
+    assert_ne!(code, 0, "overwrote a backup");
+    assert!(err.contains("backup.db"), "{err}");
+}
