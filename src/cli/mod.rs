@@ -237,7 +237,13 @@ pub fn main() -> std::process::ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("secintake: {e:#}");
+            // An error priority for the journal, as the log lines have.
+            let priority = if std::env::var_os("JOURNAL_STREAM").is_some() {
+                "<3>"
+            } else {
+                ""
+            };
+            eprintln!("{priority}secintake: {e:#}");
             std::process::ExitCode::from(1)
         }
     }
@@ -264,7 +270,15 @@ fn init_logging(format: LogFormat) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    // Under systemd (stderr connected to the journal), each line starts
+    // with its syslog priority, so an ERROR is an error in the journal,
+    // not info (issue 12; sd-daemon(3) prefixes).
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let fmt = match format {
+        LogFormat::Text if journal => fmt
+            .with_ansi(false)
+            .event_format(JournalPriority(tracing_subscriber::fmt::format()))
+            .boxed(),
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),
     };
@@ -272,6 +286,34 @@ fn init_logging(format: LogFormat) {
         .with(fmt.with_filter(tracing_subscriber::filter::filter_fn(within_log_cap)))
         .with(filter)
         .init();
+}
+
+/// Prefixes each log line with its syslog priority (`<3>` error, `<4>`
+/// warning, `<6>` info, `<7>` debug), which journald reads from a
+/// service's stderr.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 pub(super) fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {

@@ -915,3 +915,30 @@ fn a_second_daemon_on_the_same_state_file_refuses_to_start() {
     w.daemon.wait_running(T);
     assert!(w.daemon.alive(), "{}", w.daemon.log_text());
 }
+
+/// Issue 12: under systemd (JOURNAL_STREAM set) every log line carries its
+/// syslog priority, so an error reaches the journal as an error, not info.
+#[test]
+fn journal_lines_carry_their_priority() {
+    let mut w = World::start_ready(|c| c.imap_password = "revoked".into());
+    w.daemon.kill9();
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with_env(&w.config, logs.path(), &[("JOURNAL_STREAM", "8:12345")]);
+    let log = eventually(T, "an error line", Some(&d), || {
+        let t = d.log_text();
+        t.contains("refused the login").then_some(t)
+    });
+    let line = |needle: &str| {
+        log.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line in\n{log}"))
+            .to_string()
+    };
+    assert!(line("secintake running").starts_with("<6>"), "{log}");
+    assert!(
+        line("the server refused the login").starts_with("<3>"),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "no colour codes in the journal");
+    drop(d);
+}
