@@ -27,9 +27,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let templates = Arc::new(Templates::load(cfg.templates.dir.as_deref())?);
+    state_not_lost(&cfg)?;
     let store = open_state(&cfg).await?;
     // Held until the daemon exits (dropped with this frame).
     let _lock = lock_state(&cfg)?;
+    let identity = file_identity(&cfg.storage.path)?;
     let db = Db::new(store);
     let cfg = Arc::new(cfg);
     let outbox_wake = Arc::new(Notify::new());
@@ -44,16 +46,9 @@ pub async fn run(
 
     let deadline_wake = Arc::new(Notify::new());
     let backlog = Arc::new(crate::gate::BacklogGate::default());
-    let dkim = if cfg.handler_auth.accept_dkim {
-        let v = crate::dkim::Verifier::new(&cfg.handler_auth.dns_servers)
-            .map_err(|e| anyhow::anyhow!("handler_auth.accept = dkim: {e}"))?;
-        Some(Arc::new(v))
-    } else {
-        None
-    };
     let intake = Intake {
         folder: cfg.imap.folder.clone(),
-        dkim,
+        dkim: dkim_verifier(&cfg)?,
         db: db.clone(),
         cfg: cfg.clone(),
         templates: templates.clone(),
@@ -73,33 +68,7 @@ pub async fn run(
         backlog: backlog.clone(),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    // One loop and one connection per watched folder: IDLE watches one
-    // folder per connection (RFC 2177), and a folder's failure (one that
-    // does not exist, say) does not hold up the others.
-    for folder in &cfg.imap.more_folders {
-        let more = Intake {
-            folder: folder.clone(),
-            ..intake.clone()
-        };
-        let t = shutdown.clone();
-        tasks.spawn(async move {
-            more.run(t).await;
-            Ok(())
-        });
-    }
-    if cfg.imap.junk_auto {
-        let junk = intake.clone();
-        let t = shutdown.clone();
-        tasks.spawn(async move {
-            junk.run_junk(t).await;
-            Ok(())
-        });
-    }
-    let t = shutdown.clone();
-    tasks.spawn(async move {
-        intake.run(t).await;
-        Ok(())
-    });
+    spawn_intakes(&mut tasks, intake, &shutdown);
     let t = shutdown.clone();
     let (odb, osmtp, oclock, owake, ohealth) = (
         db.clone(),
@@ -118,6 +87,8 @@ pub async fn run(
         health.run(t).await;
         Ok(())
     });
+    let (t, state_path) = (shutdown.clone(), cfg.storage.path.clone());
+    tasks.spawn(watch_state(state_path, identity, t));
     let t = shutdown.clone();
     tasks.spawn(async move {
         scheduler.run(t).await;
@@ -129,28 +100,149 @@ pub async fn run(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(mailbox = %cfg.mailbox.address, state = %cfg.storage.path.display(), "secintake running");
 
-    let mut result = Ok(());
-    tokio::select! {
-        // Shutdown first: once it is requested the loops end on purpose,
-        // and that must not read as a loop dying.
-        biased;
-        _ = shutdown.cancelled() => {}
-        Some(r) = tasks.join_next() => {
-            // A loop ended on its own: that is fatal.
-            result = match r {
-                Ok(Ok(())) => Err(anyhow::anyhow!("a daemon loop stopped unexpectedly")),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow::anyhow!("a daemon loop crashed: {e}")),
-            };
-            shutdown.cancel();
-        }
-    }
+    let result = until_shutdown(&mut tasks, &shutdown).await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down: finishing the message in hand");
     drain(tasks).await;
     tracing::info!("stopped");
     result
 }
+
+/// The DKIM verifier `[handler_auth] accept = ["dkim"]` asks for.
+fn dkim_verifier(cfg: &Config) -> anyhow::Result<Option<Arc<crate::dkim::Verifier>>> {
+    if !cfg.handler_auth.accept_dkim {
+        return Ok(None);
+    }
+    let v = crate::dkim::Verifier::new(&cfg.handler_auth.dns_servers)
+        .map_err(|e| anyhow::anyhow!("handler_auth.accept = dkim: {e}"))?;
+    Ok(Some(Arc::new(v)))
+}
+
+type Loops = tokio::task::JoinSet<anyhow::Result<()>>;
+
+/// One intake loop and connection per watched folder: IDLE watches one
+/// folder per connection (RFC 2177), and a folder's failure (one that does
+/// not exist, say) does not hold up the others.
+fn spawn_intakes(tasks: &mut Loops, intake: Intake, shutdown: &CancellationToken) {
+    for folder in &intake.cfg.imap.more_folders {
+        let more = Intake {
+            folder: folder.clone(),
+            ..intake.clone()
+        };
+        let t = shutdown.clone();
+        tasks.spawn(async move {
+            more.run(t).await;
+            Ok(())
+        });
+    }
+    if intake.cfg.imap.junk_auto {
+        let junk = intake.clone();
+        let t = shutdown.clone();
+        tasks.spawn(async move {
+            junk.run_junk(t).await;
+            Ok(())
+        });
+    }
+    let t = shutdown.clone();
+    tasks.spawn(async move {
+        intake.run(t).await;
+        Ok(())
+    });
+}
+
+/// Waits for shutdown, or for a loop to end on its own, which is fatal
+/// (and then asks the others to stop).
+async fn until_shutdown(tasks: &mut Loops, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        // Shutdown first: once it is requested the loops end on purpose,
+        // and that must not read as a loop dying.
+        biased;
+        _ = shutdown.cancelled() => Ok(()),
+        Some(r) = tasks.join_next() => {
+            shutdown.cancel();
+            match r {
+                Ok(Ok(())) => Err(anyhow::anyhow!("a daemon loop stopped unexpectedly")),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(anyhow::anyhow!("a daemon loop crashed: {e}")),
+            }
+        }
+    }
+}
+
+/// The lock file's path: `<storage.path>.lock`.
+fn lock_path(cfg: &Config) -> std::path::PathBuf {
+    let mut path = cfg.storage.path.clone().into_os_string();
+    path.push(".lock");
+    std::path::PathBuf::from(path)
+}
+
+/// Refuses to start on a state file that is gone or empty after a daemon
+/// used it (its lock file stays): starting afresh would answer every
+/// message in the mailbox again. A deleted state file once re-opened 60
+/// reports under re-used case ids; a zero-length one re-acknowledged 40
+/// (issue 12). The lock file is made only after the first start has
+/// created and migrated the state, so a first start is never refused.
+fn state_not_lost(cfg: &Config) -> anyhow::Result<()> {
+    let path = &cfg.storage.path;
+    if !lock_path(cfg).exists() {
+        return Ok(());
+    }
+    let why = match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "is gone",
+        Ok(m) if m.len() == 0 => "is empty",
+        _ => return Ok(()),
+    };
+    anyhow::bail!(
+        "storage.path {}: the state file {why}, but a daemon used it before ({} exists): \
+         restore it from a backup (secintake backup), or, to start afresh and answer every \
+         message in the mailbox again, delete {}",
+        path.display(),
+        lock_path(cfg).display(),
+        lock_path(cfg).display()
+    )
+}
+
+/// The (device, inode) of `path`, to notice the state file replaced.
+fn file_identity(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).with_context(|| format!("storage.path {}", path.display()))?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Ends the daemon with an error when the state file is deleted, replaced
+/// or emptied under it: writes would go to a file nobody will read again
+/// (issue 12: 60 reports were recorded into a deleted file). Checked every
+/// [`STATE_CHECK_EVERY`].
+async fn watch_state(
+    path: std::path::PathBuf,
+    identity: (u64, u64),
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(STATE_CHECK_EVERY) => {}
+        }
+        let now = std::fs::metadata(&path);
+        let why = match &now {
+            Err(_) => Some("was deleted"),
+            Ok(m) if (m.dev(), m.ino()) != identity => Some("was replaced by another file"),
+            Ok(m) if m.len() == 0 => Some("was emptied"),
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            anyhow::bail!(
+                "the state file {} {why} while the daemon ran: stopping before anything else \
+                 is recorded into a file nobody reads",
+                path.display()
+            );
+        }
+    }
+}
+
+/// How often [`watch_state`] looks at the state file.
+const STATE_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Takes the state file's daemon lock (`<storage.path>.lock`, 0600), or
 /// says which daemon holds it: two daemons on one state file both sent
@@ -160,9 +252,7 @@ pub async fn run(
 fn lock_state(cfg: &Config) -> anyhow::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
-    let mut path = cfg.storage.path.clone().into_os_string();
-    path.push(".lock");
-    let path = std::path::PathBuf::from(path);
+    let path = lock_path(cfg);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -215,7 +305,7 @@ async fn open_state(cfg: &Config) -> anyhow::Result<Store> {
 
 /// Lets the loops finish the message in hand, for at most
 /// [`SHUTDOWN_GRACE`]; then they are dropped (aborted).
-async fn drain(mut tasks: tokio::task::JoinSet<anyhow::Result<()>>) {
+async fn drain(mut tasks: Loops) {
     let drain = async {
         while let Some(r) = tasks.join_next().await {
             if let Ok(Err(e)) = r {

@@ -693,3 +693,50 @@ fn backup_while_running_is_consistent_and_private() {
     assert_ne!(code, 0, "overwrote a backup");
     assert!(err.contains("backup.db"), "{err}");
 }
+
+/// Issue 12: a state file deleted under the running daemon stops it
+/// (nothing more is recorded into a file nobody reads), and it will not
+/// start afresh on a missing or empty state file it used before: that
+/// would answer every message in the mailbox again.
+#[test]
+fn a_lost_state_file_stops_the_daemon_and_is_never_silently_recreated() {
+    let mut w = crate::common::world::World::start_ready(|_| {});
+    w.report("first@example.net", "Before the loss");
+    w.wait_acked_cases(1);
+    std::fs::remove_file(w.db()).unwrap();
+    let status = w
+        .daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("the daemon stops");
+    assert!(!status.success());
+    assert!(
+        w.log().contains("was deleted while the daemon ran"),
+        "{}",
+        w.log()
+    );
+
+    // Restarted (as systemd would): refused, nothing answered again.
+    w.restart();
+    let status = w
+        .daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("the restart is refused");
+    assert!(!status.success());
+    let log = w.daemon.log_text();
+    assert!(
+        log.contains("the state file is gone, but a daemon used it before"),
+        "{log}"
+    );
+    assert!(!w.db().exists(), "no fresh state file was made");
+    assert_eq!(w.stack.fetch_all("first@example.net").len(), 1);
+
+    // An empty file in its place is refused the same way.
+    std::fs::write(w.db(), b"").unwrap();
+    w.restart();
+    let status = w
+        .daemon
+        .wait_exit(Duration::from_secs(20))
+        .expect("the empty state file is refused");
+    assert!(!status.success());
+    assert!(w.daemon.log_text().contains("the state file is empty"));
+}
