@@ -942,3 +942,47 @@ fn journal_lines_carry_their_priority() {
     assert!(!log.contains('\u{1b}'), "no colour codes in the journal");
     drop(d);
 }
+
+/// Issue 12: after an SMTP outage the first send that works brings every
+/// waiting mail forward: the outbox drains at once instead of each mail
+/// waiting out its own backoff (it took 288 s after a 5-minute outage).
+#[test]
+fn after_an_smtp_outage_the_outbox_drains_at_once() {
+    const N: usize = 6;
+    let w = World::start_ready(|c| c.handlers = Vec::new());
+    w.stack.stop_smtp();
+    for i in 0..N {
+        w.stack.inject(
+            SECURITY,
+            &simple_message(
+                &format!("o{i}@example.net"),
+                SECURITY,
+                &format!("During the outage {i}"),
+                "x",
+            ),
+        );
+    }
+    w.wait_cases(N);
+    // Long enough for the backoff to grow past 30 s (2, 4, 8, 16, 32 s).
+    std::thread::sleep(Duration::from_secs(35));
+    w.stack.start_smtp();
+    let back = Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "every acknowledgement sent",
+        Some(&w.daemon),
+        || {
+            let acked = w
+                .cases()
+                .iter()
+                .filter(|c| c["acknowledged_at"].is_string())
+                .count();
+            (acked == N).then_some(())
+        },
+    );
+    let took = back.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "drained {took:?} after SMTP came back"
+    );
+}
