@@ -433,18 +433,10 @@ pub async fn run(
         }
         backlog.wait_idle().await;
         let now = clock.now();
-        let mut items = db
-            .call(move |s| store::due_outbox(s.conn(), now, BATCH, BATCH_BYTES))
-            .await?;
-        // While the server fails, one mail probes it every PROBE_EVERY
-        // even before its own backoff is up, so its return is noticed
-        // within seconds, and then everything waiting goes (see below).
-        if items.is_empty() && was_failing && last_probe.elapsed() >= PROBE_EVERY {
+        let probe = was_failing && last_probe.elapsed() >= PROBE_EVERY;
+        let (items, probed) = due_or_probe(&db, now, probe).await?;
+        if probed {
             last_probe = tokio::time::Instant::now();
-            let horizon = crate::clock::add(now, MAX_BACKOFF.mul_f64(2.0));
-            items = db
-                .call(move |s| store::due_outbox(s.conn(), horizon, 1, BATCH_BYTES))
-                .await?;
         }
         let mut failing = false;
         // Results are recorded a few at a time: one fsync per send made the
@@ -515,6 +507,29 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The rows due at `now`; when none are and `probe`, the earliest waiting
+/// one, ahead of its backoff: while the server fails, one mail probes it
+/// every [`PROBE_EVERY`], so its return is noticed within seconds (and
+/// then everything waiting goes, see [`store::outbox_due_now`]). Also
+/// says whether it probed.
+async fn due_or_probe(
+    db: &Db,
+    now: DateTime<Utc>,
+    probe: bool,
+) -> Result<(Vec<OutboxItem>, bool), StoreError> {
+    let items = db
+        .call(move |s| store::due_outbox(s.conn(), now, BATCH, BATCH_BYTES))
+        .await?;
+    if !items.is_empty() || !probe {
+        return Ok((items, false));
+    }
+    let horizon = crate::clock::add(now, MAX_BACKOFF.mul_f64(2.0));
+    let earliest = db
+        .call(move |s| store::due_outbox(s.conn(), horizon, 1, BATCH_BYTES))
+        .await?;
+    Ok((earliest, true))
 }
 
 /// Fails fast on a broken `smtp.ca_file` instead of retrying forever.
