@@ -331,7 +331,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let cfg = load_config(&cli.config)?;
+    // What contacts no server (and needs no team key) runs without the
+    // secrets, beside a unit that holds them as credentials.
+    let offline = !matches!(
+        cli.command,
+        Command::Run | Command::CheckConfig { .. } | Command::SecurityTxt { .. } | Command::Pgp(_)
+    );
+    let cfg = if offline {
+        Config::load_offline(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        load_config(&cli.config)?
+    };
     match cli.command {
         Command::Run => {
             for w in cfg.warnings() {

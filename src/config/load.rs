@@ -19,8 +19,25 @@ impl Config {
         Self::load_with_env(path, env::process_vars()?)
     }
 
+    /// Like [`Config::load`], for commands that contact no server (`status`,
+    /// `cases`, `mail`, `sla`, `backup`): a server password file, or the
+    /// team key or its passphrase file, that cannot be read is left out
+    /// instead of failing, so they run beside a systemd unit whose
+    /// `LoadCredential=` files only the unit can read.
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_inner(path, env::process_vars()?, true)
+    }
+
     /// Like [`Config::load`] with the environment given explicitly (tests).
     pub fn load_with_env(path: &Path, env: HashMap<String, String>) -> Result<Config, ConfigError> {
+        Self::load_inner(path, env, false)
+    }
+
+    fn load_inner(
+        path: &Path,
+        env: HashMap<String, String>,
+        offline: bool,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
             path: path.to_path_buf(),
             reason: io_reason(&err),
@@ -31,7 +48,8 @@ impl Config {
             .add_source(env)
             .build()
             .and_then(|built| built.collect());
-        let loader = Loader::new(path);
+        let mut loader = Loader::new(path);
+        loader.offline = offline;
         match built {
             Ok(root) => {
                 let mut cfg = config_from(&loader, root)?;

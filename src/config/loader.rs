@@ -25,6 +25,9 @@ pub(super) struct Loader {
     path: PathBuf,
     /// Directory against which relative paths from the file are resolved.
     base: PathBuf,
+    /// A server password file that cannot be read counts as an empty
+    /// password (see [`Config::load_offline`](super::Config::load_offline)).
+    pub(super) offline: bool,
 }
 
 /// One key's value on its way to a typed field.
@@ -50,6 +53,7 @@ impl Loader {
         Loader {
             path: path.to_path_buf(),
             base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            offline: false,
         }
     }
 
@@ -228,7 +232,12 @@ impl<'l> Section<'l> {
                 }
                 Ok(Some(secret))
             }
-            (None, Some(file)) => file.secret_file().map(Some),
+            (None, Some(file)) => match file.secret_file() {
+                // Commands that contact no server run beside a systemd
+                // unit whose LoadCredential= files only the unit can read.
+                Err(_) if self.loader.offline => Ok(Some(String::new())),
+                other => other.map(Some),
+            },
             (None, None) => Ok(None),
         }
     }

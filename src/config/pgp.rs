@@ -37,10 +37,12 @@ impl super::Config {
 }
 
 pub(super) fn pgp_from(mut s: Section<'_>, mailbox: &Mailbox) -> Result<Option<Pgp>, ConfigError> {
-    let passphrase = s
-        .get(keys::pgp::passphrase_file)
-        .map(|f| f.secret_file())
-        .transpose()?;
+    let passphrase = match s.get(keys::pgp::passphrase_file).map(|f| f.secret_file()) {
+        // Offline commands beside a unit that holds the passphrase as a
+        // credential: they go on without the team key.
+        Some(Err(_)) if s.loader.offline => return Ok(None),
+        other => other.transpose()?,
+    };
     let keyring_dir = s
         .get(keys::pgp::keyring_dir)
         .map(|f| {
@@ -63,7 +65,10 @@ pub(super) fn pgp_from(mut s: Section<'_>, mailbox: &Mailbox) -> Result<Option<P
         }
         return Ok(None);
     };
-    let (path, bytes) = file.file_bytes()?;
+    let (path, bytes) = match file.file_bytes() {
+        Err(_) if s.loader.offline => return Ok(None),
+        other => other?,
+    };
     let team = SecretKey::from_bytes(&bytes, passphrase.as_deref())
         .map_err(|e| file.fail(format_args!("{}: {e}", path.display())))?;
     let ids = team.public().emails();

@@ -226,3 +226,33 @@ fn check_config_states_the_border_requirements() {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }
 }
+
+/// Issue 12: commands that contact no server run beside a systemd unit
+/// whose LoadCredential= files only the unit can read: a password file
+/// that cannot be read does not stop `status`, `cases` or `backup`; `run`
+/// and `check-config` still say exactly what is missing.
+#[test]
+fn offline_commands_run_without_the_server_secrets() {
+    let w = crate::common::world::World::start_ready(|_| {});
+    w.report("reporter@example.net", "Seen before the secrets went away");
+    w.wait_acked_cases(1);
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let gone = "/run/credentials/secintake.service/imap-password";
+    let moved = text.replacen(
+        "password = \"secret\"",
+        &format!("password_file = \"{gone}\""),
+        1,
+    );
+    assert_ne!(moved, text, "the test config names the IMAP password");
+    let config = w.dir.path().join("credentials.toml");
+    std::fs::write(&config, moved).unwrap();
+    let (code, out, err) = cli(&config, &["status", "--json"]);
+    assert!(matches!(code, 0 | 3), "status: {err}");
+    assert!(out.contains("\"open_cases\": 1"), "{out}");
+    let (code, out, err) = cli(&config, &["cases", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Seen before the secrets went away"), "{out}");
+    let (code, _, err) = cli(&config, &["check-config", "--offline"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(gone), "{err}");
+}
