@@ -427,13 +427,14 @@ pub async fn run(
     // mail that backed off before a restart is due once a send works.
     let mut was_failing = true;
     let mut last_probe = tokio::time::Instant::now();
+    let mut probe_every = PROBE_EVERY;
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
         backlog.wait_idle().await;
         let now = clock.now();
-        let probe = was_failing && last_probe.elapsed() >= PROBE_EVERY;
+        let probe = was_failing && last_probe.elapsed() >= probe_every;
         let (items, probed) = due_or_probe(&db, now, probe).await?;
         if probed {
             last_probe = tokio::time::Instant::now();
@@ -462,6 +463,9 @@ pub async fn run(
                 }
             }
             failing |= matches!(result, Attempt::Transient(_) | Attempt::Credential(_));
+            if failing {
+                probe_every = refused_login(&db, &result, now).await?;
+            }
             done.push((item.clone(), result, now));
             if done.len() >= RECORD_EVERY || failing {
                 flush(&db, &health, &mut done).await?;
@@ -488,16 +492,7 @@ pub async fn run(
         }
         client.close_if_idle().await;
         // Sleep until the next row is due, a new row is queued, or shutdown.
-        let next = db.call(|s| store::next_outbox_due(s.conn())).await?;
-        let wait = next
-            .as_deref()
-            .and_then(parse_ts)
-            .map(|t| (t - clock.now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(3600))
-            // Re-read at least every 2 s: the CLI (another process) may
-            // queue mail (`mail promote`, `cases note`); one indexed query.
-            .min(IDLE_RECHECK)
-            .max(Duration::from_millis(if failing { 200 } else { 0 }));
+        let wait = idle_wait(&db, clock.now(), failing).await?;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = wake.notified() => {}
@@ -507,6 +502,40 @@ pub async fn run(
             }
         }
     }
+}
+
+/// How long the outbox sleeps (unless woken): until the next row is due,
+/// re-reading at least every [`IDLE_RECHECK`] (the CLI, another process,
+/// may queue mail: `mail promote`, `cases note`; one indexed query), and at
+/// least 200 ms after a failure.
+async fn idle_wait(db: &Db, now: DateTime<Utc>, failing: bool) -> Result<Duration, StoreError> {
+    let next = db.call(|s| store::next_outbox_due(s.conn())).await?;
+    Ok(next
+        .as_deref()
+        .and_then(parse_ts)
+        .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+        .unwrap_or(Duration::from_secs(3600))
+        .min(IDLE_RECHECK)
+        .max(Duration::from_millis(if failing { 200 } else { 0 })))
+}
+
+/// After a failed attempt, how often the server is probed: every
+/// [`PROBE_EVERY`], or, when it refused our login, as slowly as a login is
+/// retried, with every waiting mail put off as long (one refused login per
+/// queued mail would get the account locked).
+async fn refused_login(
+    db: &Db,
+    result: &Attempt,
+    now: DateTime<Utc>,
+) -> Result<Duration, StoreError> {
+    if !matches!(result, Attempt::Credential(_)) {
+        return Ok(PROBE_EVERY);
+    }
+    let wait = crate::health::credential_retry();
+    let until = crate::clock::add(now, wait);
+    db.call(move |s| store::outbox_defer_all(s.conn(), until))
+        .await?;
+    Ok(wait)
 }
 
 /// The rows due at `now`; when none are and `probe`, the earliest waiting

@@ -239,6 +239,18 @@ pub fn outbox_due_now(conn: &Connection, now: DateTime<Utc>) -> Result<usize, St
     .ctx("bringing waiting mail forward")
 }
 
+/// Puts every waiting row off until at least `until`: the server refused
+/// our login, and trying each queued mail once more would be one refused
+/// login per mail (an account lockout with a backlog).
+pub fn outbox_defer_all(conn: &Connection, until: DateTime<Utc>) -> Result<usize, StoreError> {
+    exec(
+        conn,
+        "UPDATE outbox SET next_attempt_at = ?1 WHERE status = 'scheduled' AND next_attempt_at < ?1",
+        [fmt_ts(until)],
+    )
+    .ctx("putting waiting mail off")
+}
+
 pub fn outbox_retry(
     conn: &Connection,
     id: i64,

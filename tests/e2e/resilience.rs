@@ -816,6 +816,15 @@ fn a_refused_smtp_password_keeps_the_mail_queued() {
     assert_eq!(code, 3, "{st}");
     assert_eq!(st["outbox"]["failed"], 0, "{st}");
     assert!(st["outbox"]["backlog"].as_u64().unwrap() >= 1, "{st}");
+    // Slowly: no login attempt every few seconds (providers lock accounts).
+    let before = w.log().matches("delivery deferred").count();
+    std::thread::sleep(Duration::from_secs(12));
+    let after = w.log().matches("delivery deferred").count();
+    assert!(
+        after - before <= 1,
+        "{} refused logins in 12 s",
+        after - before
+    );
 }
 
 /// Issue 11: when the SMTP server is what fails, the alert still reaches
