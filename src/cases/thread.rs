@@ -20,7 +20,7 @@ pub(super) fn case_of(
     // threads into a case, by Message-ID or by its tag, opens a new case
     // that names the one referred to, and never joins it.
     let from = p.from.as_ref().map(|a| a.email.as_str());
-    let handler_address = from.is_some_and(|f| ctx.cfg.handlers.iter().any(|h| h.email == f));
+    let handler_address = from.is_some_and(|f| ctx.cfg.handler(f).is_some());
     let participant = |c: &str| -> Result<bool, StoreError> {
         Ok(handler_address || from.map_or(Ok(false), |f| store::takes_part(conn, c, f))?)
     };

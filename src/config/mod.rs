@@ -426,6 +426,14 @@ pub enum ConfigError {
     },
 }
 
+impl Config {
+    /// The `[[handlers]]` entry for `email` (addresses are stored
+    /// lowercased), if it is one.
+    pub fn handler(&self, email: &str) -> Option<&Handler> {
+        self.handlers.iter().find(|h| h.email == email)
+    }
+}
+
 impl ConfigError {
     /// The dotted key at fault, if the error is about one.
     pub fn key(&self) -> Option<&str> {

@@ -193,7 +193,7 @@ fn handler_domain(
     p: &crate::mail::message::ParsedMessage,
 ) -> Option<String> {
     let from = p.from.as_ref()?;
-    cfg.handlers.iter().find(|h| h.email == from.email)?;
+    cfg.handler(&from.email)?;
     from.email
         .rsplit_once('@')
         .map(|(_, d)| d.to_ascii_lowercase())

@@ -41,7 +41,7 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
     let Some(from) = &msg.from else {
         return Sender::Other;
     };
-    let Some(handler) = cfg.handlers.iter().find(|h| h.email == from.email) else {
+    let Some(handler) = cfg.handler(&from.email) else {
         return Sender::Other;
     };
     let email = from.email.clone();

@@ -52,6 +52,12 @@ fn fields(header: &str) -> Vec<Field<'_>> {
     out
 }
 
+/// A built message's header fields and its body.
+fn split(text: &str) -> Result<(Vec<Field<'_>>, &str), SealError> {
+    let at = text.find("\r\n\r\n").ok_or(SealError::NoHeader)?;
+    Ok((fields(&text[..at + 2]), &text[at + 4..]))
+}
+
 /// Whether the field describes the body (it moves inside).
 fn is_content(name: &str) -> bool {
     name.to_ascii_lowercase().starts_with("content-")
@@ -80,9 +86,7 @@ fn close(mut out: String, armored: &str, boundary: &str) -> Vec<u8> {
 /// detached signature the second. The header stays as it was.
 pub fn sign(raw: &[u8], team: &SecretKey) -> Result<Vec<u8>, SealError> {
     let text = String::from_utf8_lossy(raw);
-    let split = text.find("\r\n\r\n").ok_or(SealError::NoHeader)?;
-    let (header, body) = (&text[..split + 2], &text[split + 4..]);
-    let fields = fields(header);
+    let (fields, body) = split(&text)?;
     let mut entity = String::new();
     for f in fields.iter().filter(|f| is_content(f.name)) {
         entity.push_str(f.text);
@@ -116,9 +120,7 @@ pub fn sign(raw: &[u8], team: &SecretKey) -> Result<Vec<u8>, SealError> {
 /// can read what it sent), signed with `team`.
 pub fn seal(raw: &[u8], recipients: &[&PublicKey], team: &SecretKey) -> Result<Vec<u8>, SealError> {
     let text = String::from_utf8_lossy(raw);
-    let split = text.find("\r\n\r\n").ok_or(SealError::NoHeader)?;
-    let (header, body) = (&text[..split + 2], &text[split + 4..]);
-    let fields = fields(header);
+    let (fields, body) = split(&text)?;
 
     let mut inner = String::new();
     for f in fields.iter().filter(|f| is_content(f.name)) {

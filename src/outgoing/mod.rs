@@ -71,9 +71,7 @@ pub fn sealed(
     for addr in &letter.out.to {
         let key = ctx
             .cfg
-            .handlers
-            .iter()
-            .find(|h| h.email == *addr)
+            .handler(addr)
             .and_then(|h| h.pgp_key.as_ref())
             .or_else(|| keys.iter().find(|k| k.emails().iter().any(|e| e == addr)))
             .ok_or_else(|| ComposeError::NoKey(addr.clone()))?;
@@ -136,9 +134,7 @@ fn team_name(cfg: &Config) -> String {
 
 /// A handler's name from `[[handlers]]`, or the address when it is none.
 pub fn handler_name(cfg: &Config, email: &str) -> String {
-    cfg.handlers
-        .iter()
-        .find(|h| h.email == email)
+    cfg.handler(email)
         .map(|h| h.name.clone())
         .unwrap_or_else(|| email.to_owned())
 }
@@ -190,9 +186,11 @@ pub fn audiences(
     }
     let can_seal = |addr: &String| {
         ctx.cfg.pgp.is_some()
-            && ctx.cfg.handlers.iter().any(|h| {
-                h.email == *addr && h.pgp_key.as_ref().is_some_and(|k| k.can_encrypt(ctx.now))
-            })
+            && ctx
+                .cfg
+                .handler(addr)
+                .and_then(|h| h.pgp_key.as_ref())
+                .is_some_and(|k| k.can_encrypt(ctx.now))
     };
     let (sealed, facts): (Vec<String>, Vec<String>) = to.into_iter().partition(can_seal);
     [(sealed, Rendition::Sealed), (facts, Rendition::Facts)]

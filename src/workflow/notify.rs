@@ -15,7 +15,7 @@ use crate::store::{self, CaseRow};
 use rusqlite::Connection;
 
 pub(super) fn is_handler(ctx: &Context<'_>, email: &str) -> bool {
-    ctx.cfg.handlers.iter().any(|h| h.email == email)
+    ctx.cfg.handler(email).is_some()
 }
 
 pub(super) fn all_handlers(ctx: &Context<'_>) -> Vec<String> {
