@@ -11,18 +11,22 @@
 # Environment knobs:
 #   SECINTAKE_SKIP_APT=1     never touch apt
 #   SECINTAKE_STEPS="fmt clippy test"   which steps to run (default: all three)
-#   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --no-fail-fast --lib --bins --tests; the benchmark runs via scripts/bench.sh)
+#   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --workspace --no-fail-fast --lib --bins --tests; the benchmark runs via scripts/bench.sh)
 #   RUST_TEST_THREADS=N      tests run at once (default here: 4, see below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STEPS=${SECINTAKE_STEPS:-fmt clippy test}
-TEST_ARGS=${SECINTAKE_TEST_ARGS:---no-fail-fast --lib --bins --tests}
+TEST_ARGS=${SECINTAKE_TEST_ARGS:---workspace --no-fail-fast --lib --bins --tests}
 # The integration tests are one binary (tests/e2e) and mostly wait for
 # mail and timers, so running 4 at once on the 2 cores more than halves
 # their time (libtest's default is one per core). More than 4 left the
 # cores busy and gave the time-boxed fuzz test a third of its inputs.
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-4}
+# A build from clean (CI) gains nothing from incremental compilation and
+# pays for its bookkeeping: building this workspace's own crates and tests
+# took 18.7 s with it and 14.5 s without (2 cores). Set it to 1 to keep it.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 step() { echo; echo "==> $*"; }
 
@@ -38,7 +42,7 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy || true
 for s in $STEPS; do
     case "$s" in
         fmt) step "cargo fmt --check"; cargo fmt --all -- --check ;;
-        clippy) step "cargo clippy"; cargo clippy --all-targets -- -D warnings ;;
+        clippy) step "cargo clippy"; cargo clippy --workspace --all-targets -- -D warnings ;;
         test) step "cargo test $TEST_ARGS"
             # shellcheck disable=SC2086
             cargo test $TEST_ARGS ;;

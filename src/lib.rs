@@ -10,9 +10,15 @@
 //!    `config`, `templates`, `tls`, `memory`, `gate` (the backlog priority
 //!    rule between the loops), `model` (the vocabulary: case ids, `State`,
 //!    deadline `Kind`, the address key), `osv` (the OSV record of a case
-//!    and the ecosystems `config` checks against), `openpgp` (the rPGP
-//!    adapter: keys, decrypting, encrypting, signatures), `dkim` (the
-//!    mail-auth adapter: a handler's DKIM signature checked through DNS).
+//!    and the ecosystems `config` checks against).
+//!
+//!    Beneath it, the adapters over heavy external crates are crates of
+//!    their own in `crates/` (their generic code is compiled once there,
+//!    not twice in this crate: see Cargo.toml), re-exported here as
+//!    modules: `openpgp` (`crates/openpgp`, over rPGP: keys, decrypting,
+//!    encrypting, signatures), `dkim` (`crates/dkim`, over mail-auth: a
+//!    handler's DKIM signature checked through DNS) and `crates/suffix`
+//!    (over psl: is a domain a public suffix).
 //! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
 //!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
 //!    reply address), `mail::auth` (is this a handler? a server verdict
@@ -42,14 +48,12 @@ pub mod config;
 pub mod context;
 pub(crate) mod daemon;
 pub(crate) mod deadlines;
-pub mod dkim;
 pub(crate) mod gate;
 pub(crate) mod health;
 pub(crate) mod intake;
 pub mod mail;
 pub(crate) mod memory;
 pub mod model;
-pub mod openpgp;
 pub mod osv;
 pub(crate) mod outbox;
 pub(crate) mod outgoing;
@@ -59,3 +63,6 @@ pub(crate) mod store;
 pub mod templates;
 pub(crate) mod tls;
 pub mod workflow;
+
+pub use secintake_dkim as dkim;
+pub use secintake_openpgp as openpgp;

@@ -319,13 +319,6 @@ fn unquote(v: &str) -> String {
     v.trim_matches('"').to_ascii_lowercase()
 }
 
-/// Whether `domain` is a public suffix (`org`, `co.uk`, `github.io`):
-/// a signature for it vouches for every site under it.
-fn public_suffix(domain: &str) -> bool {
-    psl::suffix(domain.as_bytes())
-        .is_some_and(|s| s.is_known() && s.as_bytes().eq_ignore_ascii_case(domain.as_bytes()))
-}
-
 /// Returns how `from` is authenticated by one of the receiving server's
 /// own verdicts (see [`own_verdicts`]), if it is: `auth=pass` with
 /// `smtp.auth` the address itself; `dkim=pass` whose `d=` is the From
@@ -335,7 +328,7 @@ pub fn authenticated(auth: &HandlerAuth, from: &str, own: &[&str]) -> Option<Str
     let trusted = auth.trusted_authserv_id.as_deref()?;
     let from = from.to_ascii_lowercase();
     let (local, domain) = from.rsplit_once('@')?;
-    if public_suffix(domain) {
+    if secintake_suffix::is_public_suffix(domain) {
         return None;
     }
     let own = own

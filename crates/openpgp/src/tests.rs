@@ -13,7 +13,7 @@ use super::*;
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!("../../tests/fixtures/pgp/", $name))
+        include_bytes!(concat!("../../../tests/fixtures/pgp/", $name))
     };
 }
 
@@ -30,7 +30,7 @@ const TO_TEAM: &[u8] = fixture!("to-team.asc");
 const TO_OTHER: &[u8] = fixture!("to-other.asc");
 const TRUNCATED: &[u8] = fixture!("truncated.asc");
 const ZEROS: &[u8] = fixture!("zeros.gpg");
-const TEAM_PASS: &str = include_str!("../../tests/fixtures/pgp/team.pass");
+const TEAM_PASS: &str = include_str!("../../../tests/fixtures/pgp/team.pass");
 
 const CANARY: &str = "canary-7d1f";
 const MIB: usize = 1024 * 1024;
