@@ -46,9 +46,11 @@ pub async fn run(
 
     let deadline_wake = Arc::new(Notify::new());
     let backlog = Arc::new(crate::gate::BacklogGate::default());
+    let tokens = cfg.token_source();
     let intake = Intake {
         folder: cfg.imap.folder.clone(),
         dkim: dkim_verifier(&cfg)?,
+        tokens: tokens.clone(),
         db: db.clone(),
         cfg: cfg.clone(),
         templates: templates.clone(),
@@ -72,7 +74,10 @@ pub async fn run(
     let t = shutdown.clone();
     let (odb, osmtp, oclock, owake, ohealth) = (
         db.clone(),
-        cfg.smtp.clone(),
+        crate::outbox::Relay {
+            cfg: cfg.smtp.clone(),
+            tokens,
+        },
         clock.clone(),
         outbox_wake.clone(),
         health.clone(),

@@ -12,7 +12,7 @@
 //! exponential backoff; 5xx answers fail the row and say so on its case.
 
 use crate::clock::{parse_ts, Clock};
-use crate::config::{Smtp, TlsMode};
+use crate::config::{Auth, Smtp, TlsMode};
 use crate::health::{Component, Health};
 use crate::model::MessageKind;
 use crate::store::{self, Db, OutboxItem, StoreError};
@@ -22,8 +22,10 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
+use lettre::transport::smtp::commands::Auth as AuthCommand;
 use lettre::transport::smtp::extension::ClientId;
 use rand::Rng;
+use secintake_oauth2::{TokenError, TokenSource};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -123,10 +125,19 @@ impl AsyncTokioStream for ImplicitTls {
     }
 }
 
+/// The relay and how to log in to it.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub cfg: Smtp,
+    /// `smtp.auth = "oauth2"`: the access tokens (shared with intake).
+    pub tokens: Option<Arc<TokenSource>>,
+}
+
 /// Opens an SMTP session as `[smtp]` says: TCP with TCP_NODELAY (lettre
 /// 0.11 leaves Nagle on, and its two writes per message then wait ~40 ms
 /// for a delayed ACK on every send), TLS, EHLO, AUTH.
-pub async fn connect(cfg: &Smtp) -> Result<AsyncSmtpConnection, OutboxError> {
+pub async fn connect(relay: &Relay) -> Result<AsyncSmtpConnection, OutboxError> {
+    let cfg = &relay.cfg;
     let conn_err = |e: String| OutboxError::Connect {
         host: cfg.host.clone(),
         port: cfg.port,
@@ -165,7 +176,9 @@ pub async fn connect(cfg: &Smtp) -> Result<AsyncSmtpConnection, OutboxError> {
                 AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello).await?
             }
         };
-        if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
+        if let (Auth::OAuth2, Some(user)) = (cfg.auth, &cfg.username) {
+            login_with_token(&mut conn, user, relay.tokens.as_deref(), &conn_err).await?;
+        } else if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
             conn.auth(
                 &[Mechanism::Plain, Mechanism::Login],
                 &Credentials::new(u.clone(), p.clone()),
@@ -186,9 +199,68 @@ pub async fn connect(cfg: &Smtp) -> Result<AsyncSmtpConnection, OutboxError> {
         .map_err(|_| conn_err(format!("no answer within {} s", cfg.timeout.as_secs())))?
 }
 
+/// SASL XOAUTH2 with an access token (the one token mechanism lettre,
+/// Google and Microsoft share). A refused token is renewed and tried once
+/// more (it may have been revoked or expired early); a second refusal is
+/// "credential rejected".
+async fn login_with_token(
+    conn: &mut AsyncSmtpConnection,
+    user: &str,
+    tokens: Option<&TokenSource>,
+    conn_err: &impl Fn(String) -> OutboxError,
+) -> Result<(), OutboxError> {
+    let token_error = |e: TokenError| match e {
+        TokenError::Rejected(r) => OutboxError::Credential(format!("OAuth2: {r}")),
+        TokenError::Unavailable(r) => conn_err(format!("OAuth2: {r}")),
+    };
+    let Some(tokens) = tokens else {
+        return Err(OutboxError::Credential(
+            "smtp.auth is \"oauth2\" but no token source was set up".into(),
+        ));
+    };
+    let token = tokens.token().await.map_err(token_error)?;
+    match xoauth2(conn, user, &token).await {
+        Ok(()) => return Ok(()),
+        Err(OutboxError::Credential(why)) => {
+            tracing::info!(user, reason = %why, "SMTP refused the access token; renewing it once");
+        }
+        Err(e) => return Err(e),
+    }
+    let token = tokens.renew(&token).await.map_err(token_error)?;
+    xoauth2(conn, user, &token).await
+}
+
+/// One XOAUTH2 exchange. lettre's own `auth` cannot finish one that the
+/// server refuses: the refusal comes as a 334 challenge (a JSON error),
+/// which XOAUTH2 answers with an empty line to get the final 5xx.
+async fn xoauth2(
+    conn: &mut AsyncSmtpConnection,
+    user: &str,
+    token: &str,
+) -> Result<(), OutboxError> {
+    let auth = AuthCommand::new(
+        Mechanism::Xoauth2,
+        Credentials::new(user.to_string(), token.to_string()),
+        None,
+    )?;
+    let mut answer = conn.command(auth).await;
+    if answer.as_ref().is_ok_and(|r| r.has_code(334)) {
+        answer = conn.command("\r\n").await;
+    }
+    match answer {
+        Ok(r) if r.has_code(235) => Ok(()),
+        Ok(r) => Err(OutboxError::Credential(format!(
+            "unexpected answer {} to AUTH XOAUTH2",
+            r.code()
+        ))),
+        Err(e) if e.is_permanent() => Err(OutboxError::Credential(e.to_string())),
+        Err(e) => Err(OutboxError::Transport(e)),
+    }
+}
+
 /// One kept-open SMTP session, reopened when it breaks or idles too long.
 struct Client {
-    cfg: Smtp,
+    relay: Relay,
     conn: Option<(AsyncSmtpConnection, tokio::time::Instant)>,
 }
 
@@ -225,7 +297,7 @@ impl Client {
             let reused = self.conn.is_some() && !fresh;
             if fresh || self.conn.is_none() {
                 self.conn = None;
-                match connect(&self.cfg).await {
+                match connect(&self.relay).await {
                     Ok(c) => self.conn = Some((c, tokio::time::Instant::now())),
                     Err(OutboxError::Credential(e)) => return Attempt::Credential(e),
                     Err(e) => return Attempt::Transient(e.to_string()),
@@ -234,7 +306,7 @@ impl Client {
             let Some((conn, used)) = self.conn.as_mut() else {
                 continue;
             };
-            let timeout = self.cfg.timeout;
+            let timeout = self.relay.cfg.timeout;
             let r = tokio::time::timeout(timeout, conn.send(&env, &item.raw)).await;
             *used = tokio::time::Instant::now();
             let result = match r {
@@ -411,18 +483,15 @@ async fn flush(
 /// The outbox loop: delivers due rows until `shutdown`.
 pub async fn run(
     db: Db,
-    smtp: Smtp,
+    relay: Relay,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
     health: Health,
     backlog: Arc<crate::gate::BacklogGate>,
     shutdown: CancellationToken,
 ) -> Result<(), OutboxError> {
-    check_tls(&smtp)?;
-    let mut client = Client {
-        cfg: smtp.clone(),
-        conn: None,
-    };
+    check_tls(&relay.cfg)?;
+    let mut client = Client { relay, conn: None };
     // Whether the last round ended on a failing server. True at start:
     // mail that backed off before a restart is due once a send works.
     let mut was_failing = true;

@@ -450,15 +450,20 @@ fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::Exit
         });
     }
     let rt = runtime()?;
+    let tokens = cfg.token_source();
     rt.block_on(async {
-        match crate::intake::check(&cfg.imap).await {
+        match crate::intake::check(&cfg.imap, tokens.as_deref()).await {
             Ok(s) => println!("{s}"),
             Err(e) => {
                 println!("IMAP FAILED: {e}");
                 failed = true;
             }
         }
-        match crate::outbox::connect(&cfg.smtp).await {
+        let relay = crate::outbox::Relay {
+            cfg: cfg.smtp.clone(),
+            tokens: tokens.clone(),
+        };
+        match crate::outbox::connect(&relay).await {
             Ok(mut c) => {
                 let _ = c.quit().await;
                 println!(

@@ -35,10 +35,12 @@ macro_rules! schema {
 schema! {
     mailbox: [address, project, policy_url, comment_address],
     imap: [
-        host, port, tls, ca_file, username, password, password_file, folder, folders, junk,
-        idle, poll_interval, idle_timeout, io_timeout, after,
+        host, port, tls, ca_file, username, auth, password, password_file, folder, folders,
+        junk, idle, poll_interval, idle_timeout, io_timeout, after,
     ],
-    smtp: [host, port, tls, ca_file, username, password, password_file, timeout, from_name],
+    smtp: [
+        host, port, tls, ca_file, username, auth, password, password_file, timeout, from_name,
+    ],
     storage: [path],
     sla: [
         acknowledge, respond, remind_before, escalate_every, escalate_to, ack_alert_after,
@@ -60,6 +62,10 @@ schema! {
     pgp: [
         secret_key_file, passphrase_file, keyring_dir, sign_acknowledgements,
         cleartext_to_handlers,
+    ],
+    oauth2: [
+        provider, tenant, token_url, client_id, client_secret_file, client_auth, grant, scopes,
+        refresh_token_file, mechanism,
     ],
 }
 

@@ -176,6 +176,11 @@ impl Loader {
 }
 
 impl<'l> Section<'l> {
+    /// Whether the section holds no (more) keys: absent or empty.
+    pub(super) fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     pub(super) fn get(&mut self, key: &str) -> Option<Field<'l>> {
         self.table.remove(key).map(|value| Field {
             loader: self.loader,

@@ -46,12 +46,14 @@ mod env;
 mod keys;
 mod load;
 mod loader;
+mod oauth2;
 mod pgp;
 mod sections;
 mod servers;
 mod units;
 mod validate;
 
+pub use oauth2::{Auth, Mechanism, OAuth2, Provider};
 pub use pgp::Pgp;
 pub use units::{parse_duration, parse_size};
 pub use validate::same_folder;
@@ -89,6 +91,8 @@ pub struct Config {
     pub alerts: Alerts,
     /// `[pgp]`: the team's OpenPGP key, when it has one.
     pub pgp: Option<Pgp>,
+    /// `[oauth2]`: how access tokens are had, when a server uses them.
+    pub oauth2: Option<OAuth2>,
     /// Problems with the files the configuration was read from, found at
     /// load (a password in a file other users can read); part of
     /// [`Config::warnings`].
@@ -217,7 +221,12 @@ pub struct Imap {
     pub ca_file: Option<PathBuf>,
     /// Login name.
     pub username: String,
-    /// Login password (from `password` or `password_file`). Never logged.
+    /// How to log in: default [`Auth::Password`].
+    pub auth: Auth,
+    /// The SASL mechanism for `auth = "oauth2"` (`oauth2.mechanism`).
+    pub mechanism: Mechanism,
+    /// Login password (from `password` or `password_file`); empty with
+    /// `auth = "oauth2"`. Never logged.
     pub password: String,
     /// The main folder to watch: default "INBOX" (`folder`, or the first
     /// of `folders`).
@@ -248,6 +257,7 @@ impl fmt::Debug for Imap {
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("username", &self.username)
+            .field("auth", &self.auth)
             .field("password", &"<redacted>")
             .field("folder", &self.folder)
             .field("more_folders", &self.more_folders)
@@ -272,8 +282,11 @@ pub struct Smtp {
     pub tls: TlsMode,
     /// Extra PEM CA bundle to trust instead of the built-in web roots.
     pub ca_file: Option<PathBuf>,
-    /// Login name; set together with `password` or not at all.
+    /// Login name; set together with `password` or not at all (or with
+    /// `auth = "oauth2"`).
     pub username: Option<String>,
+    /// How to log in: default [`Auth::Password`].
+    pub auth: Auth,
     /// Login password (from `password` or `password_file`). Never logged.
     pub password: Option<String>,
     /// Whole-send timeout (lettre's own covers only the connect): default 30s.
@@ -290,6 +303,7 @@ impl fmt::Debug for Smtp {
             .field("tls", &self.tls)
             .field("ca_file", &self.ca_file)
             .field("username", &self.username)
+            .field("auth", &self.auth)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
             .field("from_name", &self.from_name)

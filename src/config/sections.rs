@@ -12,6 +12,7 @@ use config::{Map, Value};
 use super::announce::announce_from;
 use super::keys::{self, SECTIONS};
 use super::loader::{Field, Loader, Section};
+use super::oauth2::{oauth2_from, Auth};
 use super::pgp::{handler_key, pgp_from};
 use super::servers::{imap_from, smtp_from};
 use super::units::parse_duration;
@@ -66,13 +67,30 @@ pub(super) fn config_from(
     let reporter = loader.section(&mut root, keys::reporter::NAME, keys::reporter::KEYS)?;
     let pgp = loader.section(&mut root, keys::pgp::NAME, keys::pgp::KEYS)?;
     let alerts = loader.section(&mut root, keys::alerts::NAME, keys::alerts::KEYS)?;
+    let oauth2 = loader.section(&mut root, keys::oauth2::NAME, keys::oauth2::KEYS)?;
 
     let mailbox = mailbox_from(mailbox)?;
     let handlers = handlers_from(handlers, &mailbox)?;
     let pgp = pgp_from(pgp, &mailbox)?;
+    let mut imap = imap_from(imap)?;
+    let smtp = smtp_from(smtp)?;
+    let oauth2 = oauth2_from(oauth2)?;
+    if let Some(o) = &oauth2 {
+        imap.mechanism = o.mechanism;
+    } else {
+        let user = [(imap.auth, "imap.auth"), (smtp.auth, "smtp.auth")]
+            .into_iter()
+            .find(|(a, _)| *a == Auth::OAuth2);
+        if let Some((_, key)) = user {
+            return Err(loader.missing(
+                &format!("{}.{}", keys::oauth2::NAME, keys::oauth2::client_id),
+                &format!(" ({key} is \"oauth2\": [oauth2] says how tokens are had)"),
+            ));
+        }
+    }
     Ok(Config {
-        imap: imap_from(imap)?,
-        smtp: smtp_from(smtp)?,
+        imap,
+        smtp,
         storage: storage_from(storage)?,
         sla: sla_from(sla)?,
         limits: limits_from(limits)?,
@@ -86,6 +104,7 @@ pub(super) fn config_from(
         mailbox,
         handlers,
         pgp,
+        oauth2,
         file_warnings: Vec::new(),
     })
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::keys;
 use super::loader::{Field, Section};
+use super::oauth2::{self, Auth};
 use super::validate::{is_loopback, same_folder};
 use super::{After, ConfigError, Imap, Smtp, TlsMode};
 
@@ -100,12 +101,18 @@ pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
         },
     )?;
     let username = s.require(keys::imap::username)?.line()?;
-    let password = s
-        .secret(keys::imap::password, keys::imap::password_file)?
-        .ok_or_else(|| {
-            s.loader
-                .missing(&s.key(keys::imap::password), " (or imap.password_file)")
-        })?;
+    let auth = read_auth(&mut s, keys::imap::auth)?;
+    let password = s.secret(keys::imap::password, keys::imap::password_file)?;
+    let password = match (auth, password) {
+        (Auth::Password, Some(p)) => p,
+        (Auth::Password, None) => {
+            return Err(s
+                .loader
+                .missing(&s.key(keys::imap::password), " (or imap.password_file)"))
+        }
+        (Auth::OAuth2, None) => String::new(),
+        (Auth::OAuth2, Some(_)) => return Err(password_with_oauth2(&s, keys::imap::password)),
+    };
     let (folder, more_folders) = imap_folders(&mut s)?;
     let junk_auto = match s.get(keys::imap::junk) {
         None => false,
@@ -156,6 +163,9 @@ pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
         tls,
         ca_file,
         username,
+        auth,
+        // Set from [oauth2] once it is read.
+        mechanism: super::Mechanism::XOAuth2,
         password,
         folder,
         more_folders,
@@ -191,8 +201,21 @@ pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
     )?;
     let username_field = s.get(keys::smtp::username);
     let username = username_field.as_ref().map(Field::line).transpose()?;
+    let auth = read_auth(&mut s, keys::smtp::auth)?;
     let password = s.secret(keys::smtp::password, keys::smtp::password_file)?;
+    if auth == Auth::OAuth2 {
+        if password.is_some() {
+            return Err(password_with_oauth2(&s, keys::smtp::password));
+        }
+        if username.is_none() {
+            return Err(s.loader.missing(
+                &s.key(keys::smtp::username),
+                " (smtp.auth = \"oauth2\" logs in as that user)",
+            ));
+        }
+    }
     match (&username_field, &password) {
+        _ if auth == Auth::OAuth2 => {}
         (Some(f), None) => {
             return Err(s.loader.error(
                 &s.key(keys::smtp::password),
@@ -217,10 +240,32 @@ pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
         tls,
         ca_file,
         username,
+        auth,
         password,
         timeout,
         from_name,
     })
+}
+
+/// `auth` of `[imap]` or `[smtp]`: default "password".
+fn read_auth(s: &mut Section<'_>, key: &str) -> Result<Auth, ConfigError> {
+    s.get(key)
+        .map(|f| oauth2::auth(&f))
+        .transpose()
+        .map(|a| a.unwrap_or(Auth::Password))
+}
+
+/// A password given where `auth = "oauth2"` says none is used.
+fn password_with_oauth2(s: &Section<'_>, key: &str) -> ConfigError {
+    let name = s.key(key);
+    s.loader.error(
+        &name,
+        None,
+        format!(
+            "{name} (or {name}_file) is set but {} is \"oauth2\": remove one",
+            s.key("auth")
+        ),
+    )
 }
 
 /// `imap.folder` or `imap.folders` (not both): the main folder and the

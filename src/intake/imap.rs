@@ -2,12 +2,13 @@
 //! capabilities, selecting the folder, flags, and errors that never echo
 //! server data.
 
-use crate::config::{Imap, TlsMode};
+use crate::config::{Auth, Imap, Mechanism, TlsMode};
 use crate::store::StoreError;
 use crate::tls;
 use async_imap::{Client, Session};
 use futures::TryStreamExt;
 use rand::Rng;
+use secintake_oauth2::{sasl, TokenError, TokenSource};
 use std::pin::Pin;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -126,8 +127,12 @@ pub(super) async fn timed<T>(
         })?
 }
 
-/// Connects, upgrades to TLS as configured, and logs in.
-pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
+/// Connects, upgrades to TLS as configured, and logs in (with a token
+/// from `tokens` when `imap.auth = "oauth2"`).
+pub async fn connect(
+    cfg: &Imap,
+    tokens: Option<&TokenSource>,
+) -> Result<Session<Conn>, IntakeError> {
     let (host, port) = (cfg.host.as_str(), cfg.port);
     let connect_err = |reason: String| IntakeError::Connect {
         host: host.to_owned(),
@@ -179,12 +184,12 @@ pub async fn connect(cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
             let tls = handshake(plain.into_inner()).await?;
             // No second greeting after STARTTLS.
             let client = Client::new(timed_stream(Box::new(tls), io));
-            return login(client, cfg).await;
+            return login(client, cfg, tokens).await;
         }
     };
     // The stream's read timeout covers the greeting.
     greeting(&mut client).await.map_err(connect_err)?;
-    login(client, cfg).await
+    login(client, cfg, tokens).await
 }
 
 /// Reads the server's greeting; the error is a reason for
@@ -200,20 +205,108 @@ where
     }
 }
 
-pub(super) async fn login(client: Client<Conn>, cfg: &Imap) -> Result<Session<Conn>, IntakeError> {
+pub(super) async fn login(
+    client: Client<Conn>,
+    cfg: &Imap,
+    tokens: Option<&TokenSource>,
+) -> Result<Session<Conn>, IntakeError> {
+    if cfg.auth == Auth::OAuth2 {
+        return oauth2_login(client, cfg, tokens).await;
+    }
     client
         .login(&cfg.username, &cfg.password)
         .await
-        .map_err(|(e, _)| match e {
-            async_imap::error::Error::No(_) => IntakeError::Credential {
-                user: cfg.username.clone(),
-                reason: describe(&e),
-            },
-            _ => IntakeError::Login {
-                user: cfg.username.clone(),
-                reason: describe(&e),
-            },
-        })
+        .map_err(|(e, _)| login_error(cfg, &e))
+}
+
+/// A refused login (NO) is a credential problem; anything else is not.
+fn login_error(cfg: &Imap, e: &async_imap::error::Error) -> IntakeError {
+    match e {
+        async_imap::error::Error::No(_) => IntakeError::Credential {
+            user: cfg.username.clone(),
+            reason: describe(e),
+        },
+        _ => IntakeError::Login {
+            user: cfg.username.clone(),
+            reason: describe(e),
+        },
+    }
+}
+
+/// SASL XOAUTH2 or OAUTHBEARER with an access token. A refused token is
+/// renewed and tried once more on the same connection (it may have been
+/// revoked or expired early); a second refusal is "credential rejected".
+async fn oauth2_login(
+    client: Client<Conn>,
+    cfg: &Imap,
+    tokens: Option<&TokenSource>,
+) -> Result<Session<Conn>, IntakeError> {
+    let token_error = |e: TokenError| match e {
+        TokenError::Rejected(reason) => IntakeError::Credential {
+            user: cfg.username.clone(),
+            reason: format!("OAuth2: {reason}"),
+        },
+        TokenError::Unavailable(reason) => IntakeError::Login {
+            user: cfg.username.clone(),
+            reason: format!("OAuth2: {reason}"),
+        },
+    };
+    let Some(tokens) = tokens else {
+        return Err(token_error(TokenError::Rejected(
+            "imap.auth is \"oauth2\" but no token source was set up".into(),
+        )));
+    };
+    let token = tokens.token().await.map_err(token_error)?;
+    let client = match client
+        .authenticate(cfg.mechanism_name(), Bearer::new(cfg, &token))
+        .await
+    {
+        Ok(session) => return Ok(session),
+        Err((e @ async_imap::error::Error::No(_), client)) => {
+            tracing::info!(user = %cfg.username, reason = %describe(&e), "IMAP refused the access token; renewing it once");
+            client
+        }
+        Err((e, _)) => return Err(login_error(cfg, &e)),
+    };
+    let token = tokens.renew(&token).await.map_err(token_error)?;
+    client
+        .authenticate(cfg.mechanism_name(), Bearer::new(cfg, &token))
+        .await
+        .map_err(|(e, _)| login_error(cfg, &e))
+}
+
+/// The client side of a token SASL exchange: the initial response, then
+/// the answer to the server's error challenge that ends the exchange
+/// (XOAUTH2: an empty line; OAUTHBEARER: `%x01`, RFC 7628 3.2.3).
+struct Bearer {
+    initial: Option<String>,
+    after_error: &'static str,
+}
+
+impl Bearer {
+    fn new(cfg: &Imap, token: &str) -> Bearer {
+        let (initial, after_error) = match cfg.mechanism {
+            Mechanism::XOAuth2 => (sasl::xoauth2(&cfg.username, token), ""),
+            Mechanism::OAuthBearer => (
+                sasl::oauthbearer(&cfg.username, &cfg.host, cfg.port, token),
+                "\x01",
+            ),
+        };
+        Bearer {
+            initial: Some(initial),
+            after_error,
+        }
+    }
+}
+
+impl async_imap::Authenticator for Bearer {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.initial
+            .take()
+            .unwrap_or_else(|| self.after_error.to_string())
+    }
 }
 
 /// Drops unsolicited responses we don't use, so the channel (bounded at
@@ -330,8 +423,11 @@ pub fn reconnect_delay(failures: u32) -> Duration {
 /// The folder the server marks `\Junk` (RFC 6154 special use), if any:
 /// where providers file what they take for spam, first reports from
 /// unknown researchers with a PoC attached among it.
-pub async fn find_junk(cfg: &Imap) -> Result<Option<String>, IntakeError> {
-    let mut session = connect(cfg).await?;
+pub async fn find_junk(
+    cfg: &Imap,
+    tokens: Option<&TokenSource>,
+) -> Result<Option<String>, IntakeError> {
+    let mut session = connect(cfg, tokens).await?;
     let names: Vec<async_imap::types::Name> = session
         .list(Some(""), Some("*"))
         .await
@@ -353,16 +449,20 @@ pub async fn find_junk(cfg: &Imap) -> Result<Option<String>, IntakeError> {
 }
 
 /// Connects, logs in, selects the folder and logs out; for `check-config`.
-pub async fn check(cfg: &Imap) -> Result<String, IntakeError> {
-    let mut session = connect(cfg).await?;
+pub async fn check(cfg: &Imap, tokens: Option<&TokenSource>) -> Result<String, IntakeError> {
+    let mut session = connect(cfg, tokens).await?;
     let idle = capabilities(&mut session).await?.idle;
     let mailbox = open_folder(&mut session, &cfg.folder, true).await?;
     let _ = async { session.logout().await.map_err(cmd_err("LOGOUT")) }.await;
     Ok(format!(
-        "IMAP ok: logged in to {}:{} as {}, folder {:?} holds {} message(s), IDLE {}",
+        "IMAP ok: logged in to {}:{} as {}{}, folder {:?} holds {} message(s), IDLE {}",
         cfg.host,
         cfg.port,
         cfg.username,
+        match cfg.auth {
+            Auth::Password => "",
+            Auth::OAuth2 => " with an OAuth2 access token",
+        },
         cfg.folder,
         mailbox.exists,
         if idle {

@@ -77,6 +77,8 @@ pub struct Intake {
     /// `[handler_auth] accept = ["dkim"]`: checks handler mail's DKIM
     /// signature through DNS before it is recorded.
     pub dkim: Option<Arc<crate::dkim::Verifier>>,
+    /// `imap.auth = "oauth2"`: the access tokens to log in with.
+    pub tokens: Option<Arc<secintake_oauth2::TokenSource>>,
 }
 
 impl Intake {
@@ -86,7 +88,7 @@ impl Intake {
     pub async fn run_junk(mut self, shutdown: CancellationToken) {
         let mut failures: u32 = 0;
         let found = loop {
-            match imap::find_junk(&self.cfg.imap).await {
+            match imap::find_junk(&self.cfg.imap, self.tokens.as_deref()).await {
                 Ok(found) => break found,
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -166,7 +168,7 @@ impl Intake {
         failures: &mut u32,
     ) -> Result<(), IntakeError> {
         let cfg = &self.cfg.imap;
-        let mut session = connect(cfg).await?;
+        let mut session = connect(cfg, self.tokens.as_deref()).await?;
         let caps = capabilities(&mut session).await?;
         let can_idle = cfg.idle && caps.idle;
         if let After::Move(target) = &cfg.after {

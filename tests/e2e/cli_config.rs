@@ -74,7 +74,7 @@ fn unknown_key_is_one_line_naming_the_key() {
             line,
             format!(
                 "secintake: config error in {}: unknown key \"imap.hots\" (expected one of: host, port, \
-                 tls, ca_file, username, password, password_file, folder, folders, junk, idle, \
+                 tls, ca_file, username, auth, password, password_file, folder, folders, junk, idle, \
                  poll_interval, idle_timeout, io_timeout, after)",
                 path.display()
             )

@@ -149,7 +149,7 @@ fn unknown_key() {
     assert_eq!(
         case.error(&[]),
         format!(
-            "{}unknown key \"imap.hots\" (expected one of: host, port, tls, ca_file, username, password, \
+            "{}unknown key \"imap.hots\" (expected one of: host, port, tls, ca_file, username, auth, password, \
              password_file, folder, folders, junk, idle, poll_interval, idle_timeout, io_timeout, after)",
             case.prefix()
         )
@@ -191,7 +191,7 @@ fn unknown_section() {
         case.error(&[]),
         format!(
             "{}unknown key \"handler\" (expected one of: mailbox, imap, smtp, storage, sla, handlers, \
-             limits, templates, intake, handler_auth, workflow, announce, reporter, alerts, pgp)",
+             limits, templates, intake, handler_auth, workflow, announce, reporter, alerts, pgp, oauth2)",
             case.prefix()
         )
     );
@@ -203,7 +203,7 @@ fn unknown_key_from_environment_names_the_variable() {
     assert_eq!(
         case.error(&[("SECINTAKE_SMTP__HOTS", "x")]),
         "config error in environment variable SECINTAKE_SMTP__HOTS: unknown key \"smtp.hots\" \
-         (expected one of: host, port, tls, ca_file, username, password, password_file, timeout, from_name)"
+         (expected one of: host, port, tls, ca_file, username, auth, password, password_file, timeout, from_name)"
     );
 }
 
