@@ -183,7 +183,18 @@ impl TokenSource {
         let asked = refresh.clone();
         let answer = tokio::task::spawn_blocking(move || request(&settings, asked.as_deref()))
             .await
-            .map_err(|e| TokenError::Unavailable(format!("token request stopped: {e}")))??;
+            .map_err(|e| TokenError::Unavailable(format!("token request stopped: {e}")))?;
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e @ TokenError::Rejected(_)) => {
+                // Read the file again next time: the operator may have put
+                // a fresh token there (`secintake oauth2 authorize`).
+                state.refresh = None;
+                state.access = None;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         let renew_at = Instant::now() + renew_after(answer.lifetime);
         state.access = Some((answer.access.clone(), renew_at));
         state.refresh = refresh;

@@ -192,3 +192,18 @@ fn microsoft_codes_are_matched_whole() {
     assert!(microsoft_hint("AADSTS700082: inactive").contains("inactivity"));
     assert_eq!(microsoft_hint("AADSTS700089: other"), "");
 }
+
+#[tokio::test]
+async fn after_a_refusal_the_token_file_is_read_again() {
+    let (url, seen) = endpoint(vec![
+        (400, r#"{"error":"invalid_grant"}"#),
+        (200, r#"{"access_token":"A1","token_type":"Bearer","expires_in":3600}"#),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "OLD").unwrap();
+    let source = TokenSource::new(settings(url, &dir));
+    assert!(matches!(source.token().await, Err(TokenError::Rejected(_))));
+    save_refresh_token(&dir.path().join("token"), "NEW").unwrap();
+    assert_eq!(source.token().await.unwrap(), "A1");
+    assert!(seen.lock().unwrap()[1].contains("refresh_token=NEW"));
+}
