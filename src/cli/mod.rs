@@ -5,6 +5,7 @@
 
 mod cases;
 mod mail;
+mod oauth2;
 mod osv;
 mod pgp;
 mod status;
@@ -98,6 +99,9 @@ pub enum Command {
     /// OpenPGP: the team key.
     #[command(subcommand)]
     Pgp(PgpCommand),
+    /// OAuth2 ([oauth2]): getting the first refresh token.
+    #[command(subcommand)]
+    Oauth2(Oauth2Command),
     /// Write a consistent copy of the state file to FILE (created 0600; it
     /// must not exist), safe while the daemon runs.
     Backup {
@@ -119,6 +123,24 @@ pub enum Command {
 pub enum PgpCommand {
     /// Print the team's public key, armored (for the web site and keyservers).
     ExportKey,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Oauth2Command {
+    /// Get a refresh token with a person at a browser, and save it (0600)
+    /// beside the state file as <storage.path>.oauth2-token: the device
+    /// flow (a code entered on any device) where oauth2.device_url is
+    /// known (Microsoft), else the browser flow through a redirect to
+    /// 127.0.0.1 (Google). Run it as the daemon's user.
+    Authorize {
+        /// Use the browser flow even where the device flow is offered.
+        #[arg(long)]
+        browser: bool,
+        /// The loopback port the browser flow listens on (0: any free
+        /// one). Fix it to forward it over ssh from a remote host.
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -335,7 +357,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // secrets, beside a unit that holds them as credentials.
     let offline = !matches!(
         cli.command,
-        Command::Run | Command::CheckConfig { .. } | Command::SecurityTxt { .. } | Command::Pgp(_)
+        Command::Run
+            | Command::CheckConfig { .. }
+            | Command::SecurityTxt { .. }
+            | Command::Pgp(_)
+            | Command::Oauth2(_)
     );
     let cfg = if offline {
         Config::load_offline(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))?
@@ -377,6 +403,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             languages,
         } => security_txt(&cfg, sign, expires, encryption.as_deref(), &languages),
         Command::Pgp(PgpCommand::ExportKey) => export_key(&cfg),
+        Command::Oauth2(Oauth2Command::Authorize { browser, port }) => {
+            oauth2::authorize(&cfg, browser, port)
+        }
         Command::Backup { file } => {
             open_store(&cfg)?.backup_to(&file)?;
             println!("state file copied to {}", file.display());

@@ -65,7 +65,7 @@ schema! {
     ],
     oauth2: [
         provider, tenant, token_url, client_id, client_secret_file, client_auth, grant, scopes,
-        refresh_token_file, mechanism,
+        refresh_token_file, mechanism, auth_url, device_url,
     ],
 }
 

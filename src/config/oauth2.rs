@@ -58,6 +58,10 @@ pub struct OAuth2 {
     /// state directory (see [`Storage::oauth2_token_file`]).
     pub refresh_token_file: Option<PathBuf>,
     pub mechanism: Mechanism,
+    /// For `secintake oauth2 authorize`: the authorization endpoint (the
+    /// browser flow) and the device authorization endpoint (RFC 8628).
+    pub auth_url: Option<String>,
+    pub device_url: Option<String>,
 }
 
 impl std::fmt::Debug for OAuth2 {
@@ -74,6 +78,8 @@ impl std::fmt::Debug for OAuth2 {
             .field("scopes", &self.scopes)
             .field("refresh_token_file", &self.refresh_token_file)
             .field("mechanism", &self.mechanism)
+            .field("auth_url", &self.auth_url)
+            .field("device_url", &self.device_url)
             .finish()
     }
 }
@@ -167,6 +173,14 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
         .transpose()?;
     let token_url_field = s
         .get(keys::oauth2::token_url)
+        .map(|f| token_url(&f))
+        .transpose()?;
+    let auth_url = s
+        .get(keys::oauth2::auth_url)
+        .map(|f| token_url(&f))
+        .transpose()?;
+    let device_url = s
+        .get(keys::oauth2::device_url)
         .map(|f| token_url(&f))
         .transpose()?;
     let grant = match s.get(keys::oauth2::grant) {
@@ -292,6 +306,24 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
             ))
         }
     };
+    let microsoft = |endpoint: &str| {
+        format!(
+            "https://login.microsoftonline.com/{}/oauth2/v2.0/{endpoint}",
+            tenant.as_deref().unwrap_or("organizations")
+        )
+    };
+    let (auth_url, device_url) = match provider {
+        // Google's device flow does not grant mail scopes.
+        Provider::Google => (
+            auth_url.or_else(|| Some("https://accounts.google.com/o/oauth2/v2/auth".into())),
+            device_url,
+        ),
+        Provider::Microsoft => (
+            auth_url.or_else(|| Some(microsoft("authorize"))),
+            device_url.or_else(|| Some(microsoft("devicecode"))),
+        ),
+        Provider::Generic => (auth_url, device_url),
+    };
     let Some(client_id) = client_id else {
         return Err(s.loader.missing(&s.key(keys::oauth2::client_id), ""));
     };
@@ -305,10 +337,13 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
         scopes,
         refresh_token_file,
         mechanism,
+        auth_url,
+        device_url,
     }))
 }
 
-/// An https:// URL, or http:// to a loopback host (a local token broker).
+/// An https:// URL, or http:// to a loopback host (a local token broker):
+/// `token_url`, `auth_url`, `device_url`.
 fn token_url(f: &Field<'_>) -> Result<String, ConfigError> {
     let url = f.line()?;
     let (scheme, rest) = url.split_once("://").unwrap_or(("", ""));

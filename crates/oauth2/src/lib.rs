@@ -17,6 +17,7 @@
 //! own `error_description` is passed on (it names the problem: an expired
 //! grant, a missing consent, a wrong tenant), cut to one short line.
 
+pub mod authorize;
 mod http;
 pub mod sasl;
 mod store;
@@ -26,10 +27,10 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use oauth2::basic::{BasicClient, BasicErrorResponse, BasicErrorResponseType};
+use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse,
-    TokenUrl,
+    AuthType, ClientId, ClientSecret, ErrorResponseType, RefreshToken, RequestTokenError, Scope,
+    StandardErrorResponse, TokenResponse, TokenUrl,
 };
 use tokio::time::Instant;
 
@@ -246,6 +247,34 @@ fn renew_after(lifetime: Duration) -> Duration {
     }
 }
 
+/// The client as `s` describes it, with its token endpoint.
+fn client(s: &Settings) -> Result<TokenClient, TokenError> {
+    let token_url = TokenUrl::new(s.token_url.clone()).map_err(|e| {
+        TokenError::Rejected(format!(
+            "oauth2.token_url {:?} is not a URL: {e}",
+            s.token_url
+        ))
+    })?;
+    let mut client = BasicClient::new(ClientId::new(s.client_id.clone()))
+        .set_token_uri(token_url)
+        .set_auth_type(match s.client_auth {
+            ClientAuth::Basic => AuthType::BasicAuth,
+            ClientAuth::Post => AuthType::RequestBody,
+        });
+    if let Some(secret) = &s.client_secret {
+        client = client.set_client_secret(ClientSecret::new(secret.clone()));
+    }
+    Ok(client)
+}
+
+type TokenClient = BasicClient<
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
 /// One token endpoint answer.
 struct Answer {
     access: String,
@@ -294,61 +323,51 @@ fn request(s: &Settings, refresh: Option<&str>) -> Result<Answer, TokenError> {
     })
 }
 
-/// One line for a failed token request, naming the likely cause.
-fn describe(url: &str, e: RequestTokenError<http::CallError, BasicErrorResponse>) -> TokenError {
+/// One line for a failed request to the provider, naming the likely cause.
+fn describe<T: ErrorResponseType + AsRef<str> + std::fmt::Display + Send + Sync + 'static>(
+    url: &str,
+    e: RequestTokenError<http::CallError, StandardErrorResponse<T>>,
+) -> TokenError {
     match e {
-        RequestTokenError::ServerResponse(r) => {
-            let said = r
-                .error_description()
-                .map(|d| format!(": {}", one_line(d)))
-                .unwrap_or_default();
-            let code = r.error().as_ref().to_string();
-            let why = match r.error() {
-                BasicErrorResponseType::InvalidClient => {
-                    "the provider refused the client (invalid_client: a wrong oauth2.client_id or client secret, or a secret that expired)"
-                }
-                BasicErrorResponseType::InvalidGrant => {
-                    "the provider refused the refresh token (invalid_grant: expired, revoked, or spent by a rotation; run `secintake oauth2 authorize`)"
-                }
-                BasicErrorResponseType::UnauthorizedClient => {
-                    "the client may not use this grant (unauthorized_client: check the app registration)"
-                }
-                BasicErrorResponseType::InvalidScope => {
-                    "the provider refused the scopes (invalid_scope: check oauth2.scopes)"
-                }
-                BasicErrorResponseType::UnsupportedGrantType => {
-                    "the provider does not offer this grant (unsupported_grant_type: check oauth2.grant)"
-                }
-                BasicErrorResponseType::InvalidRequest => {
-                    "the provider found the request malformed (invalid_request)"
-                }
-                BasicErrorResponseType::Extension(code)
-                    if matches!(code.as_str(), "temporarily_unavailable" | "server_error") =>
-                {
-                    return TokenError::Unavailable(format!(
-                        "token endpoint {url} is unavailable ({code}){said}"
-                    ));
-                }
-                BasicErrorResponseType::Extension(_) => "the provider refused the request",
-            };
-            let hint = microsoft_hint(r.error_description().map(String::as_str).unwrap_or(""));
-            let code = if why.contains(code.as_str()) {
-                String::new()
-            } else {
-                format!(" ({code})")
-            };
-            TokenError::Rejected(format!("{why}{code}{said}{hint}"))
-        }
-        RequestTokenError::Request(e) => {
-            TokenError::Unavailable(format!("cannot ask token endpoint {url}: {e}"))
-        }
+        RequestTokenError::ServerResponse(r) => refusal(
+            url,
+            r.error().as_ref(),
+            r.error_description().map(String::as_str),
+        ),
+        RequestTokenError::Request(e) => TokenError::Unavailable(format!("cannot ask {url}: {e}")),
         RequestTokenError::Parse(_, _) => TokenError::Unavailable(format!(
-            "token endpoint {url} answered something that is not an OAuth2 token response"
+            "{url} answered something that is not an OAuth2 response"
         )),
-        RequestTokenError::Other(e) => {
-            TokenError::Unavailable(format!("token endpoint {url}: {}", one_line(&e)))
-        }
+        RequestTokenError::Other(e) => TokenError::Unavailable(format!("{url}: {}", one_line(&e))),
     }
+}
+
+/// The provider's error answer (RFC 6749 5.2, RFC 8628 3.5) in one line.
+fn refusal(url: &str, code: &str, description: Option<&str>) -> TokenError {
+    let said = description
+        .map(|d| format!(": {}", one_line(d)))
+        .unwrap_or_default();
+    let why = match code {
+        "invalid_client" => "the provider refused the client (invalid_client: a wrong oauth2.client_id or client secret, or a secret that expired)",
+        "invalid_grant" => "the provider refused the refresh token (invalid_grant: expired, revoked, or spent by a rotation; run `secintake oauth2 authorize`)",
+        "unauthorized_client" => "the client may not use this grant (unauthorized_client: check the app registration)",
+        "invalid_scope" => "the provider refused the scopes (invalid_scope: check oauth2.scopes)",
+        "unsupported_grant_type" => "the provider does not offer this grant (unsupported_grant_type: check oauth2.grant)",
+        "invalid_request" => "the provider found the request malformed (invalid_request)",
+        "access_denied" => "access was denied (access_denied: the user or an administrator declined)",
+        "expired_token" => "the code expired before it was entered (expired_token: run the command again)",
+        "temporarily_unavailable" | "server_error" => {
+            return TokenError::Unavailable(format!("{url} is unavailable ({code}){said}"));
+        }
+        _ => "the provider refused the request",
+    };
+    let code = if why.contains(code) {
+        String::new()
+    } else {
+        format!(" ({})", one_line(code))
+    };
+    let hint = microsoft_hint(description.unwrap_or(""));
+    TokenError::Rejected(format!("{why}{code}{said}{hint}"))
 }
 
 /// Microsoft's descriptions start with an AADSTS code; the common ones

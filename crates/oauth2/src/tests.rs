@@ -197,7 +197,10 @@ fn microsoft_codes_are_matched_whole() {
 async fn after_a_refusal_the_token_file_is_read_again() {
     let (url, seen) = endpoint(vec![
         (400, r#"{"error":"invalid_grant"}"#),
-        (200, r#"{"access_token":"A1","token_type":"Bearer","expires_in":3600}"#),
+        (
+            200,
+            r#"{"access_token":"A1","token_type":"Bearer","expires_in":3600}"#,
+        ),
     ]);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "OLD").unwrap();
