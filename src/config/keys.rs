@@ -52,7 +52,10 @@ schema! {
     ],
     templates: [dir],
     intake: [backfill, batch_size],
-    handler_auth: [trusted_authserv_id, trust_unauthenticated, border_hosts, accept, dns_servers],
+    handler_auth: [
+        trusted_authserv_id, trust_unauthenticated, border_hosts, accept, dns_servers,
+        results_form,
+    ],
     workflow: [assign, team_copies],
     announce: [
         list, advisory_url, osv_ecosystem, osv_package, osv_range_type, osv_id_prefix,

@@ -171,6 +171,9 @@ pub struct HandlerAuth {
     pub accept_dkim: bool,
     /// DNS servers for `dkim` (UDP); empty: the system's resolvers.
     pub dns_servers: Vec<std::net::SocketAddr>,
+    /// `results_form = "microsoft365"`: read the verdict Exchange Online
+    /// writes without an authserv-id (see `mail::auth`).
+    pub microsoft365: bool,
 }
 
 /// `[mailbox]`: the security@ address itself.

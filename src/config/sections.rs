@@ -288,7 +288,16 @@ fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
             list
         }
     };
+    let microsoft365 = match s.get(keys::handler_auth::results_form) {
+        None => false,
+        Some(f) => match f.text()?.as_str() {
+            "rfc8601" => false,
+            "microsoft365" => true,
+            _ => return Err(f.fail("expected \"rfc8601\" or \"microsoft365\"")),
+        },
+    };
     Ok(HandlerAuth {
+        microsoft365,
         accept_authentication_results: accept.iter().any(|a| a == ACCEPT[0]),
         accept_pgp_signature: accept.iter().any(|a| a == ACCEPT[1]),
         accept_dkim: accept.iter().any(|a| a == ACCEPT[2]),

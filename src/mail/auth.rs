@@ -84,6 +84,10 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
         },
         None => {
             let why = match cfg.handler_auth.trusted_authserv_id.as_deref() {
+                _ if cfg.handler_auth.microsoft365 => format!(
+                    "no aligned DKIM or SPF pass for {email} in the Authentication-Results \
+                     header Microsoft 365 wrote on receipt"
+                ),
                 Some(id) => format!(
                     "no DKIM, SPF or auth pass for {email} in an Authentication-Results \
                      header from {id}"
@@ -157,10 +161,10 @@ pub fn dmarc_pass(auth: &HandlerAuth, msg: &ParsedMessage) -> bool {
 /// The `Authentication-Results` values the receiving server wrote, topmost
 /// first; `Err` says why the header block holds a forged one. Empty when
 /// no authserv-id is trusted.
-pub fn own_verdicts<'t>(
-    auth: &HandlerAuth,
-    trace: &'t [TraceField],
-) -> Result<Vec<&'t str>, String> {
+pub fn own_verdicts(auth: &HandlerAuth, trace: &[TraceField]) -> Result<Vec<String>, String> {
+    if auth.microsoft365 {
+        return Ok(microsoft365_verdict(auth, trace).into_iter().collect());
+    }
     let Some(trusted) = auth.trusted_authserv_id.as_deref() else {
         return Ok(Vec::new());
     };
@@ -189,7 +193,7 @@ pub fn own_verdicts<'t>(
                          field added by {host}: it came with the message"
                     ));
                 }
-                own.push(value.as_str());
+                own.push(value.clone());
             }
         }
     }
@@ -208,6 +212,44 @@ pub fn own_verdicts<'t>(
         }
     }
     Ok(own)
+}
+
+/// The authserv-id under which a Microsoft 365 verdict is read.
+pub const MICROSOFT365: &str = "microsoft365";
+
+/// `results_form = "microsoft365"`: Exchange Online writes its verdict
+/// without an authserv-id (`spf=pass ...; dkim=pass header.d=...;
+/// dmarc=pass ...; compauth=pass`), so none can be matched. What is
+/// trusted instead: only the topmost Authentication-Results field, only
+/// when it has that form, and only when no Received field above it was
+/// added outside Microsoft's own hosts (`*.outlook.com`,
+/// `*.office365.com`) or `border_hosts`. Exchange prepends its verdict on
+/// receipt, so a field that came with the message is always below it and
+/// is never read. The value comes back with [`MICROSOFT365`] as its id.
+fn microsoft365_verdict(auth: &HandlerAuth, trace: &[TraceField]) -> Option<String> {
+    let own_host = |h: &str| {
+        [".outlook.com", ".office365.com"]
+            .iter()
+            .any(|s| h.ends_with(s))
+            || auth.border_hosts.iter().any(|b| b == h)
+    };
+    for field in trace {
+        match field {
+            TraceField::Received { by } => {
+                if !by.as_deref().is_some_and(own_host) {
+                    return None;
+                }
+            }
+            TraceField::AuthResults { value, exact_name } => {
+                let first = parts(value).into_iter().next()?.into_iter().next()?;
+                if !exact_name || !first.contains('=') {
+                    return None;
+                }
+                return Some(format!("{MICROSOFT365}; {value}"));
+            }
+        }
+    }
+    None
 }
 
 /// The authserv-id of an Authentication-Results value, lowercased.
@@ -324,8 +366,12 @@ fn unquote(v: &str) -> String {
 /// `smtp.auth` the address itself; `dkim=pass` whose `d=` is the From
 /// domain exactly, not a public suffix, with no `header.i` naming another
 /// user; or `spf=pass` whose `smtp.mailfrom` is the From address itself.
-pub fn authenticated(auth: &HandlerAuth, from: &str, own: &[&str]) -> Option<String> {
-    let trusted = auth.trusted_authserv_id.as_deref()?;
+pub fn authenticated<S: AsRef<str>>(auth: &HandlerAuth, from: &str, own: &[S]) -> Option<String> {
+    let trusted = if auth.microsoft365 {
+        MICROSOFT365
+    } else {
+        auth.trusted_authserv_id.as_deref()?
+    };
     let from = from.to_ascii_lowercase();
     let (local, domain) = from.rsplit_once('@')?;
     if secintake_suffix::is_public_suffix(domain) {
@@ -333,9 +379,12 @@ pub fn authenticated(auth: &HandlerAuth, from: &str, own: &[&str]) -> Option<Str
     }
     let own = own
         .iter()
+        .map(AsRef::as_ref)
         .filter(|h| authserv_id(h).as_deref() == Some(trusted));
-    for r in own.flat_map(|h| results(h)).filter(|r| r.pass) {
+    for r in own.flat_map(results).filter(|r| r.pass) {
         match r.method.as_str() {
+            // Exchange never writes auth=: one that claims it is not its.
+            "auth" if auth.microsoft365 => {}
             "auth" if r.prop("smtp.auth") == Some(from.as_str()) => {
                 return Some(format!("auth=pass smtp.auth={from} ({trusted})"));
             }
@@ -453,7 +502,7 @@ mod tests {
         let a = auth("mx.example.org");
         let own = "mx.example.org; dkim=pass header.d=example.org";
         let trace = [rcv("mx.example.org"), ar(own), rcv("mail.sender.example")];
-        assert_eq!(own_verdicts(&a, &trace), Ok(vec![own]));
+        assert_eq!(own_verdicts(&a, &trace), Ok(vec![own.to_string()]));
         // Other hosts' verdicts are ignored, wherever they are.
         let trace = [
             ar("other.example; dkim=pass header.d=example.org"),
@@ -485,7 +534,7 @@ mod tests {
         let mut b = auth("mx.example.org");
         b.border_hosts = vec!["lmtp.example.org".into()];
         let trace = [rcv("lmtp.example.org"), ar(own), rcv("mx.example.org")];
-        assert_eq!(own_verdicts(&b, &trace), Ok(vec![own]));
+        assert_eq!(own_verdicts(&b, &trace), Ok(vec![own.to_string()]));
         // Several milters of one server: one method each is fine.
         let trace = [
             ar("mx.example.org; dmarc=pass header.from=example.org"),
@@ -517,5 +566,75 @@ mod tests {
             &HandlerAuth::default(),
             &msg(vec![ar(pass)], "bob@example.net")
         ));
+    }
+
+    fn received(by: &str) -> TraceField {
+        TraceField::Received {
+            by: Some(by.into()),
+        }
+    }
+
+    fn results_field(value: &str) -> TraceField {
+        TraceField::AuthResults {
+            value: value.into(),
+            exact_name: true,
+        }
+    }
+
+    const EXCHANGE: &str = "spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=example.org; \
+        dkim=pass (signature was verified) header.d=example.org;dmarc=pass action=none \
+        header.from=example.org;compauth=pass reason=100";
+
+    fn m365() -> HandlerAuth {
+        HandlerAuth {
+            microsoft365: true,
+            ..HandlerAuth::default()
+        }
+    }
+
+    #[test]
+    fn microsoft365_form_trusts_only_the_verdict_exchange_prepended() {
+        let a = m365();
+        let is_alice = |trace: &[TraceField]| {
+            let own = own_verdicts(&a, trace).unwrap();
+            authenticated(&a, "alice@example.org", &own).is_some()
+        };
+        // As delivered: Exchange's hops, its verdict, its inbound hop, then
+        // the sender's own.
+        let delivered = [
+            received("bn8pr01mb1234.namprd01.prod.outlook.com"),
+            results_field(EXCHANGE),
+            received("bn8nam11ft012.mail.protection.outlook.com"),
+            received("mx.example.org"),
+        ];
+        assert!(is_alice(&delivered));
+        // A verdict that came with the message sits below Exchange's own
+        // and is never read, whatever it claims.
+        let forged_below = [
+            results_field("spf=fail smtp.mailfrom=evil.example; dkim=none"),
+            received("bn8nam11ft012.mail.protection.outlook.com"),
+            results_field("dkim=pass header.d=example.org; auth=pass smtp.auth=alice@example.org"),
+        ];
+        assert!(!is_alice(&forged_below));
+        // Above a Received added by another host: it came with the message.
+        let foreign_above = [received("relay.evil.example"), results_field(EXCHANGE)];
+        assert!(!is_alice(&foreign_above));
+        // Exchange never writes auth=; a verdict with an authserv-id is not
+        // Exchange's form.
+        for value in [
+            "auth=pass smtp.auth=alice@example.org",
+            "mx.example.org; dkim=pass header.d=example.org",
+        ] {
+            assert!(!is_alice(&[results_field(value)]), "{value}");
+        }
+        // Alignment stays strict.
+        let other = [results_field(
+            "dkim=pass header.d=evil.example; dmarc=pass header.from=evil.example",
+        )];
+        assert!(!is_alice(&other));
+        // The rfc8601 form does not read it.
+        let rfc = auth("mx.example.org");
+        let own = own_verdicts(&rfc, &delivered).unwrap();
+        assert!(authenticated(&rfc, "alice@example.org", &own).is_none());
     }
 }
