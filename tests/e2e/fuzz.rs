@@ -907,7 +907,8 @@ impl Pipeline {
             own.is_ok().hash(sig);
             auth::dmarc_pass(&ha, p).hash(sig);
             for from in &froms {
-                let lists: [&[&str]; 2] = [own.as_deref().unwrap_or(&[]), &every];
+                let own: Vec<&str> = own.iter().flatten().map(String::as_str).collect();
+                let lists: [&[&str]; 2] = [&own, &every];
                 for list in lists {
                     let how = auth::authenticated(&ha, from, list);
                     if let Some(how) = &how {
