@@ -925,6 +925,22 @@ impl Pipeline {
                 }
             }
         }
+        // The Microsoft 365 form reads at most one field, the topmost,
+        // and never believes auth=.
+        let ms = HandlerAuth {
+            microsoft365: true,
+            ..HandlerAuth::default()
+        };
+        let own = auth::own_verdicts(&ms, &p.trace).unwrap_or_default();
+        assert!(own.len() <= 1, "more than one Microsoft 365 verdict: {own:?}");
+        for from in &froms {
+            if let Some(how) = auth::authenticated(&ms, from, &own) {
+                assert!(
+                    how.contains("microsoft365") && !how.starts_with("auth="),
+                    "Microsoft 365 verdict {how:?}"
+                );
+            }
+        }
         let none = HandlerAuth::default();
         assert_eq!(
             auth::authenticated(&none, "alice@example.org", &every),
