@@ -113,9 +113,10 @@ pub async fn run(
     result
 }
 
-/// The DKIM verifier `[handler_auth] accept = ["dkim"]` asks for.
+/// The DKIM and ARC verifier `[handler_auth] accept = ["dkim"]` and
+/// `arc_sealers` ask for.
 fn dkim_verifier(cfg: &Config) -> anyhow::Result<Option<Arc<crate::dkim::Verifier>>> {
-    if !cfg.handler_auth.accept_dkim {
+    if !cfg.handler_auth.accept_dkim && cfg.handler_auth.arc_sealers.is_empty() {
         return Ok(None);
     }
     let v = crate::dkim::Verifier::new(&cfg.handler_auth.dns_servers)

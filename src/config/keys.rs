@@ -54,7 +54,7 @@ schema! {
     intake: [backfill, batch_size],
     handler_auth: [
         trusted_authserv_id, trust_unauthenticated, border_hosts, accept, dns_servers,
-        results_form,
+        results_form, arc_sealers,
     ],
     workflow: [assign, team_copies],
     announce: [

@@ -174,6 +174,9 @@ pub struct HandlerAuth {
     /// `results_form = "microsoft365"`: read the verdict Exchange Online
     /// writes without an authserv-id (see `mail::auth`).
     pub microsoft365: bool,
+    /// ARC sealers (RFC 8617) whose ARC-Authentication-Results count like
+    /// the trusted server's own, by their ARC-Seal `d=`, lowercased.
+    pub arc_sealers: Vec<String>,
 }
 
 /// `[mailbox]`: the security@ address itself.

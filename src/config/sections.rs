@@ -296,8 +296,34 @@ fn handler_auth_from(mut s: Section<'_>) -> Result<HandlerAuth, ConfigError> {
             _ => return Err(f.fail("expected \"rfc8601\" or \"microsoft365\"")),
         },
     };
+    let arc_sealers = match s.get(keys::handler_auth::arc_sealers) {
+        None => Vec::new(),
+        Some(f) => f
+            .list()?
+            .iter()
+            .map(|d| {
+                let d = d.trim().to_ascii_lowercase();
+                let ok = d.contains('.')
+                    && d.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+                ok.then_some(d).ok_or_else(|| {
+                    f.fail("expected domains like \"google.com\" (an ARC-Seal's d=)")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    if !arc_sealers.is_empty() && !accept.iter().any(|a| a == ACCEPT[0]) {
+        return Err(s.loader.error(
+            &s.key(keys::handler_auth::arc_sealers),
+            None,
+            "is set but handler_auth.accept leaves out \"authentication-results\", which ARC \
+             verdicts extend"
+                .into(),
+        ));
+    }
     Ok(HandlerAuth {
         microsoft365,
+        arc_sealers,
         accept_authentication_results: accept.iter().any(|a| a == ACCEPT[0]),
         accept_pgp_signature: accept.iter().any(|a| a == ACCEPT[1]),
         accept_dkim: accept.iter().any(|a| a == ACCEPT[2]),

@@ -112,9 +112,15 @@ impl Intake {
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         if let Some(v) = &self.dkim {
+            let auth = &self.cfg.handler_auth;
             for (m, p) in fetched.iter().zip(parsed.iter_mut()) {
                 if let Some(domain) = handler_domain(&self.cfg, p) {
-                    p.dkim = Some(v.check(m.raw(), &domain).await);
+                    if auth.accept_dkim {
+                        p.dkim = Some(v.check(m.raw(), &domain).await);
+                    }
+                    if !auth.arc_sealers.is_empty() {
+                        p.arc = Some(v.check_arc(m.raw()).await);
+                    }
                 }
             }
         }

@@ -76,7 +76,9 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
         Ok(own) => own,
         Err(why) => return Sender::ForgedHandler { email, why },
     };
-    match authenticated(&cfg.handler_auth, &from.email, &own) {
+    let how = authenticated(&cfg.handler_auth, &from.email, &own)
+        .or_else(|| arc_authenticated(&cfg.handler_auth, &from.email, msg.arc.as_ref()));
+    match how {
         Some(how) => Sender::Handler { email, how },
         None if cfg.handler_auth.trust_unauthenticated => Sender::Handler {
             email,
@@ -372,6 +374,39 @@ pub fn authenticated<S: AsRef<str>>(auth: &HandlerAuth, from: &str, own: &[S]) -
     } else {
         auth.trusted_authserv_id.as_deref()?
     };
+    // Exchange never writes auth=: one that claims it is not its.
+    aligned_pass(from, own, trusted, !auth.microsoft365)
+}
+
+/// `[handler_auth] arc_sealers`: a verified ARC chain (RFC 8617) whose
+/// latest set was sealed by a listed sealer vouches for `from` as that
+/// sealer's own Authentication-Results would: the same strict alignment,
+/// and never an `auth=` result (the sealer did not see the handler log
+/// in to us). The sealer saw the message before the hops that changed it
+/// (a list, a forwarder), which is what ARC is for.
+fn arc_authenticated(
+    auth: &HandlerAuth,
+    from: &str,
+    arc: Option<&crate::dkim::ArcCheck>,
+) -> Option<String> {
+    let crate::dkim::ArcCheck::Pass { sealer, results } = arc? else {
+        return None;
+    };
+    if !auth.arc_sealers.contains(sealer) {
+        return None;
+    }
+    let id = authserv_id(results)?;
+    aligned_pass(from, &[results.as_str()], &id, false)
+        .map(|how| format!("{how}, by ARC from {sealer}"))
+}
+
+/// A pass in `own` (fields naming `trusted`) aligned with `from`.
+fn aligned_pass<S: AsRef<str>>(
+    from: &str,
+    own: &[S],
+    trusted: &str,
+    allow_auth: bool,
+) -> Option<String> {
     let from = from.to_ascii_lowercase();
     let (local, domain) = from.rsplit_once('@')?;
     if secintake_suffix::is_public_suffix(domain) {
@@ -383,8 +418,7 @@ pub fn authenticated<S: AsRef<str>>(auth: &HandlerAuth, from: &str, own: &[S]) -
         .filter(|h| authserv_id(h).as_deref() == Some(trusted));
     for r in own.flat_map(results).filter(|r| r.pass) {
         match r.method.as_str() {
-            // Exchange never writes auth=: one that claims it is not its.
-            "auth" if auth.microsoft365 => {}
+            "auth" if !allow_auth => {}
             "auth" if r.prop("smtp.auth") == Some(from.as_str()) => {
                 return Some(format!("auth=pass smtp.auth={from} ({trusted})"));
             }
@@ -636,5 +670,57 @@ mod tests {
         let rfc = auth("mx.example.org");
         let own = own_verdicts(&rfc, &delivered).unwrap();
         assert!(authenticated(&rfc, "alice@example.org", &own).is_none());
+    }
+
+    #[test]
+    fn arc_verdicts_count_only_from_listed_sealers_and_aligned() {
+        use crate::dkim::ArcCheck;
+        let a = HandlerAuth {
+            arc_sealers: vec!["lists.example.net".into()],
+            ..HandlerAuth::default()
+        };
+        let pass = |sealer: &str, results: &str| ArcCheck::Pass {
+            sealer: sealer.into(),
+            results: results.into(),
+        };
+        let good = pass(
+            "lists.example.net",
+            "mx.lists.example.net; dkim=pass header.d=example.org; spf=fail",
+        );
+        let how = arc_authenticated(&a, "alice@example.org", Some(&good)).unwrap();
+        assert!(how.contains("by ARC from lists.example.net"), "{how}");
+        for (check, why) in [
+            (
+                pass(
+                    "other.example",
+                    "mx.other.example; dkim=pass header.d=example.org",
+                ),
+                "unlisted sealer",
+            ),
+            (
+                pass(
+                    "lists.example.net",
+                    "mx.lists.example.net; dkim=pass header.d=evil.example",
+                ),
+                "other domain",
+            ),
+            (
+                pass(
+                    "lists.example.net",
+                    "mx.lists.example.net; auth=pass smtp.auth=alice@example.org",
+                ),
+                "auth=",
+            ),
+            (
+                ArcCheck::Fail("its ARC chain does not verify".into()),
+                "broken chain",
+            ),
+        ] {
+            assert!(
+                arc_authenticated(&a, "alice@example.org", Some(&check)).is_none(),
+                "{why}"
+            );
+        }
+        assert!(arc_authenticated(&a, "alice@example.org", None).is_none());
     }
 }

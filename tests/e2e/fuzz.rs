@@ -932,7 +932,10 @@ impl Pipeline {
             ..HandlerAuth::default()
         };
         let own = auth::own_verdicts(&ms, &p.trace).unwrap_or_default();
-        assert!(own.len() <= 1, "more than one Microsoft 365 verdict: {own:?}");
+        assert!(
+            own.len() <= 1,
+            "more than one Microsoft 365 verdict: {own:?}"
+        );
         for from in &froms {
             if let Some(how) = auth::authenticated(&ms, from, &own) {
                 assert!(

@@ -139,6 +139,9 @@ pub struct ParsedMessage {
     /// its DKIM signature as secintake verified it through DNS (intake
     /// sets it before the message is recorded).
     pub dkim: Option<crate::dkim::DkimCheck>,
+    /// For mail From a handler with `[handler_auth] arc_sealers`: its ARC
+    /// chain as secintake verified it through DNS (set like `dkim`).
+    pub arc: Option<crate::dkim::ArcCheck>,
     /// Lowercase hex SHA-256 of the raw bytes, as received.
     pub content_hash: String,
     /// Lowercase hex SHA-256 of the raw bytes without the trace fields
