@@ -237,6 +237,22 @@ passdb {
 EOF
 }
 
+# With OAuth2, no auth penalty: after a failed login Dovecot's anvil
+# delays the NEXT attempt from the same IP by 2, 4, 8, up to 15 s.  A
+# client that refreshes its token after a refusal (expired or revoked) would
+# have its fresh, short-lived test token expire while it waits.  The 2 s
+# delay of every failure reply (auth_failure_delay) stays.
+dovecot_oauth2_services() {
+    [ -n "$OAUTH2_URL" ] || return 0
+    cat <<EOF
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+EOF
+}
+
 write_dovecot_oauth2_conf() { # DIR
     local d=$1
     [ -n "$OAUTH2_URL" ] || return 0
@@ -319,6 +335,7 @@ service lmtp {
     port = $((b + 2))
   }
 }
+$(dovecot_oauth2_services)
 service auth {
   unix_listener auth-postfix {
     mode = 0660
