@@ -2,7 +2,10 @@
 # scripts/install-deps.sh — installs the Debian packages the mail test stack
 # (tests/mailstack/mailstack.sh) and the quick start need, if any is missing.
 # Used by scripts/test.sh and scripts/quickstart.sh; safe to run repeatedly.
-# Needs root only when something is missing.
+# Needs root only when a Debian package is missing.  Also installs the npm
+# packages of the tests' OAuth2 server (npm ci; needs node and npm, which it
+# checks but does not install).  SECINTAKE_SKIP_APT=1 skips the Debian part,
+# SECINTAKE_SKIP_NPM=1 the npm part (the quick start needs no OAuth2 server).
 set -euo pipefail
 
 # opendkim + opendkim-tools (opendkim-genkey): the stack's DKIM signer and
@@ -14,18 +17,58 @@ set -euo pipefail
 # dnsmasq-base: the tests' DNS server for DKIM keys (handler_auth dkim).
 PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base"
 
-missing=()
-for p in $PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-deps: all packages present"
-    exit 0
+# The OAuth2 token server of the tests (tests/mailstack/oauth2: Node.js +
+# oidc-provider from npm, pinned by its package-lock.json).  Node.js 20+ and
+# npm come with the machine (CI has them preinstalled); Debian's own nodejs
+# is never installed over them.
+install_node_packages() {
+    local dir=tests/mailstack/oauth2 major
+    command -v node >/dev/null 2>&1 || {
+        echo "install-deps: node (Node.js 20 or later) is missing: the tests' OAuth2 server needs it" >&2
+        exit 1
+    }
+    major=$(node -p 'process.versions.node.split(".")[0]')
+    [ "$major" -ge 20 ] || {
+        echo "install-deps: Node.js $(node --version) is too old: the tests' OAuth2 server needs 20 or later" >&2
+        exit 1
+    }
+    command -v npm >/dev/null 2>&1 || {
+        echo "install-deps: npm is missing: it installs the tests' OAuth2 server ($dir)" >&2
+        exit 1
+    }
+    # npm ci writes node_modules/.package-lock.json last: when it is missing
+    # or older than the lock file, (re)install exactly what the lock names.
+    if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+        || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        echo "install-deps: npm ci in $dir"
+        npm ci --prefix "$dir" --no-audit --no-fund
+    else
+        echo "install-deps: npm packages present ($dir)"
+    fi
+}
+
+install_debian_packages() {
+    local missing=() p
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "install-deps: all packages present"
+        return 0
+    fi
+    [ "$(id -u)" = 0 ] || { echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1; }
+    # Preseed Postfix so apt asks nothing. Installing starts no system mail
+    # service that we use: the tests and the quick start run private instances.
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+cd "$(dirname "$0")/.."
+if [ "${SECINTAKE_SKIP_APT:-0}" != 1 ]; then
+    install_debian_packages
 fi
-[ "$(id -u)" = 0 ] || { echo "install-deps: need root to install: ${missing[*]}" >&2; exit 1; }
-# Preseed Postfix so apt asks nothing. Installing starts no system mail
-# service that we use: the tests and the quick start run private instances.
-echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ "${SECINTAKE_SKIP_NPM:-0}" != 1 ]; then
+    install_node_packages
+fi

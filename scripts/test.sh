@@ -9,7 +9,7 @@
 # Run as root (Postfix refuses to run otherwise; CI runs as root).
 #
 # Environment knobs:
-#   SECINTAKE_SKIP_APT=1     never touch apt
+#   SECINTAKE_SKIP_APT=1     never touch apt (npm packages are still installed)
 #   SECINTAKE_STEPS="fmt clippy test"   which steps to run (default: all three)
 #   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --workspace --no-fail-fast --lib --bins --tests; the benchmark runs via scripts/bench.sh)
 #   RUST_TEST_THREADS=N      tests run at once (default here: 4, see below)
@@ -30,10 +30,10 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 step() { echo; echo "==> $*"; }
 
-if [ "${SECINTAKE_SKIP_APT:-0}" != 1 ]; then
-    step "system packages"
-    bash scripts/install-deps.sh
-fi
+# With SECINTAKE_SKIP_APT=1 install-deps.sh leaves apt alone but still
+# installs the OAuth2 test server's npm packages when they are missing.
+step "test dependencies"
+bash scripts/install-deps.sh
 
 # rustfmt and clippy are rustup components; try to add them if missing.
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt || true

@@ -33,6 +33,19 @@
 #      only, no auth; not for tests)
 # OpenDKIM listens on unix sockets: DIR/dkim/sign.sock, DIR/dkim/verify.sock.
 # Every user at example.org / example.net exists; every password is "secret".
+#
+# OAuth2 (optional): with MAILSTACK_OAUTH2_URL set at `start` to a token
+# introspection endpoint (RFC 7662) with the introspecting client's
+# credentials in it, e.g.
+#   http://dovecot:dovecot-secret@127.0.0.1:PORT/token/introspection
+# Dovecot (IMAP, and Postfix submission through Dovecot SASL) also offers
+# SASL XOAUTH2 and OAUTHBEARER and checks each bearer token by POSTing it
+# there (passdb oauth2): the token must be active, carry the scope
+# MAILSTACK_OAUTH2_SCOPE (default "mail") and its "username" must be the
+# login.  Passwords keep working for PLAIN/LOGIN as without OAuth2; no
+# auth cache, so a revoked token fails at once.  The test server for it is
+# tests/mailstack/oauth2/server.mjs (started by the Rust harness,
+# tests/e2e/common/oauth2.rs).  Without the variable nothing changes.
 # Plus-addressing: security+x@example.org lands in security@example.org.
 #
 # DKIM: two private OpenDKIM milters (config, keys, unix sockets, pid files
@@ -107,6 +120,8 @@ DKIM_USER="opendkim"                     # made by Debian's opendkim package
 PASSWORD="secret"
 PORT_RESERVATIONS=/tmp/mailstack-ports   # one folder per BASEPORT in use
 START_TIMEOUT=20
+OAUTH2_URL=${MAILSTACK_OAUTH2_URL:-}         # see "OAuth2" above
+OAUTH2_SCOPE=${MAILSTACK_OAUTH2_SCOPE:-mail}
 
 die() { echo "mailstack: $*" >&2; exit 1; }
 
@@ -192,6 +207,74 @@ EOF
     chmod 0600 "$t/ca.key" "$t/server.key"
 }
 
+# Without OAuth2: one static passdb, every password is $PASSWORD.  With it
+# (OAUTH2_URL): the static passdb answers only PLAIN/LOGIN (and lookups
+# without SASL, "none"); XOAUTH2/OAUTHBEARER go to passdb oauth2, which
+# introspects the token at OAUTH2_URL.  Each passdb skips the others'
+# mechanisms, so a token is never compared with the password and a
+# password never sent to the token server.
+dovecot_passdbs() { # DIR
+    if [ -z "$OAUTH2_URL" ]; then
+        cat <<EOF
+passdb {
+  driver = static
+  args = password=$PASSWORD
+}
+EOF
+        return
+    fi
+    cat <<EOF
+passdb {
+  driver = static
+  mechanisms = none plain login
+  args = password=$PASSWORD
+}
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $1/dovecot-oauth2.conf.ext
+}
+EOF
+}
+
+# With OAuth2, no auth penalty: after a failed login Dovecot's anvil
+# delays the NEXT attempt from the same IP by 2, 4, 8, up to 15 s.  A
+# client that refreshes its token after a refusal (expired or revoked) would
+# have its fresh, short-lived test token expire while it waits.  The 2 s
+# delay of every failure reply (auth_failure_delay) stays.
+dovecot_oauth2_services() {
+    [ -n "$OAUTH2_URL" ] || return 0
+    cat <<EOF
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
+EOF
+}
+
+write_dovecot_oauth2_conf() { # DIR
+    local d=$1
+    [ -n "$OAUTH2_URL" ] || return 0
+    cat > "$d/dovecot-oauth2.conf.ext" <<EOF
+# passdb oauth2 of mailstack.sh (generated; do not edit).  Every bearer
+# token is checked by RFC 7662 introspection (POST token=...), with HTTP
+# basic auth from the URL's user:password.
+introspection_mode = post
+introspection_url = $OAUTH2_URL
+# No tokeninfo_url: introspection is the only check.
+force_introspection = yes
+active_attribute = active
+active_value = true
+username_attribute = username
+scope = $OAUTH2_SCOPE
+timeout_msecs = 5000
+EOF
+    # The auth process (running as the caller) reads it; the URL holds the
+    # introspection client's secret.
+    chmod 0600 "$d/dovecot-oauth2.conf.ext"
+}
+
 write_dovecot_conf() { # DIR BASE
     local d=$1 b=$2 dh=""
     [ -f /usr/share/dovecot/dh.pem ] && dh="ssl_dh = </usr/share/dovecot/dh.pem"
@@ -209,7 +292,8 @@ ssl_cert = <$d/tls/server.pem
 ssl_key = <$d/tls/server.key
 $dh
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login${OAUTH2_URL:+ xoauth2 oauthbearer}
+${OAUTH2_URL:+auth_verbose = yes}
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
@@ -220,10 +304,7 @@ submission_host = 127.0.0.1:$((b + 3))
 postmaster_address = postmaster@example.org
 hostname = mail.example.org
 
-passdb {
-  driver = static
-  args = password=$PASSWORD
-}
+$(dovecot_passdbs "$d")
 userdb {
   driver = static
   args = uid=dovenull gid=dovenull home=$d/home/%d/%n allow_all_users=yes
@@ -254,6 +335,7 @@ service lmtp {
     port = $((b + 2))
   }
 }
+$(dovecot_oauth2_services)
 service auth {
   unix_listener auth-postfix {
     mode = 0660
@@ -506,6 +588,7 @@ MS_PASSWORD=$PASSWORD
 MS_AUTHSERV_ID=$AUTHSERV_ID
 MS_DKIM_SELECTOR=$DKIM_SELECTOR
 MS_DKIM_PUBLIC_KEYS=$d/dkim/public-keys
+MS_OAUTH2_URL=$OAUTH2_URL
 EOF
 }
 
@@ -647,6 +730,7 @@ cmd_start() { # DIR [BASEPORT]
     keys=$!
     make_certs "$d"
     write_dovecot_conf "$d" "$base"
+    write_dovecot_oauth2_conf "$d"
     write_postfix_conf "$d" "$base"
     write_opendkim_conf "$d" "$base"
     write_env "$d" "$base"

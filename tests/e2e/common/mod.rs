@@ -20,6 +20,7 @@
 
 pub mod daemon;
 pub mod dns;
+pub mod oauth2;
 pub mod panic_hook;
 pub mod rng;
 pub mod world;
@@ -81,18 +82,40 @@ pub struct MailStack {
     pub dovecot_conf: PathBuf,
     /// The password of every user.
     pub password: String,
+    /// The token server Dovecot checks XOAUTH2/OAUTHBEARER tokens with,
+    /// when started with [`oauth2::StackOptions::oauth2`] (see
+    /// [`MailStack::token_server`]).  Dropped (killed) after the servers
+    /// stop, before the folder goes.
+    pub oauth2: Option<oauth2::TokenServer>,
     tmp: Option<tempfile::TempDir>,
 }
 
 impl MailStack {
     /// Starts a fresh stack on a free block of ports (takes well under a second).
     pub fn start() -> MailStack {
+        MailStack::start_with(&oauth2::StackOptions::default())
+    }
+
+    /// [`MailStack::start`] with options: with `opts.oauth2`, first a
+    /// [`oauth2::TokenServer`] (log: `<dir>/log/oauth2.log`), then a stack
+    /// whose Dovecot also accepts XOAUTH2/OAUTHBEARER tokens it vouches for
+    /// (`MAILSTACK_OAUTH2_URL`, see mailstack.sh).
+    pub fn start_with(opts: &oauth2::StackOptions) -> MailStack {
         let tmp = tempfile::Builder::new()
             .prefix("ms-")
             .tempdir_in("/tmp")
             .expect("create mail stack folder");
         let dir = tmp.path().to_path_buf();
-        run_script(&["start", path_str(&dir)]);
+        let token_server = opts.oauth2.as_ref().map(|o| {
+            let log_dir = dir.join("log");
+            std::fs::create_dir_all(&log_dir).expect("create the stack's log folder");
+            oauth2::TokenServer::start(&log_dir.join("oauth2.log"), o)
+        });
+        let mut env: Vec<(&str, String)> = Vec::new();
+        if let Some(ts) = &token_server {
+            env.push(("MAILSTACK_OAUTH2_URL", ts.introspection_url_for_dovecot()));
+        }
+        run_script_env(&["start", path_str(&dir)], &env);
         let env = std::fs::read_to_string(dir.join("env")).expect("read mail stack env");
         let get = |key: &str| -> String {
             env.lines()
@@ -112,6 +135,7 @@ impl MailStack {
             dovecot_conf: PathBuf::from(get("MS_DOVECOT_CONF")),
             password: get("MS_PASSWORD"),
             dir,
+            oauth2: token_server,
             tmp: Some(tmp),
         }
     }
@@ -146,8 +170,11 @@ impl MailStack {
     /// The tails of the servers' logs, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for name in ["dovecot.log", "postfix.log"] {
+        for name in ["dovecot.log", "postfix.log", "oauth2.log"] {
             let path = self.dir.join("log").join(name);
+            if name == "oauth2.log" && self.oauth2.is_none() {
+                continue;
+            }
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("---- tail of {}\n", path.display()));
@@ -440,6 +467,9 @@ impl MailStack {
 impl Drop for MailStack {
     fn drop(&mut self) {
         if std::env::var_os("MAILSTACK_KEEP").is_some() {
+            if let Some(ts) = self.oauth2.take() {
+                ts.leak();
+            }
             if let Some(tmp) = self.tmp.take() {
                 eprintln!(
                     "MAILSTACK_KEEP: leaving the stack running in {}",
@@ -463,8 +493,16 @@ fn path_str(p: &Path) -> &str {
 }
 
 fn run_script(args: &[&str]) {
+    run_script_env(args, &[]);
+}
+
+fn run_script_env(args: &[&str], env: &[(&str, String)]) {
     let out = Command::new(mailstack_script())
         .args(args)
+        // Only a stack started with OAuth2 gets it, whatever the caller's
+        // environment says.
+        .env_remove("MAILSTACK_OAUTH2_URL")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run tests/mailstack/mailstack.sh");
     assert!(
@@ -859,6 +897,10 @@ pub struct TestConfig {
     /// "acknowledged" unless a test asks for round-robin.
     pub assign: String,
     pub extra: String,
+    /// The stack's token server when it runs one (not written to the
+    /// TOML: a tweak uses it to write the daemon's OAuth2 settings, e.g.
+    /// `token_url()` and a minted refresh token).
+    pub oauth2: Option<oauth2::TokenServerApi>,
 }
 
 impl TestConfig {
@@ -897,6 +939,7 @@ impl TestConfig {
             alert_after: "15m".into(),
             assign: "none".into(),
             extra: String::new(),
+            oauth2: stack.oauth2.as_ref().map(|t| t.api()),
             address,
         }
     }

@@ -10,6 +10,7 @@
 //! tests' reminder rows).
 
 use super::daemon::{cases, cli, cli_json, eventually, Daemon};
+use super::oauth2::StackOptions;
 use super::{subjects, MailStack, TestConfig};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -34,7 +35,14 @@ impl World {
     /// Starts a stack and a daemon whose config is [`TestConfig::new`]'s
     /// after `tweak`. Returns at once, while the daemon is still starting.
     pub fn start(tweak: impl FnOnce(&mut TestConfig)) -> World {
-        let stack = MailStack::start();
+        World::start_with(&StackOptions::default(), tweak)
+    }
+
+    /// [`World::start`] on a stack started with `opts`, e.g.
+    /// [`StackOptions::oauth2`]: then [`TestConfig::oauth2`] is the token
+    /// server, for the tweak to point the daemon at.
+    pub fn start_with(opts: &StackOptions, tweak: impl FnOnce(&mut TestConfig)) -> World {
+        let stack = MailStack::start_with(opts);
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = TestConfig::new(&stack, dir.path());
         tweak(&mut cfg);
@@ -53,7 +61,12 @@ impl World {
     /// [`World::start`], then waits until the daemon has opened its state
     /// file (see [`Daemon::wait_running`]) and asserts it is alive.
     pub fn start_ready(tweak: impl FnOnce(&mut TestConfig)) -> World {
-        let mut w = World::start(tweak);
+        World::start_ready_with(&StackOptions::default(), tweak)
+    }
+
+    /// [`World::start_ready`] on a stack started with `opts`.
+    pub fn start_ready_with(opts: &StackOptions, tweak: impl FnOnce(&mut TestConfig)) -> World {
+        let mut w = World::start_with(opts, tweak);
         w.daemon.wait_running(T);
         assert!(w.daemon.alive(), "daemon exited:\n{}", w.daemon.log_text());
         w
