@@ -6,12 +6,13 @@
 //! A [`TokenSource`] hands out an access token, asking the provider's token
 //! endpoint for a new one shortly before the old one expires, and once more
 //! when a server refuses the one it was given ([`TokenSource::renew`]). It
-//! holds the refresh token: providers that rotate it (Microsoft does; so
-//! does any server with refresh token rotation on) answer each refresh with
-//! a new one and refuse the old one from then on, so the new one is written
-//! to `token_file` (atomically, 0600) before its access token is used. A
-//! rotated token that cannot be saved is never used: a restart would then
-//! hold only the spent one.
+//! keeps the refresh token in `token_file`: providers that rotate it
+//! (Microsoft does; so does any server with refresh token rotation on)
+//! answer each refresh with a new one and refuse the old one from then on,
+//! so the new one is written (atomically, 0600) before its access token is
+//! used, and each refresh reads the file under a lock shared with other
+//! secintake processes. A rotated token that cannot be saved is kept in
+//! memory and saved before anything else; its access token is not used.
 //!
 //! Errors are one line and never carry a token or a secret: the provider's
 //! own `error_description` is passed on (it names the problem: an expired
@@ -130,10 +131,9 @@ impl std::fmt::Debug for TokenSource {
 #[derive(Default)]
 struct State {
     access: Option<(String, Instant)>,
-    /// The refresh token in use, once read or rotated.
-    refresh: Option<String>,
-    /// `refresh` was rotated but is not on disk yet.
-    unsaved: bool,
+    /// A rotated refresh token whose save failed: saved before anything
+    /// else (the file holds only the spent one).
+    unsaved: Option<String>,
 }
 
 impl TokenSource {
@@ -167,76 +167,71 @@ impl TokenSource {
         state: &mut State,
         refused: Option<&str>,
     ) -> Result<String, TokenError> {
-        if state.unsaved {
-            self.save(state).await?;
-        }
         if let Some((token, renew_at)) = &state.access {
-            if Instant::now() < *renew_at && refused != Some(token.as_str()) {
+            if Instant::now() < *renew_at
+                && refused != Some(token.as_str())
+                && state.unsaved.is_none()
+            {
                 return Ok(token.clone());
             }
         }
-        let refresh = match (self.settings.grant, state.refresh.clone()) {
-            (Grant::ClientCredentials, _) => None,
-            (Grant::RefreshToken, Some(r)) => Some(r),
-            (Grant::RefreshToken, None) => Some(self.read_refresh_token().await?),
-        };
         let settings = self.settings.clone();
-        let asked = refresh.clone();
-        let answer = tokio::task::spawn_blocking(move || request(&settings, asked.as_deref()))
+        let unsaved = state.unsaved.take();
+        let outcome = tokio::task::spawn_blocking(move || exchange(&settings, unsaved))
             .await
             .map_err(|e| TokenError::Unavailable(format!("token request stopped: {e}")))?;
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e @ TokenError::Rejected(_)) => {
-                // Read the file again next time: the operator may have put
-                // a fresh token there (`secintake oauth2 authorize`).
-                state.refresh = None;
-                state.access = None;
-                return Err(e);
+        match outcome {
+            Ok(answer) => {
+                let renew_at = Instant::now() + renew_after(answer.lifetime);
+                state.access = Some((answer.access.clone(), renew_at));
+                Ok(answer.access)
             }
-            Err(e) => return Err(e),
-        };
-        let renew_at = Instant::now() + renew_after(answer.lifetime);
-        state.access = Some((answer.access.clone(), renew_at));
-        state.refresh = refresh;
-        if let Some(new) = answer.refresh {
-            if state.refresh.as_deref() != Some(new.as_str()) {
-                state.refresh = Some(new);
-                state.unsaved = true;
-                self.save(state).await?;
+            Err((e, unsaved)) => {
+                state.access = None;
+                state.unsaved = unsaved;
+                Err(e)
             }
         }
-        Ok(answer.access)
     }
+}
 
-    async fn read_refresh_token(&self) -> Result<String, TokenError> {
-        let token_file = self.settings.token_file.clone();
-        let seed = self.settings.seed_file.clone();
-        tokio::task::spawn_blocking(move || store::read_refresh_token(&token_file, seed.as_deref()))
-            .await
-            .map_err(|e| {
-                TokenError::Unavailable(format!("reading the refresh token stopped: {e}"))
-            })?
+/// One refresh (blocking): under a lock on the token file shared with
+/// every other secintake process (a `check-config` or `oauth2 authorize`
+/// beside the daemon), so that two never spend the same refresh token (a
+/// rotating provider takes a second use for theft and revokes the grant).
+/// The token is read from the file each time, so what another process
+/// rotated or authorized is used. `unsaved` is a rotated token a failed
+/// save left in memory: saved first. On failure, the token still unsaved
+/// comes back with the error.
+fn exchange(s: &Settings, unsaved: Option<String>) -> Result<Answer, (TokenError, Option<String>)> {
+    if s.grant == Grant::ClientCredentials {
+        return request(s, None).map_err(|e| (e, None));
     }
+    let _lock = store::lock(&s.token_file).map_err(|e| (e, unsaved.clone()))?;
+    if let Some(token) = &unsaved {
+        save(s, token).map_err(|e| (e, unsaved.clone()))?;
+    }
+    let refresh =
+        store::read_refresh_token(&s.token_file, s.seed_file.as_deref()).map_err(|e| (e, None))?;
+    let answer = request(s, Some(&refresh)).map_err(|e| (e, None))?;
+    match &answer.refresh {
+        Some(new) if *new != refresh => {
+            save(s, new).map_err(|e| (e, Some(new.clone())))?;
+        }
+        _ => {}
+    }
+    Ok(answer)
+}
 
-    async fn save(&self, state: &mut State) -> Result<(), TokenError> {
-        let Some(token) = state.refresh.clone() else {
-            return Ok(());
-        };
-        let path = self.settings.token_file.clone();
-        tokio::task::spawn_blocking(move || save_refresh_token(&path, &token))
-            .await
-            .map_err(|e| TokenError::Unavailable(format!("saving the refresh token stopped: {e}")))?
-            .map_err(|e| {
-                TokenError::Unavailable(format!(
-                    "the provider rotated the refresh token and the new one cannot be saved to {}: {e}; \
-                     it is not used until it is saved",
-                    self.settings.token_file.display()
-                ))
-            })?;
-        state.unsaved = false;
-        Ok(())
-    }
+/// Saves a rotated refresh token; the error says it is not used until saved.
+fn save(s: &Settings, token: &str) -> Result<(), TokenError> {
+    save_refresh_token(&s.token_file, token).map_err(|e| {
+        TokenError::Unavailable(format!(
+            "the provider rotated the refresh token and the new one cannot be saved to {}: {e}; \
+             it is not used until it is saved",
+            s.token_file.display()
+        ))
+    })
 }
 
 fn renew_after(lifetime: Duration) -> Duration {

@@ -44,6 +44,25 @@ pub(crate) fn read_refresh_token(
     Ok(token.to_string())
 }
 
+/// An exclusive lock on `<token_file>.lock` (0600), held until dropped;
+/// waits for another process's refresh to finish.
+pub(crate) fn lock(token_file: &Path) -> Result<fs::File, TokenError> {
+    let mut name = token_file.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| TokenError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    f.lock()
+        .map_err(|e| TokenError::Unavailable(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(f)
+}
+
 /// Writes `token` to `path` so that a crash leaves the old token or the
 /// new one, never a torn file: a 0600 temporary beside it, synced, renamed
 /// over it, the directory synced.

@@ -878,6 +878,9 @@ pub struct TestConfig {
     pub smtp_tls: String,
     pub smtp_username: String,
     pub smtp_password: String,
+    /// Log in to both servers with `auth = "oauth2"` instead of the
+    /// passwords (the test adds the `[oauth2]` section in `extra`).
+    pub oauth2_login: bool,
     pub ca_file: PathBuf,
     pub storage_path: PathBuf,
     pub acknowledge: String,
@@ -927,6 +930,7 @@ impl TestConfig {
             smtp_tls: "starttls".into(),
             smtp_username: address.clone(),
             smtp_password: stack.password.clone(),
+            oauth2_login: false,
             ca_file: stack.ca_file.clone(),
             storage_path: dir.join("state.db"),
             acknowledge: "48h".into(),
@@ -961,7 +965,11 @@ impl TestConfig {
         t.push_str(&format!("tls = {}\n", q(&self.imap_tls)));
         t.push_str(&format!("ca_file = {}\n", p(&self.ca_file)));
         t.push_str(&format!("username = {}\n", q(&self.imap_username)));
-        t.push_str(&format!("password = {}\n", q(&self.imap_password)));
+        if self.oauth2_login {
+            t.push_str("auth = \"oauth2\"\n");
+        } else {
+            t.push_str(&format!("password = {}\n", q(&self.imap_password)));
+        }
         t.push_str(&format!("folder = {}\n", q(&self.folder)));
         t.push_str(&format!("idle = {}\n", self.idle));
         t.push_str(&format!("poll_interval = {}\n", q(&self.poll_interval)));
@@ -974,7 +982,11 @@ impl TestConfig {
         t.push_str(&format!("tls = {}\n", q(&self.smtp_tls)));
         t.push_str(&format!("ca_file = {}\n", p(&self.ca_file)));
         t.push_str(&format!("username = {}\n", q(&self.smtp_username)));
-        t.push_str(&format!("password = {}\n\n", q(&self.smtp_password)));
+        if self.oauth2_login {
+            t.push_str("auth = \"oauth2\"\n\n");
+        } else {
+            t.push_str(&format!("password = {}\n\n", q(&self.smtp_password)));
+        }
         t.push_str("[storage]\n");
         t.push_str(&format!("path = {}\n\n", p(&self.storage_path)));
         t.push_str("[sla]\n");
