@@ -44,9 +44,7 @@ impl Component {
     }
 }
 
-/// How the last error of a failing component begins when the server
-/// refused the login: a revoked password or token, not an outage.
-pub const CREDENTIAL_REJECTED: &str = "credential rejected";
+pub use crate::model::CREDENTIAL_REJECTED;
 
 /// How long intake and the outbox wait after a server refused the login:
 /// long enough not to look like password guessing (providers lock an

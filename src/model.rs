@@ -277,6 +277,11 @@ pub fn mailbox_key(email: &str) -> String {
     }
 }
 
+/// How the last error of a failing component begins when the server
+/// refused the login: a revoked password or token, not an outage (health
+/// records it; the alert's text depends on it).
+pub const CREDENTIAL_REJECTED: &str = "credential rejected";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,7 +275,7 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         unfiled => if flag { 2 } else { 0 },
         component => component, component_name => "IMAP mailbox",
         failing_since => "2026-01-01T00:00:00.000Z", failing_for => "15m",
-        alert_after => "15 minutes", last_error => "connection refused",
+        alert_after => "15 minutes", last_error => "connection refused", credential => flag,
         recovered_at => "2026-01-01T00:20:00.000Z", backlog => 0,
         event => "confirmed", reason => "needs admin rights", cve => "CVE-2026-12345",
         fix_date => if flag { "2026-02-01" } else { "" }, advisory => "[security] …",

@@ -230,6 +230,8 @@ fn outage_notice(
             failing_for => humantime::format_duration(Duration::from_secs(failing_for.as_secs())).to_string(),
             alert_after => human_duration(cfg.limits.alert_after),
             last_error => o.last_error.unwrap_or("unknown"),
+            // A refused login is alerted at once, not after alert_after.
+            credential => o.last_error.is_some_and(|e| e.starts_with(crate::model::CREDENTIAL_REJECTED)),
             recovered_at => fmt_ts(ctx.now),
             backlog => o.backlog,
         },

@@ -38,6 +38,7 @@ mod hostile;
 mod intake;
 mod integrity;
 mod mailstack;
+mod oauth2;
 mod oauth2_stack;
 mod osv;
 mod pgp;
