@@ -15,7 +15,9 @@ set -euo pipefail
 # schema with /usr/bin/python3 and it.  gnupg: the reporters' and handlers'
 # OpenPGP tool in tests/e2e/pgp.rs (secintake itself never runs gpg).
 # dnsmasq-base: the tests' DNS server for DKIM keys (handler_auth dkim).
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base"
+# python3-dkim + python3-authres: dkimpy's arcsign, the ARC sealer of
+# tests/e2e/arc.rs (it reads the Authentication-Results it seals with authres).
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base python3-dkim python3-authres"
 
 # The OAuth2 token server of the tests (tests/mailstack/oauth2: Node.js +
 # oidc-provider from npm, pinned by its package-lock.json).  Node.js 20+ and

@@ -14,6 +14,8 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.file_warnings.clone();
         let other_proof = self.handler_auth.accept_dkim
+            || self.handler_auth.microsoft365
+            || !self.handler_auth.arc_sealers.is_empty()
             || (self.handler_auth.accept_pgp_signature
                 && self.handlers.iter().any(|h| h.pgp_key.is_some()));
         if !self.handlers.is_empty()

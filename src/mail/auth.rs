@@ -84,6 +84,22 @@ pub fn sender(cfg: &Config, msg: &ParsedMessage) -> Sender {
             email,
             how: "trusted without authentication (handler_auth.trust_unauthenticated)".into(),
         },
+        None if !cfg.handler_auth.arc_sealers.is_empty() => {
+            let arc = match &msg.arc {
+                Some(crate::dkim::ArcCheck::Pass { sealer, .. })
+                    if !cfg.handler_auth.arc_sealers.contains(sealer) =>
+                {
+                    format!("it was sealed by {sealer}, which is not in handler_auth.arc_sealers")
+                }
+                Some(crate::dkim::ArcCheck::Pass { sealer, .. }) => {
+                    format!("the verdict {sealer} sealed shows no aligned pass for {email}")
+                }
+                Some(crate::dkim::ArcCheck::Fail(why)) => why.clone(),
+                None => "its ARC chain was not checked".into(),
+            };
+            let why = format!("no verdict vouches for {email}: {arc}");
+            Sender::ForgedHandler { email, why }
+        }
         None => {
             let why = match cfg.handler_auth.trusted_authserv_id.as_deref() {
                 _ if cfg.handler_auth.microsoft365 => format!(

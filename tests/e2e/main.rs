@@ -28,6 +28,7 @@
 
 mod common;
 
+mod arc;
 mod cli_config;
 mod config_errors;
 mod corpus;

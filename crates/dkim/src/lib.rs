@@ -1,7 +1,9 @@
 //! The one adapter over `mail-auth` (0.7, the last on mail-parser 0.11):
 //! verifying a handler's DKIM signature ourselves, through DNS, so that
 //! handler mail can be trusted on providers whose own verdicts secintake
-//! cannot read (`[handler_auth] accept = ["dkim"]`).
+//! cannot read (`[handler_auth] accept = ["dkim"]`), and verifying an ARC
+//! chain (RFC 8617) whose sealer's recorded verdict may count
+//! (`[handler_auth] arc_sealers`).
 //!
 //! The rule is strict alignment: a signature passes only when it verifies
 //! and its `d=` is the From domain itself (a parent domain, or a third
