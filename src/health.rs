@@ -46,6 +46,9 @@ impl Component {
 
 pub use crate::model::CREDENTIAL_REJECTED;
 
+/// The component name of the state file in alerts (`alert.txt`).
+pub const STORAGE: &str = "storage";
+
 /// How long intake and the outbox wait after a server refused the login:
 /// long enough not to look like password guessing (providers lock an
 /// account after a few failures a minute), short enough to pick up a fixed
@@ -87,8 +90,26 @@ pub struct Health {
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
     state: Arc<Mutex<HashMap<Component, State>>>,
+    /// Whether the state file takes writes (kept in memory only: it is
+    /// the one place health could not be written to).
+    storage: Arc<Mutex<StorageState>>,
     /// Wakes the outbox when an alert was queued.
     outbox: Arc<Notify>,
+}
+
+/// Which loop found the state file taking no writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Intake,
+    Outbox,
+}
+
+#[derive(Debug, Default)]
+struct StorageState {
+    failing_since: Option<DateTime<Utc>>,
+    /// The loops whose last write failed; the file counts as recovered
+    /// when each has written again.
+    failing: Vec<Writer>,
 }
 
 impl Health {
@@ -130,6 +151,7 @@ impl Health {
             templates,
             clock,
             state: Arc::new(Mutex::new(map)),
+            storage: Arc::default(),
             outbox,
         })
     }
@@ -349,6 +371,115 @@ impl Health {
                 }
             }
         });
+    }
+
+    /// `writer` could not write the state file (a full disk, a read-only
+    /// file): logged at error and alerted at once through `[alerts]
+    /// command` (mail to the handlers would have to be written there
+    /// first), once per outage. The loops stay up and retry.
+    pub async fn storage_failing(&self, writer: Writer, now: DateTime<Utc>, error: &str) {
+        let first = {
+            let mut st = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+            if !st.failing.contains(&writer) {
+                st.failing.push(writer);
+            }
+            let first = st.failing_since.is_none();
+            st.failing_since.get_or_insert(now);
+            first
+        };
+        if !first {
+            return;
+        }
+        tracing::error!(error = %error,
+            "the state file takes no writes: reports are not recorded and no mail is sent \
+             (none goes out that could not be recorded) until it does; retrying");
+        if let Some(raw) = self.storage_notice(false, now, Some(error), now).await {
+            self.run_command(raw);
+        }
+    }
+
+    /// `writer` wrote the state file. Once every loop that failed has, the
+    /// handlers get the recovery notice, by mail and `[alerts] command`.
+    pub async fn storage_ok(&self, writer: Writer, now: DateTime<Utc>) {
+        let recovered = {
+            let mut st = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+            st.failing.retain(|w| *w != writer);
+            if st.failing.is_empty() {
+                st.failing_since.take()
+            } else {
+                None
+            }
+        };
+        let Some(since) = recovered else { return };
+        tracing::info!(failing_since = %fmt_ts(since), "the state file takes writes again");
+        if let Some(raw) = self.storage_notice(true, since, None, now).await {
+            self.run_command(raw);
+        }
+        self.outbox.notify_one();
+    }
+
+    /// Whether `writer`'s last write of the state file failed.
+    pub fn storage_failed_for(&self, writer: Writer) -> bool {
+        let st = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+        st.failing.contains(&writer)
+    }
+
+    /// The storage alert or recovery notice for `[alerts] command`; the
+    /// recovery notice is also queued to the handlers (the file takes
+    /// writes again).
+    async fn storage_notice(
+        &self,
+        recovered: bool,
+        since: DateTime<Utc>,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<Vec<u8>> {
+        let (this, error) = (self.clone(), error.map(str::to_owned));
+        let res = self
+            .db
+            .call(
+                move |s| -> Result<Option<Vec<u8>>, crate::context::CaseError> {
+                    let cfg = &*this.cfg;
+                    let backlog = store::outbox_backlog(s.conn()).map(|(n, _)| n).unwrap_or(0);
+                    let ctx = Context {
+                        cfg,
+                        templates: &this.templates,
+                        now,
+                    };
+                    let to: Vec<String> = cfg.handlers.iter().map(|h| h.email.clone()).collect();
+                    let outage = Outage {
+                        component: STORAGE,
+                        component_name: "state file",
+                        failing_since: since,
+                        last_error: error.as_deref(),
+                        backlog,
+                    };
+                    let letter = if recovered {
+                        operations::recovery_notice(&ctx, to.clone(), outage)
+                    } else {
+                        operations::outage_alert(&ctx, to.clone(), outage)
+                    };
+                    let letter = match letter {
+                        Ok(l) => l,
+                        Err(LetterError::Template(e)) => return Err(e.into()),
+                        Err(LetterError::Compose(e)) => {
+                            tracing::error!(error = %e, "cannot build the storage notice");
+                            return Ok(None);
+                        }
+                    };
+                    if recovered && !to.is_empty() {
+                        let tx = s.transaction()?;
+                        queue_outgoing(&tx, &ctx, &letter)?;
+                        crate::store::commit(tx, "queueing the storage recovery notice")?;
+                    }
+                    Ok(Some(letter.out.raw))
+                },
+            )
+            .await;
+        res.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot build the storage notice");
+            None
+        })
     }
 
     /// Sends the alert for every component failing longer than

@@ -184,6 +184,7 @@ impl Templates {
             ("reminder", "imap", true),
             ("escalation", "smtp", false),
             ("ack-stuck", "imap", false),
+            ("reminder", "storage", false),
         ] {
             samples.push(sample(kind, component, flag));
         }

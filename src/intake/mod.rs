@@ -29,7 +29,7 @@ pub use imap::{check, connect, reconnect_delay, IntakeError};
 
 use crate::clock::Clock;
 use crate::config::{After, Config};
-use crate::health::{Component, Health};
+use crate::health::{Component, Health, Writer};
 use crate::store::{self, Db, FolderState};
 use crate::templates::Templates;
 use async_imap::Session;
@@ -148,6 +148,9 @@ impl Intake {
                     // Store errors are not network trouble: say so loudly.
                     if matches!(e, IntakeError::Store(_) | IntakeError::Case(_)) {
                         tracing::error!(error = %e, "cannot record mail; will retry");
+                        self.health
+                            .storage_failing(Writer::Intake, self.clock.now(), &e.to_string())
+                            .await;
                     }
                     failures = failures.saturating_add(1);
                     let delay = reconnect_delay(failures);
@@ -193,6 +196,9 @@ impl Intake {
                 .await?;
             *failures = 0;
             self.health.ok(Component::Imap, self.clock.now()).await;
+            self.health
+                .storage_ok(Writer::Intake, self.clock.now())
+                .await;
             if shutdown.is_cancelled() {
                 let _ = session.logout().await;
                 return Ok(());

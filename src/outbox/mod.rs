@@ -12,7 +12,7 @@
 //! exponential backoff; 5xx answers fail the row and say so on its case.
 
 use crate::clock::{parse_ts, Clock};
-use crate::health::{Component, Health};
+use crate::health::{Component, Health, Writer};
 use crate::model::MessageKind;
 use crate::store::{self, Db, OutboxItem, StoreError};
 use chrono::{DateTime, Utc};
@@ -172,6 +172,14 @@ async fn flush(
 }
 
 /// The outbox loop: delivers due rows until `shutdown`.
+///
+/// A state file that cannot be written (a full disk, a read-only file)
+/// does not end it: sending stops (see [`Loop::send_all`]: nothing goes
+/// out that could not be recorded), the failure is logged at error and
+/// alerted by `[alerts] command`, and the loop tries again every
+/// [`STORAGE_RETRY`] until the file takes writes again. Ending would have
+/// the unit restart it and, before the claim, re-send the same mail each
+/// time (8 reporters got 11 copies each in 60 s).
 pub async fn run(
     db: Db,
     relay: Relay,
@@ -182,85 +190,167 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), OutboxError> {
     check_tls(&relay.cfg)?;
-    let mut client = Client::new(relay);
-    // Whether the last round ended on a failing server. True at start:
-    // mail that backed off before a restart is due once a send works.
-    let mut was_failing = true;
-    let mut last_probe = tokio::time::Instant::now();
-    let mut probe_every = PROBE_EVERY;
+    let mut this = Loop {
+        client: Client::new(relay),
+        db,
+        clock,
+        health,
+        // True at start: mail that backed off before a restart is due once
+        // a send works.
+        was_failing: true,
+        last_probe: tokio::time::Instant::now(),
+        probe_every: PROBE_EVERY,
+    };
     loop {
         if shutdown.is_cancelled() {
+            this.client.close().await;
             return Ok(());
         }
         backlog.wait_idle().await;
-        let now = clock.now();
-        let probe = was_failing && last_probe.elapsed() >= probe_every;
-        let (items, probed) = due_or_probe(&db, now, probe).await?;
-        if probed {
-            last_probe = tokio::time::Instant::now();
-        }
-        let mut failing = false;
-        // Results are recorded a few at a time: one fsync per send made the
-        // outbox and intake queue on the state file during a backlog. A
-        // crash before the record re-sends at most RECORD_EVERY mails, with
-        // their same Message-IDs.
-        let mut done: Vec<(OutboxItem, Attempt, DateTime<Utc>)> = Vec::new();
-        for item in &items {
-            if shutdown.is_cancelled() {
-                break;
+        let wait = match this.write_probe().await {
+            Ok(()) => this.round(&shutdown).await,
+            Err(e) => Err(e),
+        };
+        let wait = match wait {
+            Ok(wait) => wait,
+            Err(e) => {
+                this.client.close().await;
+                let now = this.clock.now();
+                this.health
+                    .storage_failing(Writer::Outbox, now, &e.to_string())
+                    .await;
+                Some(STORAGE_RETRY)
             }
-            let result = client.send(item).await;
-            let now = clock.now();
-            log_attempt(item, &result);
-            if was_failing && matches!(result, Attempt::Accepted) {
-                // It works again: what backed off meanwhile is due now.
-                was_failing = false;
-                let n = db
-                    .call(move |s| store::outbox_due_now(s.conn(), now))
-                    .await?;
-                if n > 0 {
-                    tracing::info!(waiting = n, "SMTP works again: waiting mail is due now");
-                }
-            }
-            failing |= matches!(result, Attempt::Transient(_) | Attempt::Credential(_));
-            if failing {
-                probe_every = refused_login(&db, &result, now).await?;
-            }
-            done.push((item.clone(), result, now));
-            if done.len() >= RECORD_EVERY || failing {
-                flush(&db, &health, &mut done).await?;
-            }
-            if failing {
-                // The server is down: don't walk the whole batch into it.
-                break;
-            }
-        }
-        flush(&db, &health, &mut done).await?;
-        was_failing |= failing;
-        let (had_items, bytes) = (!items.is_empty(), items.iter().map(|i| i.raw.len()).sum());
-        drop(items);
-        if bytes >= crate::memory::TRIM_AFTER_BYTES {
-            db.call(move |s| s.release_memory(bytes)).await;
-        }
-        crate::memory::trim_after(bytes);
-        if shutdown.is_cancelled() {
-            client.close().await;
-            return Ok(());
-        }
-        if had_items && !failing {
+        };
+        let Some(wait) = wait else {
             continue;
-        }
-        client.close_if_idle().await;
-        // Sleep until the next row is due, a new row is queued, or shutdown.
-        let wait = idle_wait(&db, clock.now(), failing).await?;
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = wake.notified() => {}
-            _ = shutdown.cancelled() => {
-                client.close().await;
-                return Ok(());
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// While the state file takes no writes, how often the outbox tries again.
+const STORAGE_RETRY: Duration = Duration::from_secs(5);
+
+/// The outbox loop's state between rounds.
+struct Loop {
+    client: Client,
+    db: Db,
+    clock: Arc<dyn Clock>,
+    health: Health,
+    /// Whether the last round ended on a failing server.
+    was_failing: bool,
+    last_probe: tokio::time::Instant,
+    probe_every: Duration,
+}
+
+impl Loop {
+    /// After a failed write, a small one first: the round may write
+    /// nothing (no mail due), and only a write proves the file takes them
+    /// again.
+    async fn write_probe(&mut self) -> Result<(), StoreError> {
+        if !self.health.storage_failed_for(Writer::Outbox) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        self.db.call(move |s| store::probe_write(s, now)).await?;
+        self.health.storage_ok(Writer::Outbox, now).await;
+        Ok(())
+    }
+
+    /// Sends what is due; returns how long to wait for more (None: go on
+    /// at once).
+    async fn round(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Duration>, StoreError> {
+        let now = self.clock.now();
+        let probe = self.was_failing && self.last_probe.elapsed() >= self.probe_every;
+        let (items, probed) = due_or_probe(&self.db, now, probe).await?;
+        if probed {
+            self.last_probe = tokio::time::Instant::now();
+        }
+        let sent = self.send_all(&items, shutdown).await;
+        let (had_items, bytes) = (!items.is_empty(), items.iter().map(|i| i.raw.len()).sum());
+        drop(items);
+        if bytes >= crate::memory::TRIM_AFTER_BYTES {
+            self.db.call(move |s| s.release_memory(bytes)).await;
+        }
+        crate::memory::trim_after(bytes);
+        let failing = sent?;
+        self.was_failing |= failing;
+        if shutdown.is_cancelled() || (had_items && !failing) {
+            return Ok(None);
+        }
+        self.client.close_if_idle().await;
+        // Sleep until the next row is due, a new row is queued, or shutdown.
+        idle_wait(&self.db, self.clock.now(), failing)
+            .await
+            .map(Some)
+    }
+
+    /// Sends `items`, RECORD_EVERY at a time; returns whether the server
+    /// failed. Each group is first claimed in a committed write: a state
+    /// file that cannot record the attempt stops the sending before any
+    /// mail goes out, instead of repeating it after every restart. Results
+    /// are recorded a group at a time: one fsync per send made the outbox
+    /// and intake queue on the state file during a backlog. A crash before
+    /// the record re-sends at most RECORD_EVERY mails, with their same
+    /// Message-IDs.
+    async fn send_all(
+        &mut self,
+        items: &[OutboxItem],
+        shutdown: &CancellationToken,
+    ) -> Result<bool, StoreError> {
+        for group in items.chunks(RECORD_EVERY) {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let ids: Vec<i64> = group.iter().map(|i| i.id).collect();
+            let now = self.clock.now();
+            self.db
+                .call(move |s| store::outbox_claim(s, &ids, now))
+                .await?;
+            let mut done: Vec<(OutboxItem, Attempt, DateTime<Utc>)> = Vec::new();
+            let mut failing = false;
+            for item in group {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                let result = self.client.send(item).await;
+                let now = self.clock.now();
+                log_attempt(item, &result);
+                if self.was_failing && matches!(result, Attempt::Accepted) {
+                    // It works again: what backed off meanwhile is due now.
+                    self.was_failing = false;
+                    let n = self
+                        .db
+                        .call(move |s| store::outbox_due_now(s.conn(), now))
+                        .await?;
+                    if n > 0 {
+                        tracing::info!(waiting = n, "SMTP works again: waiting mail is due now");
+                    }
+                }
+                failing = matches!(result, Attempt::Transient(_) | Attempt::Credential(_));
+                if failing {
+                    self.probe_every = refused_login(&self.db, &result, now).await?;
+                }
+                done.push((item.clone(), result, now));
+                if failing {
+                    // The server is down: don't walk the whole batch into it.
+                    break;
+                }
+            }
+            flush(&self.db, &self.health, &mut done).await?;
+            if failing {
+                return Ok(true);
             }
         }
+        Ok(false)
     }
 }
 

@@ -216,6 +216,45 @@ pub fn next_outbox_due(conn: &Connection) -> Result<Option<String>, StoreError> 
     .ctx("reading the outbox")
 }
 
+/// Marks `ids` as about to be sent, in a committed write: the outbox sends
+/// a mail only after this succeeded, so a state file that cannot record
+/// an attempt (a full disk, a read-only file) stops the sending instead of
+/// letting mail go out that will be sent again after a restart.
+pub fn outbox_claim(
+    s: &mut super::Store,
+    ids: &[i64],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let tx = s.transaction()?;
+    {
+        let mut st = tx
+            .prepare_cached(
+                "UPDATE outbox SET claimed_at = ?2 WHERE id = ?1 AND status = 'scheduled'",
+            )
+            .ctx("claiming outgoing mail")?;
+        let at = fmt_ts(at);
+        for id in ids {
+            st.execute(rusqlite::params![id, at])
+                .ctx("claiming outgoing mail")?;
+        }
+    }
+    super::commit(tx, "claiming outgoing mail")
+}
+
+/// A small committed write, to learn whether the state file takes writes
+/// again after one failed.
+pub fn probe_write(s: &mut super::Store, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let tx = s.transaction()?;
+    exec(
+        &tx,
+        "INSERT INTO storage_probe (id, at) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+        [fmt_ts(at)],
+    )
+    .ctx("probing the state file")?;
+    super::commit(tx, "probing the state file")
+}
+
 pub fn outbox_sent(conn: &Connection, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
     exec(conn,
         "UPDATE outbox SET status = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL

@@ -234,4 +234,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE cases ADD COLUMN protected_subject TEXT;
     ALTER TABLE cases ADD COLUMN reporter_key TEXT;
     "#,
+    // 9: the outbox claims a mail (a committed write) before it sends it
+    // (issue 12): a state file that cannot record stops the sending.
+    r#"
+    ALTER TABLE outbox ADD COLUMN claimed_at TEXT;
+    CREATE TABLE storage_probe (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        at  TEXT NOT NULL
+    ) STRICT;
+    "#,
 ];
