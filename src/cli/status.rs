@@ -7,7 +7,19 @@ use crate::config::Config;
 use crate::store::{self};
 
 pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::ExitCode> {
-    let s = open_store(cfg)?;
+    let storage = storage_problem(&cfg.storage.path);
+    let s = match open_store(cfg) {
+        Ok(s) => s,
+        Err(e) => match &storage {
+            // The daemon cannot write it either: that is the status.
+            Some(problem) => {
+                println!("storage        FAILING: {problem}");
+                eprintln!("secintake: {e:#}");
+                return Ok(std::process::ExitCode::from(STATUS_FAILING));
+            }
+            None => return Err(e),
+        },
+    };
     let c = s.conn();
     let folder = store::folder_state(c, &cfg.imap.folder)?;
     let last_sync = store::last_sync_at(c, &cfg.imap.folder)?;
@@ -28,6 +40,7 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
             "outbox": { "backlog": backlog, "oldest_unsent_at": oldest, "failed": failed },
             "held_acks": held,
             "open_cases": open,
+            "storage": { "path": cfg.storage.path, "problem": storage },
         }))?;
     } else {
         println!(
@@ -58,14 +71,53 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
                 .unwrap_or_default()
         );
         println!("open cases     {open}");
+        match &storage {
+            Some(problem) => println!("storage        FAILING: {problem}"),
+            None => println!("storage        ok"),
+        }
     }
     // For monitoring: 3 while the mailbox or the outgoing server fails
     // (an outage or a refused credential), 1 when the status cannot be
     // read, 0 otherwise.
-    if imap.failing_since.is_some() || smtp.failing_since.is_some() {
+    if imap.failing_since.is_some() || smtp.failing_since.is_some() || storage.is_some() {
         return Ok(std::process::ExitCode::from(STATUS_FAILING));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Less free space than this where the state file lives is a fault: a
+/// new report needs a few pages, a large one its whole size.
+const MIN_FREE_BYTES: u64 = 1 << 20;
+
+/// Why the daemon cannot write the state file, as this process sees it
+/// (the daemon keeps its own view in memory): not writable, an empty
+/// file, or a file system that is full or read-only.
+fn storage_problem(path: &std::path::Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("{}: {e}", path.display())),
+    };
+    if meta.len() == 0 {
+        return Some(format!("{} is empty", path.display()));
+    }
+    if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+        return Some(format!("{} takes no writes: {e}", path.display()));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    match rustix::fs::statvfs(dir) {
+        Ok(v) if v.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) => {
+            Some(format!("{} is on a read-only file system", path.display()))
+        }
+        Ok(v) if v.f_bavail.saturating_mul(v.f_frsize) < MIN_FREE_BYTES => Some(format!(
+            "the file system of {} has {} KiB free",
+            path.display(),
+            v.f_bavail.saturating_mul(v.f_frsize) / 1024
+        )),
+        _ => None,
+    }
 }
 
 /// `secintake status` exits with this while a connection fails.

@@ -81,6 +81,9 @@ pub struct Intake {
     pub tokens: Option<Arc<secintake_oauth2::TokenSource>>,
 }
 
+/// While the state file takes no writes, how often intake tries again.
+const STORAGE_RETRY: Duration = Duration::from_secs(5);
+
 impl Intake {
     /// `junk = "auto"`: finds the server's `\Junk` folder (retrying while
     /// the server cannot be reached), then watches it like any other,
@@ -142,18 +145,22 @@ impl Intake {
                     }
                 }
                 Err(e) => {
-                    self.health
-                        .failing(Component::Imap, self.clock.now(), &e.to_string())
-                        .await;
-                    // Store errors are not network trouble: say so loudly.
+                    failures = failures.saturating_add(1);
+                    let mut delay = reconnect_delay(failures);
                     if matches!(e, IntakeError::Store(_) | IntakeError::Case(_)) {
+                        // The state file, not the mailbox: say so loudly,
+                        // and look again soon (it is back when space is
+                        // freed, not after a network backoff).
                         tracing::error!(error = %e, "cannot record mail; will retry");
                         self.health
                             .storage_failing(Writer::Intake, self.clock.now(), &e.to_string())
                             .await;
+                        delay = delay.min(STORAGE_RETRY);
+                    } else {
+                        self.health
+                            .failing(Component::Imap, self.clock.now(), &e.to_string())
+                            .await;
                     }
-                    failures = failures.saturating_add(1);
-                    let delay = reconnect_delay(failures);
                     tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "IMAP reconnect scheduled");
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}

@@ -44,4 +44,5 @@ mod oauth2_stack;
 mod osv;
 mod pgp;
 mod resilience;
+mod storage;
 mod workflow;

@@ -1,0 +1,227 @@
+//! Storage faults (issue 12): the state file on a small tmpfs that fills
+//! up while reports stream in, with the daemon killed and restarted as
+//! the shipped unit's Restart=on-failure would. Nothing may be sent that
+//! could not be recorded (so nothing twice), nothing lost, `status` says
+//! so while it lasts, and everything goes once space is freed.
+
+use crate::common;
+
+use common::daemon::{cli, eventually};
+use common::world::{World, T};
+use std::collections::HashSet;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A tmpfs of `size` mounted on a fresh directory; unmounted on drop.
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .expect("run mount")
+            .success();
+        assert!(ok, "mounting a tmpfs (the tests run as root)");
+        Tmpfs {
+            path: dir.path().to_path_buf(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Fills the file system under `dir` with one file; returns it.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 << 10];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.flush();
+    path
+}
+
+/// The distinct acknowledgement Message-IDs `reporter` got, and how many
+/// copies in all.
+fn acks(w: &World, reporter: &str) -> (HashSet<String>, usize) {
+    let msgs = w.stack.fetch_all(reporter);
+    let ids: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| {
+            let text = String::from_utf8_lossy(m);
+            text.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .map(|l| l[11..].trim().to_string())
+        })
+        .collect();
+    (ids.iter().cloned().collect(), ids.len())
+}
+
+fn status_code(w: &World) -> (i32, String) {
+    let (code, out, _) = cli(&w.config, &["status", "--json"]);
+    (code, out)
+}
+
+#[test]
+fn a_full_disk_pauses_the_daemon_without_repeats_and_everything_goes_after() {
+    let fs = Tmpfs::mount("6m");
+    let out = tempfile::tempdir().unwrap();
+    let sink = out.path().join("alerts.eml");
+    let script = out.path().join("alert.sh");
+    std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", sink.display())).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = fs.path.join("state.db");
+    let mut w = World::start_ready(|c| {
+        c.storage_path = state.clone();
+        c.extra = format!("[alerts]\ncommand = [\"{}\"]\n", script.display());
+    });
+    let before: Vec<String> = (0..5).map(|i| format!("before{i}@example.net")).collect();
+    for r in &before {
+        w.report(r, "Before the disk fills");
+    }
+    w.wait_acked_cases(before.len());
+
+    let filler = fill(&fs.path);
+    let during: Vec<String> = (0..20).map(|i| format!("during{i}@example.net")).collect();
+    for r in &during {
+        w.report(r, "While the disk is full");
+    }
+    let alert = eventually(T, "the storage alert", Some(&w.daemon), || {
+        std::fs::read_to_string(&sink)
+            .ok()
+            .map(|t| t.replace("=\r\n", "").replace("=\n", ""))
+            .filter(|t| t.contains("state file"))
+    });
+    assert!(alert.contains("stopped taking writes"), "{alert}");
+    let (code, st) = status_code(&w);
+    assert_eq!(code, 3, "{st}");
+    // Nothing was recorded, so nothing was acknowledged.
+    for r in &during {
+        assert_eq!(acks(&w, r).1, 0, "{r} acknowledged on a full disk");
+    }
+    assert!(
+        w.log().contains("the state file takes no writes"),
+        "{}",
+        w.log()
+    );
+
+    // A restart loop during the fault, as Restart=on-failure would run it.
+    for _ in 0..3 {
+        w.daemon.kill9();
+        w.restart();
+        std::thread::sleep(Duration::from_secs(2));
+        for r in &during {
+            assert_eq!(acks(&w, r).1, 0, "{r} acknowledged on a full disk");
+        }
+    }
+    assert!(w.daemon.alive(), "the daemon exited:\n{}", w.log());
+
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let all: Vec<String> = before.iter().chain(&during).cloned().collect();
+    w.wait_acked_cases(all.len());
+    for r in &all {
+        eventually(
+            T,
+            &format!("{r}'s acknowledgement"),
+            Some(&w.daemon),
+            || (acks(&w, r).1 >= 1).then_some(()),
+        );
+    }
+    let drained = freed.elapsed();
+    assert!(drained < Duration::from_secs(15), "drained in {drained:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    for r in &all {
+        let (ids, copies) = acks(&w, r);
+        assert_eq!(ids.len(), 1, "{r} got {ids:?}");
+        // A kill between the server's accept and the record may re-send
+        // the very same mail; the claim keeps the full disk from adding any.
+        assert!(copies <= 2, "{r} got {copies} copies");
+    }
+    let (code, st) = status_code(&w);
+    assert_eq!(code, 0, "{st}");
+    let recovered = std::fs::read_to_string(&sink).unwrap_or_default();
+    assert!(recovered.contains("recovery notice"), "{recovered}");
+}
+
+#[test]
+fn status_names_a_state_file_that_takes_no_writes() {
+    let fs = Tmpfs::mount("6m");
+    let state = fs.path.join("state.db");
+    let w = World::start_ready(|c| c.storage_path = state.clone());
+    w.report("r@example.net", "One");
+    w.wait_acked_cases(1);
+    let filler = fill(&fs.path);
+    let (code, out) = status_code(&w);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("KiB free"), "{out}");
+    std::fs::remove_file(filler).unwrap();
+    let (code, out) = status_code(&w);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Acknowledgements already queued when the disk fills (the SMTP server
+/// was down meanwhile): the outbox sends none it could not record first.
+#[test]
+fn queued_mail_is_not_sent_twice_when_the_disk_fills_under_a_restart_loop() {
+    let fs = Tmpfs::mount("6m");
+    let state = fs.path.join("state.db");
+    let mut w = World::start_ready(|c| c.storage_path = state.clone());
+    w.stack.stop_smtp();
+    let reporters: Vec<String> = (0..12).map(|i| format!("queued{i}@example.net")).collect();
+    for r in &reporters {
+        w.stack.save("security@example.org", "INBOX", &report(r));
+    }
+    w.wait_cases(reporters.len());
+    let filler = fill(&fs.path);
+    w.stack.start_smtp();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(2));
+        w.daemon.kill9();
+        w.restart();
+    }
+    std::fs::remove_file(&filler).unwrap();
+    w.wait_acked_cases(reporters.len());
+    std::thread::sleep(Duration::from_secs(2));
+    for r in &reporters {
+        let (ids, copies) = acks(&w, r);
+        assert_eq!(ids.len(), 1, "{r} got {ids:?}");
+        assert!(copies <= 2, "{r} got {copies} copies");
+    }
+    let total: usize = reporters.iter().map(|r| acks(&w, r).1).sum();
+    // At most one group of 8 re-sent per kill (the record after a send
+    // that a SIGKILL cut off), never more for the full disk.
+    assert!(total - reporters.len() <= 3 * 8, "{total} copies");
+}
+
+fn report(from: &str) -> Vec<u8> {
+    common::mail(
+        "report",
+        from,
+        &["security@example.org"],
+        &[],
+        "Queued while the relay is down",
+        &[],
+        "Steps to reproduce: ...",
+    )
+    .0
+}
