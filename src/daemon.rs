@@ -28,7 +28,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let templates = Arc::new(Templates::load(cfg.templates.dir.as_deref())?);
     state_not_lost(&cfg)?;
-    let store = open_state(&cfg).await?;
+    let store = open_state(&cfg, clock.now()).await?;
     // Held until the daemon exits (dropped with this frame).
     let _lock = lock_state(&cfg)?;
     let identity = file_identity(&cfg.storage.path)?;
@@ -292,7 +292,7 @@ fn lock_state(cfg: &Config) -> anyhow::Result<std::fs::File> {
 }
 
 /// Opens (creating and migrating) the state file `storage.path` names.
-async fn open_state(cfg: &Config) -> anyhow::Result<Store> {
+async fn open_state(cfg: &Config, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Store> {
     if let Some(parent) = cfg.storage.path.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
             anyhow::bail!(
@@ -302,10 +302,45 @@ async fn open_state(cfg: &Config) -> anyhow::Result<Store> {
             );
         }
     }
+    if std::fs::metadata(&cfg.storage.path).is_ok_and(|m| m.len() == 0) {
+        anyhow::bail!(
+            "storage.path {}: the state file is empty (0 bytes), which is no state: restore it \
+             from a backup (secintake backup), or delete it to start afresh",
+            cfg.storage.path.display()
+        );
+    }
     let path = cfg.storage.path.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&path))
-        .await
-        .context("opening the state file")??;
+    let store = tokio::task::spawn_blocking(move || -> anyhow::Result<Store> {
+        let mut store = Store::open(&path)?;
+        // Before READY: a corrupt file ("database disk image is malformed"
+        // on every message, forever, with a healthy status) or one that
+        // takes no writes (READY, then failing on every reconnect) is
+        // refused here, with the reason.
+        if let Some(problem) = store.quick_check()? {
+            anyhow::bail!(
+                "storage.path {}: the state file is damaged ({problem}): restore it from a \
+                 backup (secintake backup)",
+                path.display()
+            );
+        }
+        match crate::store::probe_write(&mut store, now) {
+            Ok(()) => {}
+            // A full disk passes when space is freed: start, and let the
+            // loops wait for it (paused, alerted, seen in status) rather
+            // than have the unit restart the daemon every few seconds.
+            Err(e) if e.is_disk_full() => {
+                tracing::error!(error = %e, "the state file's disk is full: starting paused");
+            }
+            Err(e) => anyhow::bail!(
+                "storage.path {}: the state file takes no writes ({e}): fix its permissions \
+                 or mount",
+                path.display()
+            ),
+        }
+        Ok(store)
+    })
+    .await
+    .context("opening the state file")??;
     Ok(store)
 }
 

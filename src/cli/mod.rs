@@ -265,10 +265,28 @@ pub fn main() -> std::process::ExitCode {
             } else {
                 ""
             };
-            eprintln!("{priority}secintake: {e:#}");
+            eprintln!("{priority}secintake: {}", one_line(&e));
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes in one line, each cause said once: most of our
+/// errors already quote their cause ("cannot create … : Read-only file
+/// system"), which `{:#}` then repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Whether an event may be logged whatever `SECINTAKE_LOG` says: other

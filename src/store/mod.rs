@@ -48,6 +48,20 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// SQLITE_FULL: the disk (or its quota) is full. Unlike a read-only
+    /// or damaged file this passes by itself once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            StoreError::Open { source, .. }
+            | StoreError::Migrate { source, .. }
+            | StoreError::Query { source, .. } => source,
+            _ => return false,
+        };
+        matches!(source, rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 /// Adds `.ctx("what we were doing")` to rusqlite results.
 pub trait Ctx<T> {
     fn ctx(self, context: &'static str) -> Result<T, StoreError>;
@@ -115,6 +129,17 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// SQLite's `PRAGMA quick_check`: None when the file is sound, else
+    /// the first problem it names. Reads the whole file (about 1 s per
+    /// 500 MB).
+    pub fn quick_check(&self) -> Result<Option<String>, StoreError> {
+        let first: String = self
+            .conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .ctx("checking the state file")?;
+        Ok((first != "ok").then_some(first))
     }
 
     fn open_once(path: &Path) -> Result<Store, StoreError> {

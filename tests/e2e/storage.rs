@@ -225,3 +225,77 @@ fn report(from: &str) -> Vec<u8> {
     )
     .0
 }
+
+/// At start, before READY: a damaged state file, an empty one and one on
+/// a read-only file system are refused, each with its reason.
+#[test]
+fn a_damaged_empty_or_read_only_state_file_is_refused_at_start() {
+    use common::daemon::Daemon;
+    let fs = Tmpfs::mount("8m");
+    let state = fs.path.join("state.db");
+    let mut w = World::start_ready(|c| c.storage_path = state.clone());
+    for i in 0..20 {
+        w.report(&format!("r{i}@example.net"), "Fills a few pages");
+    }
+    w.wait_acked_cases(20);
+    w.daemon.terminate(T);
+    let _ = std::fs::remove_file(fs.path.join("state.db.lock"));
+    let good = std::fs::read(&state).unwrap();
+
+    let refused = |w: &World, what: &str| {
+        let mut d = Daemon::start(&w.config, w.dir.path());
+        let status = d.wait_exit(T);
+        let log = d.log_text();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{what}: not refused ({status:?}):\n{log}"
+        );
+        assert!(
+            !log.contains("secintake running"),
+            "{what}: READY first:\n{log}"
+        );
+        log
+    };
+    // Damaged: the second half of the file overwritten.
+    let mut bad = good.clone();
+    let half = bad.len() / 2;
+    for b in &mut bad[half..] {
+        *b = 0x5a;
+    }
+    std::fs::write(&state, &bad).unwrap();
+    let log = refused(&w, "damaged");
+    assert!(
+        log.contains("damaged") || log.contains("malformed") || log.contains("not a database"),
+        "{log}"
+    );
+    // Empty.
+    std::fs::write(&state, b"").unwrap();
+    let log = refused(&w, "empty");
+    assert!(log.contains("is empty"), "{log}");
+    // Intact again, on a read-only file system.
+    std::fs::write(&state, &good).unwrap();
+    let ok = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&fs.path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "remount read-only");
+    let log = refused(&w, "read-only");
+    let lower = log.to_ascii_lowercase();
+    assert!(
+        lower.contains("takes no writes") || lower.contains("read-only"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("Read-only file system").count(),
+        1,
+        "said twice: {log}"
+    );
+    let _ = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(&fs.path)
+        .status();
+    w.restart();
+    w.daemon.wait_running(T);
+}
