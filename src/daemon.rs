@@ -255,7 +255,7 @@ const STATE_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// every acknowledgement (issue 12). The kernel drops the lock when the
 /// process dies, so a SIGKILL leaves nothing stale. CLI commands do not
 /// take it: they run beside the daemon.
-fn lock_state(cfg: &Config) -> anyhow::Result<std::fs::File> {
+pub(crate) fn lock_state(cfg: &Config) -> anyhow::Result<std::fs::File> {
     use std::io::{Read, Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let path = lock_path(cfg);

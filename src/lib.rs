@@ -17,8 +17,9 @@
 //!    not twice in this crate: see Cargo.toml), re-exported here as
 //!    modules: `openpgp` (`crates/openpgp`, over rPGP: keys, decrypting,
 //!    encrypting, signatures), `dkim` (`crates/dkim`, over mail-auth: a
-//!    handler's DKIM signature checked through DNS) and `crates/suffix`
-//!    (over psl: is a domain a public suffix).
+//!    handler's DKIM signature and an ARC chain checked through DNS),
+//!    `crates/oauth2` (over the oauth2 crate: access tokens for IMAP and
+//!    SMTP) and `crates/suffix` (over psl: is a domain a public suffix).
 //! 2. **Mail, pure** (`mail/`): `mail::message` (the mail-parser
 //!    adapter), `mail::compose` (building MIME), `mail::classify` (robots,
 //!    reply address), `mail::auth` (is this a handler? a server verdict
@@ -36,7 +37,8 @@
 //!    reporter's OpenPGP key), `state`, `notify` the handlers), `cases/` (what one incoming message does,
 //!    recorded in one transaction: `dedup`, `thread`, `open`, `acks`,
 //!    `promote`), `health` (connection status and alerts).
-//! 5. **Loops**: `intake` (IMAP → `cases`), `outbox` (SMTP delivery),
+//! 5. **Loops**: `intake` (IMAP → `cases`), `outbox` (SMTP delivery;
+//!    `outbox::smtp` the session and its login),
 //!    `scheduler` (reminders, escalations, digest); `daemon` runs them.
 //! 6. **Binary**: `cli`.
 

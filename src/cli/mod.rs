@@ -102,6 +102,10 @@ pub enum Command {
     /// OAuth2 ([oauth2]): getting the first refresh token.
     #[command(subcommand)]
     Oauth2(Oauth2Command),
+    /// Bring the state file's schema up to this secintake's (the daemon
+    /// stopped; a copy is made first). `run` does the same at start; no
+    /// other command changes the schema.
+    Migrate,
     /// Write a consistent copy of the state file to FILE (created 0600; it
     /// must not exist), safe while the daemon runs.
     Backup {
@@ -424,8 +428,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Oauth2(Oauth2Command::Authorize { browser, port }) => {
             oauth2::authorize(&cfg, browser, port)
         }
+        Command::Migrate => migrate(&cfg),
         Command::Backup { file } => {
-            open_store(&cfg)?.backup_to(&file)?;
+            state_exists(&cfg)?;
+            Store::open_any(&cfg.storage.path)?.backup_to(&file)?;
             println!("state file copied to {}", file.display());
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -538,13 +544,41 @@ fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::Exit
 }
 
 pub(super) fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    state_exists(cfg)?;
+    Ok(Store::open_existing(&cfg.storage.path)?)
+}
+
+/// The CLI never creates the state file (opening one would).
+fn state_exists(cfg: &Config) -> anyhow::Result<()> {
     if !cfg.storage.path.exists() {
         anyhow::bail!(
             "storage.path {}: no state file yet (has `secintake run` started once?)",
             cfg.storage.path.display()
         );
     }
-    Ok(Store::open(&cfg.storage.path)?)
+    Ok(())
+}
+
+/// `secintake migrate`: brings the state file's schema up to this
+/// secintake's, with the daemon stopped (its lock), after a copy.
+fn migrate(cfg: &Config) -> anyhow::Result<std::process::ExitCode> {
+    state_exists(cfg)?;
+    let _lock = crate::daemon::lock_state(cfg)
+        .map_err(|e| anyhow::anyhow!("{e:#}; stop it before `secintake migrate`"))?;
+    let before = Store::open_any(&cfg.storage.path)?.version()?;
+    let store = Store::open(&cfg.storage.path)?;
+    let after = store.version()?;
+    if before == after {
+        println!("the state file is at schema version {after} already");
+    } else {
+        println!(
+            "state file migrated from schema version {before} to {after}; the copy made \
+             before is beside it ({}.before-v{}.*)",
+            cfg.storage.path.display(),
+            before + 1
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 pub(super) fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {

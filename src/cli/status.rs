@@ -95,6 +95,8 @@ const MIN_FREE_BYTES: u64 = 1 << 20;
 fn storage_problem(path: &std::path::Path) -> Option<String> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
+        // No state file yet: `open_store` says so (exit 1).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
         Err(e) => return Some(format!("{}: {e}", path.display())),
     };
     if meta.len() == 0 {

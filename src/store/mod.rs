@@ -35,8 +35,16 @@ pub enum StoreError {
         version: usize,
         source: rusqlite::Error,
     },
-    #[error("state file {path} has schema version {found}, newer than this secintake knows ({known}); upgrade secintake")]
+    #[error("state file {path} has schema version {found}, newer than this secintake knows ({known}): a newer secintake migrated it; upgrade secintake{}", .backup.as_ref().map(|b| format!(", or restore {} (the copy made before that migration) to go back", b.display())).unwrap_or_default())]
     TooNew {
+        path: PathBuf,
+        found: i64,
+        known: usize,
+        /// The newest copy made before a migration, if one is there.
+        backup: Option<PathBuf>,
+    },
+    #[error("state file {path} has schema version {found}, older than this secintake ({known}): only `secintake run` and `secintake migrate` change it (a running older daemon would find its file changed under it); stop the daemon and run `secintake migrate`, or start the new daemon")]
+    TooOld {
         path: PathBuf,
         found: i64,
         known: usize,
@@ -105,9 +113,47 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Whether opening may change the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    /// Bring it up to date (`run`, `migrate`, tests), copying an existing
+    /// file aside first.
+    Migrate,
+    /// Refuse an older schema ([`StoreError::TooOld`]): the CLI beside a
+    /// running daemon must not migrate the file under it.
+    AsIs,
+    /// Any schema this secintake can read (`backup` copies pages).
+    Any,
+}
+
 impl Store {
-    /// Opens (creating 0600 if needed) and migrates the state file.
+    /// Opens (creating 0600 if needed) and migrates the state file; before
+    /// migrating an existing one, copies it to
+    /// `<path>.before-v<N>.<unix time>` (0600) and logs the copy's path.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_as(path, Schema::Migrate)
+    }
+
+    /// Opens an existing state file without changing its schema (the
+    /// CLI): an older one is [`StoreError::TooOld`].
+    pub fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        Self::open_as(path, Schema::AsIs)
+    }
+
+    /// Opens an existing state file of any schema no newer than this
+    /// secintake's, changing nothing (`secintake backup`).
+    pub fn open_any(path: &Path) -> Result<Store, StoreError> {
+        Self::open_as(path, Schema::Any)
+    }
+
+    /// The file's schema version.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .ctx("reading the schema version")
+    }
+
+    fn open_as(path: &Path, schema: Schema) -> Result<Store, StoreError> {
         create_private(path)?;
         for suffix in ["-wal", "-shm"] {
             let mut p = path.as_os_str().to_owned();
@@ -119,7 +165,7 @@ impl Store {
         // and SQLite answers BUSY there without waiting. Retry for a while.
         let mut tries = 0;
         loop {
-            match Self::open_once(path) {
+            match Self::open_once(path, schema) {
                 Err(StoreError::Open { source, .. } | StoreError::Migrate { source, .. })
                     if is_busy(&source) && tries < 100 =>
                 {
@@ -142,7 +188,7 @@ impl Store {
         Ok((first != "ok").then_some(first))
     }
 
-    fn open_once(path: &Path) -> Result<Store, StoreError> {
+    fn open_once(path: &Path, schema: Schema) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -167,7 +213,7 @@ impl Store {
             conn,
             path: path.to_owned(),
         };
-        store.migrate()?;
+        store.migrate(schema)?;
         Ok(store)
     }
 
@@ -175,7 +221,7 @@ impl Store {
     /// and reads `user_version` inside it, so two processes opening a new
     /// file at once (the daemon starting, `secintake status` probing) never
     /// both migrate.
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn migrate(&mut self, schema: Schema) -> Result<(), StoreError> {
         let path = self.path.clone();
         let open_err = |source| StoreError::Open {
             path: path.clone(),
@@ -193,8 +239,73 @@ impl Store {
                 path: self.path.clone(),
                 found: version,
                 known: MIGRATIONS.len(),
+                backup: newest_backup(&self.path),
             });
         }
+        if version as usize == MIGRATIONS.len() {
+            return Ok(());
+        }
+        if schema == Schema::Any {
+            return Ok(());
+        }
+        if schema == Schema::AsIs {
+            return Err(StoreError::TooOld {
+                path: self.path.clone(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        if version > 0 {
+            // Copied aside first: a migration cannot be undone, and the
+            // binary before it cannot read its result.
+            drop(tx);
+            let copy = self.backup_before_migration(version)?;
+            tracing::warn!(copy = %copy.display(), from = version, to = MIGRATIONS.len(),
+                "migrating the state file's schema; a copy of it was made first");
+            return self.migrate_now();
+        }
+        drop(tx);
+        self.migrate_now()
+    }
+
+    /// `<path>.before-v<N>.<unix time>`: a consistent copy (0600) before
+    /// migration N+1.
+    fn backup_before_migration(&self, version: i64) -> Result<PathBuf, StoreError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut n = 0;
+        let copy = loop {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".before-v{}.{stamp}", version + 1));
+            if n > 0 {
+                name.push(format!("-{n}"));
+            }
+            let copy = PathBuf::from(name);
+            if !copy.exists() {
+                break copy;
+            }
+            n += 1;
+        };
+        self.backup_to(&copy)?;
+        Ok(copy)
+    }
+
+    /// Applies the missing migrations under one IMMEDIATE transaction.
+    fn migrate_now(&mut self) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(open_err)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let v = i + 1;
             let err = |source| StoreError::Migrate {
@@ -333,6 +444,21 @@ impl Store {
                 source,
             })
     }
+}
+
+/// The newest `<path>.before-v*` copy, if any.
+fn newest_backup(path: &Path) -> Option<PathBuf> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!("{}.before-v", path.file_name()?.to_string_lossy());
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
 }
 
 fn create_private(path: &Path) -> Result<(), StoreError> {

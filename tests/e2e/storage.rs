@@ -299,3 +299,86 @@ fn a_damaged_empty_or_read_only_state_file_is_refused_at_start() {
     w.restart();
     w.daemon.wait_running(T);
 }
+
+/// Schema upgrades (issue 12): only `run` and `migrate` change the
+/// schema, after a copy; the CLI refuses an older file instead of
+/// migrating it under an older daemon; a newer file is refused, naming
+/// the copy to go back to.
+#[test]
+fn only_run_and_migrate_change_the_schema_and_a_downgrade_is_refused() {
+    let mut w = World::start_ready(|_| {});
+    w.report("r@example.net", "Before the upgrade");
+    w.wait_acked_cases(1);
+    w.daemon.terminate(T);
+    let db = w.db();
+    let sql = |q: &str| {
+        let out = Command::new("sqlite3").arg(&db).arg(q).output().unwrap();
+        assert!(out.status.success(), "{q}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let current: i64 = sql("PRAGMA user_version").parse().unwrap();
+    assert_eq!(
+        current, 9,
+        "this test undoes migration 9; update it with the next one"
+    );
+    // The file as the release before wrote it.
+    let make_older = || {
+        sql("ALTER TABLE outbox DROP COLUMN claimed_at; DROP TABLE storage_probe; PRAGMA user_version = 8;");
+    };
+    make_older();
+
+    // The newer CLI beside the older file: refused, not migrated.
+    let (code, _, err) = cli(&w.config, &["status"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("schema version 8, older than this secintake (9)")
+            && err.contains("secintake migrate"),
+        "{err}"
+    );
+    assert_eq!(sql("PRAGMA user_version"), "8");
+
+    // `migrate` refuses while a daemon holds the file.
+    w.restart();
+    w.daemon.wait_running(T);
+    let (code, _, err) = cli(&w.config, &["migrate"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is running") && err.contains("stop it"),
+        "{err}"
+    );
+    w.daemon.terminate(T);
+
+    // The daemon above migrated at its start, after a copy; so does
+    // `migrate`, with the daemon stopped.
+    make_older();
+    let copies = |w: &World| -> Vec<PathBuf> {
+        std::fs::read_dir(w.dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("state.db.before-v9."))
+            .collect()
+    };
+    let before = copies(&w).len();
+    assert!(before >= 1, "the daemon migrated without a copy");
+    let (code, out, err) = cli(&w.config, &["migrate"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("from schema version 8 to 9"), "{out}");
+    let after = copies(&w);
+    assert_eq!(after.len(), before + 1);
+    for c in &after {
+        let mode = std::fs::metadata(c).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", c.display());
+    }
+    let (code, out, _) = cli(&w.config, &["status"]);
+    assert_eq!(code, 0, "{out}");
+
+    // A file from a newer secintake: refused, naming the copy.
+    sql("PRAGMA user_version = 99");
+    let (code, _, err) = cli(&w.config, &["run"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("newer than this secintake") && err.contains("state.db.before-v9."),
+        "{err}"
+    );
+}
