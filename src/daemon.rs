@@ -88,6 +88,11 @@ pub async fn run(
             .context("outbox")
     });
     let t = shutdown.clone();
+    tasks.spawn(crate::watchdog::run(
+        db.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(async move {
         health.run(t).await;
         Ok(())

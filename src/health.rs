@@ -418,6 +418,30 @@ impl Health {
         self.outbox.notify_one();
     }
 
+    /// One line of health for systemd's `STATUS=`: each part "ok" or
+    /// what fails.
+    pub fn summary(&self) -> String {
+        let part = |c: Component| {
+            self.with_state(c, |st| match (&st.failing_since, st.credential) {
+                (None, _) => "ok".to_string(),
+                (Some(_), true) => "credential rejected".to_string(),
+                (Some(since), false) => format!("FAILING since {}", fmt_ts(*since)),
+            })
+        };
+        let storage = {
+            let st = self.storage.lock().unwrap_or_else(|e| e.into_inner());
+            match st.failing_since {
+                None => "ok".to_string(),
+                Some(since) => format!("FAILING since {}", fmt_ts(since)),
+            }
+        };
+        format!(
+            "imap {}; smtp {}; state file {storage}",
+            part(Component::Imap),
+            part(Component::Smtp)
+        )
+    }
+
     /// Whether `writer`'s last write of the state file failed.
     pub fn storage_failed_for(&self, writer: Writer) -> bool {
         let st = self.storage.lock().unwrap_or_else(|e| e.into_inner());

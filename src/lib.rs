@@ -38,7 +38,8 @@
 //!    recorded in one transaction: `dedup`, `thread`, `open`, `acks`,
 //!    `promote`), `health` (connection status and alerts).
 //! 5. **Loops**: `intake` (IMAP → `cases`), `outbox` (SMTP delivery;
-//!    `outbox::smtp` the session and its login),
+//!    `outbox::smtp` the session and its login), `watchdog` (systemd's
+//!    WATCHDOG=1 and STATUS=),
 //!    `scheduler` (reminders, escalations, digest); `daemon` runs them.
 //! 6. **Binary**: `cli`.
 
@@ -64,6 +65,7 @@ pub(crate) mod sla;
 pub(crate) mod store;
 pub mod templates;
 pub(crate) mod tls;
+pub(crate) mod watchdog;
 pub mod workflow;
 
 pub use secintake_dkim as dkim;

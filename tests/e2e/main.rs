@@ -45,4 +45,5 @@ mod osv;
 mod pgp;
 mod resilience;
 mod storage;
+mod systemd;
 mod workflow;
