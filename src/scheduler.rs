@@ -157,10 +157,32 @@ impl Scheduler {
             (_, false) => "reminder",
         };
         let to = self.recipients(&case, kind, escalation);
+        let outage_alert = match kind {
+            Kind::AckQueued => crate::store::ack_stuck_alert_of_outage(conn)?,
+            _ => None,
+        };
         let inserted =
             crate::store::insert_reminder(conn, row.id, stage, reminder_kind, fire_at, now, late)?;
         let Some(reminder_id) = inserted.filter(|_| !to.is_empty()) else {
             return Ok(0);
+        };
+        if let Some(at) = outage_alert {
+            // The handlers already have this outage's alert: say it on the
+            // case, not in one more mail.
+            crate::store::add_event(
+                conn,
+                &case.id,
+                now,
+                "secintake",
+                "acknowledgement still unsent",
+                Some(&format!("covered by the outage alert of {at}")),
+                None,
+            )?;
+            return Ok(0);
+        }
+        let (also, also_total) = match kind {
+            Kind::AckQueued => crate::store::cases_with_unsent_acks(conn, &case.id, 50)?,
+            _ => (Vec::new(), 0),
         };
         // On time, the stage's planned time is the truth ("due in 4 hours",
         // not the 3:59:59.99 left when the mail is built); late, the real gap.
@@ -181,6 +203,8 @@ impl Scheduler {
             late,
             overdue,
             gap: &gap,
+            also: &also,
+            also_total,
         };
         let letter = match operations::reminder(&ctx, &case, to, reminder) {
             Ok(letter) => letter,

@@ -271,6 +271,7 @@ fn sample(kind: &str, component: &str, flag: bool) -> minijinja::Value {
         kind => kind, deadline => "response", due_at => "2026-01-04 00:00:00 UTC",
         overdue => !flag, gap => "4 hours", late => flag, fire_at => "2026-01-03 20:00:00 UTC",
         next_step => "reply", escalate_every => "12 hours",
+        also => if flag { vec!["SEC-2026-0002"] } else { Vec::new() }, also_more => if flag { 3 } else { 0 },
         handler => "Alice", day => "2026-01-01", count => 1, cases => "SEC-2026-0001 …",
         greeting => "Good morning",
         unfiled => if flag { 2 } else { 0 },

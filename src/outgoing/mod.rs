@@ -268,7 +268,10 @@ pub fn queue_outgoing(
         &ctx.cfg.mailbox.address,
         &letter.out.to,
         ctx.now,
-    )
+    )?;
+    // The message's id, which reminders.message refers to (it returned the
+    // outbox row's id, which only happened to name a message).
+    Ok(id)
 }
 
 /// Stores a letter without queueing it (a held acknowledgement); returns
@@ -417,6 +420,8 @@ mod tests {
                 late: false,
                 overdue: false,
                 gap: "4 hours",
+                also: &[],
+                also_total: 0,
             };
             let to = vec!["alice@example.org".to_owned()];
             let reminder = operations::reminder(&ctx, &case, to, reminder).unwrap();
@@ -505,6 +510,8 @@ mod tests {
             late: false,
             overdue: true,
             gap: "4 hours",
+            also: &[],
+            also_total: 0,
         };
         let to = vec!["alice@example.org".to_owned()];
         let letter = operations::reminder(&ctx, &case(), to, reminder).unwrap();

@@ -31,6 +31,10 @@ pub struct Reminder<'a> {
     pub overdue: bool,
     /// How long until (or since) the deadline, for people.
     pub gap: &'a str,
+    /// `ack-stuck`: the other cases whose acknowledgement waits too (the
+    /// first 50), and how many there are: one alert per outage.
+    pub also: &'a [String],
+    pub also_total: usize,
 }
 
 /// A reminder, escalation or stuck-acknowledgement alert
@@ -43,6 +47,12 @@ pub fn reminder(
 ) -> Result<Letter, LetterError> {
     let cfg = ctx.cfg;
     let subject = match r.stage {
+        "ack-stuck" if r.also_total > 0 => format!(
+            "[{}] Acknowledgements still unsent after {}: {} cases",
+            case.id,
+            human_duration(cfg.sla.ack_alert_after),
+            r.also_total + 1
+        ),
         "ack-stuck" => format!(
             "[{}] Acknowledgement still unsent after {}",
             case.id,
@@ -77,6 +87,8 @@ pub fn reminder(
             late => r.late,
             fire_at => r.fire_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
             next_step => next_step,
+            also => r.also,
+            also_more => r.also_total.saturating_sub(r.also.len()),
             escalate_every => human_duration(cfg.sla.escalate_every),
             project => cfg.mailbox.project,
             address => cfg.mailbox.address,

@@ -194,6 +194,49 @@ pub fn set_reminder_message(conn: &Connection, id: i64, message: i64) -> Result<
     Ok(())
 }
 
+/// When the stuck-acknowledgement alert of the SMTP outage still going on
+/// was queued: the latest one, if no acknowledgement has been accepted by
+/// the server since. One alert per outage, not one per case (an outage of
+/// 5 minutes once brought 82).
+pub fn ack_stuck_alert_of_outage(conn: &Connection) -> Result<Option<String>, StoreError> {
+    super::row(
+        conn,
+        "SELECT r.sent_at FROM reminders r
+         WHERE r.kind = 'ack-stuck' AND r.message IS NOT NULL
+           AND r.sent_at >= coalesce(
+               (SELECT max(sent_at) FROM outbox WHERE purpose = 'ack' AND status = 'sent'), '')
+         ORDER BY r.sent_at DESC LIMIT 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .ctx("looking for this outage's alert")
+}
+
+/// The cases other than `except` whose acknowledgement still waits in
+/// the outbox, oldest first (at most `limit`), and how many there are.
+pub fn cases_with_unsent_acks(
+    conn: &Connection,
+    except: &str,
+    limit: usize,
+) -> Result<(Vec<String>, usize), StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT DISTINCT case_id FROM outbox
+             WHERE purpose = 'ack' AND status = 'scheduled' AND case_id IS NOT NULL
+               AND case_id <> ?1
+             ORDER BY case_id",
+        )
+        .ctx("listing unsent acknowledgements")?;
+    let all: Vec<String> = st
+        .query_map([except], |r| r.get(0))
+        .ctx("listing unsent acknowledgements")?
+        .collect::<Result<_, _>>()
+        .ctx("listing unsent acknowledgements")?;
+    let n = all.len();
+    Ok((all.into_iter().take(limit).collect(), n))
+}
+
 /// Whether the digest of `day` (local date) was sent.
 pub fn digest_sent(conn: &Connection, day: &str) -> Result<bool, StoreError> {
     Ok(
