@@ -17,7 +17,9 @@ set -euo pipefail
 # dnsmasq-base: the tests' DNS server for DKIM keys (handler_auth dkim).
 # python3-dkim + python3-authres: dkimpy's arcsign, the ARC sealer of
 # tests/e2e/arc.rs (it reads the Authentication-Results it seals with authres).
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base python3-dkim python3-authres"
+# python3-prometheus-client: its OpenMetrics parser checks what
+# `secintake metrics` and the metrics endpoint print (tests/e2e/metrics.rs).
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base python3-dkim python3-authres python3-prometheus-client"
 
 # The OAuth2 token server of the tests (tests/mailstack/oauth2: Node.js +
 # oidc-provider from npm, pinned by its package-lock.json).  Node.js 20+ and

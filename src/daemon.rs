@@ -93,6 +93,18 @@ pub async fn run(
         health.clone(),
         shutdown.clone(),
     ));
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics.listen {addr}: cannot listen"))?;
+        tasks.spawn(crate::metrics::serve(
+            listener,
+            db.clone(),
+            clock.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+    }
     tasks.spawn(async move {
         health.run(t).await;
         Ok(())

@@ -90,6 +90,8 @@ pub struct Health {
     templates: Arc<Templates>,
     clock: Arc<dyn Clock>,
     state: Arc<Mutex<HashMap<Component, State>>>,
+    /// IMAP sessions that ended in an error, since start (metrics).
+    reconnects: Arc<std::sync::atomic::AtomicU64>,
     /// Whether the state file takes writes (kept in memory only: it is
     /// the one place health could not be written to).
     storage: Arc<Mutex<StorageState>>,
@@ -152,6 +154,7 @@ impl Health {
             clock,
             state: Arc::new(Mutex::new(map)),
             storage: Arc::default(),
+            reconnects: Arc::default(),
             outbox,
         })
     }
@@ -416,6 +419,33 @@ impl Health {
             self.run_command(raw);
         }
         self.outbox.notify_one();
+    }
+
+    /// An IMAP session ended in an error (for the metrics).
+    pub fn reconnected(&self) {
+        self.reconnects
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// IMAP sessions that ended in an error since start.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether each part fails now: imap, smtp, storage.
+    pub fn failing_parts(&self) -> [(&'static str, bool); 3] {
+        let failing = |c: Component| self.with_state(c, |st| st.failing_since.is_some());
+        let storage = self
+            .storage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failing_since
+            .is_some();
+        [
+            ("imap", failing(Component::Imap)),
+            ("smtp", failing(Component::Smtp)),
+            ("storage", storage),
+        ]
     }
 
     /// One line of health for systemd's `STATUS=`: each part "ok" or

@@ -56,6 +56,7 @@ pub(crate) mod health;
 pub(crate) mod intake;
 pub mod mail;
 pub(crate) mod memory;
+pub(crate) mod metrics;
 pub mod model;
 pub mod osv;
 pub(crate) mod outbox;

@@ -102,6 +102,10 @@ pub enum Command {
     /// OAuth2 ([oauth2]): getting the first refresh token.
     #[command(subcommand)]
     Oauth2(Oauth2Command),
+    /// Print OpenMetrics text of what the state file counts (for
+    /// node_exporter's textfile collector; the daemon serves it, with its
+    /// live health, on [metrics] listen).
+    Metrics,
     /// Bring the state file's schema up to this secintake's (the daemon
     /// stopped; a copy is made first). `run` does the same at start; no
     /// other command changes the schema.
@@ -429,6 +433,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             oauth2::authorize(&cfg, browser, port)
         }
         Command::Migrate => migrate(&cfg),
+        Command::Metrics => {
+            let store = open_store(&cfg)?;
+            let now = crate::clock::Clock::now(&SystemClock);
+            let counts = crate::store::metric_counts(store.conn(), &crate::clock::fmt_ts(now))?;
+            print!("{}", crate::metrics::render(&counts, now, None));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Backup { file } => {
             state_exists(&cfg)?;
             Store::open_any(&cfg.storage.path)?.backup_to(&file)?;

@@ -66,6 +66,7 @@ schema! {
         secret_key_file, passphrase_file, keyring_dir, sign_acknowledgements,
         cleartext_to_handlers,
     ],
+    metrics: [listen],
     oauth2: [
         provider, tenant, token_url, client_id, client_secret_file, client_auth, grant, scopes,
         refresh_token_file, mechanism, auth_url, device_url,

@@ -93,6 +93,9 @@ pub struct Config {
     pub pgp: Option<Pgp>,
     /// `[oauth2]`: how access tokens are had, when a server uses them.
     pub oauth2: Option<OAuth2>,
+    /// `[metrics] listen`: where the daemon serves OpenMetrics (loopback
+    /// only); None: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Problems with the files the configuration was read from, found at
     /// load (a password in a file other users can read); part of
     /// [`Config::warnings`].

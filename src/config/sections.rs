@@ -68,6 +68,7 @@ pub(super) fn config_from(
     let pgp = loader.section(&mut root, keys::pgp::NAME, keys::pgp::KEYS)?;
     let alerts = loader.section(&mut root, keys::alerts::NAME, keys::alerts::KEYS)?;
     let oauth2 = loader.section(&mut root, keys::oauth2::NAME, keys::oauth2::KEYS)?;
+    let metrics = loader.section(&mut root, keys::metrics::NAME, keys::metrics::KEYS)?;
 
     let mailbox = mailbox_from(mailbox)?;
     let handlers = handlers_from(handlers, &mailbox)?;
@@ -88,7 +89,9 @@ pub(super) fn config_from(
             ));
         }
     }
+    let metrics_listen = metrics_from(metrics)?;
     Ok(Config {
+        metrics_listen,
         imap,
         smtp,
         storage: storage_from(storage)?,
@@ -233,6 +236,26 @@ fn workflow_from(mut s: Section<'_>) -> Result<Workflow, ConfigError> {
         round_robin,
         team_copies,
     })
+}
+
+/// `[metrics] listen`: an IP address and port on loopback (the metrics
+/// name cases and counts; they are not for the network).
+fn metrics_from(mut s: Section<'_>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let Some(f) = s.get(keys::metrics::listen) else {
+        return Ok(None);
+    };
+    let text = f.line()?;
+    let addr: std::net::SocketAddr = text
+        .parse()
+        .map_err(|_| f.fail("expected an address and port, e.g. \"127.0.0.1:9464\""))?;
+    if !addr.ip().is_loopback() {
+        return Err(f.fail(format_args!(
+            "{} is not a loopback address: the metrics are for this host (scrape them through \
+             a local agent, or use `secintake metrics` with node_exporter's textfile collector)",
+            addr.ip()
+        )));
+    }
+    Ok(Some(addr))
 }
 
 fn alerts_from(mut s: Section<'_>) -> Result<Alerts, ConfigError> {

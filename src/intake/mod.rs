@@ -145,6 +145,7 @@ impl Intake {
                     }
                 }
                 Err(e) => {
+                    self.health.reconnected();
                     failures = failures.saturating_add(1);
                     let mut delay = reconnect_delay(failures);
                     if matches!(e, IntakeError::Store(_) | IntakeError::Case(_)) {

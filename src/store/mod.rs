@@ -87,6 +87,7 @@ mod events;
 mod folders;
 mod health;
 mod messages;
+mod metrics;
 mod outbox;
 mod schema;
 #[cfg(test)]
@@ -98,6 +99,7 @@ pub use events::*;
 pub use folders::*;
 pub use health::*;
 pub use messages::*;
+pub use metrics::{counts as metric_counts, Counts as MetricCounts};
 pub use outbox::*;
 use schema::MIGRATIONS;
 

@@ -39,6 +39,7 @@ mod hostile;
 mod intake;
 mod integrity;
 mod mailstack;
+mod metrics;
 mod oauth2;
 mod oauth2_stack;
 mod osv;
