@@ -68,6 +68,7 @@ pub async fn run(
         outbox: outbox_wake.clone(),
         wake: deadline_wake,
         backlog: backlog.clone(),
+        retention_at: Arc::default(),
     };
     let mut tasks = tokio::task::JoinSet::new();
     spawn_intakes(&mut tasks, intake, &shutdown);

@@ -32,7 +32,12 @@ pub struct Scheduler {
     /// Promised handler notifications are built when no backlog is being
     /// recorded.
     pub backlog: Arc<crate::gate::BacklogGate>,
+    /// When `[retention]` last ran (it runs at most hourly).
+    pub retention_at: Arc<std::sync::Mutex<Option<DateTime<Utc>>>>,
 }
+
+/// How often `[retention]` looks for what to drop.
+const RETENTION_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// The longest the scheduler sleeps without re-reading the next due time:
 /// bounds the effect of a wall-clock jump forward and picks up deadlines
@@ -109,6 +114,7 @@ impl Scheduler {
                 crate::store::commit(tx, "recording a reminder")?;
             }
         }
+        self.retention(s, now)?;
         let mut next = next_due(s.conn())?;
         if let Some(at) = self.cfg.sla.digest_at {
             let (due_day, digest_next) = self.digest_due(s.conn(), at, now)?;
@@ -120,6 +126,45 @@ impl Scheduler {
             next = Some(next.map_or(digest_next, |n| n.min(digest_next)));
         }
         Ok((fired, next))
+    }
+
+    /// Applies `[retention]`, at most every [`RETENTION_EVERY`]: drops the
+    /// raw bytes of cases finished `raw_after` ago and the copies of mail
+    /// delivered `sent_after` ago, in one transaction.
+    fn retention(
+        &self,
+        s: &mut crate::store::Store,
+        now: DateTime<Utc>,
+    ) -> Result<(), crate::context::CaseError> {
+        let r = &self.cfg.retention;
+        if r.raw_after.is_none() && r.sent_after.is_none() {
+            return Ok(());
+        }
+        {
+            let mut last = self.retention_at.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| now - t < RETENTION_EVERY) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let before = |d: Duration| {
+            crate::clock::fmt_ts(
+                now - chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX),
+            )
+        };
+        let tx = s.transaction()?;
+        let mut dropped = 0;
+        if let Some(d) = r.raw_after {
+            dropped += crate::store::purge_closed(&tx, &before(d))?;
+        }
+        if let Some(d) = r.sent_after {
+            dropped += crate::store::purge_delivered(&tx, &before(d))?;
+        }
+        crate::store::commit(tx, "applying [retention]")?;
+        if dropped > 0 {
+            tracing::info!(messages = dropped, "retention: raw bytes dropped");
+        }
+        Ok(())
     }
 
     /// Fires the due stage of one deadline (at most one mail per

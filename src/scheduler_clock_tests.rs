@@ -39,6 +39,7 @@ impl Bench {
             outbox: Arc::new(Notify::new()),
             wake: Arc::new(Notify::new()),
             backlog: Arc::new(crate::gate::BacklogGate::default()),
+            retention_at: Arc::default(),
         };
         Bench {
             _dir: dir,
@@ -280,4 +281,118 @@ fn one_stuck_acknowledgement_alert_per_outage() {
     b.report_n(5, 110);
     b.tick_at(2, 55);
     assert_eq!(b.ack_alerts().len(), 2);
+}
+
+/// Issue 12: `[retention]` drops the raw bytes of a case finished long
+/// ago, and the copies of mail delivered long ago, and keeps the case's
+/// facts, deadlines and events; an open case's mail stays.
+#[test]
+fn retention_purges_what_is_old_and_keeps_the_facts() {
+    let mut b = Bench::new();
+    let mut cfg = config();
+    cfg.retention.raw_after = Some(Duration::from_secs(30 * 86_400));
+    cfg.retention.sent_after = Some(Duration::from_secs(7 * 86_400));
+    b.scheduler.cfg = Arc::new(cfg);
+    let closed = b.report_n(1, 0);
+    let open = b.report_n(2, 0);
+    b.tick_at(0, 0);
+    let c = b.store.conn();
+    let closed_at = crate::clock::fmt_ts(b.t0 + chrono::Duration::hours(1));
+    c.execute("UPDATE cases SET state = 'closed' WHERE id = ?1", [&closed])
+        .unwrap();
+    c.execute(
+        "INSERT INTO events (case_id, at, actor, what, detail) VALUES (?1, ?2, 'a', 'state changed', 'x → closed')",
+        rusqlite::params![closed, closed_at],
+    )
+    .unwrap();
+    c.execute(
+        "INSERT INTO case_facts (case_id, key, value) VALUES (?1, 'credit', 'Ann')",
+        [&closed],
+    )
+    .unwrap();
+    // Everything queued went out an hour in.
+    c.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = ?1",
+        [crate::clock::fmt_ts(b.t0 + chrono::Duration::hours(1))],
+    )
+    .unwrap();
+    let purged = |b: &Bench, case: &str, dir: &str| -> (i64, i64) {
+        b.store
+            .conn()
+            .query_row(
+                "SELECT sum(purged), sum(length(raw) = 0 AND NOT EXISTS
+                    (SELECT 1 FROM message_raw r WHERE r.id = messages.id))
+                 FROM messages WHERE case_id = ?1 AND direction = ?2",
+                [case, dir],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(0)?.unwrap_or(0),
+                        r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    ))
+                },
+            )
+            .unwrap()
+    };
+    b.tick_at(24 * 6, 0);
+    assert_eq!(purged(&b, &closed, "in"), (0, 0), "too early");
+    assert_eq!(purged(&b, &closed, "out"), (0, 0), "too early");
+    // A week after delivery: the closed case's mail copies, and the open
+    // case's acknowledgement, but not its internal notification.
+    b.tick_at(24 * 8, 0);
+    assert_eq!(purged(&b, &closed, "in"), (0, 0));
+    let (n, empty) = purged(&b, &closed, "out");
+    assert!(
+        n >= 2 && empty == n,
+        "closed case's copies: {n} purged, {empty} empty"
+    );
+    let kinds: Vec<(String, i64)> = {
+        let mut st = b
+            .store
+            .conn()
+            .prepare("SELECT kind, purged FROM messages WHERE case_id = ?1 AND direction = 'out' ORDER BY id")
+            .unwrap();
+        st.query_map([&open], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(kinds.contains(&("ack".to_string(), 1)), "{kinds:?}");
+    assert!(
+        kinds.contains(&("notification".to_string(), 0)),
+        "{kinds:?}"
+    );
+    // 30 days after it closed: the report itself.
+    b.tick_at(24 * 31 + 2, 0);
+    assert_eq!(purged(&b, &closed, "in"), (1, 1));
+    assert_eq!(
+        purged(&b, &open, "in"),
+        (0, 0),
+        "an open case keeps its report"
+    );
+    // The facts, deadlines and events stay.
+    let c = b.store.conn();
+    let fact: String = c
+        .query_row(
+            "SELECT value FROM case_facts WHERE case_id = ?1",
+            [&closed],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(fact, "Ann");
+    let events: i64 = c
+        .query_row(
+            "SELECT count(*) FROM events WHERE case_id = ?1",
+            [&closed],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(events >= 3);
+    let deadlines: i64 = c
+        .query_row(
+            "SELECT count(*) FROM deadlines WHERE case_id = ?1",
+            [&closed],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(deadlines >= 2);
 }

@@ -128,16 +128,12 @@ pub(super) fn case_show(
         print!("{}", crate::workflow::stored_text(c, cfg, m)?);
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    let events = store::events_of_case(c, id)?;
-    let deadlines = crate::deadlines::of_case(c, id)?;
     if json {
-        let mut v = serde_json::to_value(&case)?;
-        v["deadlines"] = serde_json::to_value(&deadlines)?;
-        v["messages"] = serde_json::to_value(&messages)?;
-        v["events"] = serde_json::to_value(&events)?;
-        print_json(&v)?;
+        print_json(&super::records::case_json(c, id)?)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
+    let events = store::events_of_case(c, id)?;
+    let deadlines = crate::deadlines::of_case(c, id)?;
     print_facts(&case, &deadlines);
     println!("\nmessages:");
     for m in &messages {

@@ -8,6 +8,7 @@ mod mail;
 mod oauth2;
 mod osv;
 mod pgp;
+mod records;
 mod status;
 
 use cases::*;
@@ -209,17 +210,30 @@ pub enum CasesCommand {
     /// severity (/severity), references and the announced advisory. A fact
     /// OSV cannot express stops the export with one line naming the case,
     /// the fact and its value; nothing is printed then.
+    #[command(group(clap::ArgGroup::new("format").required(true).args(["osv", "out"])))]
     Export {
         /// Case id, e.g. SEC-2026-0007.
         id: String,
-        /// OSV format (the only one so far; required so that the command
-        /// line says what it prints).
-        #[arg(long, required = true)]
+        /// Print an OSV record.
+        #[arg(long)]
         osv: bool,
         /// Also print a case that is not announced yet: the record has no
         /// published time and says "draft": true in database_specific.
-        #[arg(long)]
+        #[arg(long, requires = "osv")]
         draft: bool,
+        /// Instead: write the whole case into DIR as ID.json (as `cases show
+        /// --json`) and ID.mbox (its mail, mboxrd), each 0600.
+        #[arg(long, value_name = "DIR", conflicts_with = "osv")]
+        out: Option<PathBuf>,
+    },
+    /// Remove the case's personal data on request: its reports and replies,
+    /// addresses, subjects, facts and event details. The id, states,
+    /// deadlines and event names stay; recorded as an event. Not
+    /// reversible: asks for --yes.
+    Erase {
+        id: String,
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -459,9 +473,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Cases(CasesCommand::Close { id }) => run_command(&cfg, &id, "/close"),
         Command::Cases(CasesCommand::Note { id, text }) => note(&cfg, &id, &text),
-        Command::Cases(CasesCommand::Export { id, osv: _, draft }) => {
+        Command::Cases(CasesCommand::Export {
+            id, out: Some(dir), ..
+        }) => records::export(&cfg, &id, &dir),
+        Command::Cases(CasesCommand::Export { id, draft, .. }) => {
             osv_export(&cfg, &cli.config, &id, draft)
         }
+        Command::Cases(CasesCommand::Erase { id, yes }) => records::erase(&cfg, &id, yes),
     }
 }
 

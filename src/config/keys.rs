@@ -67,6 +67,7 @@ schema! {
         cleartext_to_handlers,
     ],
     metrics: [listen],
+    retention: [raw_after, sent_after],
     oauth2: [
         provider, tenant, token_url, client_id, client_secret_file, client_auth, grant, scopes,
         refresh_token_file, mechanism, auth_url, device_url,

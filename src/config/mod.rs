@@ -93,6 +93,8 @@ pub struct Config {
     pub pgp: Option<Pgp>,
     /// `[oauth2]`: how access tokens are had, when a server uses them.
     pub oauth2: Option<OAuth2>,
+    /// `[retention]`: how long raw mail is kept.
+    pub retention: Retention,
     /// `[metrics] listen`: where the daemon serves OpenMetrics (loopback
     /// only); None: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -100,6 +102,18 @@ pub struct Config {
     /// load (a password in a file other users can read); part of
     /// [`Config::warnings`].
     pub file_warnings: Vec<String>,
+}
+
+/// `[retention]`: raw reports are unfixed vulnerabilities and reporters'
+/// personal data. None: kept (the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Drop the raw bytes (and bodies) of the messages of cases closed,
+    /// rejected or marked duplicate this long ago.
+    pub raw_after: Option<Duration>,
+    /// Drop the stored copies of outgoing mail delivered this long ago
+    /// (not the internal mail of open cases: the leak guard reads it).
+    pub sent_after: Option<Duration>,
 }
 
 /// `[workflow]`.

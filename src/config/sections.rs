@@ -18,8 +18,8 @@ use super::servers::{imap_from, smtp_from};
 use super::units::parse_duration;
 use super::validate::valid_address;
 use super::{
-    Alerts, Config, ConfigError, Handler, HandlerAuth, Intake, Limits, Mailbox, Reporter, Sla,
-    Storage, Templates, Workflow,
+    Alerts, Config, ConfigError, Handler, HandlerAuth, Intake, Limits, Mailbox, Reporter,
+    Retention, Sla, Storage, Templates, Workflow,
 };
 
 /// Upper bound for `intake.batch_size`; larger windows only make one
@@ -69,6 +69,7 @@ pub(super) fn config_from(
     let alerts = loader.section(&mut root, keys::alerts::NAME, keys::alerts::KEYS)?;
     let oauth2 = loader.section(&mut root, keys::oauth2::NAME, keys::oauth2::KEYS)?;
     let metrics = loader.section(&mut root, keys::metrics::NAME, keys::metrics::KEYS)?;
+    let retention = loader.section(&mut root, keys::retention::NAME, keys::retention::KEYS)?;
 
     let mailbox = mailbox_from(mailbox)?;
     let handlers = handlers_from(handlers, &mailbox)?;
@@ -90,7 +91,9 @@ pub(super) fn config_from(
         }
     }
     let metrics_listen = metrics_from(metrics)?;
+    let retention = retention_from(retention)?;
     Ok(Config {
+        retention,
         metrics_listen,
         imap,
         smtp,
@@ -235,6 +238,16 @@ fn workflow_from(mut s: Section<'_>) -> Result<Workflow, ConfigError> {
     Ok(Workflow {
         round_robin,
         team_copies,
+    })
+}
+
+/// `[retention]`: durations of at least a day.
+fn retention_from(mut s: Section<'_>) -> Result<Retention, ConfigError> {
+    let day = std::time::Duration::from_secs(86_400);
+    let mut read = |key| s.get(key).map(|f| f.duration_min(day)).transpose();
+    Ok(Retention {
+        raw_after: read(keys::retention::raw_after)?,
+        sent_after: read(keys::retention::sent_after)?,
     })
 }
 

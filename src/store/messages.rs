@@ -210,10 +210,12 @@ pub struct MessageRow {
     pub parsed_ok: bool,
     pub encrypted: bool,
     pub truncated: bool,
+    /// Its raw bytes were dropped (retention, or the case was erased).
+    pub purged: bool,
 }
 
 const MESSAGE_COLS: &str = "id, direction, kind, robot_rule, message_id, case_id, from_addr,
-    to_addrs, subject, at, size, parsed_ok, encrypted, truncated";
+    to_addrs, subject, at, size, parsed_ok, encrypted, truncated, purged";
 
 fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -231,6 +233,7 @@ fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
         parsed_ok: r.get(11)?,
         encrypted: r.get(12)?,
         truncated: r.get(13)?,
+        purged: r.get(14)?,
     })
 }
 
@@ -280,7 +283,7 @@ pub fn message(conn: &Connection, id: i64) -> Result<Option<(MessageRow, Vec<u8>
         conn,
         &format!("SELECT {MESSAGE_COLS}, {RAW_OF_M} FROM messages m WHERE id = ?1"),
         [id],
-        |r| Ok((message_row(r)?, r.get(14)?)),
+        |r| Ok((message_row(r)?, r.get(15)?)),
     )
     .optional()
     .ctx("reading a message")

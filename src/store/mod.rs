@@ -89,6 +89,7 @@ mod health;
 mod messages;
 mod metrics;
 mod outbox;
+mod retention;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -101,6 +102,7 @@ pub use health::*;
 pub use messages::*;
 pub use metrics::{counts as metric_counts, Counts as MetricCounts};
 pub use outbox::*;
+pub use retention::{erase_case, purge_closed, purge_delivered};
 use schema::MIGRATIONS;
 
 /// An open state file.

@@ -235,9 +235,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE cases ADD COLUMN reporter_key TEXT;
     "#,
     // 9: the outbox claims a mail (a committed write) before it sends it
-    // (issue 12): a state file that cannot record stops the sending.
+    // (issue 12): a state file that cannot record stops the sending. A
+    // message whose raw bytes retention or an erasure dropped is `purged`.
     r#"
     ALTER TABLE outbox ADD COLUMN claimed_at TEXT;
+    ALTER TABLE messages ADD COLUMN purged INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE storage_probe (
         id  INTEGER PRIMARY KEY CHECK (id = 1),
         at  TEXT NOT NULL

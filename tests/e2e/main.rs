@@ -44,6 +44,7 @@ mod oauth2;
 mod oauth2_stack;
 mod osv;
 mod pgp;
+mod records;
 mod resilience;
 mod storage;
 mod systemd;

@@ -323,7 +323,10 @@ fn only_run_and_migrate_change_the_schema_and_a_downgrade_is_refused() {
     );
     // The file as the release before wrote it.
     let make_older = || {
-        sql("ALTER TABLE outbox DROP COLUMN claimed_at; DROP TABLE storage_probe; PRAGMA user_version = 8;");
+        sql(
+            "ALTER TABLE outbox DROP COLUMN claimed_at; ALTER TABLE messages DROP COLUMN purged; \
+             DROP TABLE storage_probe; PRAGMA user_version = 8;",
+        );
     };
     make_older();
 
