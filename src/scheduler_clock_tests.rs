@@ -69,6 +69,7 @@ impl Bench {
             size: raw.len() as u64,
             truncated: false,
             poisoned: false,
+            handled_before: false,
         };
         let tx = self.store.transaction().unwrap();
         let o =
@@ -197,6 +198,7 @@ impl Bench {
             size: raw.len() as u64,
             truncated: false,
             poisoned: false,
+            handled_before: false,
         };
         let tx = self.store.transaction().unwrap();
         let o = crate::cases::ingest(

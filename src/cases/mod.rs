@@ -17,6 +17,7 @@ mod acks;
 mod dedup;
 mod open;
 mod promote;
+mod recovered;
 mod thread;
 
 use crate::context::{CaseError, Context};
@@ -61,7 +62,14 @@ pub struct Incoming<'a> {
     /// Processing this UID killed the daemon twice (intake's poison
     /// guard): store it without handing it to the parser again.
     pub poisoned: bool,
+    /// The server marks it handled by secintake ([`HANDLED_KEYWORD`]).
+    pub handled_before: bool,
 }
+
+/// The IMAP keyword secintake sets on every message it has recorded, with
+/// `imap.after`: a state file restored from an older backup then knows
+/// which mail was handled already (issue 12).
+pub const HANDLED_KEYWORD: &str = "$SecintakeDone";
 
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +91,12 @@ pub enum Outcome {
     Old,
     /// A handler's commands or note naming no case: stored, answered.
     HandlerWithoutCase,
+    /// Marked handled on the server ([`HANDLED_KEYWORD`]) but unknown to
+    /// this state file (restored from an older backup): recorded, nothing
+    /// done again.
+    Recovered {
+        case_id: String,
+    },
 }
 
 impl Outcome {
@@ -189,6 +203,9 @@ pub fn ingest(
         return robot(conn, ctx, m, p, rec, rule);
     }
     let (case_id, refers_to) = case_of(conn, ctx, p)?;
+    if m.handled_before {
+        return recovered::recovered(conn, ctx, m, p, rec, case_id);
+    }
     if let Some(c) = case_id {
         return follow_up(conn, ctx, m, p, rec, c, &notes);
     }
@@ -408,6 +425,7 @@ mod tests {
             size: raw.len() as u64,
             truncated: false,
             poisoned: false,
+            handled_before: false,
         }
     }
 

@@ -36,7 +36,8 @@ pub(super) fn open_case(
     received: DateTime<Utc>,
     actor: &str,
 ) -> Result<(String, bool), CaseError> {
-    let (case_id, msg_id, acked) = open_and_acknowledge(conn, ctx, report, p, received, actor)?;
+    let (case_id, msg_id, acked) =
+        open_and_acknowledge(conn, ctx, report, p, received, actor, Answer::Yes)?;
     if !ctx.cfg.handlers.is_empty() {
         // Built after this commit (workflow::build_pending_notifications):
         // intake records a backlog faster without composing a second mail
@@ -44,6 +45,36 @@ pub(super) fn open_case(
         store::add_pending_notification(conn, &case_id, msg_id)?;
     }
     Ok((case_id, acked))
+}
+
+/// Whether opening a case answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    Yes,
+    /// Recovered after a restore: the acknowledgement went out before.
+    AlreadyDone,
+}
+
+/// Opens a case for a report secintake handled before a restore: its
+/// row, report and deadlines, with no acknowledgement and no
+/// notification (both went out before). Returns the case id.
+pub(super) fn open_recovered(
+    conn: &Connection,
+    ctx: &Context<'_>,
+    rec: NewMessage<'_>,
+    p: &ParsedMessage,
+    received: DateTime<Utc>,
+) -> Result<String, CaseError> {
+    let (case_id, _, _) = open_and_acknowledge(
+        conn,
+        ctx,
+        Report::New(Box::new(rec)),
+        p,
+        received,
+        "secintake",
+        Answer::AlreadyDone,
+    )?;
+    Ok(case_id)
 }
 
 /// Records the case, its report and deadlines, then acknowledges it (or
@@ -56,6 +87,7 @@ fn open_and_acknowledge(
     p: &ParsedMessage,
     received: DateTime<Utc>,
     actor: &str,
+    answer: Answer,
 ) -> Result<(String, i64, bool), CaseError> {
     let now = ctx.now;
     let seq = store::next_case_seq(conn, now.year())?;
@@ -106,6 +138,11 @@ fn open_and_acknowledge(
         mid,
     )?;
 
+    if answer == Answer::AlreadyDone {
+        // Acknowledged before the restore: met, so no reminder chases it.
+        store::record_acknowledged(conn, &case_id, now, "before a restore (recovered)")?;
+        return Ok((case_id, msg_id, false));
+    }
     let Some(reply) = reply else {
         let why = match refused {
             Some((addr, what)) => format!(

@@ -17,10 +17,15 @@ impl Intake {
         uidvalidity: u32,
         moves: Caps,
     ) -> Result<(), IntakeError> {
-        let criteria = match &self.cfg.imap.after {
-            After::Keep => return Ok(()),
-            After::Seen => "UNSEEN ",
-            After::Move(_) => "",
+        let criteria = match (&self.cfg.imap.after, moves.keywords) {
+            (After::Keep, false) => return Ok(()),
+            (After::Keep, true) => format!("UNKEYWORD {} ", crate::cases::HANDLED_KEYWORD),
+            (After::Seen, false) => "UNSEEN ".to_string(),
+            // Also mail recorded before the handled mark existed.
+            (After::Seen, true) => {
+                format!("OR UNSEEN UNKEYWORD {} ", crate::cases::HANDLED_KEYWORD)
+            }
+            (After::Move(_), _) => String::new(),
         };
         let folder = self.folder.clone();
         let stored = self
@@ -54,12 +59,22 @@ impl Intake {
         moves: Caps,
     ) -> Result<(), IntakeError> {
         let set = uid_set(uids);
+        // The handled mark goes first: a move carries it along.
+        let mark = format!(" {}", crate::cases::HANDLED_KEYWORD);
+        let mark = if moves.keywords { mark.as_str() } else { "" };
         match &self.cfg.imap.after {
-            After::Keep => {}
+            After::Keep => {
+                if !mark.is_empty() {
+                    add_flag(session, &set, mark.trim()).await?;
+                }
+            }
             After::Seen => {
-                add_flag(session, &set, "\\Seen").await?;
+                add_flag(session, &set, &format!("\\Seen{mark}")).await?;
             }
             After::Move(target) => {
+                if !mark.is_empty() {
+                    add_flag(session, &set, mark.trim()).await?;
+                }
                 if moves.can_move {
                     session
                         .uid_mv(&set, target)

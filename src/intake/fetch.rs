@@ -23,24 +23,33 @@ pub(super) const SIZE_WINDOW: usize = 10_000;
 pub(super) const FIRST_GROUP: usize = 50;
 
 impl Intake {
+    /// Sizes and arrival times of `uids`, and which of them the server
+    /// marks handled by secintake ([`crate::cases::HANDLED_KEYWORD`]).
     pub(super) async fn fetch_sizes(
         &self,
         session: &mut Session<Conn>,
         uids: &[u32],
-    ) -> Result<std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>, IntakeError>
-    {
+    ) -> Result<(Sizes, std::collections::HashSet<u32>), IntakeError> {
         let mut out = std::collections::HashMap::new();
+        let mut handled = std::collections::HashSet::new();
         // At most 1,000 UIDs per command: a set of scattered UIDs must stay
         // well under servers' command-line limits (Dovecot: 64 KiB).
         for chunk in uids.chunks(1000) {
             let set = uid_set(chunk);
             let mut stream = session
-                .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE)")
+                .uid_fetch(&set, "(UID RFC822.SIZE INTERNALDATE FLAGS)")
                 .await
                 .map_err(cmd_err("UID FETCH"))?;
             while let Some(item) = stream.next().await {
                 let f = item.map_err(cmd_err("UID FETCH"))?;
                 if let Some(uid) = f.uid {
+                    let done = f.flags().any(|fl| {
+                        matches!(fl, async_imap::types::Flag::Custom(k)
+                            if k.eq_ignore_ascii_case(crate::cases::HANDLED_KEYWORD))
+                    });
+                    if done {
+                        handled.insert(uid);
+                    }
                     out.insert(
                         uid,
                         (
@@ -52,14 +61,15 @@ impl Intake {
             }
         }
         drain(session);
-        Ok(out)
+        Ok((out, handled))
     }
 
     pub(super) async fn fetch_bodies(
         &self,
         session: &mut Session<Conn>,
         uids: &[u32],
-        sizes: &std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>,
+        sizes: &Sizes,
+        handled: &std::collections::HashSet<u32>,
     ) -> Result<Vec<Fetched>, IntakeError> {
         let max = self.cfg.limits.max_message_size;
         let (big, normal): (Vec<u32>, Vec<u32>) = uids
@@ -92,6 +102,7 @@ impl Intake {
                     let (size, internal_date) =
                         sizes.get(&uid).copied().unwrap_or((len as u64, None));
                     out.push(Fetched {
+                        handled_before: handled.contains(&uid),
                         uid,
                         size,
                         internal_date,
@@ -110,9 +121,12 @@ impl Intake {
 /// Splits `uids` into groups whose summed size stays under [`BATCH_BYTES`]
 /// (a single large message forms its own group). Oversized messages count
 /// as header-only.
+/// Each UID's size and INTERNALDATE.
+pub(super) type Sizes = std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>;
+
 pub(super) fn size_groups(
     uids: &[u32],
-    sizes: &std::collections::HashMap<u32, (u64, Option<chrono::DateTime<Utc>>)>,
+    sizes: &Sizes,
     max_message: u64,
     max_count: usize,
 ) -> Vec<Vec<u32>> {

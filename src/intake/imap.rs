@@ -383,6 +383,8 @@ pub(super) struct Caps {
     pub(super) idle: bool,
     pub(super) can_move: bool,
     pub(super) can_uidplus: bool,
+    /// The selected folder takes new keywords (the handled mark).
+    pub(super) keywords: bool,
 }
 
 pub(super) async fn capabilities(session: &mut Session<Conn>) -> Result<Caps, IntakeError> {
@@ -391,6 +393,7 @@ pub(super) async fn capabilities(session: &mut Session<Conn>) -> Result<Caps, In
         idle: caps.has_str("IDLE"),
         can_move: caps.has_str("MOVE"),
         can_uidplus: caps.has_str("UIDPLUS"),
+        keywords: false,
     })
 }
 

@@ -50,6 +50,8 @@ struct Fetched {
     /// report was in memory four times while it was recorded).
     response: async_imap::types::Fetch,
     truncated: bool,
+    /// The server marks it handled by secintake.
+    handled_before: bool,
 }
 
 impl Fetched {
@@ -192,7 +194,15 @@ impl Intake {
             reason: "server gave no UIDVALIDITY".into(),
         })?;
         tracing::info!(host = %cfg.host, folder = %self.folder, idle = can_idle, messages = mailbox.exists, "IMAP connected");
-        let moves = caps;
+        // The handled keyword needs a server that lets clients create
+        // keywords (`\*` in PERMANENTFLAGS).
+        let moves = Caps {
+            keywords: mailbox
+                .permanent_flags
+                .iter()
+                .any(|f| matches!(f, async_imap::types::Flag::MayCreate)),
+            ..caps
+        };
         // Mail recorded before a connection broke may have missed its
         // `after` action (it runs after the commit): catch up once per
         // connection.
@@ -341,7 +351,7 @@ impl Intake {
     ) -> Result<u32, IntakeError> {
         let cfg = &self.cfg;
         let batch = cfg.intake.batch_size.max(1) as usize;
-        let sizes = self.fetch_sizes(session, window).await?;
+        let (sizes, handled) = self.fetch_sizes(session, window).await?;
         let mut groups = size_groups(window, &sizes, cfg.limits.max_message_size, batch);
         if groups.first().is_some_and(|g| g.len() > FIRST_GROUP) {
             let rest = groups[0].split_off(FIRST_GROUP);
@@ -350,7 +360,7 @@ impl Intake {
         let mut groups = groups.into_iter();
         let mut pending = match groups.next() {
             Some(g) => {
-                let f = self.fetch_bodies(session, &g, &sizes).await?;
+                let f = self.fetch_bodies(session, &g, &sizes, &handled).await?;
                 Some((g, f))
             }
             None => None,
@@ -371,7 +381,7 @@ impl Intake {
                     }
                     match next_group {
                         Some(ng) => {
-                            let f = self.fetch_bodies(session, &ng, &sizes).await?;
+                            let f = self.fetch_bodies(session, &ng, &sizes, &handled).await?;
                             Ok::<_, IntakeError>(Some((ng, f)))
                         }
                         None => Ok(None),

@@ -161,6 +161,7 @@ impl Intake {
                         size: m.size,
                         truncated: m.truncated,
                         poisoned,
+                        handled_before: m.handled_before,
                     };
                     outcomes.push((m.uid, cases::ingest(&tx, &ctx, &incoming, p)?));
                 }
@@ -230,6 +231,11 @@ fn log_outcomes(outcomes: &[(u32, Outcome)]) -> bool {
                 )
             }
             Outcome::Duplicate => tracing::info!(uid, "duplicate delivery ignored"),
+            Outcome::Recovered { case_id } => tracing::warn!(
+                uid,
+                case = %case_id,
+                "mail handled before a restore of the state file: recorded, nothing sent again"
+            ),
             Outcome::HandlerWithoutCase => {
                 tracing::info!(uid, "handler mail naming no case: answered")
             }

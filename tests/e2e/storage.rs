@@ -385,3 +385,74 @@ fn only_run_and_migrate_change_the_schema_and_a_downgrade_is_refused() {
         "{err}"
     );
 }
+
+/// Restore without repeats (issue 12): a state file restored from a
+/// backup 100 reports old does not answer those 100 again. The server
+/// remembers what secintake handled (the $SecintakeDone keyword, set with
+/// `imap.after`), so the restored daemon records them as recovered: all
+/// present, none acknowledged twice.
+#[test]
+fn restoring_an_older_backup_answers_nothing_twice() {
+    let mut w = World::start_ready(|_| {});
+    let early: Vec<String> = (0..20).map(|i| format!("early{i}@example.net")).collect();
+    for r in &early {
+        w.report(r, "Before the backup");
+    }
+    w.wait_acked_cases(early.len());
+    let backup = w.dir.path().join("backup.db");
+    let (code, _, err) = cli(&w.config, &["backup", &backup.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let late: Vec<String> = (0..100)
+        .map(|i| format!("late{i:03}@example.net"))
+        .collect();
+    for r in &late {
+        w.report(r, "After the backup");
+    }
+    w.wait_acked_cases(early.len() + late.len());
+    w.wait_outbox_empty();
+    let flags = w.stack.doveadm(
+        &[
+            "fetch",
+            "-u",
+            "security@example.org",
+            "flags",
+            "mailbox",
+            "INBOX",
+        ],
+        None,
+    );
+    assert!(flags.contains("$SecintakeDone"), "{flags}");
+
+    // The restore, as README says: the daemon stopped, the copy in place.
+    w.daemon.terminate(T);
+    let db = w.db();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    assert_eq!(w.cases().len(), early.len());
+    w.restart();
+    w.daemon.wait_running(T);
+    let all = early.len() + late.len();
+    common::daemon::eventually(T, "every report present again", Some(&w.daemon), || {
+        (w.cases().len() == all).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    w.wait_outbox_empty();
+    for r in early.iter().chain(&late) {
+        let (ids, copies) = acks(&w, r);
+        assert_eq!((ids.len(), copies), (1, 1), "{r}: {ids:?}");
+    }
+    let recovered = w
+        .cases()
+        .iter()
+        .filter(|c| {
+            w.show(c["id"].as_str().unwrap())["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["what"] == "message recovered")
+        })
+        .count();
+    assert_eq!(recovered, late.len());
+}
