@@ -10,13 +10,14 @@
 #
 # Environment knobs:
 #   SECINTAKE_SKIP_APT=1     never touch apt (npm packages are still installed)
-#   SECINTAKE_STEPS="fmt clippy test"   which steps to run (default: all three)
+#   SECINTAKE_STEPS="fmt clippy test package"   which steps to run (default: all four;
+#                            package: builds the .deb, then installs, checks and removes it)
 #   SECINTAKE_TEST_ARGS="..."           arguments for `cargo test` (default: --workspace --no-fail-fast --lib --bins --tests; the benchmark runs via scripts/bench.sh)
 #   RUST_TEST_THREADS=N      tests run at once (default here: 4, see below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=${SECINTAKE_STEPS:-fmt clippy test}
+STEPS=${SECINTAKE_STEPS:-fmt clippy test package}
 TEST_ARGS=${SECINTAKE_TEST_ARGS:---workspace --no-fail-fast --lib --bins --tests}
 # The integration tests are one binary (tests/e2e) and mostly wait for
 # mail and timers, so running 4 at once on the 2 cores more than halves
@@ -46,6 +47,11 @@ for s in $STEPS; do
         test) step "cargo test $TEST_ARGS"
             # shellcheck disable=SC2086
             cargo test $TEST_ARGS ;;
+        package) step "package (.deb)"
+            # cargo-deb 3.8 needs Rust 1.85 (the machine has 1.95).
+            cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
+            bash scripts/package.sh
+            bash scripts/package-test.sh ;;
         *) echo "unknown step $s" >&2; exit 2 ;;
     esac
 done

@@ -4,6 +4,7 @@
 //! README.md); the text output is for people and may change.
 
 mod cases;
+mod generate;
 mod mail;
 mod oauth2;
 mod osv;
@@ -47,6 +48,15 @@ pub struct Cli {
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `secintake generate` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Generated {
+    /// Man pages, one per command (secintake.1, secintake-run.1, …).
+    Man,
+    /// bash, zsh and fish completions.
+    Completions,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -107,6 +117,9 @@ pub enum Command {
     /// node_exporter's textfile collector; the daemon serves it, with its
     /// live health, on [metrics] listen).
     Metrics,
+    /// Write man pages or shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    Generate { what: Generated, dir: PathBuf },
     /// Bring the state file's schema up to this secintake's (the daemon
     /// stopped; a copy is made first). `run` does the same at start; no
     /// other command changes the schema.
@@ -393,6 +406,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    // Needs no configuration: it runs while the package is built.
+    if let Command::Generate { what, dir } = &cli.command {
+        return generate::generate(*what, dir);
+    }
     // What contacts no server (and needs no team key) runs without the
     // secrets, beside a unit that holds them as credentials.
     let offline = !matches!(
@@ -447,6 +464,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             oauth2::authorize(&cfg, browser, port)
         }
         Command::Migrate => migrate(&cfg),
+        Command::Generate { what, dir } => generate::generate(what, &dir),
         Command::Metrics => {
             let store = open_store(&cfg)?;
             let now = crate::clock::Clock::now(&SystemClock);

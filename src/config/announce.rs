@@ -85,7 +85,6 @@ pub(super) fn announce_from(mut s: Section<'_>) -> Result<Announce, ConfigError>
 
 #[cfg(test)]
 mod tests {
-    use crate::config::env::vars;
     use crate::config::Config;
 
     /// `[announce]`'s OSV keys: accepted as documented, refused with the
@@ -101,13 +100,7 @@ mod tests {
                 example.replace("\n[announce]\n", &format!("\n[announce]\n{announce}\n")),
             )
             .unwrap();
-            Config::load_with_env(
-                &path,
-                vars(&[
-                    ("SECINTAKE_IMAP__PASSWORD", "x"),
-                    ("SECINTAKE_SMTP__PASSWORD", "x"),
-                ]),
-            )
+            Config::load_with_env(&path, crate::config::load::secret_files("x"))
         };
         let a = load("").unwrap().announce;
         assert_eq!(

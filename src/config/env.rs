@@ -139,15 +139,6 @@ pub(super) fn env_leaf(key: &str, value: &Value) -> Option<String> {
     }
 }
 
-/// An environment given as pairs (tests).
-#[cfg(test)]
-pub(super) fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

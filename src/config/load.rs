@@ -93,6 +93,25 @@ fn toml_detail(report: &str) -> String {
     }
 }
 
+/// The example names its passwords' files as a systemd unit's credentials
+/// (`/run/credentials/…`); tests point them at files holding `secret`.
+#[cfg(test)]
+pub(crate) fn secret_files(secret: &str) -> HashMap<String, String> {
+    #[allow(clippy::unwrap_used)]
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("secret");
+    #[allow(clippy::unwrap_used)]
+    std::fs::write(&path, secret).unwrap();
+    let p = path.display().to_string();
+    [
+        ("SECINTAKE_IMAP__PASSWORD_FILE", p.clone()),
+        ("SECINTAKE_SMTP__PASSWORD_FILE", p),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 #[cfg(test)]
 impl Config {
     /// The example configuration (`config/secintake.example.toml`, two
@@ -100,15 +119,8 @@ impl Config {
     pub(crate) fn example() -> Config {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
-        let env = [
-            ("SECINTAKE_IMAP__PASSWORD", "x"),
-            ("SECINTAKE_SMTP__PASSWORD", "x"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
         #[allow(clippy::unwrap_used)]
-        Config::load_with_env(&path, env).unwrap()
+        Config::load_with_env(&path, secret_files("x")).unwrap()
     }
 }
 
@@ -119,14 +131,8 @@ mod tests {
     #[test]
     fn example_config_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/secintake.example.toml");
-        let config = Config::load_with_env(
-            &path,
-            env::vars(&[
-                ("SECINTAKE_IMAP__PASSWORD", "imap-secret"),
-                ("SECINTAKE_SMTP__PASSWORD", "smtp-secret"),
-            ]),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        let config = Config::load_with_env(&path, secret_files("imap-secret"))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.mailbox.address, "security@example.org");
         assert_eq!(config.imap.host, "imap.example.org");
         assert_eq!(config.imap.port, 993);

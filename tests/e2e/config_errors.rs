@@ -191,7 +191,7 @@ fn unknown_section() {
         case.error(&[]),
         format!(
             "{}unknown key \"handler\" (expected one of: mailbox, imap, smtp, storage, sla, handlers, \
-             limits, templates, intake, handler_auth, workflow, announce, reporter, alerts, pgp, metrics, oauth2)",
+             limits, templates, intake, handler_auth, workflow, announce, reporter, alerts, pgp, metrics, retention, oauth2)",
             case.prefix()
         )
     );
