@@ -226,18 +226,7 @@ impl Store {
     /// file at once (the daemon starting, `secintake status` probing) never
     /// both migrate.
     fn migrate(&mut self, schema: Schema) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(open_err)?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
+        let (tx, version) = versioned(&mut self.conn, &self.path)?;
         if version as usize > MIGRATIONS.len() {
             return Err(StoreError::TooNew {
                 path: self.path.clone(),
@@ -298,18 +287,7 @@ impl Store {
 
     /// Applies the missing migrations under one IMMEDIATE transaction.
     fn migrate_now(&mut self) -> Result<(), StoreError> {
-        let path = self.path.clone();
-        let open_err = |source| StoreError::Open {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(open_err)?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
+        let (tx, version) = versioned(&mut self.conn, &self.path)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let v = i + 1;
             let err = |source| StoreError::Migrate {
@@ -321,7 +299,10 @@ impl Store {
             tx.pragma_update(None, "user_version", v as i64)
                 .map_err(err)?;
         }
-        tx.commit().map_err(open_err)
+        tx.commit().map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Starts a write transaction. `IMMEDIATE`, so a concurrent CLI writer
@@ -463,6 +444,25 @@ fn newest_backup(path: &Path) -> Option<PathBuf> {
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
         .map(|e| e.path())
+}
+
+/// An IMMEDIATE transaction on `conn` (the state file at `path`) and the
+/// schema version read inside it.
+fn versioned<'c>(
+    conn: &'c mut Connection,
+    path: &Path,
+) -> Result<(Transaction<'c>, i64), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(open_err)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(open_err)?;
+    Ok((tx, version))
 }
 
 fn create_private(path: &Path) -> Result<(), StoreError> {

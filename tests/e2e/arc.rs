@@ -88,16 +88,6 @@ fn sealed(raw: &[u8], domain: &str, key: &Path) -> Vec<u8> {
     out.stdout
 }
 
-fn forged_events(w: &World, id: &str) -> Vec<String> {
-    w.show(id)["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["what"] == "unauthenticated mail from a handler address ignored")
-        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn a_listed_sealers_verdict_acts_an_unlisted_or_altered_one_does_not() {
     let mut w = World::start_ready(|_| {});
@@ -137,7 +127,7 @@ fn a_listed_sealers_verdict_acts_an_unlisted_or_altered_one_does_not() {
     );
     w.stack.save(SECURITY, "INBOX", &raw);
     let forged = eventually(T, "the unlisted sealer refused", Some(&w.daemon), || {
-        let f = forged_events(&w, &id);
+        let f = w.forged_events(&id);
         (!f.is_empty()).then_some(f)
     });
     assert!(
@@ -155,12 +145,12 @@ fn a_listed_sealers_verdict_acts_an_unlisted_or_altered_one_does_not() {
     let altered = String::from_utf8_lossy(&raw).replace("/severity medium", "/severity high");
     w.stack.save(SECURITY, "INBOX", altered.as_bytes());
     eventually(T, "the altered mail refused", Some(&w.daemon), || {
-        (forged_events(&w, &id).len() >= 2).then_some(())
+        (w.forged_events(&id).len() >= 2).then_some(())
     });
     // Nothing but the ARC verdict could have made the first command act:
     // no trusted_authserv_id, no "dkim", no OpenPGP key.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(w.show(&id)["severity"], "low");
-    let forged = forged_events(&w, &id);
+    let forged = w.forged_events(&id);
     assert!(forged[1].contains("ARC chain"), "{forged:?}");
 }

@@ -36,16 +36,6 @@ fn command(w: &World, id: &str, body: &str) -> Vec<u8> {
     w.threaded(id, ALICE, body)
 }
 
-fn forged_events(w: &World, id: &str) -> Vec<String> {
-    w.show(id)["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["what"] == "unauthenticated mail from a handler address ignored")
-        .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
 #[test]
 fn a_dkim_signed_handler_command_acts_unsigned_or_altered_ones_do_not() {
     let (w, _dns) = dkim_world();
@@ -70,7 +60,7 @@ fn a_dkim_signed_handler_command_acts_unsigned_or_altered_ones_do_not() {
     w.stack
         .send_raw(ALICE, &[SECURITY], &command(&w, &id, "/severity critical"));
     let forged = eventually(T, "the unsigned command refused", Some(&w.daemon), || {
-        let f = forged_events(&w, &id);
+        let f = w.forged_events(&id);
         (!f.is_empty()).then_some(f)
     });
     assert!(
@@ -95,7 +85,7 @@ fn a_dkim_signed_handler_command_acts_unsigned_or_altered_ones_do_not() {
     let altered = text.replace("/severity medium", "/severity high");
     w.stack.save(SECURITY, "INBOX", altered.as_bytes());
     let forged = eventually(T, "the altered command refused", Some(&w.daemon), || {
-        let f = forged_events(&w, &id);
+        let f = w.forged_events(&id);
         (f.len() >= 2).then_some(f)
     });
     assert!(forged[1].contains("does not verify"), "{forged:?}");

@@ -128,12 +128,8 @@ fn oauthbearer_logins_go_on_after_the_access_token_expires() {
 
 #[test]
 fn a_revoked_grant_is_credential_rejected_and_alerted_within_10_s() {
-    let out = tempfile::tempdir().unwrap();
-    let sink = out.path().join("alert.eml");
-    let script = out.path().join("alert.sh");
-    std::fs::write(&script, format!("#!/bin/sh\ncat > {}\n", sink.display())).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let extra = format!("\n[alerts]\ncommand = [\"{}\"]\n", script.display());
+    let sink = common::AlertSink::new();
+    let extra = format!("\n{}", sink.config());
     let (w, api) = oauth2_world(Duration::from_secs(3600), "xoauth2", &extra);
     w.report("before@example.net", "While the grant holds");
     w.wait_acked_cases(1);
@@ -147,12 +143,7 @@ fn a_revoked_grant_is_credential_rejected_and_alerted_within_10_s() {
         Duration::from_secs(10),
         "the alert through [alerts] command",
         Some(&w.daemon),
-        || {
-            std::fs::read_to_string(&sink)
-                .ok()
-                .map(|t| t.replace("=\r\n", "").replace("=\n", ""))
-                .filter(|t| t.contains("credential rejected"))
-        },
+        || sink.text().filter(|t| t.contains("credential rejected")),
     );
     assert!(revoked.elapsed() < Duration::from_secs(10));
     assert!(alert.contains("invalid_grant"), "{alert}");

@@ -832,18 +832,11 @@ fn a_refused_smtp_password_keeps_the_mail_queued() {
 /// password (a revoked credential alerts at once).
 #[test]
 fn alerts_take_the_command_path_when_smtp_refuses_the_login() {
-    let out = tempfile::tempdir().unwrap();
-    let sink = out.path().join("alert.eml");
-    let script = out.path().join("alert.sh");
-    std::fs::write(&script, format!("#!/bin/sh\ncat > {}\n", sink.display())).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let sink = common::AlertSink::new();
     let w = World::start_ready(|c| {
         c.smtp_password = "revoked".into();
         c.alert_after = "1h".into();
-        c.extra = format!("[alerts]\ncommand = [\"{}\"]\n", script.display());
+        c.extra = sink.config();
     });
     let started = Instant::now();
     w.report("reporter@example.net", "Waits for a working password");
@@ -851,11 +844,7 @@ fn alerts_take_the_command_path_when_smtp_refuses_the_login() {
         Duration::from_secs(10),
         "the alert through [alerts] command",
         Some(&w.daemon),
-        || {
-            std::fs::read_to_string(&sink)
-                .ok()
-                .filter(|t| t.contains("ALERT"))
-        },
+        || sink.text().filter(|t| t.contains("ALERT")),
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(

@@ -84,15 +84,11 @@ fn status_code(w: &World) -> (i32, String) {
 #[test]
 fn a_full_disk_pauses_the_daemon_without_repeats_and_everything_goes_after() {
     let fs = Tmpfs::mount("6m");
-    let out = tempfile::tempdir().unwrap();
-    let sink = out.path().join("alerts.eml");
-    let script = out.path().join("alert.sh");
-    std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", sink.display())).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sink = common::AlertSink::new();
     let state = fs.path.join("state.db");
     let mut w = World::start_ready(|c| {
         c.storage_path = state.clone();
-        c.extra = format!("[alerts]\ncommand = [\"{}\"]\n", script.display());
+        c.extra = sink.config();
     });
     let before: Vec<String> = (0..5).map(|i| format!("before{i}@example.net")).collect();
     for r in &before {
@@ -106,10 +102,7 @@ fn a_full_disk_pauses_the_daemon_without_repeats_and_everything_goes_after() {
         w.report(r, "While the disk is full");
     }
     let alert = eventually(T, "the storage alert", Some(&w.daemon), || {
-        std::fs::read_to_string(&sink)
-            .ok()
-            .map(|t| t.replace("=\r\n", "").replace("=\n", ""))
-            .filter(|t| t.contains("state file"))
+        sink.text().filter(|t| t.contains("state file"))
     });
     assert!(alert.contains("stopped taking writes"), "{alert}");
     let (code, st) = status_code(&w);
@@ -159,7 +152,7 @@ fn a_full_disk_pauses_the_daemon_without_repeats_and_everything_goes_after() {
     }
     let (code, st) = status_code(&w);
     assert_eq!(code, 0, "{st}");
-    let recovered = std::fs::read_to_string(&sink).unwrap_or_default();
+    let recovered = sink.text().unwrap_or_default();
     assert!(recovered.contains("recovery notice"), "{recovered}");
 }
 

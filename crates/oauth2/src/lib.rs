@@ -279,21 +279,7 @@ struct Answer {
 
 /// Asks the token endpoint (blocking: run on the blocking pool).
 fn request(s: &Settings, refresh: Option<&str>) -> Result<Answer, TokenError> {
-    let token_url = TokenUrl::new(s.token_url.clone()).map_err(|e| {
-        TokenError::Rejected(format!(
-            "oauth2.token_url {:?} is not a URL: {e}",
-            s.token_url
-        ))
-    })?;
-    let mut client = BasicClient::new(ClientId::new(s.client_id.clone()))
-        .set_token_uri(token_url)
-        .set_auth_type(match s.client_auth {
-            ClientAuth::Basic => AuthType::BasicAuth,
-            ClientAuth::Post => AuthType::RequestBody,
-        });
-    if let Some(secret) = &s.client_secret {
-        client = client.set_client_secret(ClientSecret::new(secret.clone()));
-    }
+    let client = client(s)?;
     let agent = http::agent(s.timeout);
     let call = |req| http::call(&agent, req);
     let scopes = s.scopes.iter().map(|x| Scope::new(x.clone()));

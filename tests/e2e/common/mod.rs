@@ -1065,3 +1065,41 @@ pub fn toml_str(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// An `[alerts] command` for tests: a script that appends every alert it
+/// is handed to a file.
+pub struct AlertSink {
+    _dir: tempfile::TempDir,
+    pub file: PathBuf,
+    pub script: PathBuf,
+}
+
+impl AlertSink {
+    pub fn new() -> AlertSink {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("alerts.eml");
+        let script = dir.path().join("alert.sh");
+        std::fs::write(&script, format!("#!/bin/sh\ncat >> {}\n", file.display()))
+            .expect("write the alert script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("make the alert script executable");
+        AlertSink {
+            _dir: dir,
+            file,
+            script,
+        }
+    }
+
+    /// The `[alerts]` section that runs it.
+    pub fn config(&self) -> String {
+        format!("[alerts]\ncommand = [\"{}\"]\n", self.script.display())
+    }
+
+    /// What it received so far, quoted-printable soft line breaks undone.
+    pub fn text(&self) -> Option<String> {
+        std::fs::read_to_string(&self.file)
+            .ok()
+            .map(|t| t.replace("=\r\n", "").replace("=\n", ""))
+    }
+}

@@ -253,6 +253,18 @@ impl World {
         )
     }
 
+    /// The reasons recorded for mail from a handler address that was not
+    /// believed (forged, or not proven), oldest first.
+    pub fn forged_events(&self, id: &str) -> Vec<String> {
+        self.show(id)["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["what"] == "unauthenticated mail from a handler address ignored")
+            .map(|e| e["detail"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     /// `cases show ID --json`.
     pub fn show(&self, id: &str) -> Value {
         cli_json(&self.config, &["cases", "show", id])
