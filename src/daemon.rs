@@ -88,28 +88,7 @@ pub async fn run(
             .await
             .context("outbox")
     });
-    let t = shutdown.clone();
-    tasks.spawn(crate::watchdog::run(
-        db.clone(),
-        health.clone(),
-        shutdown.clone(),
-    ));
-    if let Some(addr) = cfg.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics.listen {addr}: cannot listen"))?;
-        tasks.spawn(crate::metrics::serve(
-            listener,
-            db.clone(),
-            clock.clone(),
-            health.clone(),
-            shutdown.clone(),
-        ));
-    }
-    tasks.spawn(async move {
-        health.run(t).await;
-        Ok(())
-    });
+    spawn_observers(&mut tasks, &cfg, &db, &clock, health, &shutdown).await?;
     let (t, state_path) = (shutdown.clone(), cfg.storage.path.clone());
     tasks.spawn(watch_state(state_path, identity, t));
     let t = shutdown.clone();
@@ -129,6 +108,41 @@ pub async fn run(
     drain(tasks).await;
     tracing::info!("stopped");
     result
+}
+
+/// The loops that watch the others: health (alerts), systemd's watchdog
+/// and `STATUS=`, and the metrics endpoint when `[metrics] listen` is set.
+async fn spawn_observers(
+    tasks: &mut Loops,
+    cfg: &Config,
+    db: &Db,
+    clock: &Arc<dyn Clock>,
+    health: Health,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    tasks.spawn(crate::watchdog::run(
+        db.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    if let Some(addr) = cfg.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics.listen {addr}: cannot listen"))?;
+        tasks.spawn(crate::metrics::serve(
+            listener,
+            db.clone(),
+            clock.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let t = shutdown.clone();
+    tasks.spawn(async move {
+        health.run(t).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// The DKIM and ARC verifier `[handler_auth] accept = ["dkim"]` and

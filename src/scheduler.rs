@@ -44,6 +44,39 @@ const RETENTION_EVERY: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 /// the CLI (another process) set. One indexed query.
 const MAX_SLEEP: Duration = Duration::from_secs(2);
 
+/// The handlers already have this SMTP outage's stuck-acknowledgement
+/// alert (of `at`): say it on the case, not in one more mail.
+fn covered_by_outage_alert(
+    conn: &Connection,
+    case: &str,
+    now: DateTime<Utc>,
+    at: &str,
+) -> Result<(), crate::context::CaseError> {
+    crate::store::add_event(
+        conn,
+        case,
+        now,
+        "secintake",
+        "acknowledgement still unsent",
+        Some(&format!("covered by the outage alert of {at}")),
+        None,
+    )?;
+    Ok(())
+}
+
+/// For a stuck acknowledgement: the other cases whose acknowledgement
+/// waits too (the first 50), and how many, for the one outage alert.
+fn others_waiting(
+    conn: &Connection,
+    kind: Kind,
+    case: &str,
+) -> Result<(Vec<String>, usize), crate::context::CaseError> {
+    Ok(match kind {
+        Kind::AckQueued => crate::store::cases_with_unsent_acks(conn, case, 50)?,
+        _ => (Vec::new(), 0),
+    })
+}
+
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
@@ -212,23 +245,10 @@ impl Scheduler {
             return Ok(0);
         };
         if let Some(at) = outage_alert {
-            // The handlers already have this outage's alert: say it on the
-            // case, not in one more mail.
-            crate::store::add_event(
-                conn,
-                &case.id,
-                now,
-                "secintake",
-                "acknowledgement still unsent",
-                Some(&format!("covered by the outage alert of {at}")),
-                None,
-            )?;
+            covered_by_outage_alert(conn, &case.id, now, &at)?;
             return Ok(0);
         }
-        let (also, also_total) = match kind {
-            Kind::AckQueued => crate::store::cases_with_unsent_acks(conn, &case.id, 50)?,
-            _ => (Vec::new(), 0),
-        };
+        let (also, also_total) = others_waiting(conn, kind, &case.id)?;
         // On time, the stage's planned time is the truth ("due in 4 hours",
         // not the 3:59:59.99 left when the mail is built); late, the real gap.
         let at = if late { now } else { fire_at };

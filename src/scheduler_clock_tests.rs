@@ -285,41 +285,32 @@ fn one_stuck_acknowledgement_alert_per_outage() {
     assert_eq!(b.ack_alerts().len(), 2);
 }
 
-/// Issue 12: `[retention]` drops the raw bytes of a case finished long
-/// ago, and the copies of mail delivered long ago, and keeps the case's
-/// facts, deadlines and events; an open case's mail stays.
-#[test]
-fn retention_purges_what_is_old_and_keeps_the_facts() {
-    let mut b = Bench::new();
-    let mut cfg = config();
-    cfg.retention.raw_after = Some(Duration::from_secs(30 * 86_400));
-    cfg.retention.sent_after = Some(Duration::from_secs(7 * 86_400));
-    b.scheduler.cfg = Arc::new(cfg);
-    let closed = b.report_n(1, 0);
-    let open = b.report_n(2, 0);
-    b.tick_at(0, 0);
-    let c = b.store.conn();
-    let closed_at = crate::clock::fmt_ts(b.t0 + chrono::Duration::hours(1));
-    c.execute("UPDATE cases SET state = 'closed' WHERE id = ?1", [&closed])
+impl Bench {
+    /// Closes `case` an hour after t0 (with its event) and records a fact
+    /// on it; everything queued went out an hour in.
+    fn close_an_hour_in(&self, case: &str) {
+        let c = self.store.conn();
+        let at = crate::clock::fmt_ts(self.t0 + chrono::Duration::hours(1));
+        c.execute("UPDATE cases SET state = 'closed' WHERE id = ?1", [case])
+            .unwrap();
+        c.execute(
+            "INSERT INTO events (case_id, at, actor, what, detail) VALUES (?1, ?2, 'a', 'state changed', 'x → closed')",
+            rusqlite::params![case, at],
+        )
         .unwrap();
-    c.execute(
-        "INSERT INTO events (case_id, at, actor, what, detail) VALUES (?1, ?2, 'a', 'state changed', 'x → closed')",
-        rusqlite::params![closed, closed_at],
-    )
-    .unwrap();
-    c.execute(
-        "INSERT INTO case_facts (case_id, key, value) VALUES (?1, 'credit', 'Ann')",
-        [&closed],
-    )
-    .unwrap();
-    // Everything queued went out an hour in.
-    c.execute(
-        "UPDATE outbox SET status = 'sent', sent_at = ?1",
-        [crate::clock::fmt_ts(b.t0 + chrono::Duration::hours(1))],
-    )
-    .unwrap();
-    let purged = |b: &Bench, case: &str, dir: &str| -> (i64, i64) {
-        b.store
+        c.execute(
+            "INSERT INTO case_facts (case_id, key, value) VALUES (?1, 'credit', 'Ann')",
+            [case],
+        )
+        .unwrap();
+        c.execute("UPDATE outbox SET status = 'sent', sent_at = ?1", [&at])
+            .unwrap();
+    }
+
+    /// How many of `case`'s messages in direction `dir` are marked purged,
+    /// and how many hold no raw bytes.
+    fn purged(&self, case: &str, dir: &str) -> (i64, i64) {
+        self.store
             .conn()
             .query_row(
                 "SELECT sum(purged), sum(length(raw) = 0 AND NOT EXISTS
@@ -334,7 +325,24 @@ fn retention_purges_what_is_old_and_keeps_the_facts() {
                 },
             )
             .unwrap()
-    };
+    }
+}
+
+/// Issue 12: `[retention]` drops the raw bytes of a case finished long
+/// ago, and the copies of mail delivered long ago, and keeps the case's
+/// facts, deadlines and events; an open case's mail stays.
+#[test]
+fn retention_purges_what_is_old_and_keeps_the_facts() {
+    let mut b = Bench::new();
+    let mut cfg = config();
+    cfg.retention.raw_after = Some(Duration::from_secs(30 * 86_400));
+    cfg.retention.sent_after = Some(Duration::from_secs(7 * 86_400));
+    b.scheduler.cfg = Arc::new(cfg);
+    let closed = b.report_n(1, 0);
+    let open = b.report_n(2, 0);
+    b.tick_at(0, 0);
+    b.close_an_hour_in(&closed);
+    let purged = |b: &Bench, case: &str, dir: &str| b.purged(case, dir);
     b.tick_at(24 * 6, 0);
     assert_eq!(purged(&b, &closed, "in"), (0, 0), "too early");
     assert_eq!(purged(&b, &closed, "out"), (0, 0), "too early");

@@ -183,6 +183,69 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
         .get(keys::oauth2::device_url)
         .map(|f| token_url(&f))
         .transpose()?;
+    let grant = read_grant(&mut s, provider)?;
+    let tenant = read_tenant(&mut s, provider, grant)?;
+    let client_secret = match s.get(keys::oauth2::client_secret_file) {
+        None => None,
+        Some(f) => match f.secret_file() {
+            // Offline commands beside a unit that holds it as a credential.
+            Err(_) if s.loader.offline => Some(String::new()),
+            other => Some(other?),
+        },
+    };
+    let client_auth = match s.get(keys::oauth2::client_auth) {
+        Some(f) => match f.text()?.as_str() {
+            "basic" => ClientAuth::Basic,
+            "post" => ClientAuth::Post,
+            _ => return Err(f.fail("expected \"basic\" or \"post\"")),
+        },
+        None if provider == Provider::Generic => ClientAuth::Basic,
+        None => ClientAuth::Post,
+    };
+    if grant == Grant::ClientCredentials && client_secret.is_none() {
+        return Err(s.loader.missing(
+            &s.key(keys::oauth2::client_secret_file),
+            " (the client_credentials grant needs the client's secret)",
+        ));
+    }
+    let scopes = read_scopes(&mut s, provider, grant)?;
+    let refresh_token_file = match s.get(keys::oauth2::refresh_token_file) {
+        Some(_) if grant == Grant::ClientCredentials => {
+            return Err(s.loader.error(
+                &s.key(keys::oauth2::refresh_token_file),
+                None,
+                "the client_credentials grant uses no refresh token: remove it".into(),
+            ))
+        }
+        Some(f) => Some(f.path()?),
+        None => None,
+    };
+    let mechanism = read_mechanism(&mut s)?;
+    let (token_url, auth_url, device_url) = endpoints(
+        &s,
+        provider,
+        tenant.as_deref(),
+        [token_url_field, auth_url, device_url],
+    )?;
+    let Some(client_id) = client_id else {
+        return Err(s.loader.missing(&s.key(keys::oauth2::client_id), ""));
+    };
+    Ok(Some(OAuth2 {
+        provider,
+        token_url,
+        client_id,
+        client_secret,
+        client_auth,
+        grant,
+        scopes,
+        refresh_token_file,
+        mechanism,
+        auth_url,
+        device_url,
+    }))
+}
+
+fn read_grant(s: &mut Section<'_>, provider: Provider) -> Result<Grant, ConfigError> {
     let grant = match s.get(keys::oauth2::grant) {
         None => Grant::RefreshToken,
         Some(f) => match f.text()?.as_str() {
@@ -196,6 +259,14 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
             _ => return Err(f.fail("expected \"refresh_token\" or \"client_credentials\"")),
         },
     };
+    Ok(grant)
+}
+
+fn read_tenant(
+    s: &mut Section<'_>,
+    provider: Provider,
+    grant: Grant,
+) -> Result<Option<String>, ConfigError> {
     let tenant = s.get(keys::oauth2::tenant);
     let tenant = match (provider, tenant) {
         (Provider::Microsoft, Some(f)) => {
@@ -227,29 +298,14 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
         (_, Some(f)) => return Err(f.fail("only used with provider = \"microsoft\"")),
         (_, None) => None,
     };
-    let client_secret = match s.get(keys::oauth2::client_secret_file) {
-        None => None,
-        Some(f) => match f.secret_file() {
-            // Offline commands beside a unit that holds it as a credential.
-            Err(_) if s.loader.offline => Some(String::new()),
-            other => Some(other?),
-        },
-    };
-    let client_auth = match s.get(keys::oauth2::client_auth) {
-        Some(f) => match f.text()?.as_str() {
-            "basic" => ClientAuth::Basic,
-            "post" => ClientAuth::Post,
-            _ => return Err(f.fail("expected \"basic\" or \"post\"")),
-        },
-        None if provider == Provider::Generic => ClientAuth::Basic,
-        None => ClientAuth::Post,
-    };
-    if grant == Grant::ClientCredentials && client_secret.is_none() {
-        return Err(s.loader.missing(
-            &s.key(keys::oauth2::client_secret_file),
-            " (the client_credentials grant needs the client's secret)",
-        ));
-    }
+    Ok(tenant)
+}
+
+fn read_scopes(
+    s: &mut Section<'_>,
+    provider: Provider,
+    grant: Grant,
+) -> Result<Vec<String>, ConfigError> {
     let scopes = match s.get(keys::oauth2::scopes) {
         Some(f) => {
             let list = f.list()?;
@@ -273,17 +329,10 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
             (Provider::Generic, _) => Vec::new(),
         },
     };
-    let refresh_token_file = match s.get(keys::oauth2::refresh_token_file) {
-        Some(_) if grant == Grant::ClientCredentials => {
-            return Err(s.loader.error(
-                &s.key(keys::oauth2::refresh_token_file),
-                None,
-                "the client_credentials grant uses no refresh token: remove it".into(),
-            ))
-        }
-        Some(f) => Some(f.path()?),
-        None => None,
-    };
+    Ok(scopes)
+}
+
+fn read_mechanism(s: &mut Section<'_>) -> Result<Mechanism, ConfigError> {
     let mechanism = match s.get(keys::oauth2::mechanism) {
         None => Mechanism::XOAuth2,
         Some(f) => match f.text()?.to_ascii_lowercase().as_str() {
@@ -292,12 +341,23 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
             _ => return Err(f.fail("expected \"xoauth2\" or \"oauthbearer\"")),
         },
     };
+    Ok(mechanism)
+}
+
+/// The token endpoint, and the authorization and device endpoints for
+/// `oauth2 authorize`: as configured, else the provider's.
+fn endpoints(
+    s: &Section<'_>,
+    provider: Provider,
+    tenant: Option<&str>,
+    [token_url_field, auth_url, device_url]: [Option<String>; 3],
+) -> Result<(String, Option<String>, Option<String>), ConfigError> {
     let token_url = match (token_url_field, provider) {
         (Some(url), _) => url,
         (None, Provider::Google) => "https://oauth2.googleapis.com/token".to_string(),
         (None, Provider::Microsoft) => format!(
             "https://login.microsoftonline.com/{}/oauth2/v2.0/token",
-            tenant.as_deref().unwrap_or("organizations")
+            tenant.unwrap_or("organizations")
         ),
         (None, Provider::Generic) => {
             return Err(s.loader.missing(
@@ -309,7 +369,7 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
     let microsoft = |endpoint: &str| {
         format!(
             "https://login.microsoftonline.com/{}/oauth2/v2.0/{endpoint}",
-            tenant.as_deref().unwrap_or("organizations")
+            tenant.unwrap_or("organizations")
         )
     };
     let (auth_url, device_url) = match provider {
@@ -324,22 +384,7 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
         ),
         Provider::Generic => (auth_url, device_url),
     };
-    let Some(client_id) = client_id else {
-        return Err(s.loader.missing(&s.key(keys::oauth2::client_id), ""));
-    };
-    Ok(Some(OAuth2 {
-        provider,
-        token_url,
-        client_id,
-        client_secret,
-        client_auth,
-        grant,
-        scopes,
-        refresh_token_file,
-        mechanism,
-        auth_url,
-        device_url,
-    }))
+    Ok((token_url, auth_url, device_url))
 }
 
 /// An https:// URL, or http:// to a loopback host (a local token broker):
