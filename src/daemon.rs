@@ -47,7 +47,9 @@ pub async fn run(
     let deadline_wake = Arc::new(Notify::new());
     let backlog = Arc::new(crate::gate::BacklogGate::default());
     let tokens = cfg.token_source();
+    let lease = Arc::new(crate::intake::lease::LeaseState::default());
     let intake = Intake {
+        lease: lease.clone(),
         folder: cfg.imap.folder.clone(),
         dkim: dkim_verifier(&cfg)?,
         tokens: tokens.clone(),
@@ -71,6 +73,13 @@ pub async fn run(
         retention_at: Arc::default(),
     };
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::intake::lease::run(
+        cfg.imap.clone(),
+        tokens.clone(),
+        crate::intake::lease::instance_name(&cfg.storage.path),
+        lease,
+        shutdown.clone(),
+    ));
     spawn_intakes(&mut tasks, intake, &shutdown);
     let t = shutdown.clone();
     let (odb, osmtp, oclock, owake, ohealth) = (

@@ -21,6 +21,7 @@
 mod after;
 mod fetch;
 mod imap;
+pub mod lease;
 mod record;
 
 use fetch::{size_groups, FIRST_GROUP, SIZE_WINDOW};
@@ -81,6 +82,8 @@ pub struct Intake {
     pub dkim: Option<Arc<crate::dkim::Verifier>>,
     /// `imap.auth = "oauth2"`: the access tokens to log in with.
     pub tokens: Option<Arc<secintake_oauth2::TokenSource>>,
+    /// Mail is read only while this instance holds the mailbox.
+    pub lease: Arc<lease::LeaseState>,
 }
 
 /// While the state file takes no writes, how often intake tries again.
@@ -181,6 +184,11 @@ impl Intake {
         failures: &mut u32,
     ) -> Result<(), IntakeError> {
         let cfg = &self.cfg.imap;
+        // No mail is read before this instance holds the mailbox.
+        tokio::select! {
+            _ = self.lease.wait_held() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
         let mut session = connect(cfg, self.tokens.as_deref()).await?;
         let caps = capabilities(&mut session).await?;
         let can_idle = cfg.idle && caps.idle;

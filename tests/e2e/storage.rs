@@ -449,3 +449,65 @@ fn restoring_an_older_backup_answers_nothing_twice() {
         .count();
     assert_eq!(recovered, late.len());
 }
+
+/// One instance per mailbox (issue 12): a second daemon with its own
+/// state file on the same mailbox, started while 200 reports arrive,
+/// refuses to act, naming the holder; every reporter gets exactly one
+/// acknowledgement. When the first stops for good, the second takes over
+/// once the first's lease expired.
+#[test]
+fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_expiry() {
+    use common::daemon::Daemon;
+    let env = [("SECINTAKE_TEST_LEASE_EXPIRY_MS", "3000")];
+    let mut w = World::start(|_| {});
+    w.daemon.kill9();
+    w.daemon = Daemon::start_with_env(&w.config, w.dir.path(), &env);
+    w.daemon.wait_running(T);
+    w.report("first@example.net", "Before the second instance");
+    w.wait_acked_cases(1);
+
+    // The second instance: the same mailbox, its own state file.
+    let other = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&w.config).unwrap();
+    let state = w.db().display().to_string();
+    let moved = text.replace(&state, &other.path().join("other.db").display().to_string());
+    assert_ne!(moved, text);
+    let other_config = other.path().join("other.toml");
+    std::fs::write(&other_config, moved).unwrap();
+    let reporters: Vec<String> = (0..200).map(|i| format!("r{i:03}@example.net")).collect();
+    let mut second = Daemon::start_with_env(&other_config, other.path(), &env);
+    for (i, r) in reporters.iter().enumerate() {
+        w.report(r, "While two instances run");
+        if i == 20 {
+            let status = second.wait_exit(T);
+            assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+            let log = second.log_text();
+            assert!(
+                log.contains("another secintake instance") && log.contains("holds it"),
+                "{log}"
+            );
+        }
+    }
+    w.wait_acked_cases(1 + reporters.len());
+    w.wait_outbox_empty();
+    std::thread::sleep(Duration::from_secs(1));
+    for r in &reporters {
+        let (ids, copies) = acks(&w, r);
+        assert_eq!((ids.len(), copies), (1, 1), "{r}");
+    }
+
+    // The first stops for good; the second starts after its lease expired
+    // and reads the mailbox (its own, empty state: marked mail is
+    // recovered, not answered again).
+    w.daemon.terminate(T);
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut second = Daemon::start_with_env(&other_config, other.path(), &env);
+    second.wait_running(T);
+    w.report("after@example.net", "After the takeover");
+    common::daemon::eventually(T, "the new report answered", Some(&second), || {
+        (acks(&w, "after@example.net").1 == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(acks(&w, "first@example.net").1, 1);
+    second.terminate(T);
+}

@@ -1,0 +1,259 @@
+//! One instance per mailbox (issue 12): two daemons on one mailbox, each
+//! with its own state file (a host move, a test instance left running),
+//! answered every report twice. The file lock cannot see that; the
+//! mailbox can. A marker message in the folder [`LEASE_FOLDER`] carries
+//! the holder's name and its last heartbeat as keywords, and every change
+//! is a compare-and-set: `UID STORE … (UNCHANGEDSINCE modseq)` (RFC 7162
+//! CONDSTORE) fails when another instance changed it since it was read.
+//! Intake reads no mail until this instance holds the lease; a second
+//! instance exits naming the holder; one whose lease another took over
+//! (after [`expiry`] without a heartbeat) exits too.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_imap::types::Flag;
+use futures::TryStreamExt;
+use secintake_oauth2::TokenSource;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::imap::{cmd_err, connect, drain, Conn};
+use super::IntakeError;
+use crate::config::Imap;
+
+/// The folder holding the lease's marker message.
+pub const LEASE_FOLDER: &str = "SecintakeLease";
+const HOLDER: &str = "$SecintakeHolder_";
+const BEAT: &str = "$SecintakeBeat_";
+
+/// How long a heartbeat holds the lease; a third of it between beats.
+pub fn expiry() -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("SECINTAKE_TEST_LEASE_EXPIRY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    Duration::from_secs(90)
+}
+
+/// Whether this instance holds the mailbox; intake waits for it.
+#[derive(Debug, Default)]
+pub struct LeaseState {
+    held: AtomicBool,
+    changed: Notify,
+}
+
+impl LeaseState {
+    /// Waits until the lease is held.
+    pub async fn wait_held(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.held.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn set(&self, held: bool) {
+        self.held.store(held, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+}
+
+/// This instance's name in the lease: the host and a hash of the state
+/// file's path, as a keyword may spell it.
+pub fn instance_name(state_path: &std::path::Path) -> String {
+    use sha2::Digest;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    let hash = sha2::Sha256::digest(state_path.as_os_str().as_encoded_bytes());
+    format!("{host}_{}", &hex::encode(hash)[..8])
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Holds the lease until `shutdown`: takes it (waiting out another
+/// holder's expiry only when its heartbeat is already old), then renews
+/// it every third of [`expiry`]. Ends with an error when another instance
+/// holds or took the mailbox, which stops the daemon.
+pub async fn run(
+    cfg: Imap,
+    tokens: Option<Arc<TokenSource>>,
+    me: String,
+    state: Arc<LeaseState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let every = expiry() / 3;
+    let mut failures = 0u32;
+    loop {
+        match beat(&cfg, tokens.as_deref(), &me).await {
+            Ok(Outcome::Held) => {
+                failures = 0;
+                if !state.held.load(Ordering::Acquire) {
+                    tracing::info!(instance = %me, "this instance holds the mailbox");
+                }
+                state.set(true);
+            }
+            Ok(Outcome::HeldBy { holder, ago }) => {
+                state.set(false);
+                anyhow::bail!(
+                    "mailbox {}: another secintake instance ({holder}) holds it (heartbeat {ago} s \
+                     ago); two instances would answer every report twice: stop that one (its \
+                     lease expires {} s after its last heartbeat)",
+                    cfg.username,
+                    expiry().as_secs()
+                );
+            }
+            Err(e) => {
+                // The server cannot be asked: keep what we have; intake
+                // cannot read mail meanwhile either.
+                failures = failures.saturating_add(1);
+                tracing::debug!(error = %e, "lease heartbeat failed; retrying");
+            }
+        }
+        let wait = if failures == 0 {
+            every
+        } else {
+            super::reconnect_delay(failures).min(every)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+enum Outcome {
+    Held,
+    HeldBy { holder: String, ago: u64 },
+}
+
+/// One heartbeat: reads the marker, and takes or renews the lease with a
+/// compare-and-set unless another instance's heartbeat is fresh.
+async fn beat(cfg: &Imap, tokens: Option<&TokenSource>, me: &str) -> Result<Outcome, IntakeError> {
+    let mut session = connect(cfg, tokens).await?;
+    let outcome = beat_in(&mut session, me).await;
+    let _ = session.logout().await;
+    outcome
+}
+
+async fn beat_in(
+    session: &mut async_imap::Session<Conn>,
+    me: &str,
+) -> Result<Outcome, IntakeError> {
+    // Best effort: it exists after the first start.
+    let _ = session.create(LEASE_FOLDER).await;
+    session
+        .select(LEASE_FOLDER)
+        .await
+        .map_err(cmd_err("SELECT lease folder"))?;
+    let uid = match marker(session).await? {
+        Some(uid) => uid,
+        None => {
+            let text = "From: secintake\r\nSubject: secintake lease (do not delete)\r\n\r\n\
+                        secintake keeps the name of the instance that reads this mailbox here.\r\n";
+            session
+                .append(LEASE_FOLDER, Some("(\\Seen)"), None, text)
+                .await
+                .map_err(cmd_err("APPEND lease marker"))?;
+            marker(session).await?.ok_or(IntakeError::Command {
+                op: "APPEND lease marker",
+                reason: "the marker is not there after APPEND".into(),
+            })?
+        }
+    };
+    for _ in 0..3 {
+        let (holder, beat_at, modseq) = read(session, uid).await?;
+        let now = now_secs();
+        if let Some(h) = holder.as_deref().filter(|h| *h != me) {
+            let ago = now.saturating_sub(beat_at);
+            if Duration::from_secs(ago) < expiry() {
+                return Ok(Outcome::HeldBy {
+                    holder: h.to_string(),
+                    ago,
+                });
+            }
+        }
+        let query =
+            format!("(UNCHANGEDSINCE {modseq}) FLAGS.SILENT (\\Seen {HOLDER}{me} {BEAT}{now})");
+        session
+            .uid_store(uid.to_string(), &query)
+            .await
+            .map_err(cmd_err("UID STORE lease"))?
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(cmd_err("UID STORE lease"))?;
+        let (holder, beat_at, _) = read(session, uid).await?;
+        if holder.as_deref() == Some(me) && beat_at == now {
+            drain(session);
+            return Ok(Outcome::Held);
+        }
+        // Another instance changed it between our read and our store.
+    }
+    let (holder, beat_at, _) = read(session, uid).await?;
+    Ok(Outcome::HeldBy {
+        holder: holder.unwrap_or_else(|| "unknown".into()),
+        ago: now_secs().saturating_sub(beat_at),
+    })
+}
+
+/// The marker's UID: the lowest in the folder.
+async fn marker(session: &mut async_imap::Session<Conn>) -> Result<Option<u32>, IntakeError> {
+    let uids = session
+        .uid_search("ALL")
+        .await
+        .map_err(cmd_err("UID SEARCH lease"))?;
+    Ok(uids.into_iter().min())
+}
+
+/// The marker's holder, last heartbeat (Unix seconds) and MODSEQ.
+async fn read(
+    session: &mut async_imap::Session<Conn>,
+    uid: u32,
+) -> Result<(Option<String>, u64, u64), IntakeError> {
+    let fetched: Vec<_> = session
+        .uid_fetch(uid.to_string(), "(UID FLAGS MODSEQ)")
+        .await
+        .map_err(cmd_err("UID FETCH lease"))?
+        .try_collect()
+        .await
+        .map_err(cmd_err("UID FETCH lease"))?;
+    let f = fetched
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .ok_or(IntakeError::Command {
+            op: "UID FETCH lease",
+            reason: "the marker is gone".into(),
+        })?;
+    let mut holder = None;
+    let mut beat_at = 0;
+    for flag in f.flags() {
+        if let Flag::Custom(k) = flag {
+            if let Some(h) = k.strip_prefix(HOLDER) {
+                holder = Some(h.to_string());
+            } else if let Some(t) = k.strip_prefix(BEAT) {
+                beat_at = t.parse().unwrap_or(0);
+            }
+        }
+    }
+    let modseq = f.modseq.ok_or(IntakeError::Command {
+        op: "UID FETCH lease",
+        reason: "the server gave no MODSEQ (CONDSTORE, RFC 7162, is needed)".into(),
+    })?;
+    Ok((holder, beat_at, modseq))
+}
