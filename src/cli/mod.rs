@@ -129,6 +129,10 @@ pub enum Command {
     Backup {
         /// Where the copy goes.
         file: PathBuf,
+        /// Then open the copy and check it: SQLite's integrity check, and
+        /// its cases counted.
+        #[arg(long)]
+        verify: bool,
     },
     /// Time to acknowledgement and to response, per case and in total: met or
     /// missed, median and 90th percentile.
@@ -472,10 +476,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             print!("{}", crate::metrics::render(&counts, now, None));
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Backup { file } => {
+        Command::Backup { file, verify } => {
             state_exists(&cfg)?;
             Store::open_any(&cfg.storage.path)?.backup_to(&file)?;
             println!("state file copied to {}", file.display());
+            if verify {
+                let (cases, version) = Store::verify_copy(&file)?;
+                println!(
+                    "the copy is sound: integrity check ok, schema version {version}, {cases} case(s)"
+                );
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Cases(CasesCommand::Responded { id }) => met(&cfg, &id, "respond"),

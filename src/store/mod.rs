@@ -49,6 +49,8 @@ pub enum StoreError {
         found: i64,
         known: usize,
     },
+    #[error("state file {path} is damaged: {problem}")]
+    Damaged { path: PathBuf, problem: String },
     #[error("database error while {context}: {source}")]
     Query {
         context: &'static str,
@@ -179,6 +181,33 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Opens a copy (`secintake backup --verify`) read-only and checks it:
+    /// SQLite's full integrity check; returns its cases and schema version.
+    pub fn verify_copy(path: &Path) -> Result<(i64, i64), StoreError> {
+        let err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+        let check: String = conn
+            .query_row("PRAGMA integrity_check(1)", [], |r| r.get(0))
+            .map_err(err)?;
+        if check != "ok" {
+            return Err(StoreError::Damaged {
+                path: path.to_owned(),
+                problem: check,
+            });
+        }
+        let cases = conn
+            .query_row("SELECT count(*) FROM cases", [], |r| r.get(0))
+            .map_err(err)?;
+        let version = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        Ok((cases, version))
     }
 
     /// SQLite's `PRAGMA quick_check`: None when the file is sound, else

@@ -694,6 +694,78 @@ fn backup_while_running_is_consistent_and_private() {
     assert!(err.contains("backup.db"), "{err}");
 }
 
+/// Issue 12: a backup taken while 500 reports stream in opens, passes
+/// SQLite's integrity check (`--verify`), and holds every case committed
+/// before it began.
+#[test]
+fn a_backup_during_a_stream_of_500_reports_holds_every_case_before_it() {
+    let w = crate::common::world::World::start_ready(|_| {});
+    let stream = {
+        let stack_cfg = w.cfg.address.clone();
+        let reporters: Vec<String> = (0..500).map(|i| format!("s{i:03}@example.net")).collect();
+        let raws: Vec<Vec<u8>> = reporters
+            .iter()
+            .map(|r| {
+                crate::common::mail(
+                    "report",
+                    r,
+                    &[stack_cfg.as_str()],
+                    &[],
+                    "Streamed",
+                    &[],
+                    "x",
+                )
+                .0
+            })
+            .collect();
+        raws
+    };
+    let mut sent = 0;
+    for raw in &stream[..150] {
+        w.stack.save("security@example.org", "INBOX", raw);
+        sent += 1;
+    }
+    let before: Vec<String> = loop {
+        let cases = w.cases();
+        if cases.len() >= 100 {
+            break cases
+                .iter()
+                .map(|c| c["id"].as_str().unwrap().to_string())
+                .collect();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let copy = w.dir.path().join("stream.db");
+    let backup = {
+        let config = w.config.clone();
+        let copy = copy.clone();
+        std::thread::spawn(move || {
+            crate::common::daemon::cli(&config, &["backup", "--verify", copy.to_str().unwrap()])
+        })
+    };
+    for raw in &stream[sent..] {
+        w.stack.save("security@example.org", "INBOX", raw);
+    }
+    let (code, out, err) = backup.join().unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("the copy is sound: integrity check ok"),
+        "{out}"
+    );
+    let db =
+        rusqlite::Connection::open_with_flags(&copy, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    for id in &before {
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM cases WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1, "{id} committed before the backup but missing from it");
+    }
+    w.wait_cases(500);
+}
+
 /// Issue 12: a state file deleted under the running daemon stops it
 /// (nothing more is recorded into a file nobody reads), and it will not
 /// start afresh on a missing or empty state file it used before: that
