@@ -6,8 +6,9 @@
 //! is a compare-and-set: `UID STORE … (UNCHANGEDSINCE modseq)` (RFC 7162
 //! CONDSTORE) fails when another instance changed it since it was read.
 //! Intake reads no mail until this instance holds the lease; a second
-//! instance exits naming the holder; one whose lease another took over
-//! (after [`expiry`] without a heartbeat) exits too.
+//! instance says, at error, which instance holds it, reads nothing, and
+//! takes over once the holder's heartbeat is older than [`expiry`]. A
+//! clean stop gives the lease up at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,41 +101,92 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let every = expiry() / 3;
     let mut failures = 0u32;
+    let mut refused_by: Option<String> = None;
     loop {
+        let mut wait = every;
         match beat(&cfg, tokens.as_deref(), &me).await {
             Ok(Outcome::Held) => {
                 failures = 0;
                 if !state.held.load(Ordering::Acquire) {
                     tracing::info!(instance = %me, "this instance holds the mailbox");
                 }
+                refused_by = None;
                 state.set(true);
             }
             Ok(Outcome::HeldBy { holder, ago }) => {
+                failures = 0;
+                if state.held.load(Ordering::Acquire) {
+                    tracing::error!(holder = %holder, "another secintake instance took the mailbox: reading no more mail");
+                }
                 state.set(false);
-                anyhow::bail!(
-                    "mailbox {}: another secintake instance ({holder}) holds it (heartbeat {ago} s \
-                     ago); two instances would answer every report twice: stop that one (its \
-                     lease expires {} s after its last heartbeat)",
-                    cfg.username,
-                    expiry().as_secs()
-                );
+                if refused_by.as_deref() != Some(holder.as_str()) {
+                    tracing::error!(
+                        "mailbox {}: another secintake instance ({holder}) holds it (heartbeat \
+                         {ago} s ago); two instances would answer every report twice, so this \
+                         one reads no mail and sends none it did not record; it takes over {} s \
+                         after that instance's last heartbeat",
+                        cfg.username,
+                        expiry().as_secs()
+                    );
+                    refused_by = Some(holder);
+                }
+            }
+            Err(e @ IntakeError::Credential { .. }) => {
+                // Intake reports a refused login; not hammering it here.
+                tracing::debug!(error = %e, "lease: login refused; retrying slowly");
+                wait = crate::health::credential_retry();
             }
             Err(e) => {
                 // The server cannot be asked: keep what we have; intake
                 // cannot read mail meanwhile either.
                 failures = failures.saturating_add(1);
                 tracing::debug!(error = %e, "lease heartbeat failed; retrying");
+                wait = super::reconnect_delay(failures).min(every);
             }
         }
-        let wait = if failures == 0 {
-            every
-        } else {
-            super::reconnect_delay(failures).min(every)
-        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                if state.held.load(Ordering::Acquire) {
+                    release(&cfg, tokens.as_deref(), &me).await;
+                }
+                return Ok(());
+            }
         }
+    }
+}
+
+/// On a clean stop, gives the lease up at once, so that the next start
+/// (a restart, a host move) need not wait for it to expire.
+async fn release(cfg: &Imap, tokens: Option<&TokenSource>, me: &str) {
+    let give_up = async {
+        let mut session = connect(cfg, tokens).await?;
+        session
+            .select(LEASE_FOLDER)
+            .await
+            .map_err(cmd_err("SELECT lease folder"))?;
+        if let Some(uid) = marker(&mut session).await? {
+            let (holder, _, modseq) = read(&mut session, uid).await?;
+            if holder.as_deref() == Some(me) {
+                session
+                    .uid_store(
+                        uid.to_string(),
+                        format!("(UNCHANGEDSINCE {modseq}) FLAGS.SILENT (\\Seen)"),
+                    )
+                    .await
+                    .map_err(cmd_err("UID STORE lease"))?
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(cmd_err("UID STORE lease"))?;
+            }
+        }
+        let _ = session.logout().await;
+        Ok::<_, IntakeError>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(5), give_up).await {
+        Ok(Ok(())) => tracing::info!("the mailbox's lease given up"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not give the lease up; it expires"),
+        Err(_) => tracing::debug!("giving the lease up took too long; it expires"),
     }
 }
 

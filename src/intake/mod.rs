@@ -184,11 +184,6 @@ impl Intake {
         failures: &mut u32,
     ) -> Result<(), IntakeError> {
         let cfg = &self.cfg.imap;
-        // No mail is read before this instance holds the mailbox.
-        tokio::select! {
-            _ = self.lease.wait_held() => {}
-            _ = shutdown.cancelled() => return Ok(()),
-        }
         let mut session = connect(cfg, self.tokens.as_deref()).await?;
         let caps = capabilities(&mut session).await?;
         let can_idle = cfg.idle && caps.idle;
@@ -202,6 +197,11 @@ impl Intake {
             reason: "server gave no UIDVALIDITY".into(),
         })?;
         tracing::info!(host = %cfg.host, folder = %self.folder, idle = can_idle, messages = mailbox.exists, "IMAP connected");
+        // No mail is read before this instance holds the mailbox.
+        tokio::select! {
+            _ = self.lease.wait_held() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
         // The handled keyword needs a server that lets clients create
         // keywords (`\*` in PERMANENTFLAGS).
         let moves = Caps {

@@ -453,20 +453,18 @@ fn restoring_an_older_backup_answers_nothing_twice() {
 /// One instance per mailbox (issue 12): a second daemon with its own
 /// state file on the same mailbox, started while 200 reports arrive,
 /// refuses to act, naming the holder; every reporter gets exactly one
-/// acknowledgement. When the first stops for good, the second takes over
-/// once the first's lease expired.
+/// acknowledgement. When the first stops cleanly it gives the lease up,
+/// and the second, still waiting, takes over and answers new mail only.
 #[test]
-fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_expiry() {
+fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_the_first_stops() {
     use common::daemon::Daemon;
-    let env = [("SECINTAKE_TEST_LEASE_EXPIRY_MS", "3000")];
-    let mut w = World::start(|_| {});
-    w.daemon.kill9();
-    w.daemon = Daemon::start_with_env(&w.config, w.dir.path(), &env);
-    w.daemon.wait_running(T);
+    let w = World::start_ready(|_| {});
     w.report("first@example.net", "Before the second instance");
     w.wait_acked_cases(1);
 
-    // The second instance: the same mailbox, its own state file.
+    // The second instance: the same mailbox, its own state file; a long
+    // lease, so that only the first's clean stop lets it take over.
+    let env = [("SECINTAKE_TEST_LEASE_EXPIRY_MS", "60000")];
     let other = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(&w.config).unwrap();
     let state = w.db().display().to_string();
@@ -479,13 +477,12 @@ fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_expiry() {
     for (i, r) in reporters.iter().enumerate() {
         w.report(r, "While two instances run");
         if i == 20 {
-            let status = second.wait_exit(T);
-            assert!(status.is_some_and(|s| !s.success()), "{status:?}");
-            let log = second.log_text();
-            assert!(
-                log.contains("another secintake instance") && log.contains("holds it"),
-                "{log}"
-            );
+            common::daemon::eventually(T, "the second instance's refusal", Some(&second), || {
+                second
+                    .log_text()
+                    .contains("another secintake instance")
+                    .then_some(())
+            });
         }
     }
     w.wait_acked_cases(1 + reporters.len());
@@ -495,19 +492,24 @@ fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_expiry() {
         let (ids, copies) = acks(&w, r);
         assert_eq!((ids.len(), copies), (1, 1), "{r}");
     }
+    let log = second.log_text();
+    assert!(
+        log.contains("holds it") && !log.contains("new report"),
+        "{log}"
+    );
 
-    // The first stops for good; the second starts after its lease expired
-    // and reads the mailbox (its own, empty state: marked mail is
-    // recovered, not answered again).
+    // The first stops cleanly and gives the lease up; the second takes
+    // over (its empty state: marked mail is recovered, not answered).
+    let mut w = w;
     w.daemon.terminate(T);
-    std::thread::sleep(Duration::from_millis(3500));
-    let mut second = Daemon::start_with_env(&other_config, other.path(), &env);
-    second.wait_running(T);
     w.report("after@example.net", "After the takeover");
     common::daemon::eventually(T, "the new report answered", Some(&second), || {
         (acks(&w, "after@example.net").1 == 1).then_some(())
     });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(acks(&w, "first@example.net").1, 1);
+    assert!(second
+        .log_text()
+        .contains("this instance holds the mailbox"));
     second.terminate(T);
 }

@@ -36,6 +36,10 @@ impl Daemon {
             .arg(config)
             .arg("run")
             .env("SECINTAKE_LOG", "secintake=debug,info")
+            // Tests start daemons one after another on one mailbox, with
+            // fresh state files, and SIGKILL them: a killed holder's lease
+            // lapses in 2 s here, not 90 (a debug-build knob).
+            .env("SECINTAKE_TEST_LEASE_EXPIRY_MS", "2000")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
