@@ -25,6 +25,7 @@ pub async fn run(
     cfg: Config,
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
+    adopt: bool,
 ) -> anyhow::Result<()> {
     let templates = Arc::new(Templates::load(cfg.templates.dir.as_deref())?);
     state_not_lost(&cfg)?;
@@ -32,6 +33,9 @@ pub async fn run(
     // Held until the daemon exits (dropped with this frame).
     let _lock = lock_state(&cfg)?;
     let identity = file_identity(&cfg.storage.path)?;
+    // A state file that has recorded nothing yet: on a mailbox secintake
+    // handled before, that is a lost or forgotten state, not a first start.
+    let fresh = store.is_fresh()?;
     let db = Db::new(store);
     let cfg = Arc::new(cfg);
     let outbox_wake = Arc::new(Notify::new());
@@ -78,6 +82,7 @@ pub async fn run(
         tokens.clone(),
         crate::intake::lease::instance_name(&cfg.storage.path),
         lease,
+        (fresh && !adopt).then(|| cfg.imap.folder.clone()),
         shutdown.clone(),
     ));
     spawn_intakes(&mut tasks, intake, &shutdown);

@@ -68,7 +68,13 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (IMAP intake, SMTP outbox, deadlines, alerts) until SIGTERM/SIGINT.
-    Run,
+    Run {
+        /// With a new state file on a mailbox secintake handled before
+        /// (its mail carries the $SecintakeDone keyword): record that mail
+        /// without answering it, instead of refusing to start.
+        #[arg(long)]
+        adopt: bool,
+    },
     /// Validate the configuration, then log in to IMAP and SMTP and say what fails.
     CheckConfig {
         /// Only validate the file and the templates; do not contact the
@@ -418,7 +424,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // secrets, beside a unit that holds them as credentials.
     let offline = !matches!(
         cli.command,
-        Command::Run
+        Command::Run { .. }
             | Command::CheckConfig { .. }
             | Command::SecurityTxt { .. }
             | Command::Pgp(_)
@@ -430,7 +436,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         load_config(&cli.config)?
     };
     match cli.command {
-        Command::Run => {
+        Command::Run { adopt } => {
             for w in cfg.warnings() {
                 tracing::warn!("{w}");
             }
@@ -443,7 +449,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     tracing::info!("signal received");
                     s.cancel();
                 });
-                crate::daemon::run(cfg, Arc::new(SystemClock), shutdown).await
+                crate::daemon::run(cfg, Arc::new(SystemClock), shutdown, adopt).await
             })?;
             Ok(std::process::ExitCode::SUCCESS)
         }

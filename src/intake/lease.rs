@@ -97,6 +97,7 @@ pub async fn run(
     tokens: Option<Arc<TokenSource>>,
     me: String,
     state: Arc<LeaseState>,
+    mut fresh_check: Option<String>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let every = expiry() / 3;
@@ -107,6 +108,32 @@ pub async fn run(
         match beat(&cfg, tokens.as_deref(), &me).await {
             Ok(Outcome::Held) => {
                 failures = 0;
+                if let Some(folder) = &fresh_check {
+                    match handled_before(&cfg, tokens.as_deref(), folder).await {
+                        Ok(0) => fresh_check = None,
+                        Ok(n) => {
+                            release(&cfg, tokens.as_deref(), &me).await;
+                            anyhow::bail!(
+                                "the state file is new, but {n} message(s) in {folder:?} of {} \
+                                 were handled by secintake before (keyword {}): the state that \
+                                 answered them is gone. Restore it from a backup (README: \
+                                 backups), or start once with `secintake run --adopt` to record \
+                                 that mail without answering it",
+                                cfg.username,
+                                crate::cases::HANDLED_KEYWORD
+                            );
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "cannot look for handled mail yet; retrying");
+                            failures = failures.saturating_add(1);
+                            wait = super::reconnect_delay(failures).min(every);
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => continue,
+                                _ = shutdown.cancelled() => return Ok(()),
+                            }
+                        }
+                    }
+                }
                 if !state.held.load(Ordering::Acquire) {
                     tracing::info!(instance = %me, "this instance holds the mailbox");
                 }
@@ -193,6 +220,22 @@ async fn release(cfg: &Imap, tokens: Option<&TokenSource>, me: &str) {
 enum Outcome {
     Held,
     HeldBy { holder: String, ago: u64 },
+}
+
+/// How many messages of `folder` carry the handled keyword.
+async fn handled_before(
+    cfg: &Imap,
+    tokens: Option<&TokenSource>,
+    folder: &str,
+) -> Result<usize, IntakeError> {
+    let mut session = connect(cfg, tokens).await?;
+    session.examine(folder).await.map_err(cmd_err("EXAMINE"))?;
+    let found = session
+        .uid_search(format!("KEYWORD {}", crate::cases::HANDLED_KEYWORD))
+        .await
+        .map_err(cmd_err("UID SEARCH KEYWORD"))?;
+    let _ = session.logout().await;
+    Ok(found.len())
 }
 
 /// One heartbeat: reads the marker, and takes or renews the lease with a

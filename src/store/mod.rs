@@ -210,6 +210,18 @@ impl Store {
         Ok((cases, version))
     }
 
+    /// Whether the state file has recorded nothing yet (no folder read, no
+    /// message stored).
+    pub fn is_fresh(&self) -> Result<bool, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM folders) AND NOT EXISTS (SELECT 1 FROM messages)",
+                [],
+                |r| r.get(0),
+            )
+            .ctx("reading whether the state file is new")
+    }
+
     /// SQLite's `PRAGMA quick_check`: None when the file is sound, else
     /// the first problem it names. Reads the whole file (about 1 s per
     /// 500 MB).

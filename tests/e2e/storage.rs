@@ -473,7 +473,9 @@ fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_the_first_
     let other_config = other.path().join("other.toml");
     std::fs::write(&other_config, moved).unwrap();
     let reporters: Vec<String> = (0..200).map(|i| format!("r{i:03}@example.net")).collect();
-    let mut second = Daemon::start_with_env(&other_config, other.path(), &env);
+    // --adopt: its state file is new on a mailbox secintake handled.
+    let mut second =
+        Daemon::start_with_args(&other_config, other.path(), &["run", "--adopt"], &env);
     for (i, r) in reporters.iter().enumerate() {
         w.report(r, "While two instances run");
         if i == 20 {
@@ -512,4 +514,50 @@ fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_the_first_
         .log_text()
         .contains("this instance holds the mailbox"));
     second.terminate(T);
+}
+
+/// A new state file on a mailbox secintake handled before is a lost
+/// state, not a first start (issue 12): the daemon refuses, saying what
+/// to do; `run --adopt` records that mail without answering it.
+#[test]
+fn a_new_state_file_on_a_handled_mailbox_needs_adopt() {
+    use common::daemon::Daemon;
+    let mut w = World::start_ready(|_| {});
+    for i in 0..5 {
+        w.report(&format!("old{i}@example.net"), "Handled by the lost state");
+    }
+    w.wait_acked_cases(5);
+    w.wait_outbox_empty();
+    w.daemon.terminate(T);
+    // The state is lost: gone, with its lock file (a new host).
+    let db = w.db();
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let mut d = Daemon::start(&w.config, w.dir.path());
+    let status = d.wait_exit(T);
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = d.log_text();
+    assert!(
+        log.contains("5 message(s)") && log.contains("secintake run --adopt"),
+        "{log}"
+    );
+    let mut d = Daemon::start_with_args(&w.config, w.dir.path(), &["run", "--adopt"], &[]);
+    d.wait_running(T);
+    common::daemon::eventually(T, "the handled mail recorded", Some(&d), || {
+        (w.cases().len() == 5).then_some(())
+    });
+    w.report("new@example.net", "After the adoption");
+    common::daemon::eventually(T, "the new report answered", Some(&d), || {
+        (acks(&w, "new@example.net").1 == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 0..5 {
+        assert_eq!(
+            acks(&w, &format!("old{i}@example.net")).1,
+            1,
+            "old{i} answered twice"
+        );
+    }
+    d.terminate(T);
 }

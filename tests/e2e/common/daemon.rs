@@ -22,6 +22,17 @@ impl Daemon {
     /// [`Daemon::start`] with extra environment variables (e.g. the debug
     /// build's fault hook, `SECINTAKE_TEST_ABORT_ON`).
     pub fn start_with_env(config: &Path, log_dir: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with_args(config, log_dir, &["run"], env)
+    }
+
+    /// `secintake --config CONFIG ARGS…` (e.g. `run --adopt`), as
+    /// [`Daemon::start_with_env`].
+    pub fn start_with_args(
+        config: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut n = 0;
         let log = loop {
             let p = log_dir.join(format!("daemon-{n}.log"));
@@ -34,7 +45,7 @@ impl Daemon {
         let child = Command::new(super::secintake_bin())
             .arg("--config")
             .arg(config)
-            .arg("run")
+            .args(args)
             .env("SECINTAKE_LOG", "secintake=debug,info")
             // Tests start daemons one after another on one mailbox, with
             // fresh state files, and SIGKILL them: a killed holder's lease
