@@ -178,6 +178,13 @@ impl Store {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
+                // Schema version 0: the daemon created the file a moment
+                // ago and is about to migrate it; the CLI waits for that
+                // instead of calling the file older than itself.
+                Err(StoreError::TooOld { found: 0, .. }) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
                 other => return other,
             }
         }
