@@ -102,9 +102,9 @@ pub async fn run(
             .await
             .context("outbox")
     });
-    spawn_observers(&mut tasks, &cfg, &db, &clock, health, &shutdown).await?;
+    spawn_observers(&mut tasks, &cfg, &db, &clock, health.clone(), &shutdown).await?;
     let (t, state_path) = (shutdown.clone(), cfg.storage.path.clone());
-    tasks.spawn(watch_state(state_path, identity, t));
+    tasks.spawn(watch_state(state_path, identity, health.clone(), t));
     let t = shutdown.clone();
     tasks.spawn(async move {
         scheduler.run(t).await;
@@ -268,6 +268,7 @@ fn file_identity(path: &std::path::Path) -> anyhow::Result<(u64, u64)> {
 async fn watch_state(
     path: std::path::PathBuf,
     identity: (u64, u64),
+    health: Health,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
@@ -284,11 +285,15 @@ async fn watch_state(
             Ok(_) => None,
         };
         if let Some(why) = why {
-            anyhow::bail!(
+            let error = format!(
                 "the state file {} {why} while the daemon ran: stopping before anything else \
                  is recorded into a file nobody reads",
                 path.display()
             );
+            // The handlers learn it through [alerts] command before the
+            // daemon ends (mail would be queued into the lost file).
+            health.state_lost(&error).await;
+            anyhow::bail!("{error}");
         }
     }
 }

@@ -48,6 +48,9 @@ pub use crate::model::CREDENTIAL_REJECTED;
 
 /// The component name of the state file in alerts (`alert.txt`).
 pub const STORAGE: &str = "storage";
+/// The alert's component when the state file was deleted or replaced
+/// under the daemon, which then stops.
+pub const STATE_LOST: &str = "state-lost";
 
 /// How long intake and the outbox wait after a server refused the login:
 /// long enough not to look like password guessing (providers lock an
@@ -340,9 +343,15 @@ impl Health {
     /// standard input, in the background: the second path that still works
     /// when the SMTP server is what fails. At most [`COMMAND_TIMEOUT`].
     fn run_command(&self, raw: Vec<u8>) {
-        let Some((program, args)) = self.cfg.alerts.command.split_first() else {
-            return;
-        };
+        if let Some(run) = self.command(raw) {
+            tokio::spawn(run);
+        }
+    }
+
+    /// `[alerts] command` run with `raw` on its standard input, as a future
+    /// (None when no command is configured). At most [`COMMAND_TIMEOUT`].
+    fn command(&self, raw: Vec<u8>) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        let (program, args) = self.cfg.alerts.command.split_first()?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .stdin(std::process::Stdio::piped())
@@ -350,7 +359,7 @@ impl Health {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true);
         let program = program.clone();
-        tokio::spawn(async move {
+        Some(async move {
             let run = async {
                 let mut child = cmd.spawn()?;
                 if let Some(mut stdin) = child.stdin.take() {
@@ -373,7 +382,7 @@ impl Health {
                     tracing::error!(program = %program, "[alerts] command took too long; killed")
                 }
             }
-        });
+        })
     }
 
     /// `writer` could not write the state file (a full disk, a read-only
@@ -396,7 +405,10 @@ impl Health {
         tracing::error!(error = %error,
             "the state file takes no writes: reports are not recorded and no mail is sent \
              (none goes out that could not be recorded) until it does; retrying");
-        if let Some(raw) = self.storage_notice(false, now, Some(error), now).await {
+        if let Some(raw) = self
+            .storage_notice(STORAGE, false, now, Some(error), now)
+            .await
+        {
             self.run_command(raw);
         }
     }
@@ -415,7 +427,7 @@ impl Health {
         };
         let Some(since) = recovered else { return };
         tracing::info!(failing_since = %fmt_ts(since), "the state file takes writes again");
-        if let Some(raw) = self.storage_notice(true, since, None, now).await {
+        if let Some(raw) = self.storage_notice(STORAGE, true, since, None, now).await {
             self.run_command(raw);
         }
         self.outbox.notify_one();
@@ -472,6 +484,21 @@ impl Health {
         )
     }
 
+    /// The state file is gone or replaced and the daemon is about to stop:
+    /// the alert goes through `[alerts] command` now, and is waited for
+    /// (at most [`COMMAND_TIMEOUT`]), since the daemon ends right after.
+    pub async fn state_lost(&self, error: &str) {
+        let now = self.clock.now();
+        if let Some(raw) = self
+            .storage_notice(STATE_LOST, false, now, Some(error), now)
+            .await
+        {
+            if let Some(run) = self.command(raw) {
+                run.await;
+            }
+        }
+    }
+
     /// Whether `writer`'s last write of the state file failed.
     pub fn storage_failed_for(&self, writer: Writer) -> bool {
         let st = self.storage.lock().unwrap_or_else(|e| e.into_inner());
@@ -483,6 +510,7 @@ impl Health {
     /// writes again).
     async fn storage_notice(
         &self,
+        component: &'static str,
         recovered: bool,
         since: DateTime<Utc>,
         error: Option<&str>,
@@ -502,7 +530,7 @@ impl Health {
                     };
                     let to: Vec<String> = cfg.handlers.iter().map(|h| h.email.clone()).collect();
                     let outage = Outage {
-                        component: STORAGE,
+                        component,
                         component_name: "state file",
                         failing_since: since,
                         last_error: error.as_deref(),

@@ -185,6 +185,7 @@ impl Templates {
             ("escalation", "smtp", false),
             ("ack-stuck", "imap", false),
             ("reminder", "storage", false),
+            ("reminder", "state-lost", false),
         ] {
             samples.push(sample(kind, component, flag));
         }

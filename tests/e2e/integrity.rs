@@ -772,7 +772,8 @@ fn a_backup_during_a_stream_of_500_reports_holds_every_case_before_it() {
 /// would answer every message in the mailbox again.
 #[test]
 fn a_lost_state_file_stops_the_daemon_and_is_never_silently_recreated() {
-    let mut w = crate::common::world::World::start_ready(|_| {});
+    let sink = crate::common::AlertSink::new();
+    let mut w = crate::common::world::World::start_ready(|c| c.extra = sink.config());
     w.report("first@example.net", "Before the loss");
     w.wait_acked_cases(1);
     std::fs::remove_file(w.db()).unwrap();
@@ -785,6 +786,16 @@ fn a_lost_state_file_stops_the_daemon_and_is_never_silently_recreated() {
         w.log().contains("was deleted while the daemon ran"),
         "{}",
         w.log()
+    );
+    // The handlers heard it through [alerts] command before it stopped.
+    let alert = sink.text().unwrap_or_default();
+    assert!(
+        alert.contains("ALERT: state file failing") && alert.contains("was deleted"),
+        "{alert}"
+    );
+    assert!(
+        !alert.contains("one more message when it recovers"),
+        "{alert}"
     );
 
     // Restarted (as systemd would): refused, nothing answered again.
