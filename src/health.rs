@@ -311,7 +311,6 @@ impl Health {
             templates: &self.templates,
             now,
         };
-        let to = cfg.handlers.iter().map(|h| h.email.clone()).collect();
         let outage = Outage {
             component: c.as_str(),
             component_name: c.describe(),
@@ -319,24 +318,13 @@ impl Health {
             last_error,
             backlog,
         };
-        let letter = if recovered {
-            operations::recovery_notice(&ctx, to, outage)
-        } else {
-            operations::outage_alert(&ctx, to, outage)
+        let Some(letter) = outage_letter(&ctx, outage, recovered)? else {
+            return Ok(None);
         };
-        match letter {
-            Ok(letter) => {
-                if !cfg.handlers.is_empty() {
-                    queue_outgoing(conn, &ctx, &letter)?;
-                }
-                Ok(Some(letter.out.raw))
-            }
-            Err(LetterError::Template(e)) => Err(e.into()),
-            Err(LetterError::Compose(e)) => {
-                tracing::error!(error = %e, "cannot build alert mail");
-                Ok(None)
-            }
+        if !cfg.handlers.is_empty() {
+            queue_outgoing(conn, &ctx, &letter)?;
         }
+        Ok(Some(letter.out.raw))
     }
 
     /// Hands an alert or recovery notice to `[alerts] command`, on its
@@ -528,7 +516,6 @@ impl Health {
                         templates: &this.templates,
                         now,
                     };
-                    let to: Vec<String> = cfg.handlers.iter().map(|h| h.email.clone()).collect();
                     let outage = Outage {
                         component,
                         component_name: "state file",
@@ -536,20 +523,10 @@ impl Health {
                         last_error: error.as_deref(),
                         backlog,
                     };
-                    let letter = if recovered {
-                        operations::recovery_notice(&ctx, to.clone(), outage)
-                    } else {
-                        operations::outage_alert(&ctx, to.clone(), outage)
+                    let Some(letter) = outage_letter(&ctx, outage, recovered)? else {
+                        return Ok(None);
                     };
-                    let letter = match letter {
-                        Ok(l) => l,
-                        Err(LetterError::Template(e)) => return Err(e.into()),
-                        Err(LetterError::Compose(e)) => {
-                            tracing::error!(error = %e, "cannot build the storage notice");
-                            return Ok(None);
-                        }
-                    };
-                    if recovered && !to.is_empty() {
+                    if recovered && !cfg.handlers.is_empty() {
                         let tx = s.transaction()?;
                         queue_outgoing(&tx, &ctx, &letter)?;
                         crate::store::commit(tx, "queueing the storage recovery notice")?;
@@ -621,6 +598,29 @@ impl Health {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = shutdown.cancelled() => return,
             }
+        }
+    }
+}
+
+/// The outage alert (or, `recovered`, the recovery notice) for `outage`,
+/// to every handler; None when it cannot be composed (logged).
+fn outage_letter(
+    ctx: &Context<'_>,
+    outage: Outage<'_>,
+    recovered: bool,
+) -> Result<Option<crate::outgoing::Letter>, crate::context::CaseError> {
+    let to = ctx.cfg.handlers.iter().map(|h| h.email.clone()).collect();
+    let letter = if recovered {
+        operations::recovery_notice(ctx, to, outage)
+    } else {
+        operations::outage_alert(ctx, to, outage)
+    };
+    match letter {
+        Ok(letter) => Ok(Some(letter)),
+        Err(LetterError::Template(e)) => Err(e.into()),
+        Err(LetterError::Compose(e)) => {
+            tracing::error!(error = %e, "cannot build alert mail");
+            Ok(None)
         }
     }
 }

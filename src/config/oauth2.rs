@@ -173,15 +173,15 @@ pub(super) fn oauth2_from(mut s: Section<'_>) -> Result<Option<OAuth2>, ConfigEr
         .transpose()?;
     let token_url_field = s
         .get(keys::oauth2::token_url)
-        .map(|f| token_url(&f))
+        .map(|f| endpoint_url(&f))
         .transpose()?;
     let auth_url = s
         .get(keys::oauth2::auth_url)
-        .map(|f| token_url(&f))
+        .map(|f| endpoint_url(&f))
         .transpose()?;
     let device_url = s
         .get(keys::oauth2::device_url)
-        .map(|f| token_url(&f))
+        .map(|f| endpoint_url(&f))
         .transpose()?;
     let grant = read_grant(&mut s, provider)?;
     let tenant = read_tenant(&mut s, provider, grant)?;
@@ -389,7 +389,7 @@ fn endpoints(
 
 /// An https:// URL, or http:// to a loopback host (a local token broker):
 /// `token_url`, `auth_url`, `device_url`.
-fn token_url(f: &Field<'_>) -> Result<String, ConfigError> {
+fn endpoint_url(f: &Field<'_>) -> Result<String, ConfigError> {
     let url = f.line()?;
     let (scheme, rest) = url.split_once("://").unwrap_or(("", ""));
     let host = rest.split(['/', '?']).next().unwrap_or("");
