@@ -33,7 +33,8 @@ pub struct World {
 
 impl World {
     /// Starts a stack and a daemon whose config is [`TestConfig::new`]'s
-    /// after `tweak`. Returns at once, while the daemon is still starting.
+    /// after `tweak`. Returns once the daemon has created its state file,
+    /// while it is still starting.
     pub fn start(tweak: impl FnOnce(&mut TestConfig)) -> World {
         World::start_with(&StackOptions::default(), tweak)
     }
@@ -49,6 +50,16 @@ impl World {
         let config = dir.path().join("secintake.toml");
         cfg.write(&config);
         let daemon = Daemon::start(&config, dir.path());
+        // The CLI reads the state file and, rightly, fails while there is
+        // none: tests poll it (cases, robots) at once, so wait for the
+        // daemon to create it (the CLI waits out its migration itself).
+        let state = cfg.storage_path.clone();
+        super::daemon::eventually(
+            T,
+            "the daemon to create its state file",
+            Some(&daemon),
+            || state.exists().then_some(()),
+        );
         World {
             daemon,
             stack,
