@@ -43,6 +43,7 @@ mod metrics;
 mod oauth2;
 mod oauth2_stack;
 mod osv;
+mod outage;
 mod pgp;
 mod records;
 mod resilience;

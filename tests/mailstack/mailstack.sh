@@ -20,6 +20,9 @@
 #   mailstack.sh stop-smtp DIR | start-smtp DIR     Postfix only (outage tests;
 #                      OpenDKIM keeps running; start-smtp restarts it if not)
 #   mailstack.sh stop-imap DIR | start-imap DIR     Dovecot only (IMAP + LMTP)
+#   mailstack.sh defer-submission DIR | accept-submission DIR
+#                      submission answers every sender with 451 (a relay that
+#                      is up but refuses for now) | accepts again
 #   mailstack.sh env DIR                print KEY=VALUE lines (also in DIR/env)
 #   mailstack.sh vacation DIR USER [SUBJECT]   install a sieve vacation script
 #
@@ -419,6 +422,11 @@ smtpd_sasl_path = $d/run/auth-postfix
 smtpd_sasl_auth_enable = no
 smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination
 smtpd_recipient_restrictions =
+# The submission services' sender restrictions: empty, or "defer" while
+# defer-submission holds (every MAIL FROM answered 451, the connection and
+# login still succeed, as a relay with a full queue or a rate limit does).
+submission_sender_restrictions =
+defer_code = 451
 # OpenDKIM: the submission services sign (their -o smtpd_milters), every
 # other smtpd (inbound, re-injection) verifies.
 smtpd_milters = unix:$d/dkim/verify.sock
@@ -428,6 +436,7 @@ EOF
     local sub="-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes"
     sub="$sub -o smtpd_client_restrictions=permit_sasl_authenticated,reject"
     sub="$sub -o smtpd_relay_restrictions=permit_sasl_authenticated,reject"
+    sub="$sub -o smtpd_sender_restrictions=\$submission_sender_restrictions"
     # Sign (OpenDKIM's MTA setting), then re-inject for the verifying pass.
     sub="$sub -o smtpd_milters=unix:$d/dkim/sign.sock -o milter_macro_daemon_name=ORIGINATING"
     sub="$sub -o content_filter=reinject:[127.0.0.1]:$((b + 6))"
@@ -684,6 +693,11 @@ stop_smtp() { # DIR
     kill -9 "$pid" 2>/dev/null || true
 }
 
+set_submission_senders() { # DIR RESTRICTIONS: takes effect for new sessions
+    postconf -c "$1/postfix" -e "submission_sender_restrictions = $2"
+    postfix -c "$1/postfix" reload </dev/null >/dev/null 2>&1 || die "postfix reload failed"
+}
+
 flush_queue() { # DIR: retry deferred mail now (after an IMAP/LMTP outage)
     alive "$(postfix_pid "$1")" && postfix -c "$1/postfix" flush </dev/null >/dev/null 2>&1 || true
 }
@@ -782,6 +796,8 @@ main() {
         start-imap) load_env "$dir"; start_imap "$dir"
             wait_ports "$dir" "$MS_IMAP_PORT" "$MS_IMAPS_PORT" "$MS_LMTP_PORT"
             flush_queue "$dir" ;;
+        defer-submission) set_submission_senders "$dir" defer ;;
+        accept-submission) set_submission_senders "$dir" "" ;;
         env) load_env "$dir"; grep '^MS_' "$dir/env" ;;
         vacation) [ $# -ge 1 ] || usage; cmd_vacation "$dir" "$@" ;;
         *) usage ;;

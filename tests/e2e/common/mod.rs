@@ -150,6 +150,18 @@ impl MailStack {
         run_script(&["start-smtp", path_str(&self.dir)]);
     }
 
+    /// Submission (STARTTLS and implicit TLS) keeps taking connections and
+    /// logins but answers every MAIL FROM with `451`: a relay that is up
+    /// and refuses for now. New sessions only (Postfix reload).
+    pub fn defer_submission(&self) {
+        run_script(&["defer-submission", path_str(&self.dir)]);
+    }
+
+    /// Ends [`MailStack::defer_submission`].
+    pub fn accept_submission(&self) {
+        run_script(&["accept-submission", path_str(&self.dir)]);
+    }
+
     /// Stops Dovecot (IMAP, IMAPS and LMTP): a mailbox outage. Mail sent
     /// meanwhile waits in Postfix's queue.
     pub fn stop_imap(&self) {
