@@ -77,14 +77,15 @@ pub async fn run(
         retention_at: Arc::default(),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::intake::lease::run(
-        cfg.imap.clone(),
-        tokens.clone(),
-        crate::intake::lease::instance_name(&cfg.storage.path),
-        lease,
-        (fresh && !adopt).then(|| cfg.imap.folder.clone()),
-        shutdown.clone(),
-    ));
+    let lease = crate::intake::lease::Lease {
+        cfg: cfg.imap.clone(),
+        tokens: tokens.clone(),
+        me: crate::intake::lease::instance_name(&cfg.storage.path),
+        state: lease,
+        fresh_check: (fresh && !adopt).then(|| cfg.imap.folder.clone()),
+        health: health.clone(),
+    };
+    tasks.spawn(lease.run(shutdown.clone()));
     spawn_intakes(&mut tasks, intake, &shutdown);
     let t = shutdown.clone();
     let (odb, osmtp, oclock, owake, ohealth) = (

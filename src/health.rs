@@ -7,6 +7,10 @@
 //! kept in SQLite so a restart during an outage neither forgets the outage
 //! nor alerts twice, and `secintake status` can show it.
 
+mod lease;
+
+pub use lease::LEASE;
+
 use crate::clock::{add, fmt_ts, parse_ts, Clock};
 use crate::config::Config;
 use crate::context::Context;
@@ -100,6 +104,8 @@ pub struct Health {
     storage: Arc<Mutex<StorageState>>,
     /// Wakes the outbox when an alert was queued.
     outbox: Arc<Notify>,
+    /// Whether this instance holds the mailbox (`health::lease`).
+    lease: Arc<Mutex<lease::LeaseHealth>>,
 }
 
 /// Which loop found the state file taking no writes.
@@ -159,6 +165,7 @@ impl Health {
             storage: Arc::default(),
             reconnects: Arc::default(),
             outbox,
+            lease: Arc::default(),
         })
     }
 
@@ -465,8 +472,12 @@ impl Health {
                 Some(since) => format!("FAILING since {}", fmt_ts(since)),
             }
         };
+        let standby = self
+            .standby_for()
+            .map(|holder| format!("; STANDBY: {holder} holds the mailbox"))
+            .unwrap_or_default();
         format!(
-            "imap {}; smtp {}; state file {storage}",
+            "imap {}; smtp {}; state file {storage}{standby}",
             part(Component::Imap),
             part(Component::Smtp)
         )

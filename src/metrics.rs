@@ -118,6 +118,13 @@ pub fn render(counts: &MetricCounts, now: DateTime<Utc>, live: Option<&Health>) 
                 .get_or_create(&labels(&[("part", part)]))
                 .set(bad as i64);
         }
+        let held: Gauge = Gauge::default();
+        reg.register(
+            "mailbox_held",
+            "1 while this instance holds the mailbox's lease (reads and answers mail); 0 before its first heartbeat and while another instance holds it",
+            held.clone(),
+        );
+        held.set(h.holds_mailbox() as i64);
         let reconnects = Counter::<u64>::default();
         reg.register(
             "imap_reconnects",

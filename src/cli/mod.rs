@@ -83,9 +83,11 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Show the last successful sync, connection health and the outbox backlog.
-    /// Exit status: 0 all well, 3 the mailbox or the SMTP server is failing
-    /// (an outage or a refused password), 1 the status could not be read.
+    /// Show the last successful sync, connection health, the outbox backlog
+    /// and the mailbox's lease. Exit status: 0 all well, 3 the mailbox or
+    /// the SMTP server is failing (an outage or a refused password), the
+    /// state file takes no writes, or another instance holds the mailbox;
+    /// 1 the status could not be read.
     Status {
         #[arg(long)]
         json: bool,

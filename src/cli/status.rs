@@ -25,6 +25,7 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
     let last_sync = store::last_sync_at(c, &cfg.imap.folder)?;
     let imap = store::health(c, "imap")?;
     let smtp = store::health(c, "smtp")?;
+    let lease = store::health(c, crate::health::LEASE)?;
     let (backlog, oldest) = store::outbox_backlog(c)?;
     let failed = store::outbox_failed_count(c)?;
     let held = store::held_acks(c, None)?.len();
@@ -37,6 +38,7 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
             "last_sync_at": last_sync,
             "imap": imap,
             "smtp": smtp,
+            "lease": lease,
             "outbox": { "backlog": backlog, "oldest_unsent_at": oldest, "failed": failed },
             "held_acks": held,
             "open_cases": open,
@@ -71,15 +73,30 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
                 .unwrap_or_default()
         );
         println!("open cases     {open}");
+        match (&lease.failing_since, &lease.last_ok_at) {
+            (Some(since), _) => println!(
+                "mailbox lease  STANDBY since {since}: {}",
+                lease
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("another instance holds it")
+            ),
+            (None, Some(at)) => println!("mailbox lease  held (last heartbeat {at})"),
+            (None, None) => println!("mailbox lease  not taken yet"),
+        }
         match &storage {
             Some(problem) => println!("storage        FAILING: {problem}"),
             None => println!("storage        ok"),
         }
     }
     // For monitoring: 3 while the mailbox or the outgoing server fails
-    // (an outage or a refused credential), 1 when the status cannot be
-    // read, 0 otherwise.
-    if imap.failing_since.is_some() || smtp.failing_since.is_some() || storage.is_some() {
+    // (an outage or a refused credential), the state file takes no
+    // writes, or another instance holds the mailbox (this one answers
+    // nothing); 1 when the status cannot be read, 0 otherwise.
+    let failing = [&imap, &smtp, &lease]
+        .iter()
+        .any(|h| h.failing_since.is_some());
+    if failing || storage.is_some() {
         return Ok(std::process::ExitCode::from(STATUS_FAILING));
     }
     Ok(std::process::ExitCode::SUCCESS)

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::imap::{cmd_err, connect, drain, Conn};
 use super::IntakeError;
 use crate::config::Imap;
+use crate::health::Health;
 
 /// The folder holding the lease's marker message.
 pub const LEASE_FOLDER: &str = "SecintakeLease";
@@ -88,163 +89,233 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Holds the lease until `shutdown`: takes it (waiting out another
-/// holder's expiry only when its heartbeat is already old), then renews
-/// it every third of [`expiry`]. Ends with an error when another instance
-/// holds or took the mailbox, which stops the daemon.
-pub async fn run(
-    cfg: Imap,
-    tokens: Option<Arc<TokenSource>>,
-    me: String,
-    state: Arc<LeaseState>,
-    mut fresh_check: Option<String>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let every = expiry() / 3;
-    let mut failures = 0u32;
-    let mut refused_by: Option<String> = None;
-    loop {
-        let mut wait = every;
-        match beat(&cfg, tokens.as_deref(), &me).await {
-            Ok(Outcome::Held) => {
-                failures = 0;
-                if let Some(folder) = &fresh_check {
-                    match handled_before(&cfg, tokens.as_deref(), folder).await {
-                        Ok(0) => fresh_check = None,
-                        Ok(n) => {
-                            release(&cfg, tokens.as_deref(), &me).await;
-                            anyhow::bail!(
-                                "the state file is new, but {n} message(s) in {folder:?} of {} \
-                                 were handled by secintake before (keyword {}): the state that \
-                                 answered them is gone. Restore it from a backup (README: \
-                                 backups), or start once with `secintake run --adopt` to record \
-                                 that mail without answering it",
-                                cfg.username,
-                                crate::cases::HANDLED_KEYWORD
-                            );
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "cannot look for handled mail yet; retrying");
-                            failures = failures.saturating_add(1);
-                            wait = super::reconnect_delay(failures).min(every);
-                            tokio::select! {
-                                _ = tokio::time::sleep(wait) => continue,
-                                _ = shutdown.cancelled() => return Ok(()),
+/// The lease task's parts (see [`Lease::run`]).
+pub struct Lease {
+    pub cfg: Imap,
+    pub tokens: Option<Arc<TokenSource>>,
+    /// This instance's name ([`instance_name`]).
+    pub me: String,
+    pub state: Arc<LeaseState>,
+    /// With a new state file (no `--adopt`): the folder to look for mail
+    /// handled before in, once the lease is held.
+    pub fresh_check: Option<String>,
+    /// Told of each heartbeat's outcome, for `status`, `STATUS=` and the
+    /// metrics.
+    pub health: Health,
+}
+
+impl Lease {
+    /// Holds the lease until `shutdown`: takes it (waiting out another
+    /// holder's expiry only when its heartbeat is already old), then
+    /// renews it every third of [`expiry`], over one kept IMAP session.
+    /// Ends with an error only when the new-state check finds mail
+    /// handled before, which stops the daemon.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Lease {
+            cfg,
+            tokens,
+            me,
+            state,
+            mut fresh_check,
+            health,
+        } = self;
+        let every = expiry() / 3;
+        let mut link = Link {
+            cfg: cfg.clone(),
+            tokens,
+            session: None,
+        };
+        let mut failures = 0u32;
+        let mut refused_by: Option<String> = None;
+        loop {
+            let mut wait = every;
+            match link.beat(&me).await {
+                Ok(Outcome::Held) => {
+                    failures = 0;
+                    if let Some(folder) = &fresh_check {
+                        match link.handled_before(folder).await {
+                            Ok(0) => fresh_check = None,
+                            Ok(n) => {
+                                link.release(&me).await;
+                                anyhow::bail!(
+                                    "the state file is new, but {n} message(s) in {folder:?} of \
+                                     {} were handled by secintake before (keyword {}): the state \
+                                     that answered them is gone. Restore it from a backup \
+                                     (README: backups), or start once with `secintake run \
+                                     --adopt` to record that mail without answering it",
+                                    cfg.username,
+                                    crate::cases::HANDLED_KEYWORD
+                                );
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "cannot look for handled mail yet; retrying");
+                                failures = failures.saturating_add(1);
+                                wait = super::reconnect_delay(failures).min(every);
+                                tokio::select! {
+                                    _ = tokio::time::sleep(wait) => continue,
+                                    _ = shutdown.cancelled() => return Ok(()),
+                                }
                             }
                         }
                     }
+                    if !state.held.load(Ordering::Acquire) {
+                        tracing::info!(instance = %me, "this instance holds the mailbox");
+                    }
+                    refused_by = None;
+                    state.set(true);
+                    health.lease_held().await;
                 }
-                if !state.held.load(Ordering::Acquire) {
-                    tracing::info!(instance = %me, "this instance holds the mailbox");
+                Ok(Outcome::HeldBy { holder, ago }) => {
+                    failures = 0;
+                    if state.held.load(Ordering::Acquire) {
+                        tracing::error!(holder = %holder, "another secintake instance took the mailbox: reading no more mail");
+                    }
+                    state.set(false);
+                    health.lease_standby(&holder, ago).await;
+                    if refused_by.as_deref() != Some(holder.as_str()) {
+                        tracing::error!(
+                            "mailbox {}: another secintake instance ({holder}) holds it \
+                             (heartbeat {ago} s ago); two instances would answer every report \
+                             twice, so this one reads no mail and sends none it did not record; \
+                             it takes over {} s after that instance's last heartbeat",
+                            cfg.username,
+                            expiry().as_secs()
+                        );
+                        refused_by = Some(holder);
+                    }
                 }
-                refused_by = None;
-                state.set(true);
+                Err(e @ IntakeError::Credential { .. }) => {
+                    // Intake reports a refused login; not hammering it here.
+                    tracing::debug!(error = %e, "lease: login refused; retrying slowly");
+                    wait = crate::health::credential_retry();
+                }
+                Err(e) => {
+                    // The server cannot be asked: keep what we have; intake
+                    // cannot read mail meanwhile either.
+                    failures = failures.saturating_add(1);
+                    tracing::debug!(error = %e, "lease heartbeat failed; retrying");
+                    wait = super::reconnect_delay(failures).min(every);
+                }
             }
-            Ok(Outcome::HeldBy { holder, ago }) => {
-                failures = 0;
-                if state.held.load(Ordering::Acquire) {
-                    tracing::error!(holder = %holder, "another secintake instance took the mailbox: reading no more mail");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {
+                    if state.held.load(Ordering::Acquire) {
+                        link.release(&me).await;
+                    } else {
+                        link.logout().await;
+                    }
+                    return Ok(());
                 }
-                state.set(false);
-                if refused_by.as_deref() != Some(holder.as_str()) {
-                    tracing::error!(
-                        "mailbox {}: another secintake instance ({holder}) holds it (heartbeat \
-                         {ago} s ago); two instances would answer every report twice, so this \
-                         one reads no mail and sends none it did not record; it takes over {} s \
-                         after that instance's last heartbeat",
-                        cfg.username,
-                        expiry().as_secs()
-                    );
-                    refused_by = Some(holder);
-                }
-            }
-            Err(e @ IntakeError::Credential { .. }) => {
-                // Intake reports a refused login; not hammering it here.
-                tracing::debug!(error = %e, "lease: login refused; retrying slowly");
-                wait = crate::health::credential_retry();
-            }
-            Err(e) => {
-                // The server cannot be asked: keep what we have; intake
-                // cannot read mail meanwhile either.
-                failures = failures.saturating_add(1);
-                tracing::debug!(error = %e, "lease heartbeat failed; retrying");
-                wait = super::reconnect_delay(failures).min(every);
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => {
-                if state.held.load(Ordering::Acquire) {
-                    release(&cfg, tokens.as_deref(), &me).await;
-                }
-                return Ok(());
             }
         }
     }
 }
 
-/// On a clean stop, gives the lease up at once, so that the next start
-/// (a restart, a host move) need not wait for it to expire.
-async fn release(cfg: &Imap, tokens: Option<&TokenSource>, me: &str) {
-    let give_up = async {
-        let mut session = connect(cfg, tokens).await?;
-        session
-            .select(LEASE_FOLDER)
-            .await
-            .map_err(cmd_err("SELECT lease folder"))?;
-        if let Some(uid) = marker(&mut session).await? {
-            let (holder, _, modseq) = read(&mut session, uid).await?;
-            if holder.as_deref() == Some(me) {
-                session
-                    .uid_store(
-                        uid.to_string(),
-                        format!("(UNCHANGEDSINCE {modseq}) FLAGS.SILENT (\\Seen)"),
-                    )
-                    .await
-                    .map_err(cmd_err("UID STORE lease"))?
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(cmd_err("UID STORE lease"))?;
+/// The lease's own IMAP session, kept between heartbeats: a new login
+/// every 30 s was 2,880 logins a day in the provider's log, for nothing.
+/// It is dropped on any error and opened again on the next beat; a kept
+/// session the server closed meanwhile gets one retry on a new one.
+struct Link {
+    cfg: Imap,
+    tokens: Option<Arc<TokenSource>>,
+    session: Option<async_imap::Session<Conn>>,
+}
+
+impl Link {
+    async fn session(&mut self) -> Result<&mut async_imap::Session<Conn>, IntakeError> {
+        let session = match self.session.take() {
+            Some(s) => s,
+            None => connect(&self.cfg, self.tokens.as_deref()).await?,
+        };
+        Ok(self.session.insert(session))
+    }
+
+    /// One heartbeat: reads the marker, and takes or renews the lease
+    /// with a compare-and-set unless another instance's heartbeat is
+    /// fresh.
+    async fn beat(&mut self, me: &str) -> Result<Outcome, IntakeError> {
+        let reused = self.session.is_some();
+        match self.try_beat(me).await {
+            Err(e) if reused => {
+                tracing::debug!(error = %e, "the kept lease session failed; opening a new one");
+                self.try_beat(me).await
             }
+            result => result,
         }
-        let _ = session.logout().await;
-        Ok::<_, IntakeError>(())
-    };
-    match tokio::time::timeout(Duration::from_secs(5), give_up).await {
-        Ok(Ok(())) => tracing::info!("the mailbox's lease given up"),
-        Ok(Err(e)) => tracing::debug!(error = %e, "could not give the lease up; it expires"),
-        Err(_) => tracing::debug!("giving the lease up took too long; it expires"),
+    }
+
+    async fn try_beat(&mut self, me: &str) -> Result<Outcome, IntakeError> {
+        let session = self.session().await?;
+        let result = beat_in(session, me).await;
+        drain(session);
+        if result.is_err() {
+            self.session = None;
+        }
+        result
+    }
+
+    /// How many messages of `folder` carry the handled keyword.
+    async fn handled_before(&mut self, folder: &str) -> Result<usize, IntakeError> {
+        let session = self.session().await?;
+        let found = async {
+            session.examine(folder).await.map_err(cmd_err("EXAMINE"))?;
+            session
+                .uid_search(format!("KEYWORD {}", crate::cases::HANDLED_KEYWORD))
+                .await
+                .map_err(cmd_err("UID SEARCH KEYWORD"))
+        }
+        .await;
+        if found.is_err() {
+            self.session = None;
+        }
+        Ok(found?.len())
+    }
+
+    /// On a clean stop, gives the lease up at once, so that the next
+    /// start (a restart, a host move) need not wait for it to expire.
+    async fn release(&mut self, me: &str) {
+        let give_up = async {
+            let session = self.session().await?;
+            session
+                .select(LEASE_FOLDER)
+                .await
+                .map_err(cmd_err("SELECT lease folder"))?;
+            if let Some(uid) = marker(session).await? {
+                let (holder, _, modseq) = read(session, uid).await?;
+                if holder.as_deref() == Some(me) {
+                    session
+                        .uid_store(
+                            uid.to_string(),
+                            format!("(UNCHANGEDSINCE {modseq}) FLAGS.SILENT (\\Seen)"),
+                        )
+                        .await
+                        .map_err(cmd_err("UID STORE lease"))?
+                        .try_collect::<Vec<_>>()
+                        .await
+                        .map_err(cmd_err("UID STORE lease"))?;
+                }
+            }
+            Ok::<_, IntakeError>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), give_up).await {
+            Ok(Ok(())) => tracing::info!("the mailbox's lease given up"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not give the lease up; it expires"),
+            Err(_) => tracing::debug!("giving the lease up took too long; it expires"),
+        }
+        self.logout().await;
+    }
+
+    async fn logout(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), session.logout()).await;
+        }
     }
 }
 
 enum Outcome {
     Held,
     HeldBy { holder: String, ago: u64 },
-}
-
-/// How many messages of `folder` carry the handled keyword.
-async fn handled_before(
-    cfg: &Imap,
-    tokens: Option<&TokenSource>,
-    folder: &str,
-) -> Result<usize, IntakeError> {
-    let mut session = connect(cfg, tokens).await?;
-    session.examine(folder).await.map_err(cmd_err("EXAMINE"))?;
-    let found = session
-        .uid_search(format!("KEYWORD {}", crate::cases::HANDLED_KEYWORD))
-        .await
-        .map_err(cmd_err("UID SEARCH KEYWORD"))?;
-    let _ = session.logout().await;
-    Ok(found.len())
-}
-
-/// One heartbeat: reads the marker, and takes or renews the lease with a
-/// compare-and-set unless another instance's heartbeat is fresh.
-async fn beat(cfg: &Imap, tokens: Option<&TokenSource>, me: &str) -> Result<Outcome, IntakeError> {
-    let mut session = connect(cfg, tokens).await?;
-    let outcome = beat_in(&mut session, me).await;
-    let _ = session.logout().await;
-    outcome
 }
 
 async fn beat_in(

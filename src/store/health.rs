@@ -6,7 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 // ---------------------------------------------------------------------------
 // Health
 
-/// The health record of one component ("imap" or "smtp").
+/// The health record of one component ("imap", "smtp", or "lease":
+/// see `health::lease`).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Health {
     pub component: String,

@@ -71,6 +71,7 @@ fn the_endpoint_and_the_command_print_openmetrics_a_parser_accepts() {
         "secintake_cases{state=acknowledged} 2",
         "secintake_failing{part=imap} 0",
         "secintake_failing{part=storage} 0",
+        "secintake_mailbox_held{} 1",
         "secintake_outbox_backlog{} 0",
     ] {
         assert!(samples.contains(want), "no {want}:\n{samples}");

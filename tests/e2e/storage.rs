@@ -499,6 +499,17 @@ fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_the_first_
         log.contains("holds it") && !log.contains("new report"),
         "{log}"
     );
+    // `status` shows it on both: the second is a standby (exit 3, naming
+    // the holder), the first holds the mailbox.
+    let (code, out, _) = cli(&other_config, &["status"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("mailbox lease  STANDBY since") && out.contains("holds the mailbox: "),
+        "{out}"
+    );
+    let (code, out, _) = cli(&w.config, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("mailbox lease  held (last heartbeat"), "{out}");
 
     // The first stops cleanly and gives the lease up; the second takes
     // over (its empty state: marked mail is recovered, not answered).
@@ -513,7 +524,35 @@ fn a_second_instance_on_the_same_mailbox_refuses_and_takes_over_after_the_first_
     assert!(second
         .log_text()
         .contains("this instance holds the mailbox"));
+    let (code, out, _) = cli(&other_config, &["status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("mailbox lease  held"), "{out}");
     second.terminate(T);
+}
+
+/// The lease's heartbeats go over one kept IMAP session: a login per
+/// beat (every 30 s) was 2,880 logins a day in the provider's log. The
+/// harness beats every 0.67 s (SECINTAKE_TEST_LEASE_EXPIRY_MS=2000), so
+/// 8 s are 12 beats: a login each would show.
+#[test]
+fn the_lease_beats_over_one_kept_session() {
+    let w = World::start_ready(|_| {});
+    let logins = || {
+        let log = std::fs::read_to_string(w.stack.dir.join("log/dovecot.log")).unwrap_or_default();
+        log.lines()
+            .filter(|l| l.contains("Login: user=<security@example.org>"))
+            .count()
+    };
+    eventually(T, "the lease held", Some(&w.daemon), || {
+        let (_, out, _) = cli(&w.config, &["status"]);
+        out.contains("mailbox lease  held").then_some(())
+    });
+    let before = logins();
+    std::thread::sleep(Duration::from_secs(8));
+    let during = logins() - before;
+    assert!(during <= 1, "{during} logins in 8 s of heartbeats");
+    let (_, out, _) = cli(&w.config, &["status"]);
+    assert!(out.contains("mailbox lease  held"), "{out}");
 }
 
 /// A new state file on a mailbox secintake handled before is a lost
