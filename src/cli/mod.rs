@@ -305,13 +305,11 @@ pub fn main() -> std::process::ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            // An error priority for the journal, as the log lines have.
-            let priority = if std::env::var_os("JOURNAL_STREAM").is_some() {
-                "<3>"
-            } else {
-                ""
-            };
-            eprintln!("{priority}secintake: {}", one_line(&e));
+            eprintln!(
+                "{}secintake: {}",
+                logging::error_line_prefix(),
+                one_line(&e)
+            );
             std::process::ExitCode::from(1)
         }
     }
