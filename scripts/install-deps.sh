@@ -19,7 +19,11 @@ set -euo pipefail
 # tests/e2e/arc.rs (it reads the Authentication-Results it seals with authres).
 # python3-prometheus-client: its OpenMetrics parser checks what
 # `secintake metrics` and the metrics endpoint print (tests/e2e/metrics.rs).
-PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base python3-dkim python3-authres python3-prometheus-client"
+# systemd: systemd-journald, systemd-cat and journalctl, a private journal
+# the daemon logs into natively (tests/e2e/systemd.rs; it runs in a mount
+# namespace made with unshare and mount, which every Debian has; nothing
+# of it runs as a service).
+PACKAGES="dovecot-imapd dovecot-lmtpd dovecot-sieve postfix opendkim opendkim-tools swaks libnet-ssleay-perl s-nail openssl sqlite3 ca-certificates procps python3-jsonschema gnupg dnsmasq-base python3-dkim python3-authres python3-prometheus-client systemd"
 
 # The OAuth2 token server of the tests (tests/mailstack/oauth2: Node.js +
 # oidc-provider from npm, pinned by its package-lock.json).  Node.js 20+ and

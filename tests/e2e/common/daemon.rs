@@ -33,6 +33,36 @@ impl Daemon {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
+        Self::spawn(
+            Command::new(super::secintake_bin()),
+            config,
+            log_dir,
+            args,
+            env,
+        )
+    }
+
+    /// [`Daemon::start_with_env`] through `wrapper`, a command that runs
+    /// the command line appended to it (secintake's path, then its
+    /// arguments) and lives as long as it, e.g. `unshare … sh -c '…' sh`.
+    /// Its stderr is the log; killing it must end the daemon.
+    pub fn start_wrapped(
+        mut wrapper: Command,
+        config: &Path,
+        log_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        wrapper.arg(super::secintake_bin());
+        Self::spawn(wrapper, config, log_dir, &["run"], env)
+    }
+
+    fn spawn(
+        mut command: Command,
+        config: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut n = 0;
         let log = loop {
             let p = log_dir.join(format!("daemon-{n}.log"));
@@ -42,7 +72,7 @@ impl Daemon {
             n += 1;
         };
         let file = std::fs::File::create(&log).expect("create daemon log");
-        let child = Command::new(super::secintake_bin())
+        let child = command
             .arg("--config")
             .arg(config)
             .args(args)
