@@ -206,6 +206,78 @@ fn queued_mail_is_not_sent_twice_when_the_disk_fills_under_a_restart_loop() {
     assert!(total - reporters.len() <= 3 * 8, "{total} copies");
 }
 
+fn remount(fs: &Tmpfs, how: &str) {
+    let ok = Command::new("mount")
+        .args(["-o", &format!("remount,{how}")])
+        .arg(&fs.path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "remount {how}");
+}
+
+/// Acknowledgements wait (the relay is down), the daemon dies, and the
+/// state file's file system is read-only when the unit starts it again
+/// (the issue: the outbox sent 8, could not record them, exited, and
+/// under Restart=on-failure sent the same 8 again every 5 s). Each start
+/// refuses before READY and sends nothing, `status` says why (exit 3);
+/// once the file system takes writes, everything goes, each mail once.
+/// (Linux refuses to remount a file system read-only while a file on it
+/// is open for writing, so the running daemon's side of the same fault
+/// is the full disk's: `a_full_disk_pauses_the_daemon…`.)
+#[test]
+fn a_read_only_state_file_under_a_restart_loop_sends_nothing_twice() {
+    let fs = Tmpfs::mount("8m");
+    let state = fs.path.join("state.db");
+    let mut w = World::start_ready(|c| c.storage_path = state.clone());
+    w.stack.stop_smtp();
+    let reporters: Vec<String> = (0..12).map(|i| format!("ro{i}@example.net")).collect();
+    for r in &reporters {
+        w.stack.save("security@example.org", "INBOX", &report(r));
+    }
+    w.wait_cases(reporters.len());
+    w.daemon.kill9();
+    remount(&fs, "ro");
+    w.stack.start_smtp();
+    // The unit's restart loop: each start refuses before READY.
+    for _ in 0..3 {
+        w.restart();
+        let exit = w.daemon.wait_exit(T);
+        let log = w.log();
+        assert!(
+            exit.is_some_and(|s| !s.success()),
+            "started on a read-only state file ({exit:?}):\n{log}"
+        );
+        assert!(!log.contains("secintake running"), "READY first:\n{log}");
+        let (code, st) = status_code(&w);
+        assert_eq!(code, 3, "{st}");
+        std::thread::sleep(Duration::from_secs(1));
+        for r in &reporters {
+            assert_eq!(acks(&w, r).1, 0, "{r} acknowledged from a read-only file");
+        }
+    }
+    remount(&fs, "rw");
+    let writable = Instant::now();
+    w.restart();
+    w.wait_acked_cases(reporters.len());
+    for r in &reporters {
+        eventually(
+            T,
+            &format!("{r}'s acknowledgement"),
+            Some(&w.daemon),
+            || (acks(&w, r).1 >= 1).then_some(()),
+        );
+    }
+    let drained = writable.elapsed();
+    assert!(drained < Duration::from_secs(15), "drained in {drained:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    for r in &reporters {
+        assert_eq!(acks(&w, r).1, 1, "{r}");
+    }
+    let (code, st) = status_code(&w);
+    assert_eq!(code, 0, "{st}");
+}
+
 fn report(from: &str) -> Vec<u8> {
     common::mail(
         "report",
