@@ -76,6 +76,24 @@ fn acks(w: &World, reporter: &str) -> (HashSet<String>, usize) {
     (ids.iter().cloned().collect(), ids.len())
 }
 
+/// Waits until every one of `reporters` has an acknowledgement, asserts
+/// that took under 15 s from `fixed` (the bound), then gives
+/// anything still in flight 2 s to land, for the caller's count.
+fn wait_drained(w: &World, reporters: &[String], fixed: Instant) {
+    w.wait_acked_cases(reporters.len());
+    for r in reporters {
+        eventually(
+            T,
+            &format!("{r}'s acknowledgement"),
+            Some(&w.daemon),
+            || (acks(w, r).1 >= 1).then_some(()),
+        );
+    }
+    let drained = fixed.elapsed();
+    assert!(drained < Duration::from_secs(15), "drained in {drained:?}");
+    std::thread::sleep(Duration::from_secs(2));
+}
+
 fn status_code(w: &World) -> (i32, String) {
     let (code, out, _) = cli(&w.config, &["status", "--json"]);
     (code, out)
@@ -131,18 +149,7 @@ fn a_full_disk_pauses_the_daemon_without_repeats_and_everything_goes_after() {
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
     let all: Vec<String> = before.iter().chain(&during).cloned().collect();
-    w.wait_acked_cases(all.len());
-    for r in &all {
-        eventually(
-            T,
-            &format!("{r}'s acknowledgement"),
-            Some(&w.daemon),
-            || (acks(&w, r).1 >= 1).then_some(()),
-        );
-    }
-    let drained = freed.elapsed();
-    assert!(drained < Duration::from_secs(15), "drained in {drained:?}");
-    std::thread::sleep(Duration::from_secs(2));
+    wait_drained(&w, &all, freed);
     for r in &all {
         let (ids, copies) = acks(&w, r);
         assert_eq!(ids.len(), 1, "{r} got {ids:?}");
@@ -172,19 +179,29 @@ fn status_names_a_state_file_that_takes_no_writes() {
     assert_eq!(code, 0, "{out}");
 }
 
-/// Acknowledgements already queued when the disk fills (the SMTP server
-/// was down meanwhile): the outbox sends none it could not record first.
-#[test]
-fn queued_mail_is_not_sent_twice_when_the_disk_fills_under_a_restart_loop() {
-    let fs = Tmpfs::mount("6m");
+/// A daemon whose state file is on a tmpfs of `size`, with 12 reports
+/// (from `<prefix>N@example.net`) recorded and their acknowledgements
+/// waiting: the relay is down (started again by the caller).
+fn acks_waiting_on_a_tmpfs(size: &str, prefix: &str) -> (Tmpfs, World, Vec<String>) {
+    let fs = Tmpfs::mount(size);
     let state = fs.path.join("state.db");
-    let mut w = World::start_ready(|c| c.storage_path = state.clone());
+    let w = World::start_ready(|c| c.storage_path = state.clone());
     w.stack.stop_smtp();
-    let reporters: Vec<String> = (0..12).map(|i| format!("queued{i}@example.net")).collect();
+    let reporters: Vec<String> = (0..12)
+        .map(|i| format!("{prefix}{i}@example.net"))
+        .collect();
     for r in &reporters {
         w.stack.save("security@example.org", "INBOX", &report(r));
     }
     w.wait_cases(reporters.len());
+    (fs, w, reporters)
+}
+
+/// Acknowledgements already queued when the disk fills (the SMTP server
+/// was down meanwhile): the outbox sends none it could not record first.
+#[test]
+fn queued_mail_is_not_sent_twice_when_the_disk_fills_under_a_restart_loop() {
+    let (fs, mut w, reporters) = acks_waiting_on_a_tmpfs("6m", "queued");
     let filler = fill(&fs.path);
     w.stack.start_smtp();
     for _ in 0..3 {
@@ -227,15 +244,7 @@ fn remount(fs: &Tmpfs, how: &str) {
 /// is the full disk's: `a_full_disk_pauses_the_daemon…`.)
 #[test]
 fn a_read_only_state_file_under_a_restart_loop_sends_nothing_twice() {
-    let fs = Tmpfs::mount("8m");
-    let state = fs.path.join("state.db");
-    let mut w = World::start_ready(|c| c.storage_path = state.clone());
-    w.stack.stop_smtp();
-    let reporters: Vec<String> = (0..12).map(|i| format!("ro{i}@example.net")).collect();
-    for r in &reporters {
-        w.stack.save("security@example.org", "INBOX", &report(r));
-    }
-    w.wait_cases(reporters.len());
+    let (fs, mut w, reporters) = acks_waiting_on_a_tmpfs("8m", "ro");
     w.daemon.kill9();
     remount(&fs, "ro");
     w.stack.start_smtp();
@@ -259,18 +268,7 @@ fn a_read_only_state_file_under_a_restart_loop_sends_nothing_twice() {
     remount(&fs, "rw");
     let writable = Instant::now();
     w.restart();
-    w.wait_acked_cases(reporters.len());
-    for r in &reporters {
-        eventually(
-            T,
-            &format!("{r}'s acknowledgement"),
-            Some(&w.daemon),
-            || (acks(&w, r).1 >= 1).then_some(()),
-        );
-    }
-    let drained = writable.elapsed();
-    assert!(drained < Duration::from_secs(15), "drained in {drained:?}");
-    std::thread::sleep(Duration::from_secs(2));
+    wait_drained(&w, &reporters, writable);
     for r in &reporters {
         assert_eq!(acks(&w, r).1, 1, "{r}");
     }
