@@ -45,6 +45,7 @@ pub async fn run(
         templates.clone(),
         clock.clone(),
         outbox_wake.clone(),
+        alert_relay(&cfg),
     )
     .await?;
 
@@ -301,6 +302,15 @@ async fn watch_state(
 
 /// How often [`watch_state`] looks at the state file.
 const STATE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// `[alert_relay]`, for the alerts that must not depend on `[smtp]`.
+fn alert_relay(cfg: &Config) -> Option<Arc<dyn crate::health::AlertRelay>> {
+    let relay = cfg.alerts.relay.clone()?;
+    Some(Arc::new(crate::outbox::SecondRelay::new(
+        relay,
+        cfg.mailbox.address.clone(),
+    )))
+}
 
 /// Takes the state file's daemon lock (`<storage.path>.lock`, 0600), or
 /// says which daemon holds it: two daemons on one state file both sent

@@ -8,8 +8,10 @@
 //! nor alerts twice, and `secintake status` can show it.
 
 mod lease;
+mod second_path;
 
 pub use lease::LEASE;
+pub use second_path::AlertRelay;
 
 use crate::clock::{add, fmt_ts, parse_ts, Clock};
 use crate::config::Config;
@@ -72,9 +74,6 @@ pub fn credential_retry() -> Duration {
     Duration::from_secs(300)
 }
 
-/// How long `[alerts] command` may take before it is killed.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How often `last_ok_at` is written while all is well.
 const OK_WRITE_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -106,6 +105,8 @@ pub struct Health {
     outbox: Arc<Notify>,
     /// Whether this instance holds the mailbox (`health::lease`).
     lease: Arc<Mutex<lease::LeaseHealth>>,
+    /// `[alert_relay]`, when configured (`health::second_path`).
+    relay: Option<Arc<dyn AlertRelay>>,
 }
 
 /// Which loop found the state file taking no writes.
@@ -131,6 +132,7 @@ impl Health {
         templates: Arc<Templates>,
         clock: Arc<dyn Clock>,
         outbox: Arc<Notify>,
+        relay: Option<Arc<dyn AlertRelay>>,
     ) -> Result<Health, StoreError> {
         let rows = db
             .call(|s| -> Result<_, StoreError> {
@@ -166,6 +168,7 @@ impl Health {
             reconnects: Arc::default(),
             outbox,
             lease: Arc::default(),
+            relay,
         })
     }
 
@@ -334,52 +337,6 @@ impl Health {
         Ok(Some(letter.out.raw))
     }
 
-    /// Hands an alert or recovery notice to `[alerts] command`, on its
-    /// standard input, in the background: the second path that still works
-    /// when the SMTP server is what fails. At most [`COMMAND_TIMEOUT`].
-    fn run_command(&self, raw: Vec<u8>) {
-        if let Some(run) = self.command(raw) {
-            tokio::spawn(run);
-        }
-    }
-
-    /// `[alerts] command` run with `raw` on its standard input, as a future
-    /// (None when no command is configured). At most [`COMMAND_TIMEOUT`].
-    fn command(&self, raw: Vec<u8>) -> Option<impl std::future::Future<Output = ()> + use<>> {
-        let (program, args) = self.cfg.alerts.command.split_first()?;
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let program = program.clone();
-        Some(async move {
-            let run = async {
-                let mut child = cmd.spawn()?;
-                if let Some(mut stdin) = child.stdin.take() {
-                    use tokio::io::AsyncWriteExt;
-                    stdin.write_all(&raw).await?;
-                }
-                child.wait().await
-            };
-            match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
-                Ok(Ok(status)) if status.success() => {
-                    tracing::info!(program = %program, "alert handed to [alerts] command")
-                }
-                Ok(Ok(status)) => {
-                    tracing::error!(program = %program, %status, "[alerts] command failed")
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(program = %program, error = %e, "[alerts] command could not run")
-                }
-                Err(_) => {
-                    tracing::error!(program = %program, "[alerts] command took too long; killed")
-                }
-            }
-        })
-    }
-
     /// `writer` could not write the state file (a full disk, a read-only
     /// file): logged at error and alerted at once through `[alerts]
     /// command` (mail to the handlers would have to be written there
@@ -404,7 +361,7 @@ impl Health {
             .storage_notice(STORAGE, false, now, Some(error), now)
             .await
         {
-            self.run_command(raw);
+            self.second_paths(raw, STORAGE);
         }
     }
 
@@ -485,16 +442,14 @@ impl Health {
 
     /// The state file is gone or replaced and the daemon is about to stop:
     /// the alert goes through `[alerts] command` now, and is waited for
-    /// (at most [`COMMAND_TIMEOUT`]), since the daemon ends right after.
+    /// (at most [`second_path::COMMAND_TIMEOUT`]), since the daemon ends right after.
     pub async fn state_lost(&self, error: &str) {
         let now = self.clock.now();
         if let Some(raw) = self
             .storage_notice(STATE_LOST, false, now, Some(error), now)
             .await
         {
-            if let Some(run) = self.command(raw) {
-                run.await;
-            }
+            self.second_paths_now(raw, STATE_LOST).await;
         }
     }
 
@@ -589,7 +544,7 @@ impl Health {
             match res {
                 Ok(notice) => {
                     if let Some(raw) = notice {
-                        self.run_command(raw);
+                        self.second_paths(raw, c.as_str());
                     }
                     self.with_state(c, |st| st.alerted = true);
                     tracing::error!(component = c.as_str(), failing_since = %fmt_ts(since),

@@ -76,7 +76,8 @@ pub enum Command {
         #[arg(long)]
         adopt: bool,
     },
-    /// Validate the configuration, then log in to IMAP and SMTP and say what fails.
+    /// Validate the configuration, then log in to IMAP and SMTP (and the
+    /// alert relay) and say what fails.
     CheckConfig {
         /// Only validate the file and the templates; do not contact the
         /// servers (for systemd's ExecStartPre: a mail server outage must
@@ -513,24 +514,13 @@ fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::Exit
             cfg: cfg.smtp.clone(),
             tokens: tokens.clone(),
         };
-        match crate::outbox::connect(&relay).await {
-            Ok(mut c) => {
-                let _ = c.quit().await;
-                println!(
-                    "SMTP ok: connected to {}:{}{}",
-                    cfg.smtp.host,
-                    cfg.smtp.port,
-                    if cfg.smtp.username.is_some() {
-                        " and logged in"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Err(e) => {
-                println!("SMTP FAILED: {e}");
-                failed = true;
-            }
+        failed |= !check_smtp("SMTP", &relay).await;
+        if let Some(second) = &cfg.alerts.relay {
+            let relay = crate::outbox::Relay {
+                cfg: second.clone(),
+                tokens: None,
+            };
+            failed |= !check_smtp("alert_relay", &relay).await;
         }
     });
     Ok(if failed {
@@ -538,6 +528,31 @@ fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::Exit
     } else {
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// Connects and logs in to `relay` as the outbox would, prints how it
+/// went under `label`; whether it worked.
+async fn check_smtp(label: &str, relay: &crate::outbox::Relay) -> bool {
+    match crate::outbox::connect(relay).await {
+        Ok(mut c) => {
+            let _ = c.quit().await;
+            println!(
+                "{label} ok: connected to {}:{}{}",
+                relay.cfg.host,
+                relay.cfg.port,
+                if relay.cfg.username.is_some() {
+                    " and logged in"
+                } else {
+                    ""
+                }
+            );
+            true
+        }
+        Err(e) => {
+            println!("{label} FAILED: {e}");
+            false
+        }
+    }
 }
 
 pub(super) fn open_store(cfg: &Config) -> anyhow::Result<Store> {

@@ -62,6 +62,7 @@ schema! {
     ],
     reporter: [updates],
     alerts: [command],
+    alert_relay: [host, port, tls, ca_file, username, password, password_file, timeout],
     pgp: [
         secret_key_file, passphrase_file, keyring_dir, sign_acknowledgements,
         cleartext_to_handlers,
@@ -127,6 +128,7 @@ mod tests {
                 ],
             ),
             ("smtp", &[("host", "\"smtp.example.org\"")]),
+            ("alert_relay", &[("host", "\"smtp2.example.org\"")]),
             (
                 "handlers",
                 &[("name", "\"A\""), ("email", "\"a@example.org\"")],

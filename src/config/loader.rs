@@ -195,6 +195,11 @@ impl<'l> Section<'l> {
             .ok_or_else(|| self.loader.missing(&format!("{}.{key}", self.name), ""))
     }
 
+    /// The section's name, as keys are prefixed with it.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
     pub(super) fn key(&self, key: &str) -> String {
         format!("{}.{key}", self.name)
     }

@@ -128,13 +128,19 @@ pub struct Workflow {
 }
 
 /// `[alerts]`: a second path for outage alerts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Alerts {
     /// A program and its arguments (no shell), run with every outage alert
     /// and recovery notice on standard input as an RFC 5322 message: it
     /// still reaches someone when the SMTP server is what fails (a chat
     /// webhook, `sendmail` through another relay). Empty: none.
     pub command: Vec<String>,
+    /// `[alert_relay]`: a second SMTP relay that carries the alerts and
+    /// recovery notices of the parts whose failure stops mail (the SMTP
+    /// server, the state file) to the handlers. Its keys are `[smtp]`'s
+    /// connection and password keys; `auth` and `from_name` are not
+    /// among them.
+    pub relay: Option<Smtp>,
 }
 
 /// `[reporter]`.

@@ -67,6 +67,8 @@ pub(super) fn config_from(
     let reporter = loader.section(&mut root, keys::reporter::NAME, keys::reporter::KEYS)?;
     let pgp = loader.section(&mut root, keys::pgp::NAME, keys::pgp::KEYS)?;
     let alerts = loader.section(&mut root, keys::alerts::NAME, keys::alerts::KEYS)?;
+    let alert_relay =
+        loader.section(&mut root, keys::alert_relay::NAME, keys::alert_relay::KEYS)?;
     let oauth2 = loader.section(&mut root, keys::oauth2::NAME, keys::oauth2::KEYS)?;
     let metrics = loader.section(&mut root, keys::metrics::NAME, keys::metrics::KEYS)?;
     let retention = loader.section(&mut root, keys::retention::NAME, keys::retention::KEYS)?;
@@ -106,7 +108,12 @@ pub(super) fn config_from(
         workflow: workflow_from(workflow)?,
         announce: announce_from(announce)?,
         reporter: reporter_from(reporter)?,
-        alerts: alerts_from(alerts)?,
+        alerts: Alerts {
+            relay: (!alert_relay.is_empty())
+                .then(|| smtp_from(alert_relay))
+                .transpose()?,
+            ..alerts_from(alerts)?
+        },
         mailbox,
         handlers,
         pgp,
@@ -293,7 +300,10 @@ fn alerts_from(mut s: Section<'_>) -> Result<Alerts, ConfigError> {
             return Err(f.fail(format_args!("{program}: no such executable file")));
         }
     }
-    Ok(Alerts { command })
+    Ok(Alerts {
+        command,
+        relay: None,
+    })
 }
 
 fn reporter_from(mut s: Section<'_>) -> Result<Reporter, ConfigError> {

@@ -178,7 +178,10 @@ pub(super) fn imap_from(mut s: Section<'_>) -> Result<Imap, ConfigError> {
     })
 }
 
+/// `[smtp]`, or `[alert_relay]` (the same keys but `auth` and
+/// `from_name`, which its schema leaves out).
 pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
+    let section = s.name().to_owned();
     let Endpoint {
         host,
         tls,
@@ -191,7 +194,7 @@ pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
             port: s.get(keys::smtp::port),
             ca_file: s.get(keys::smtp::ca_file),
         },
-        keys::smtp::NAME,
+        &section,
         TlsMode::Starttls,
         |tls| match tls {
             TlsMode::Implicit => 465,
@@ -210,7 +213,10 @@ pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
         if username.is_none() {
             return Err(s.loader.missing(
                 &s.key(keys::smtp::username),
-                " (smtp.auth = \"oauth2\" logs in as that user)",
+                &format!(
+                    " ({} = \"oauth2\" logs in as that user)",
+                    s.key(keys::smtp::auth)
+                ),
             ));
         }
     }
@@ -220,11 +226,17 @@ pub(super) fn smtp_from(mut s: Section<'_>) -> Result<Smtp, ConfigError> {
             return Err(s.loader.error(
                 &s.key(keys::smtp::password),
                 Some(&f.value),
-                "smtp.username is set but smtp.password (or smtp.password_file) is not: set both or neither".into(),
+                format!(
+                    "{section}.username is set but {section}.password (or \
+                     {section}.password_file) is not: set both or neither"
+                ),
             ))
         }
         (None, Some(_)) => {
-            return Err(s.loader.missing(&s.key(keys::smtp::username), " (smtp.password is set: set both or neither)"));
+            return Err(s.loader.missing(
+                &s.key(keys::smtp::username),
+                &format!(" ({section}.password is set: set both or neither)"),
+            ));
         }
         _ => {}
     }

@@ -53,7 +53,16 @@ impl Config {
                 self.mailbox.policy_url
             ));
         }
-        for (section, tls, port, ca_file, conventional) in [
+        let relay = self.alerts.relay.as_ref().map(|r| {
+            (
+                "alert_relay",
+                r.tls,
+                r.port,
+                &r.ca_file,
+                smtp_port_ok(r.tls, r.port),
+            )
+        });
+        let servers = [
             (
                 "imap",
                 self.imap.tls,
@@ -68,7 +77,8 @@ impl Config {
                 &self.smtp.ca_file,
                 smtp_port_ok(self.smtp.tls, self.smtp.port),
             ),
-        ] {
+        ];
+        for (section, tls, port, ca_file, conventional) in servers.into_iter().chain(relay) {
             if tls == TlsMode::None {
                 out.push(format!(
                     "{section}.tls = \"none\": the connection is not encrypted (accepted because the host is loopback)"
@@ -220,7 +230,8 @@ pub fn same_folder(a: &str, b: &str) -> bool {
 }
 
 /// Warnings for secrets other users can read: the config file holding
-/// `imap.password` or `smtp.password` itself, or a `*_password_file`,
+/// `imap.password`, `smtp.password` or `alert_relay.password` itself, or
+/// a `*.password_file`,
 /// with group or other read permission.
 pub(super) fn secret_file_warnings(path: &Path, text: &str) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
@@ -237,7 +248,7 @@ pub(super) fn secret_file_warnings(path: &Path, text: &str) -> Vec<String> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for section in ["imap", "smtp"] {
+    for section in ["imap", "smtp", "alert_relay"] {
         if file_only.get_string(&format!("{section}.password")).is_ok() {
             if let Some(mode) = readable_by_others(path) {
                 out.push(format!(

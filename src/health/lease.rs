@@ -112,6 +112,7 @@ mod tests {
             Arc::new(Templates::builtin()),
             Arc::new(clock.clone()),
             Arc::new(tokio::sync::Notify::new()),
+            None,
         )
         .await
         .unwrap();

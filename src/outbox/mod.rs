@@ -59,8 +59,11 @@ const BATCH: u32 = 64;
 /// At most this much raw mail per round (at least one message).
 const BATCH_BYTES: usize = 16 << 20;
 
+mod alert_relay;
 /// TLS parameters for lettre (STARTTLS), trusting `smtp.ca_file` too.
 mod smtp;
+
+pub use alert_relay::SecondRelay;
 
 use smtp::{check_tls, Attempt, Client};
 pub use smtp::{connect, Relay};

@@ -292,15 +292,19 @@ impl Client {
 }
 
 fn envelope(item: &OutboxItem) -> Result<Envelope, String> {
-    let from = item
-        .envelope_from
+    envelope_of(&item.envelope_from, &item.recipients)
+}
+
+/// The SMTP envelope from `from` to `to`; the error names the address.
+pub(super) fn envelope_of(from: &str, to: &[String]) -> Result<Envelope, String> {
+    let from = from
         .parse()
-        .map_err(|e| format!("bad envelope sender: {e}"))?;
-    let mut to = Vec::new();
-    for r in &item.recipients {
-        to.push(r.parse().map_err(|e| format!("bad recipient {r:?}: {e}"))?);
+        .map_err(|e| format!("bad envelope sender {from:?}: {e}"))?;
+    let mut rcpt = Vec::new();
+    for r in to {
+        rcpt.push(r.parse().map_err(|e| format!("bad recipient {r:?}: {e}"))?);
     }
-    Envelope::new(Some(from), to).map_err(|e| format!("bad envelope: {e}"))
+    Envelope::new(Some(from), rcpt).map_err(|e| format!("bad envelope: {e}"))
 }
 
 /// Whether a permanent-looking answer is a quota, which lifts: our

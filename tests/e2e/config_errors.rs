@@ -191,7 +191,7 @@ fn unknown_section() {
         case.error(&[]),
         format!(
             "{}unknown key \"handler\" (expected one of: mailbox, imap, smtp, storage, sla, handlers, \
-             limits, templates, intake, handler_auth, workflow, announce, reporter, alerts, pgp, metrics, retention, oauth2)",
+             limits, templates, intake, handler_auth, workflow, announce, reporter, alerts, alert_relay, pgp, metrics, retention, oauth2)",
             case.prefix()
         )
     );
@@ -792,4 +792,55 @@ fn a_password_in_a_world_readable_file_is_warned_about() {
     assert!(w.contains(&case.path.display().to_string()), "{w}");
     std::fs::set_permissions(&case.path, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(warned(&case.load(&[]).unwrap()), None);
+}
+
+/// `[alert_relay]` is read as `[smtp]` is, and its errors name its own
+/// keys; it takes no OAuth2 and no `from_name`, and its password may come
+/// from a file through the environment, as a unit's credential would.
+#[test]
+fn alert_relay_keys_are_smtp_keys_named_as_its_own() {
+    let case = Case::new(&with(
+        "alert_relay",
+        "host = \"smtp2.example.net\"\nusername = \"alerts\"",
+    ));
+    assert_eq!(
+        case.error(&[]),
+        format!(
+            "{}alert_relay.username is set but alert_relay.password (or \
+             alert_relay.password_file) is not: set both or neither",
+            case.prefix()
+        )
+    );
+    let case = Case::new(&with(
+        "alert_relay",
+        "host = \"smtp2.example.net\"\ntls = \"none\"",
+    ));
+    assert!(
+        case.error(&[]).contains(
+            "alert_relay.tls = \"none\": only allowed when alert_relay.host is a loopback address"
+        ),
+        "{}",
+        case.error(&[])
+    );
+    let case = Case::new(&with(
+        "alert_relay",
+        "host = \"smtp2.example.net\"\nauth = \"oauth2\"",
+    ));
+    assert!(
+        case.error(&[]).contains("unknown key \"alert_relay.auth\""),
+        "{}",
+        case.error(&[])
+    );
+    let case = Case::new(&with(
+        "alert_relay",
+        "host = \"smtp2.example.net\"\nusername = \"alerts\"",
+    ));
+    let secret = case.file("relay-password", "relay-secret\n");
+    let config = case
+        .load(&[("SECINTAKE_ALERT_RELAY__PASSWORD_FILE", &display(&secret))])
+        .unwrap();
+    let relay = config.alerts.relay.expect("the relay");
+    assert_eq!(relay.password.as_deref(), Some("relay-secret"));
+    assert_eq!((relay.port, relay.tls), (587, TlsMode::Starttls));
+    assert!(Case::new(BASE).load(&[]).unwrap().alerts.relay.is_none());
 }

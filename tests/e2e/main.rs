@@ -28,6 +28,7 @@
 
 mod common;
 
+mod alert_relay;
 mod arc;
 mod cli_config;
 mod config_errors;
