@@ -44,7 +44,8 @@ pub struct Cli {
         default_value = "/etc/secintake/secintake.toml"
     )]
     pub config: PathBuf,
-    /// Log format on standard error.
+    /// Log format on standard error (text lines become native journal
+    /// entries when standard error is the journal).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]

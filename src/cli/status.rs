@@ -81,6 +81,10 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
                     .as_deref()
                     .unwrap_or("another instance holds it")
             ),
+            (None, Some(at)) if lease_lapsed(at) => println!(
+                "mailbox lease  lapsed: last heartbeat {at} (the daemon is stopped or cannot \
+                 reach the mailbox; another instance may take it)"
+            ),
             (None, Some(at)) => println!("mailbox lease  held (last heartbeat {at})"),
             (None, None) => println!("mailbox lease  not taken yet"),
         }
@@ -100,6 +104,12 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
         return Ok(std::process::ExitCode::from(STATUS_FAILING));
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Whether a lease last renewed at `at` has expired by now.
+fn lease_lapsed(at: &str) -> bool {
+    crate::clock::parse_ts(at)
+        .is_some_and(|t| crate::clock::add(t, crate::intake::lease::expiry()) < SystemClock.now())
 }
 
 /// Less free space than this where the state file lives is a fault: a

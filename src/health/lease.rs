@@ -16,17 +16,20 @@ pub const LEASE: &str = "lease";
 pub(super) struct LeaseHealth {
     /// When this instance last renewed the lease.
     held_at: Option<DateTime<Utc>>,
+    /// Until when that renewal lets it act (`intake::lease`).
+    held_until: Option<DateTime<Utc>>,
     /// Since when, and by whom, it has been kept out (standby).
     standby: Option<(DateTime<Utc>, String)>,
 }
 
 impl Health {
-    /// A heartbeat renewed this instance's lease.
-    pub async fn lease_held(&self) {
+    /// A heartbeat renewed this instance's lease, for `valid_for`.
+    pub async fn lease_held(&self, valid_for: std::time::Duration) {
         let now = self.clock.now();
         let was_standby = {
             let mut l = self.lease.lock().unwrap_or_else(|e| e.into_inner());
             l.held_at = Some(now);
+            l.held_until = Some(crate::clock::add(now, valid_for));
             l.standby.take().is_some()
         };
         if was_standby {
@@ -51,6 +54,7 @@ impl Health {
                 None => now,
             };
             l.standby = Some((since, holder.to_owned()));
+            l.held_until = None;
             (since, l.held_at)
         };
         self.put_lease(store::Health {
@@ -66,11 +70,13 @@ impl Health {
         .await;
     }
 
-    /// Whether this instance holds the mailbox now (not before its first
-    /// heartbeat, nor while another instance holds it).
+    /// Whether this instance holds the mailbox now: not before its first
+    /// heartbeat, nor once the last one has run out (beats failing), nor
+    /// while another instance holds it.
     pub fn holds_mailbox(&self) -> bool {
+        let now = self.clock.now();
         let l = self.lease.lock().unwrap_or_else(|e| e.into_inner());
-        l.held_at.is_some() && l.standby.is_none()
+        l.held_until.is_some_and(|t| now < t) && l.standby.is_none()
     }
 
     /// The instance that keeps this one out, if any.
@@ -141,11 +147,14 @@ mod tests {
             health.summary()
         );
 
-        health.lease_held().await;
+        health.lease_held(std::time::Duration::from_secs(60)).await;
         let r = row().await;
         assert_eq!(r.failing_since, None);
         assert_eq!(r.last_ok_at.as_deref(), Some("2026-03-01T12:00:30.000Z"));
         assert!(health.holds_mailbox());
         assert!(!health.summary().contains("STANDBY"));
+        // Beats failing: the lease runs out by itself.
+        clock.advance(std::time::Duration::from_secs(61));
+        assert!(!health.holds_mailbox(), "held past its last beat");
     }
 }

@@ -66,6 +66,10 @@ pub enum IntakeError {
     Command { op: &'static str, reason: String },
     #[error("IMAP server did not answer {op} within {secs} s")]
     Timeout { op: &'static str, secs: u64 },
+    /// The mailbox's lease ran out or another instance took it: this one
+    /// stops reading mail (not an IMAP failure; see `intake::lease`).
+    #[error("this instance no longer holds the mailbox's lease")]
+    LeaseLost,
     #[error(transparent)]
     TlsConfig(#[from] tls::TlsError),
     #[error(transparent)]

@@ -10,7 +10,7 @@
 //! takes over once the holder's heartbeat is older than [`expiry`]. A
 //! clean stop gives the lease up at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,28 +42,94 @@ pub fn expiry() -> Duration {
     Duration::from_secs(90)
 }
 
-/// Whether this instance holds the mailbox; intake waits for it.
+/// How long one heartbeat lets this instance act: two thirds of
+/// [`expiry`], so that it stops reading mail a third of the expiry (30 s)
+/// before another instance may take the mailbox, also when its beats
+/// stall (a connection that died silently answers nothing until
+/// `imap.io_timeout`) and whatever host clocks say.
+fn valid_for() -> Duration {
+    expiry() * 2 / 3
+}
+
+/// How long one heartbeat attempt may take, on the kept session and again
+/// on a new one: a silently dead connection is given up on well before
+/// the lease lapses.
+fn beat_deadline() -> Duration {
+    (expiry() / 6).max(Duration::from_secs(5))
+}
+
+/// Whether this instance holds the mailbox; intake reads mail only while
+/// it does, and the lease is given up only once intake has stopped.
 #[derive(Debug, Default)]
 pub struct LeaseState {
-    held: AtomicBool,
+    /// Until when the last heartbeat lets this instance act.
+    until: std::sync::Mutex<Option<tokio::time::Instant>>,
     changed: Notify,
+    /// Intake loops running (see [`LeaseState::reading`]).
+    readers: AtomicUsize,
+    readers_done: Notify,
 }
 
 impl LeaseState {
+    /// Whether the lease is held now: a heartbeat went through less than
+    /// [`valid_for`] ago and no other instance holds it.
+    pub fn is_held(&self) -> bool {
+        let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        until.is_some_and(|u| tokio::time::Instant::now() < u)
+    }
+
     /// Waits until the lease is held.
     pub async fn wait_held(&self) {
         loop {
             let notified = self.changed.notified();
-            if self.held.load(Ordering::Acquire) {
+            if self.is_held() {
+                return;
+            }
+            // A lapse has no event of its own: look again at least
+            // once a second.
+            let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+        }
+    }
+
+    fn renew(&self) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(tokio::time::Instant::now() + valid_for());
+        self.changed.notify_waiters();
+    }
+
+    fn lose(&self) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.changed.notify_waiters();
+    }
+
+    /// Marks an intake loop as running until the guard is dropped: a
+    /// clean stop gives the lease up only after every one has ended, so
+    /// that the instance taking over never reads the message still in
+    /// hand here.
+    pub fn reading(self: &Arc<Self>) -> Reader {
+        self.readers.fetch_add(1, Ordering::AcqRel);
+        Reader(self.clone())
+    }
+
+    async fn readers_done(&self) {
+        loop {
+            let notified = self.readers_done.notified();
+            if self.readers.load(Ordering::Acquire) == 0 {
                 return;
             }
             notified.await;
         }
     }
+}
 
-    fn set(&self, held: bool) {
-        self.held.store(held, Ordering::Release);
-        self.changed.notify_waiters();
+/// See [`LeaseState::reading`].
+#[derive(Debug)]
+pub struct Reader(Arc<LeaseState>);
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.readers.fetch_sub(1, Ordering::AcqRel);
+        self.0.readers_done.notify_waiters();
     }
 }
 
@@ -71,7 +137,12 @@ impl LeaseState {
 /// file's path, as a keyword may spell it.
 pub fn instance_name(state_path: &std::path::Path) -> String {
     use sha2::Digest;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    // uname(2), not /proc/sys/kernel/hostname: the shipped unit's
+    // ProcSubset=pid hides /proc/sys, and every host then had the same
+    // name, so that two hosts on the default state path each took the
+    // other's lease for their own.
+    let uname = rustix::system::uname();
+    let host = uname.nodename().to_string_lossy();
     let host: String = host
         .trim()
         .chars()
@@ -127,6 +198,8 @@ impl Lease {
         };
         let mut failures = 0u32;
         let mut refused_by: Option<String> = None;
+        // Whether the last beat left the lease held, for the log lines.
+        let mut was_held = false;
         loop {
             let mut wait = every;
             match link.beat(&me).await {
@@ -158,20 +231,27 @@ impl Lease {
                             }
                         }
                     }
-                    if !state.held.load(Ordering::Acquire) {
+                    if !was_held {
                         tracing::info!(instance = %me, "this instance holds the mailbox");
                     }
+                    was_held = true;
                     refused_by = None;
-                    state.set(true);
-                    health.lease_held().await;
+                    state.renew();
+                    // Not awaited: the write may wait for intake's
+                    // transactions through a backlog, and the next beat
+                    // must not.
+                    let h = health.clone();
+                    tokio::spawn(async move { h.lease_held(valid_for()).await });
                 }
                 Ok(Outcome::HeldBy { holder, ago }) => {
                     failures = 0;
-                    if state.held.load(Ordering::Acquire) {
+                    if was_held {
                         tracing::error!(holder = %holder, "another secintake instance took the mailbox: reading no more mail");
                     }
-                    state.set(false);
-                    health.lease_standby(&holder, ago).await;
+                    was_held = false;
+                    state.lose();
+                    let (h, holder_name) = (health.clone(), holder.clone());
+                    tokio::spawn(async move { h.lease_standby(&holder_name, ago).await });
                     if refused_by.as_deref() != Some(holder.as_str()) {
                         tracing::error!(
                             "mailbox {}: another secintake instance ({holder}) holds it \
@@ -190,21 +270,31 @@ impl Lease {
                     wait = crate::health::credential_retry();
                 }
                 Err(e) => {
-                    // The server cannot be asked: keep what we have; intake
-                    // cannot read mail meanwhile either.
+                    // The server cannot be asked: the lease holds until
+                    // its last beat's `valid_for` runs out.
                     failures = failures.saturating_add(1);
                     tracing::debug!(error = %e, "lease heartbeat failed; retrying");
                     wait = super::reconnect_delay(failures).min(every);
                 }
             }
+            if was_held && !state.is_held() {
+                tracing::warn!(
+                    "no heartbeat of the mailbox's lease for {} s: reading no mail until one \
+                     goes through (another instance may take the mailbox {} s after the last)",
+                    valid_for().as_secs(),
+                    expiry().as_secs()
+                );
+                was_held = false;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => {
-                    if state.held.load(Ordering::Acquire) {
-                        link.release(&me).await;
-                    } else {
-                        link.logout().await;
-                    }
+                    // Given up only once intake has stopped: the message in
+                    // hand is committed (or not) before another instance
+                    // may read it. At most 30 s (the unit stops at 45 s).
+                    let _ = tokio::time::timeout(Duration::from_secs(30), state.readers_done()).await;
+                    state.lose();
+                    link.release(&me).await;
                     return Ok(());
                 }
             }
@@ -245,10 +335,24 @@ impl Link {
         }
     }
 
+    /// One attempt, within [`beat_deadline`]: a kept connection that
+    /// died silently would otherwise hold the beat up until
+    /// `imap.io_timeout`, and the lease could lapse meanwhile.
     async fn try_beat(&mut self, me: &str) -> Result<Outcome, IntakeError> {
-        let session = self.session().await?;
-        let result = beat_in(session, me).await;
-        drain(session);
+        let attempt = async {
+            let session = self.session().await?;
+            let result = beat_in(session, me).await;
+            drain(session);
+            result
+        };
+        let result = tokio::time::timeout(beat_deadline(), attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(IntakeError::Command {
+                    op: "lease heartbeat",
+                    reason: format!("no answer within {} s", beat_deadline().as_secs()),
+                })
+            });
         if result.is_err() {
             self.session = None;
         }
@@ -272,10 +376,35 @@ impl Link {
         Ok(found?.len())
     }
 
-    /// On a clean stop, gives the lease up at once, so that the next
-    /// start (a restart, a host move) need not wait for it to expire.
+    /// On a clean stop, gives the lease up at once (when this instance
+    /// holds it), so that the next start (a restart, a host move) need
+    /// not wait for it to expire: on the kept session, then once on a new
+    /// one, within 5 s.
     async fn release(&mut self, me: &str) {
-        let give_up = async {
+        let reused = self.session.is_some();
+        let released = tokio::time::timeout(Duration::from_secs(5), async {
+            match self.give_up(me).await {
+                Err(e) if reused => {
+                    tracing::debug!(error = %e, "the kept lease session failed; opening a new one");
+                    self.session = None;
+                    self.give_up(me).await
+                }
+                result => result,
+            }
+        })
+        .await;
+        match released {
+            Ok(Ok(true)) => tracing::info!("the mailbox's lease given up"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "could not give the lease up; it expires"),
+            Err(_) => tracing::debug!("giving the lease up took too long; it expires"),
+        }
+        self.logout().await;
+    }
+
+    /// Clears the marker's holder if it is `me`; whether it was.
+    async fn give_up(&mut self, me: &str) -> Result<bool, IntakeError> {
+        {
             let session = self.session().await?;
             session
                 .select(LEASE_FOLDER)
@@ -294,16 +423,11 @@ impl Link {
                         .try_collect::<Vec<_>>()
                         .await
                         .map_err(cmd_err("UID STORE lease"))?;
+                    return Ok(true);
                 }
             }
-            Ok::<_, IntakeError>(())
-        };
-        match tokio::time::timeout(Duration::from_secs(5), give_up).await {
-            Ok(Ok(())) => tracing::info!("the mailbox's lease given up"),
-            Ok(Err(e)) => tracing::debug!(error = %e, "could not give the lease up; it expires"),
-            Err(_) => tracing::debug!("giving the lease up took too long; it expires"),
+            Ok(false)
         }
-        self.logout().await;
     }
 
     async fn logout(&mut self) {
@@ -322,12 +446,21 @@ async fn beat_in(
     session: &mut async_imap::Session<Conn>,
     me: &str,
 ) -> Result<Outcome, IntakeError> {
-    // Best effort: it exists after the first start.
-    let _ = session.create(LEASE_FOLDER).await;
-    session
-        .select(LEASE_FOLDER)
-        .await
-        .map_err(cmd_err("SELECT lease folder"))?;
+    // The folder exists after the first start; CREATE only when SELECT
+    // says no (an error of the connection itself ends the attempt).
+    if let Err(e) = session.select(LEASE_FOLDER).await {
+        if !matches!(e, async_imap::error::Error::No(_)) {
+            return Err(cmd_err("SELECT lease folder")(e));
+        }
+        session
+            .create(LEASE_FOLDER)
+            .await
+            .map_err(cmd_err("CREATE lease folder"))?;
+        session
+            .select(LEASE_FOLDER)
+            .await
+            .map_err(cmd_err("SELECT lease folder"))?;
+    }
     let uid = match marker(session).await? {
         Some(uid) => uid,
         None => {

@@ -132,6 +132,8 @@ impl Intake {
 
     /// Runs until `shutdown`, reconnecting as needed.
     pub async fn run(self, shutdown: CancellationToken) {
+        // The lease is given up only after this ends (`LeaseState::reading`).
+        let _reading = self.lease.reading();
         let mut failures: u32 = 0;
         loop {
             if shutdown.is_cancelled() {
@@ -139,6 +141,10 @@ impl Intake {
             }
             match self.session(&shutdown, &mut failures).await {
                 Ok(()) => return,
+                Err(IntakeError::LeaseLost) => {
+                    // A new session waits for the lease (see `session`).
+                    tracing::info!(folder = %self.folder, "reading no mail until this instance holds the mailbox again");
+                }
                 Err(e @ IntakeError::Credential { .. }) => {
                     self.health
                         .credential_rejected(Component::Imap, self.clock.now(), &e.to_string())
@@ -291,6 +297,7 @@ impl Intake {
     ) -> Result<(), IntakeError> {
         let mut last_uid = self.start_uid(uidvalidity).await?;
         loop {
+            self.still_held()?;
             let query = format!("UID {}:*", last_uid.saturating_add(1));
             let uids = uid_search(session, &query, |u| u > last_uid).await?;
             if uids.is_empty() {
@@ -306,6 +313,19 @@ impl Intake {
                     return Ok(());
                 }
             }
+        }
+    }
+
+    /// Whether this instance may still record mail: its lease may have
+    /// run out (heartbeats failing) or been taken since the session began,
+    /// and another instance may then read the same mail. Asked before each
+    /// group is recorded; the lease stops a third of its expiry early, so
+    /// a group in hand is done well before another instance can start.
+    fn still_held(&self) -> Result<(), IntakeError> {
+        if self.lease.is_held() {
+            Ok(())
+        } else {
+            Err(IntakeError::LeaseLost)
         }
     }
 
@@ -380,6 +400,7 @@ impl Intake {
         // between two commits: 20 serial STOREs for a 5,000 backlog.
         let mut committed: Option<Vec<u32>> = None;
         while let Some((group, fetched)) = pending.take() {
+            self.still_held()?;
             let max_uid = group.iter().copied().max().unwrap_or(last_uid);
             let next_group = groups.next().filter(|_| !shutdown.is_cancelled());
             let (recorded, next) =
