@@ -39,6 +39,7 @@ mod fuzz;
 mod hostile;
 mod intake;
 mod integrity;
+mod lease;
 mod mailstack;
 mod metrics;
 mod oauth2;

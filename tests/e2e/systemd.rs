@@ -155,8 +155,12 @@ fn field<'a>(entry: &'a Value, name: &str) -> &'a str {
 #[test]
 fn under_journald_events_are_native_journal_entries() {
     const WRONG: &str = "Wr0ng-journal-pw-5e1f";
-    let mut w = World::start_ready(|c| c.imap_password = WRONG.into());
+    // Started with the right password, then stopped and given the wrong
+    // one: a first daemon that recorded the refusal itself would make the
+    // next one load it as known and not log it again.
+    let mut w = World::start_ready(|_| {});
     w.daemon.kill9();
+    w.reconfigure(|c| c.imap_password = WRONG.into());
     let journal = tempfile::tempdir().unwrap();
     let mut wrapper = Command::new("unshare");
     wrapper

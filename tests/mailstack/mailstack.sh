@@ -22,7 +22,8 @@
 #   mailstack.sh stop-imap DIR | start-imap DIR     Dovecot only (IMAP + LMTP)
 #   mailstack.sh defer-submission DIR | accept-submission DIR
 #                      submission answers every sender with 451 (a relay that
-#                      is up but refuses for now) | accepts again
+#                      is up but refuses for now) | accepts again; each
+#                      returns once a new session answers so
 #   mailstack.sh env DIR                print KEY=VALUE lines (also in DIR/env)
 #   mailstack.sh vacation DIR USER [SUBJECT]   install a sieve vacation script
 #
@@ -423,8 +424,9 @@ smtpd_sasl_auth_enable = no
 smtpd_relay_restrictions = permit_sasl_authenticated reject_unauth_destination
 smtpd_recipient_restrictions =
 # The submission services' sender restrictions: empty, or "defer" while
-# defer-submission holds (every MAIL FROM answered 451, the connection and
-# login still succeed, as a relay with a full queue or a rate limit does).
+# defer-submission holds (every sender answered 451, at RCPT TO as Postfix
+# delays rejections; the connection and login still succeed, as a relay
+# with a full queue or a rate limit does).
 submission_sender_restrictions =
 defer_code = 451
 # OpenDKIM: the submission services sign (their -o smtpd_milters), every
@@ -694,8 +696,22 @@ stop_smtp() { # DIR
 }
 
 set_submission_senders() { # DIR RESTRICTIONS: takes effect for new sessions
+    local i out want
     postconf -c "$1/postfix" -e "submission_sender_restrictions = $2"
     postfix -c "$1/postfix" reload </dev/null >/dev/null 2>&1 || die "postfix reload failed"
+    # The reload is asynchronous (smtpd processes finish their session
+    # first): probe a new session until it answers as set. With the default
+    # smtpd_delay_reject the sender restriction answers at RCPT TO.
+    if [ -n "$2" ]; then want=" 451 "; else want=" 250 2.1.5 "; fi
+    for i in $(seq 100); do
+        out=$(swaks --server 127.0.0.1 --port "$MS_SUBMISSION_PORT" --tls \
+            --auth PLAIN --auth-user probe@example.org --auth-password "$MS_PASSWORD" \
+            --from probe@example.org --to probe@example.org --quit-after RCPT 2>&1 || true)
+        case "$out" in *"$want"*) return 0 ;; esac
+        sleep 0.1
+    done
+    echo "$out" >&2
+    die "submission did not start answering '${want# }' after the reload"
 }
 
 flush_queue() { # DIR: retry deferred mail now (after an IMAP/LMTP outage)
@@ -796,8 +812,8 @@ main() {
         start-imap) load_env "$dir"; start_imap "$dir"
             wait_ports "$dir" "$MS_IMAP_PORT" "$MS_IMAPS_PORT" "$MS_LMTP_PORT"
             flush_queue "$dir" ;;
-        defer-submission) set_submission_senders "$dir" defer ;;
-        accept-submission) set_submission_senders "$dir" "" ;;
+        defer-submission) load_env "$dir"; set_submission_senders "$dir" defer ;;
+        accept-submission) load_env "$dir"; set_submission_senders "$dir" "" ;;
         env) load_env "$dir"; grep '^MS_' "$dir/env" ;;
         vacation) [ $# -ge 1 ] || usage; cmd_vacation "$dir" "$@" ;;
         *) usage ;;

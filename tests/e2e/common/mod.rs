@@ -151,13 +151,15 @@ impl MailStack {
     }
 
     /// Submission (STARTTLS and implicit TLS) keeps taking connections and
-    /// logins but answers every MAIL FROM with `451`: a relay that is up
-    /// and refuses for now. New sessions only (Postfix reload).
+    /// logins but answers every sender with `451` (at RCPT TO): a relay
+    /// that is up and refuses for now. New sessions only (a Postfix
+    /// reload); returns once a new session answers 451.
     pub fn defer_submission(&self) {
         run_script(&["defer-submission", path_str(&self.dir)]);
     }
 
-    /// Ends [`MailStack::defer_submission`].
+    /// Ends [`MailStack::defer_submission`]; returns once a new session
+    /// is accepted.
     pub fn accept_submission(&self) {
         run_script(&["accept-submission", path_str(&self.dir)]);
     }
