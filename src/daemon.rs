@@ -78,20 +78,14 @@ pub async fn run(
         retention_at: Arc::default(),
     };
     let mut tasks = tokio::task::JoinSet::new();
-    let lease = crate::intake::lease::Lease {
-        cfg: cfg.imap.clone(),
-        tokens: tokens.clone(),
-        me: crate::intake::lease::instance_name(&cfg.storage.path),
-        state: lease,
-        fresh_check: (fresh && !adopt).then(|| cfg.imap.folder.clone()),
-        health: health.clone(),
-    };
-    tasks.spawn(lease.run(shutdown.clone()));
+    let lease = crate::intake::lease::Lease::new(&cfg, tokens.clone(), lease, fresh && !adopt);
+    tasks.spawn(lease.run(health.clone(), shutdown.clone()));
     spawn_intakes(&mut tasks, intake, &shutdown);
     let t = shutdown.clone();
     let (odb, osmtp, oclock, owake, ohealth) = (
         db.clone(),
         crate::outbox::Relay {
+            section: "smtp",
             cfg: cfg.smtp.clone(),
             tokens,
         },

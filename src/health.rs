@@ -32,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 pub enum Component {
     Imap,
     Smtp,
+    /// The mailbox's lease (`intake::lease`): failing while heartbeats
+    /// fail and the lease has run out, so this instance reads no mail. A
+    /// standby (another instance holds it) is not a failure.
+    Lease,
 }
 
 impl Component {
@@ -39,6 +43,7 @@ impl Component {
         match self {
             Component::Imap => "imap",
             Component::Smtp => "smtp",
+            Component::Lease => lease::LEASE,
         }
     }
 
@@ -46,6 +51,7 @@ impl Component {
         match self {
             Component::Imap => "IMAP mailbox",
             Component::Smtp => "SMTP server (outgoing mail)",
+            Component::Lease => "mailbox lease (one instance per mailbox; none reads mail)",
         }
     }
 }
@@ -396,8 +402,8 @@ impl Health {
         self.reconnects.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Whether each part fails now: imap, smtp, storage.
-    pub fn failing_parts(&self) -> [(&'static str, bool); 3] {
+    /// Whether each part fails now: imap, smtp, storage, lease.
+    pub fn failing_parts(&self) -> [(&'static str, bool); 4] {
         let failing = |c: Component| self.with_state(c, |st| st.failing_since.is_some());
         let storage = self
             .storage
@@ -409,6 +415,7 @@ impl Health {
             ("imap", failing(Component::Imap)),
             ("smtp", failing(Component::Smtp)),
             ("storage", storage),
+            ("lease", failing(Component::Lease)),
         ]
     }
 
@@ -429,10 +436,13 @@ impl Health {
                 Some(since) => format!("FAILING since {}", fmt_ts(since)),
             }
         };
-        let standby = self
-            .standby_for()
-            .map(|holder| format!("; STANDBY: {holder} holds the mailbox"))
-            .unwrap_or_default();
+        let standby = match self.standby_for() {
+            Some(holder) => format!("; STANDBY: {holder} holds the mailbox"),
+            None if self.with_state(Component::Lease, |st| st.failing_since.is_some()) => {
+                format!("; mailbox lease {}", part(Component::Lease))
+            }
+            None => String::new(),
+        };
         format!(
             "imap {}; smtp {}; state file {storage}{standby}",
             part(Component::Imap),
@@ -512,7 +522,7 @@ impl Health {
     async fn check(&self) {
         let now = self.clock.now();
         let after = self.cfg.limits.alert_after;
-        for c in [Component::Imap, Component::Smtp] {
+        for c in [Component::Imap, Component::Smtp, Component::Lease] {
             let due = self.with_state(c, |st| match st.failing_since {
                 Some(since) if !st.alerted && (st.credential || add(since, after) <= now) => {
                     Some((since, st.last_error.clone()))

@@ -107,36 +107,42 @@ pub fn render(counts: &MetricCounts, now: DateTime<Utc>, live: Option<&Health>) 
         }
     }
     if let Some(h) = live {
-        let failing = Family::<Labels, Gauge>::default();
-        reg.register(
-            "failing",
-            "1 while a part fails (imap, smtp, storage), else 0",
-            failing.clone(),
-        );
-        for (part, bad) in h.failing_parts() {
-            failing
-                .get_or_create(&labels(&[("part", part)]))
-                .set(bad as i64);
-        }
-        let held: Gauge = Gauge::default();
-        reg.register(
-            "mailbox_held",
-            "1 while this instance holds the mailbox's lease (reads and answers mail); 0 before its first heartbeat and while another instance holds it",
-            held.clone(),
-        );
-        held.set(h.holds_mailbox() as i64);
-        let reconnects = Counter::<u64>::default();
-        reg.register(
-            "imap_reconnects",
-            "IMAP sessions that ended in an error and were reconnected, since the daemon started",
-            reconnects.clone(),
-        );
-        reconnects.inc_by(h.reconnects());
+        register_live(&mut reg, h);
     }
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &reg);
     out
+}
+
+/// The daemon's live health: what fails, whether it holds the mailbox,
+/// reconnects since start.
+fn register_live(reg: &mut Registry, h: &Health) {
+    let failing = Family::<Labels, Gauge>::default();
+    reg.register(
+        "failing",
+        "1 while a part fails (imap, smtp, storage, lease: heartbeats failing and the lease run out), else 0",
+        failing.clone(),
+    );
+    for (part, bad) in h.failing_parts() {
+        failing
+            .get_or_create(&labels(&[("part", part)]))
+            .set(bad as i64);
+    }
+    let held: Gauge = Gauge::default();
+    reg.register(
+        "mailbox_held",
+        "1 while this instance holds the mailbox's lease (reads and answers mail); 0 before its first heartbeat, once it has run out, and while another instance holds it",
+        held.clone(),
+    );
+    held.set(h.holds_mailbox() as i64);
+    let reconnects = Counter::<u64>::default();
+    reg.register(
+        "imap_reconnects",
+        "IMAP sessions that ended in an error and were reconnected, since the daemon started",
+        reconnects.clone(),
+    );
+    reconnects.inc_by(h.reconnects());
 }
 
 /// Reads the counts and renders them.

@@ -106,10 +106,12 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Whether a lease last renewed at `at` has expired by now.
+/// Whether a lease last renewed at `at` has run out by now (the daemon
+/// stops reading mail then).
 fn lease_lapsed(at: &str) -> bool {
-    crate::clock::parse_ts(at)
-        .is_some_and(|t| crate::clock::add(t, crate::intake::lease::expiry()) < SystemClock.now())
+    crate::clock::parse_ts(at).is_some_and(|t| {
+        crate::clock::add(t, crate::intake::lease::valid_for()) < SystemClock.now()
+    })
 }
 
 /// Less free space than this where the state file lives is a fault: a

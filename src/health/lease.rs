@@ -3,7 +3,7 @@
 //! state file, component [`LEASE`]), systemd's `STATUS=` line and the
 //! metrics. A second instance used to say so only in its log.
 
-use super::Health;
+use super::{Component, Health};
 use crate::clock::fmt_ts;
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -23,7 +23,9 @@ pub(super) struct LeaseHealth {
 }
 
 impl Health {
-    /// A heartbeat renewed this instance's lease, for `valid_for`.
+    /// A heartbeat renewed this instance's lease, for `valid_for`: the
+    /// row says so (as [`Health::ok`] writes it, with the recovery notice
+    /// when the lease had failed and was alerted).
     pub async fn lease_held(&self, valid_for: std::time::Duration) {
         let now = self.clock.now();
         let was_standby = {
@@ -35,12 +37,19 @@ impl Health {
         if was_standby {
             tracing::info!("this instance now holds the mailbox (the other one's lease ended)");
         }
-        self.put_lease(store::Health {
-            component: LEASE.into(),
-            last_ok_at: Some(fmt_ts(now)),
-            ..store::Health::default()
-        })
-        .await;
+        self.ok(Component::Lease, now).await;
+    }
+
+    /// Heartbeats fail and the lease has run out: this instance reads no
+    /// mail. A failing part, alerted after `limits.alert_after` (mail
+    /// stopped with nobody told, before).
+    pub async fn lease_failing(&self, error: &str) {
+        let now = self.clock.now();
+        self.lease
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .held_until = None;
+        self.failing(Component::Lease, now, error).await;
     }
 
     /// Another instance holds the mailbox (its heartbeat `ago` seconds
@@ -57,6 +66,9 @@ impl Health {
             l.held_until = None;
             (since, l.held_at)
         };
+        // The next renewal writes its row at once (`ok` writes at most
+        // every 10 s otherwise), so that STANDBY does not outlive it.
+        self.with_state(Component::Lease, |st| st.last_ok_written = None);
         self.put_lease(store::Health {
             component: LEASE.into(),
             last_ok_at: held_at.map(fmt_ts),
@@ -153,8 +165,22 @@ mod tests {
         assert_eq!(r.last_ok_at.as_deref(), Some("2026-03-01T12:00:30.000Z"));
         assert!(health.holds_mailbox());
         assert!(!health.summary().contains("STANDBY"));
-        // Beats failing: the lease runs out by itself.
+        // Beats failing: the lease runs out by itself, and is a failing
+        // part once the lease task says so.
         clock.advance(std::time::Duration::from_secs(61));
         assert!(!health.holds_mailbox(), "held past its last beat");
+        health
+            .lease_failing("IMAP lease heartbeat failed: no answer")
+            .await;
+        assert!(health.failing_parts().contains(&("lease", true)));
+        assert!(
+            health.summary().contains("mailbox lease FAILING since"),
+            "{}",
+            health.summary()
+        );
+        assert!(row().await.failing_since.is_some());
+        health.lease_held(std::time::Duration::from_secs(60)).await;
+        assert!(health.failing_parts().contains(&("lease", false)));
+        assert_eq!(row().await.failing_since, None);
     }
 }

@@ -49,9 +49,16 @@ impl Health {
     pub(super) async fn second_paths_now(&self, raw: Vec<u8>, part: &str) {
         let relay = self.relay_send(raw.clone(), part, 1);
         let command = self.command(raw);
+        // The daemon is stopping: as long as the command may take, no
+        // more (one relay attempt is a connect, a session and a send,
+        // each up to `alert_relay.timeout`).
         let relay = async {
             if let Some(run) = relay {
-                run.await;
+                if tokio::time::timeout(COMMAND_TIMEOUT, run).await.is_err() {
+                    tracing::error!(
+                        "[alert_relay] took too long; the alert is in the journal only"
+                    );
+                }
             }
         };
         let command = async {

@@ -20,10 +20,13 @@ use secintake_oauth2::TokenSource;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod beats;
+
 use super::imap::{cmd_err, connect, drain, Conn};
 use super::IntakeError;
 use crate::config::Imap;
 use crate::health::Health;
+use beats::{Beats, Report};
 
 /// The folder holding the lease's marker message.
 pub const LEASE_FOLDER: &str = "SecintakeLease";
@@ -46,9 +49,19 @@ pub fn expiry() -> Duration {
 /// [`expiry`], so that it stops reading mail a third of the expiry (30 s)
 /// before another instance may take the mailbox, also when its beats
 /// stall (a connection that died silently answers nothing until
-/// `imap.io_timeout`) and whatever host clocks say.
-fn valid_for() -> Duration {
+/// `imap.io_timeout`). Counted from when the beat was taken. Another
+/// host compares the beat's time with its own clock: the hosts' clocks
+/// may differ by what is left of the margin, 15 s less a second (the
+/// beat is written in whole seconds; [`record_margin`] is the rest).
+pub fn valid_for() -> Duration {
     expiry() * 2 / 3
+}
+
+/// How much of the lease must be left to start recording a group of mail
+/// (the write transaction; parsing and DKIM lookups come before the
+/// check): 15 s, half the margin before another instance may start.
+pub fn record_margin() -> Duration {
+    expiry() / 6
 }
 
 /// How long one heartbeat attempt may take, on the kept session and again
@@ -74,8 +87,13 @@ impl LeaseState {
     /// Whether the lease is held now: a heartbeat went through less than
     /// [`valid_for`] ago and no other instance holds it.
     pub fn is_held(&self) -> bool {
+        self.is_held_for(Duration::ZERO)
+    }
+
+    /// Whether the lease is held for at least `margin` more.
+    pub fn is_held_for(&self, margin: Duration) -> bool {
         let until = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        until.is_some_and(|u| tokio::time::Instant::now() < u)
+        until.is_some_and(|u| tokio::time::Instant::now() + margin < u)
     }
 
     /// Waits until the lease is held.
@@ -91,9 +109,10 @@ impl LeaseState {
         }
     }
 
-    fn renew(&self) {
-        *self.until.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(tokio::time::Instant::now() + valid_for());
+    /// Renews from `at`, when the heartbeat that renewed it was taken
+    /// (before it was written), not when its answer came back.
+    fn renew(&self, at: tokio::time::Instant) {
+        *self.until.lock().unwrap_or_else(|e| e.into_inner()) = Some(at + valid_for());
         self.changed.notify_waiters();
     }
 
@@ -170,60 +189,80 @@ pub struct Lease {
     /// With a new state file (no `--adopt`): the folder to look for mail
     /// handled before in, once the lease is held.
     pub fresh_check: Option<String>,
-    /// Told of each heartbeat's outcome, for `status`, `STATUS=` and the
-    /// metrics.
-    pub health: Health,
 }
 
 impl Lease {
+    /// The lease of `cfg`'s mailbox; `check_fresh`: the state file is new
+    /// and not adopted, so mail handled before refuses the start.
+    pub fn new(
+        cfg: &crate::config::Config,
+        tokens: Option<Arc<TokenSource>>,
+        state: Arc<LeaseState>,
+        check_fresh: bool,
+    ) -> Lease {
+        Lease {
+            cfg: cfg.imap.clone(),
+            tokens,
+            me: instance_name(&cfg.storage.path),
+            state,
+            fresh_check: check_fresh.then(|| cfg.imap.folder.clone()),
+        }
+    }
+
     /// Holds the lease until `shutdown`: takes it (waiting out another
     /// holder's expiry only when its heartbeat is already old), then
     /// renews it every third of [`expiry`], over one kept IMAP session.
     /// Ends with an error only when the new-state check finds mail
     /// handled before, which stops the daemon.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// `health` is told of each heartbeat's outcome, for `status`,
+    /// `STATUS=`, the metrics and alerts.
+    pub async fn run(self, health: Health, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Lease {
             cfg,
             tokens,
             me,
             state,
             mut fresh_check,
-            health,
         } = self;
         let every = expiry() / 3;
+        let mut beats = Beats {
+            user: cfg.username.clone(),
+            me,
+            state,
+            report: Report::start(health),
+            failures: 0,
+            refused_by: None,
+            was_held: false,
+        };
         let mut link = Link {
-            cfg: cfg.clone(),
+            cfg,
             tokens,
             session: None,
         };
-        let mut failures = 0u32;
-        let mut refused_by: Option<String> = None;
-        // Whether the last beat left the lease held, for the log lines.
-        let mut was_held = false;
         loop {
-            let mut wait = every;
-            match link.beat(&me).await {
-                Ok(Outcome::Held) => {
-                    failures = 0;
+            // A beat in flight at shutdown is dropped (the lease is given
+            // up or runs out either way).
+            let beat = tokio::select! {
+                beat = link.beat(&beats.me) => beat,
+                _ = shutdown.cancelled() => {
+                    link.session = None;
+                    stop(&mut link, &beats.state, &beats.me).await;
+                    return Ok(());
+                }
+            };
+            let wait = match beat {
+                Ok(Outcome::Held { at }) => {
                     if let Some(folder) = &fresh_check {
                         match link.handled_before(folder).await {
                             Ok(0) => fresh_check = None,
                             Ok(n) => {
-                                link.release(&me).await;
-                                anyhow::bail!(
-                                    "the state file is new, but {n} message(s) in {folder:?} of \
-                                     {} were handled by secintake before (keyword {}): the state \
-                                     that answered them is gone. Restore it from a backup \
-                                     (README: backups), or start once with `secintake run \
-                                     --adopt` to record that mail without answering it",
-                                    cfg.username,
-                                    crate::cases::HANDLED_KEYWORD
-                                );
+                                link.release(&beats.me).await;
+                                return Err(handled_before_error(n, folder, &beats.user));
                             }
                             Err(e) => {
                                 tracing::debug!(error = %e, "cannot look for handled mail yet; retrying");
-                                failures = failures.saturating_add(1);
-                                wait = super::reconnect_delay(failures).min(every);
+                                beats.failures = beats.failures.saturating_add(1);
+                                let wait = super::reconnect_delay(beats.failures).min(every);
                                 tokio::select! {
                                     _ = tokio::time::sleep(wait) => continue,
                                     _ = shutdown.cancelled() => return Ok(()),
@@ -231,75 +270,50 @@ impl Lease {
                             }
                         }
                     }
-                    if !was_held {
-                        tracing::info!(instance = %me, "this instance holds the mailbox");
-                    }
-                    was_held = true;
-                    refused_by = None;
-                    state.renew();
-                    // Not awaited: the write may wait for intake's
-                    // transactions through a backlog, and the next beat
-                    // must not.
-                    let h = health.clone();
-                    tokio::spawn(async move { h.lease_held(valid_for()).await });
+                    beats.held(at);
+                    every
                 }
                 Ok(Outcome::HeldBy { holder, ago }) => {
-                    failures = 0;
-                    if was_held {
-                        tracing::error!(holder = %holder, "another secintake instance took the mailbox: reading no more mail");
-                    }
-                    was_held = false;
-                    state.lose();
-                    let (h, holder_name) = (health.clone(), holder.clone());
-                    tokio::spawn(async move { h.lease_standby(&holder_name, ago).await });
-                    if refused_by.as_deref() != Some(holder.as_str()) {
-                        tracing::error!(
-                            "mailbox {}: another secintake instance ({holder}) holds it \
-                             (heartbeat {ago} s ago); two instances would answer every report \
-                             twice, so this one reads no mail and sends none it did not record; \
-                             it takes over {} s after that instance's last heartbeat",
-                            cfg.username,
-                            expiry().as_secs()
-                        );
-                        refused_by = Some(holder);
-                    }
+                    beats.held_by(holder, ago);
+                    every
                 }
-                Err(e @ IntakeError::Credential { .. }) => {
-                    // Intake reports a refused login; not hammering it here.
-                    tracing::debug!(error = %e, "lease: login refused; retrying slowly");
-                    wait = crate::health::credential_retry();
-                }
-                Err(e) => {
-                    // The server cannot be asked: the lease holds until
-                    // its last beat's `valid_for` runs out.
-                    failures = failures.saturating_add(1);
-                    tracing::debug!(error = %e, "lease heartbeat failed; retrying");
-                    wait = super::reconnect_delay(failures).min(every);
-                }
-            }
-            if was_held && !state.is_held() {
-                tracing::warn!(
-                    "no heartbeat of the mailbox's lease for {} s: reading no mail until one \
-                     goes through (another instance may take the mailbox {} s after the last)",
-                    valid_for().as_secs(),
-                    expiry().as_secs()
-                );
-                was_held = false;
-            }
+                Err(e) => beats.failed(&e, every),
+            };
+            beats.note_lapse();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => {
-                    // Given up only once intake has stopped: the message in
-                    // hand is committed (or not) before another instance
-                    // may read it. At most 30 s (the unit stops at 45 s).
-                    let _ = tokio::time::timeout(Duration::from_secs(30), state.readers_done()).await;
-                    state.lose();
-                    link.release(&me).await;
+                    stop(&mut link, &beats.state, &beats.me).await;
                     return Ok(());
                 }
             }
         }
     }
+}
+
+/// At shutdown: the lease is given up only once intake has stopped, so
+/// the message in hand is committed and flagged before another instance
+/// may read it. If intake takes longer than 20 s (the daemon gives its
+/// loops 30), the lease is left to run out instead.
+async fn stop(link: &mut Link, state: &LeaseState, me: &str) {
+    let stopped = tokio::time::timeout(Duration::from_secs(20), state.readers_done()).await;
+    state.lose();
+    if stopped.is_ok() {
+        link.release(me).await;
+    } else {
+        tracing::info!("intake is still stopping: the lease is left to run out");
+        link.logout().await;
+    }
+}
+
+fn handled_before_error(n: usize, folder: &str, user: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the state file is new, but {n} message(s) in {folder:?} of {user} were handled by \
+         secintake before (keyword {}): the state that answered them is gone. Restore it from \
+         a backup (README: backups), or start once with `secintake run --adopt` to record that \
+         mail without answering it",
+        crate::cases::HANDLED_KEYWORD
+    )
 }
 
 /// The lease's own IMAP session, kept between heartbeats: a new login
@@ -438,8 +452,14 @@ impl Link {
 }
 
 enum Outcome {
-    Held,
-    HeldBy { holder: String, ago: u64 },
+    /// Held, by a heartbeat taken at `at`.
+    Held {
+        at: tokio::time::Instant,
+    },
+    HeldBy {
+        holder: String,
+        ago: u64,
+    },
 }
 
 async fn beat_in(
@@ -478,7 +498,7 @@ async fn beat_in(
     };
     for _ in 0..3 {
         let (holder, beat_at, modseq) = read(session, uid).await?;
-        let now = now_secs();
+        let (now, at) = (now_secs(), tokio::time::Instant::now());
         if let Some(h) = holder.as_deref().filter(|h| *h != me) {
             let ago = now.saturating_sub(beat_at);
             if Duration::from_secs(ago) < expiry() {
@@ -500,7 +520,7 @@ async fn beat_in(
         let (holder, beat_at, _) = read(session, uid).await?;
         if holder.as_deref() == Some(me) && beat_at == now {
             drain(session);
-            return Ok(Outcome::Held);
+            return Ok(Outcome::Held { at });
         }
         // Another instance changed it between our read and our store.
     }

@@ -318,11 +318,15 @@ impl Intake {
 
     /// Whether this instance may still record mail: its lease may have
     /// run out (heartbeats failing) or been taken since the session began,
-    /// and another instance may then read the same mail. Asked before each
-    /// group is recorded; the lease stops a third of its expiry early, so
-    /// a group in hand is done well before another instance can start.
-    fn still_held(&self) -> Result<(), IntakeError> {
-        if self.lease.is_held() {
+    /// and another instance may then read the same mail. Asked before
+    /// each sync and right before each group's write transaction
+    /// (`record_group`), with [`lease::record_margin`] to spare; the
+    /// lease stops a third of its expiry early, so a group in hand is
+    /// done well before another instance can start. A LeaseLost there
+    /// leaves nothing unflagged: the group before it had its
+    /// `imap.after` beside that group's recording (see `sync_window`).
+    pub(super) fn still_held(&self) -> Result<(), IntakeError> {
+        if self.lease.is_held_for(lease::record_margin()) {
             Ok(())
         } else {
             Err(IntakeError::LeaseLost)
@@ -400,7 +404,6 @@ impl Intake {
         // between two commits: 20 serial STOREs for a 5,000 backlog.
         let mut committed: Option<Vec<u32>> = None;
         while let Some((group, fetched)) = pending.take() {
-            self.still_held()?;
             let max_uid = group.iter().copied().max().unwrap_or(last_uid);
             let next_group = groups.next().filter(|_| !shutdown.is_cancelled());
             let (recorded, next) =

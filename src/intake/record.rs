@@ -124,6 +124,9 @@ impl Intake {
                 }
             }
         }
+        // Parsing and DKIM lookups took time: ask for the lease again,
+        // right before the write.
+        self.still_held()?;
         let cfg = self.cfg.clone();
         let templates = self.templates.clone();
         let clock = self.clock.clone();

@@ -19,7 +19,11 @@ pub struct SecondRelay {
 impl SecondRelay {
     pub fn new(cfg: crate::config::Smtp, from: String) -> SecondRelay {
         SecondRelay {
-            relay: Relay { cfg, tokens: None },
+            relay: Relay {
+                section: "alert_relay",
+                cfg,
+                tokens: None,
+            },
             from,
         }
     }

@@ -74,6 +74,8 @@ impl AsyncTokioStream for ImplicitTls {
 /// The relay and how to log in to it.
 #[derive(Debug, Clone)]
 pub struct Relay {
+    /// The section it comes from ("smtp", "alert_relay"), for errors.
+    pub section: &'static str,
     pub cfg: Smtp,
     /// `smtp.auth = "oauth2"`: the access tokens (shared with intake).
     pub tokens: Option<Arc<TokenSource>>,
@@ -98,12 +100,16 @@ pub async fn connect(relay: &Relay) -> Result<AsyncSmtpConnection, OutboxError> 
     .map_err(|e| conn_err(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let hello = ClientId::default();
+    let (ca_key, host_key) = match relay.section {
+        "alert_relay" => ("alert_relay.ca_file", "alert_relay.host"),
+        _ => ("smtp.ca_file", "smtp.host"),
+    };
     let session = async {
         let mut conn = match cfg.tls {
             TlsMode::Implicit => {
-                let config = crate::tls::client_config(cfg.ca_file.as_deref(), "smtp.ca_file")
+                let config = crate::tls::client_config(cfg.ca_file.as_deref(), ca_key)
                     .map_err(|e| conn_err(e.to_string()))?;
-                let name = crate::tls::server_name(&cfg.host, "smtp.host")
+                let name = crate::tls::server_name(&cfg.host, host_key)
                     .map_err(|e| conn_err(e.to_string()))?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)

@@ -104,6 +104,7 @@ fn acks(w: &World, reporter: &str) -> Vec<String> {
 fn a_holder_whose_lease_connection_goes_silent_stops_before_another_takes_over() {
     let mut proxy = None;
     let mut w = World::start_ready(|c| {
+        c.alert_after = "3s".into();
         let p = Proxy::start(c.imap_port);
         c.imap_port = p.port;
         c.imap_tls = "none".into();
@@ -167,6 +168,22 @@ fn a_holder_whose_lease_connection_goes_silent_stops_before_another_takes_over()
         1,
         "the old holder recorded reports after its lease lapsed"
     );
+    // The old holder says so: its lease is a failing part (status exit 3)
+    // and, after limits.alert_after, the handlers are alerted.
+    let (code, out, _) = common::daemon::cli(&w.config, &["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(code, 3, "{out}");
+    assert!(st["lease"]["failing_since"].is_string(), "{out}");
+    let alert = eventually(T, "the lease alert", Some(&w.daemon), || {
+        w.stack
+            .fetch_all("alice@example.org")
+            .into_iter()
+            .find(|m| {
+                common::header(m, "Subject").is_some_and(|s| s.contains("ALERT"))
+                    && String::from_utf8_lossy(m).contains("mailbox lease")
+            })
+    });
+    assert!(String::from_utf8_lossy(&alert).contains("no answer within"));
     assert!(w.daemon.alive(), "{}", w.log());
     standby.terminate(T);
 }
