@@ -108,6 +108,15 @@ impl Config {
                 "limits.acks_per_sender_per_day = 0: no reporter will ever be acknowledged".into(),
             );
         }
+        if let Some(r) = &self.alerts.relay {
+            if r.host.eq_ignore_ascii_case(&self.smtp.host) && r.port == self.smtp.port {
+                out.push(format!(
+                    "alert_relay is {}:{}, the [smtp] server itself: it cannot carry the alerts \
+                     about that server failing; name another relay",
+                    r.host, r.port
+                ));
+            }
+        }
         out
     }
 }

@@ -839,8 +839,23 @@ fn alert_relay_keys_are_smtp_keys_named_as_its_own() {
     let config = case
         .load(&[("SECINTAKE_ALERT_RELAY__PASSWORD_FILE", &display(&secret))])
         .unwrap();
-    let relay = config.alerts.relay.expect("the relay");
+    let relay = config.alerts.relay.clone().expect("the relay");
     assert_eq!(relay.password.as_deref(), Some("relay-secret"));
     assert_eq!((relay.port, relay.tls), (587, TlsMode::Starttls));
     assert!(Case::new(BASE).load(&[]).unwrap().alerts.relay.is_none());
+    // The [smtp] server itself is no second path.
+    let same = Case::new(&with("alert_relay", "host = \"SMTP.example.org\""))
+        .load(&[])
+        .unwrap();
+    assert!(
+        same.warnings()
+            .iter()
+            .any(|w| w.starts_with("alert_relay is SMTP.example.org:587, the [smtp] server itself")),
+        "{:?}",
+        same.warnings()
+    );
+    assert!(!config
+        .warnings()
+        .iter()
+        .any(|w| w.starts_with("alert_relay")));
 }
