@@ -52,6 +52,20 @@ impl Clock for ManualClock {
     }
 }
 
+/// `default`, or in a debug build the milliseconds the environment
+/// variable `var` names: waits of minutes (a refused login's retry, the
+/// mailbox lease's expiry) that the end-to-end tests shorten. Release
+/// builds never read it.
+pub fn test_duration(var: &str, default: std::time::Duration) -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok()) {
+        return std::time::Duration::from_millis(ms);
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = var;
+    default
+}
+
 /// The canonical text form of a time in the database and in JSON output:
 /// RFC 3339, UTC, millisecond precision. Fixed width, so text order is time order.
 pub fn fmt_ts(t: DateTime<Utc>) -> String {

@@ -70,14 +70,10 @@ pub const STATE_LOST: &str = "state-lost";
 /// password soon. Debug builds take SECINTAKE_TEST_CREDENTIAL_RETRY_MS, so
 /// the tests need not wait five minutes.
 pub fn credential_retry() -> Duration {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("SECINTAKE_TEST_CREDENTIAL_RETRY_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        return Duration::from_millis(ms);
-    }
-    Duration::from_secs(300)
+    crate::clock::test_duration(
+        "SECINTAKE_TEST_CREDENTIAL_RETRY_MS",
+        Duration::from_secs(300),
+    )
 }
 
 /// How often `last_ok_at` is written while all is well.

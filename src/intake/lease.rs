@@ -34,15 +34,9 @@ const HOLDER: &str = "$SecintakeHolder_";
 const BEAT: &str = "$SecintakeBeat_";
 
 /// How long a heartbeat holds the lease; a third of it between beats.
+/// Debug builds take SECINTAKE_TEST_LEASE_EXPIRY_MS.
 pub fn expiry() -> Duration {
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("SECINTAKE_TEST_LEASE_EXPIRY_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        return Duration::from_millis(ms);
-    }
-    Duration::from_secs(90)
+    crate::clock::test_duration("SECINTAKE_TEST_LEASE_EXPIRY_MS", Duration::from_secs(90))
 }
 
 /// How long one heartbeat lets this instance act: two thirds of
