@@ -85,7 +85,7 @@ pub async fn run(
     let (odb, osmtp, oclock, owake, ohealth) = (
         db.clone(),
         crate::outbox::Relay {
-            section: "smtp",
+            section: crate::outbox::Section::Smtp,
             cfg: cfg.smtp.clone(),
             tokens,
         },

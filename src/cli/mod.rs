@@ -512,14 +512,14 @@ fn check_config(cfg: Config, offline: bool) -> anyhow::Result<std::process::Exit
             }
         }
         let relay = crate::outbox::Relay {
-            section: "smtp",
+            section: crate::outbox::Section::Smtp,
             cfg: cfg.smtp.clone(),
             tokens: tokens.clone(),
         };
         failed |= !check_smtp("SMTP", &relay).await;
         if let Some(second) = &cfg.alerts.relay {
             let relay = crate::outbox::Relay {
-                section: "alert_relay",
+                section: crate::outbox::Section::AlertRelay,
                 cfg: second.clone(),
                 tokens: None,
             };

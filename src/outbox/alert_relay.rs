@@ -20,7 +20,7 @@ impl SecondRelay {
     pub fn new(cfg: crate::config::Smtp, from: String) -> SecondRelay {
         SecondRelay {
             relay: Relay {
-                section: "alert_relay",
+                section: super::Section::AlertRelay,
                 cfg,
                 tokens: None,
             },

@@ -66,7 +66,7 @@ mod smtp;
 pub use alert_relay::SecondRelay;
 
 use smtp::{check_tls, Attempt, Client};
-pub use smtp::{connect, Relay};
+pub use smtp::{connect, Relay, Section};
 
 /// The delay before retry number `attempts` (1-based), with up to 20% jitter.
 pub fn backoff(attempts: u32) -> Duration {

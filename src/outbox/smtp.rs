@@ -71,11 +71,30 @@ impl AsyncTokioStream for ImplicitTls {
     }
 }
 
+/// Which section of the config a relay comes from, for the keys its
+/// errors name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    /// `[smtp]`, the outbox's relay.
+    Smtp,
+    /// `[alert_relay]`, the alerts' second relay.
+    AlertRelay,
+}
+
+impl Section {
+    /// Its `ca_file` and `host` keys.
+    fn keys(self) -> (&'static str, &'static str) {
+        match self {
+            Section::Smtp => ("smtp.ca_file", "smtp.host"),
+            Section::AlertRelay => ("alert_relay.ca_file", "alert_relay.host"),
+        }
+    }
+}
+
 /// The relay and how to log in to it.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    /// The section it comes from ("smtp", "alert_relay"), for errors.
-    pub section: &'static str,
+    pub section: Section,
     pub cfg: Smtp,
     /// `smtp.auth = "oauth2"`: the access tokens (shared with intake).
     pub tokens: Option<Arc<TokenSource>>,
@@ -100,10 +119,7 @@ pub async fn connect(relay: &Relay) -> Result<AsyncSmtpConnection, OutboxError> 
     .map_err(|e| conn_err(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let hello = ClientId::default();
-    let (ca_key, host_key) = match relay.section {
-        "alert_relay" => ("alert_relay.ca_file", "alert_relay.host"),
-        _ => ("smtp.ca_file", "smtp.host"),
-    };
+    let (ca_key, host_key) = relay.section.keys();
     let session = async {
         let mut conn = match cfg.tls {
             TlsMode::Implicit => {
