@@ -10,7 +10,7 @@
 mod lease;
 mod second_path;
 
-pub use lease::LEASE;
+pub use lease::{LEASE, STANDBY};
 pub use second_path::AlertRelay;
 
 use crate::clock::{add, fmt_ts, parse_ts, Clock};

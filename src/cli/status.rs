@@ -73,13 +73,14 @@ pub(super) fn status(cfg: &Config, json: bool) -> anyhow::Result<std::process::E
                 .unwrap_or_default()
         );
         println!("open cases     {open}");
+        let why = lease.last_error.as_deref().unwrap_or("unknown error");
         match (&lease.failing_since, &lease.last_ok_at) {
+            (Some(since), _) if why.starts_with(crate::health::STANDBY) => {
+                println!("mailbox lease  STANDBY since {since}: {why}")
+            }
+            // Heartbeats fail and the lease ran out: no mail is read.
             (Some(since), _) => println!(
-                "mailbox lease  STANDBY since {since}: {}",
-                lease
-                    .last_error
-                    .as_deref()
-                    .unwrap_or("another instance holds it")
+                "mailbox lease  FAILING since {since} ({why}): this instance reads no mail"
             ),
             (None, Some(at)) if lease_lapsed(at) => println!(
                 "mailbox lease  lapsed: last heartbeat {at} (the daemon is stopped or cannot \

@@ -11,6 +11,10 @@ use chrono::{DateTime, Utc};
 /// The health row's component name for the mailbox's lease.
 pub const LEASE: &str = "lease";
 
+/// How the row's `last_error` begins while another instance holds the
+/// mailbox (a standby); any other error is the lease failing.
+pub const STANDBY: &str = "another secintake instance holds the mailbox";
+
 /// The lease as this instance last saw it.
 #[derive(Debug, Default)]
 pub(super) struct LeaseHealth {
@@ -74,8 +78,8 @@ impl Health {
             last_ok_at: held_at.map(fmt_ts),
             failing_since: Some(fmt_ts(since)),
             last_error: Some(format!(
-                "another secintake instance holds the mailbox: {holder} (heartbeat {ago} s \
-                 ago); this one reads no mail until that lease ends"
+                "{STANDBY}: {holder} (heartbeat {ago} s ago); this one reads no mail until \
+                 that lease ends"
             )),
             alerted: false,
         })

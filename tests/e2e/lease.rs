@@ -174,6 +174,11 @@ fn a_holder_whose_lease_connection_goes_silent_stops_before_another_takes_over()
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(code, 3, "{out}");
     assert!(st["lease"]["failing_since"].is_string(), "{out}");
+    let (_, text, _) = common::daemon::cli(&w.config, &["status"]);
+    assert!(
+        text.contains("mailbox lease  FAILING since") && text.contains("no answer within"),
+        "{text}"
+    );
     let alert = eventually(T, "the lease alert", Some(&w.daemon), || {
         w.stack
             .fetch_all("alice@example.org")
