@@ -175,14 +175,14 @@ fn now_secs() -> u64 {
 
 /// The lease task's parts (see [`Lease::run`]).
 pub struct Lease {
-    pub cfg: Imap,
-    pub tokens: Option<Arc<TokenSource>>,
+    cfg: Imap,
+    tokens: Option<Arc<TokenSource>>,
     /// This instance's name ([`instance_name`]).
-    pub me: String,
-    pub state: Arc<LeaseState>,
+    me: String,
+    state: Arc<LeaseState>,
     /// With a new state file (no `--adopt`): the folder to look for mail
     /// handled before in, once the lease is held.
-    pub fresh_check: Option<String>,
+    fresh_check: Option<String>,
 }
 
 impl Lease {
