@@ -25,12 +25,9 @@ pub(super) fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECINTAKE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let stream = std::env::var_os("JOURNAL_STREAM");
-    let sink = match format {
-        LogFormat::Json => stderr_json(),
-        LogFormat::Text => match stream.as_deref() {
-            Some(value) => journal(value).unwrap_or_else(stderr_prefixed),
-            None => stderr_text(),
-        },
+    let sink = match (format, stream.as_deref()) {
+        (LogFormat::Text, Some(value)) => journal(value).unwrap_or_else(|| stderr(format, true)),
+        _ => stderr(format, false),
     };
     // The cap filters the sink itself; SECINTAKE_LOG is the global filter
     // (see `within_log_cap` for why they are two).
@@ -111,31 +108,21 @@ fn names(stream: &OsStr, meta: &std::fs::Metadata) -> bool {
     dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
-fn stderr_text() -> Sink {
+/// Lines on stderr, JSON or text; `prefixed`: stderr may be the
+/// journal's stream (issue 12; sd-daemon(3) prefixes), so each text line
+/// carries its priority, without colour.
+fn stderr(format: LogFormat, prefixed: bool) -> Sink {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .boxed()
-}
-
-fn stderr_json() -> Sink {
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt::layer()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .json()
-        .boxed()
-}
-
-/// Lines on a stderr that may be the journal's stream (issue 12;
-/// sd-daemon(3) prefixes): without colour, each with its priority.
-fn stderr_prefixed() -> Sink {
-    tracing_subscriber::fmt::layer()
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .event_format(JournalPriority(tracing_subscriber::fmt::format()))
-        .boxed()
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(!prefixed && std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => layer.json().boxed(),
+        LogFormat::Text if prefixed => layer
+            .event_format(JournalPriority(tracing_subscriber::fmt::format()))
+            .boxed(),
+        LogFormat::Text => layer.boxed(),
+    }
 }
 
 /// Whether an event may be logged whatever `SECINTAKE_LOG` says: other
