@@ -91,15 +91,6 @@ fn pump(
     });
 }
 
-/// Every acknowledgement `reporter` got (Message-IDs, copies included).
-fn acks(w: &World, reporter: &str) -> Vec<String> {
-    w.stack
-        .fetch_all(reporter)
-        .iter()
-        .filter_map(|m| common::header(m, "Message-ID"))
-        .collect()
-}
-
 #[test]
 fn a_holder_whose_lease_connection_goes_silent_stops_before_another_takes_over() {
     let mut proxy = None;
@@ -154,13 +145,13 @@ fn a_holder_whose_lease_connection_goes_silent_stops_before_another_takes_over()
     }
     for r in &reporters {
         eventually(T, &format!("{r}'s acknowledgement"), Some(&standby), || {
-            (!acks(&w, r).is_empty()).then_some(())
+            (!w.message_ids(r).is_empty()).then_some(())
         });
     }
     // Whatever the old holder might still send has time to land.
     std::thread::sleep(Duration::from_secs(3));
     for r in &reporters {
-        let got = acks(&w, r);
+        let got = w.message_ids(r);
         assert_eq!(got.len(), 1, "{r} got {got:?}\n---- holder\n{}", w.log());
     }
     assert_eq!(

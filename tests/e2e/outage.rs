@@ -41,8 +41,7 @@ fn report(reporter: &str, i: usize) -> Vec<u8> {
 /// How many times each Message-ID is in `user`'s mailbox.
 fn copies(w: &World, user: &str) -> HashMap<String, usize> {
     let mut out = HashMap::new();
-    for m in w.stack.fetch_all(user) {
-        let id = common::header(&m, "Message-ID").unwrap_or_default();
+    for id in w.message_ids(user) {
         *out.entry(id).or_insert(0) += 1;
     }
     out

@@ -63,16 +63,7 @@ fn fill(dir: &Path) -> PathBuf {
 /// The distinct acknowledgement Message-IDs `reporter` got, and how many
 /// copies in all.
 fn acks(w: &World, reporter: &str) -> (HashSet<String>, usize) {
-    let msgs = w.stack.fetch_all(reporter);
-    let ids: Vec<String> = msgs
-        .iter()
-        .filter_map(|m| {
-            let text = String::from_utf8_lossy(m);
-            text.lines()
-                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
-                .map(|l| l[11..].trim().to_string())
-        })
-        .collect();
+    let ids = w.message_ids(reporter);
     (ids.iter().cloned().collect(), ids.len())
 }
 

@@ -186,6 +186,17 @@ impl World {
         got
     }
 
+    /// The Message-ID of every message in `user`'s INBOX now, one entry
+    /// per message (so a mail received twice shows twice; one without a
+    /// Message-ID shows as "").
+    pub fn message_ids(&self, user: &str) -> Vec<String> {
+        self.stack
+            .fetch_all(user)
+            .iter()
+            .map(|m| super::header(m, "Message-ID").unwrap_or_default())
+            .collect()
+    }
+
     /// Asserts `user`'s INBOX holds exactly `n` messages now.
     pub fn assert_mailbox(&self, user: &str, n: usize) -> Vec<Vec<u8>> {
         let got = self.stack.fetch_all(user);
