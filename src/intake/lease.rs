@@ -343,12 +343,16 @@ impl Link {
         }
     }
 
-    /// One attempt, within [`beat_deadline`]: a kept connection that
-    /// died silently would otherwise hold the beat up until
-    /// `imap.io_timeout`, and the lease could lapse meanwhile.
+    /// One attempt: the beat's commands within [`beat_deadline`], since a
+    /// kept connection that died silently would otherwise hold the beat
+    /// up until `imap.io_timeout`, and the lease could lapse meanwhile. A
+    /// new session's connect and login are bounded by their own timeouts
+    /// and keep their errors (a refused login is one, slowed down on
+    /// purpose by the server): counted against the deadline they made a
+    /// slow refusal read as the lease's own failure.
     async fn try_beat(&mut self, me: &str) -> Result<Outcome, IntakeError> {
+        let session = self.session().await?;
         let attempt = async {
-            let session = self.session().await?;
             let result = beat_in(session, me).await;
             drain(session);
             result
